@@ -1,0 +1,248 @@
+// Attention kernels on the GPU, timed with CUDA events (plain main(): the GPU
+// machine has no Google Benchmark). bf16, B = 1, 32 heads, D = 128, Hedgehog
+// F = 128 (Fh = 64):
+//   prefill T in {2k, 4k, 8k, 16k, 32k}: our kernels (chunked kernel alone on
+//   precomputed features, baseline and LoLCATs entry points) against
+//   at::scaled_dot_product_attention (causal) and the LibTorch forms of the
+//   same entry points (CUDA kernels switched off);
+//   decode at batch {1, 16, 64, 256} (32 query heads, 8 kv heads): our decode
+//   kernels against the LibTorch DecodeStep.
+// Prints a table and writes JSON to argv[1], else $OUT/attention_bench.json,
+// else ./attention_bench.json. `--profile` instead runs one T = 32k forward of
+// the baseline and of LoLCATs (for ncu) and exits. Each row: median of `reps` timed runs after
+// warm-up; floors from the bytes each op must move (inputs read once, output
+// written once; for decode the state read and written) at the measured copy
+// bandwidth, and from its FLOPs at the measured bf16 matmul rate.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/feature_map/feature_map.h"
+#include "kernels/linear_attention/chunked_linear.h"
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
+#include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/linear_attention.h"
+#include "kernels/lolcats/lolcats_attention.h"
+
+namespace {
+
+namespace lk = linearize::kernels;
+
+struct Row {
+  std::string op, impl;
+  int64_t t = 0, batch = 1;
+  double ms = 0, floor_ms = 0, bytes = 0, flops = 0;
+};
+
+// Median milliseconds of fn over `reps` runs (each run = `inner` calls
+// between two events), after `warmup` runs.
+double TimeMs(const std::function<void()>& fn, int reps, int warmup = 2, int inner = 1) {
+  for (int i = 0; i < warmup; ++i) fn();
+  at::cuda::getCurrentCUDAStream().synchronize();
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record();
+    for (int i = 0; i < inner; ++i) fn();
+    stop.record();
+    stop.synchronize();
+    ms.push_back(start.elapsed_time(stop) / inner);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+struct Ceilings {
+  double bytes_per_ms = 0;  // device-to-device copy, read + written
+  double flops_per_ms = 0;  // bf16 matmul
+};
+
+Ceilings Measure() {
+  Ceilings c;
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  {
+    const at::Tensor src = at::randn({int64_t{1} << 29}, opts.dtype(at::kBFloat16));  // 1 GiB
+    at::Tensor dst = at::empty_like(src);
+    const double ms = TimeMs([&] { dst.copy_(src); }, 10);
+    c.bytes_per_ms = 2.0 * src.numel() * 2 / ms;
+  }
+  {
+    const int64_t n = 8192;
+    const at::Tensor a = at::randn({n, n}, opts.dtype(at::kBFloat16));
+    const at::Tensor b = at::randn({n, n}, opts.dtype(at::kBFloat16));
+    const double ms = TimeMs([&] { at::matmul(a, b); }, 10);
+    c.flops_per_ms = 2.0 * n * n * n / ms;
+  }
+  return c;
+}
+
+void Add(std::vector<Row>& rows, const Ceilings& ceil, Row r) {
+  r.floor_ms = std::max(r.bytes / ceil.bytes_per_ms, r.flops / ceil.flops_per_ms);
+  std::printf("%-22s %-14s B=%-4ld T=%-6ld %10.3f ms  floor %8.3f ms  x%6.2f  %7.1f GB/s  %7.1f TFLOP/s\n",
+              r.op.c_str(), r.impl.c_str(), static_cast<long>(r.batch), static_cast<long>(r.t),
+              r.ms, r.floor_ms, r.ms / r.floor_ms, r.bytes / r.ms / 1e6, r.flops / r.ms / 1e9);
+  std::fflush(stdout);
+  rows.push_back(r);
+}
+
+void WriteJson(const std::string& path, const std::vector<Row>& rows, const Ceilings& ceil,
+               const std::string& device) {
+  std::ofstream out(path);
+  out << "{\n  \"device\": \"" << device << "\",\n";
+  out << "  \"copy_GBps\": " << ceil.bytes_per_ms / 1e6 << ",\n";
+  out << "  \"bf16_matmul_TFLOPs\": " << ceil.flops_per_ms / 1e9 << ",\n  \"rows\": [\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    out << "    {\"op\": \"" << r.op << "\", \"impl\": \"" << r.impl << "\", \"batch\": " << r.batch
+        << ", \"T\": " << r.t << ", \"ms\": " << r.ms << ", \"floor_ms\": " << r.floor_ms
+        << ", \"bytes\": " << r.bytes << ", \"flops\": " << r.flops << "}"
+        << (i + 1 < rows.size() ? ",\n" : "\n");
+  }
+  out << "  ]\n}\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!at::hasCUDA()) {
+    std::fprintf(stderr, "bench_attention_gpu: no CUDA device\n");
+    return 1;
+  }
+  const c10::NoGradGuard no_grad;
+  const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
+  std::string path = "attention_bench.json";
+  if (argc > 1 && !profile) {
+    path = argv[1];
+  } else if (const char* out = std::getenv("OUT")) {
+    path = std::string(out) + "/attention_bench.json";
+  }
+  const std::string device = at::cuda::getCurrentDeviceProperties()->name;
+  const int64_t h = 32, d = 128, fh = 64, f = 2 * fh, w = 64;
+  const auto bf = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  lk::FeatureMaps maps;
+  maps.kind = lk::FeatureMapKind::kHedgehog;
+  maps.q_weight = (at::randn({h, d, fh}, bf.dtype(at::kFloat)) / std::sqrt(double(d))).to(at::kBFloat16);
+  maps.k_weight = (at::randn({h, d, fh}, bf.dtype(at::kFloat)) / std::sqrt(double(d))).to(at::kBFloat16);
+  lk::lolcats::Weights lw{maps, at::randn({h}, bf.dtype(at::kFloat))};
+  lk::lolcats::Options lo;
+  lo.window = w;
+  if (profile) {
+    const int64_t t = 32768;
+    const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
+                     v = at::randn({1, h, t, d}, bf);
+    lk::linear_attention::ForwardParallel(q, k, v, maps);
+    lk::lolcats::ForwardParallel(q, k, v, lw, lo);
+    at::cuda::getCurrentCUDAStream().synchronize();
+    return 0;
+  }
+  const Ceilings ceil = Measure();
+  std::printf("%s: copy %.0f GB/s, bf16 matmul %.0f TFLOP/s\n", device.c_str(),
+              ceil.bytes_per_ms / 1e6, ceil.flops_per_ms / 1e9);
+
+  std::vector<Row> rows;
+  for (const int64_t t : {2048, 4096, 8192, 16384, 32768}) {
+    const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
+                     v = at::randn({1, h, t, d}, bf);
+    const double tok = double(t) * h;
+    const double io = 4.0 * tok * d * 2;  // q, k, v read, y written (bf16)
+    // Per token and head: chunk products (A, A v, q S, k^T v with C = 64) and two feature maps.
+    const double chunk_flops = 2.0 * (64.0 * f + 64.0 * d + 2.0 * f * d);
+    const double map_flops = 2.0 * 2.0 * d * fh;
+    const int reps = t >= 16384 ? 5 : 10;
+
+    {  // the chunked kernel alone, features precomputed (bf16)
+      const at::Tensor pq = lk::HedgehogFeatureMap(q, maps.q_weight);
+      const at::Tensor pk = lk::HedgehogFeatureMap(k, maps.k_weight);
+      lk::detail::CudaLinearInputs in;
+      in.phi_q = pq;
+      in.phi_k = pk;
+      in.v = v;
+      Row r{"chunked_linear", "cuda", t};
+      r.ms = TimeMs([&] { lk::detail::ChunkedCausalLinearCuda(in); }, reps);
+      r.bytes = tok * (2.0 * f + 2.0 * d) * 2;  // phi_q, phi_k, v read, y written
+      r.flops = tok * chunk_flops;
+      Add(rows, ceil, r);
+      Row m{"hedgehog_map", "cuda", t};
+      m.ms = TimeMs([&] { lk::HedgehogFeatureMap(q, maps.q_weight); }, reps);
+      m.bytes = tok * (d + f) * 2;  // x read, phi written
+      m.flops = tok * 2.0 * d * fh;
+      Add(rows, ceil, m);
+    }
+    {
+      Row r{"linear_attention", "cuda", t};
+      r.ms = TimeMs([&] { lk::linear_attention::ForwardParallel(q, k, v, maps); }, reps);
+      r.bytes = io;
+      r.flops = tok * (chunk_flops + map_flops);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(false);
+      r.impl = "libtorch";
+      r.ms = TimeMs([&] { lk::linear_attention::ForwardParallel(q, k, v, maps); }, 3, 1);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(true);
+    }
+    {
+      Row r{"lolcats", "cuda", t};
+      const double win_flops = 2.0 * 2.0 * 128 * d;  // band scores and values (128 keys)
+      r.ms = TimeMs([&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); }, reps);
+      r.bytes = io;
+      r.flops = tok * (chunk_flops + map_flops + win_flops);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(false);
+      r.impl = "libtorch";
+      r.ms = TimeMs([&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); }, 3, 1);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(true);
+    }
+    {
+      Row r{"sdpa_causal", "aten", t};
+      r.ms = TimeMs([&] { at::scaled_dot_product_attention(q, k, v, {}, 0.0, true); }, reps);
+      r.bytes = io;
+      r.flops = 2.0 * double(t) * double(t) * d * h;  // causal half of 4 T^2 D per head
+      Add(rows, ceil, r);
+    }
+  }
+
+  // Decode: one token per session, 32 query heads over 8 kv heads.
+  const int64_t hkv = 8;
+  lk::FeatureMaps dmaps = maps;
+  dmaps.k_weight = (at::randn({hkv, d, fh}, bf.dtype(at::kFloat)) / std::sqrt(double(d))).to(at::kBFloat16);
+  lk::lolcats::Weights dlw{dmaps, lw.window_logit};
+  for (const int64_t b : {1, 16, 64, 256}) {
+    const at::Tensor q = at::randn({b, h, 1, d}, bf), k = at::randn({b, hkv, 1, d}, bf),
+                     v = at::randn({b, hkv, 1, d}, bf);
+    const double state_bytes = 2.0 * b * h * (f * d + f) * 4;  // read + write, float32
+    const double dec_flops = double(b) * h * (4.0 * f * d + 4.0 * d * fh);
+    for (const bool cuda : {true, false}) {
+      lk::detail::SetCudaAttentionEnabled(cuda);
+      lk::linear_attention::State st = lk::linear_attention::EmptyState(b, h, f, d, bf);
+      Row r{"decode_linear", cuda ? "cuda" : "libtorch", 1, b};
+      r.ms = TimeMs([&] { lk::linear_attention::DecodeStep(st, q, k, v, dmaps); }, 7, 3, 20);
+      r.bytes = state_bytes + 4.0 * b * h * d * 2;
+      r.flops = dec_flops;
+      Add(rows, ceil, r);
+      // LoLCATs from a full window (every step evicts one key).
+      const at::Tensor pq = at::randn({b, h, w + 1, d}, bf), pk = at::randn({b, hkv, w + 1, d}, bf),
+                       pv = at::randn({b, hkv, w + 1, d}, bf);
+      lk::lolcats::State ls = lk::lolcats::Prefill(pq, pk, pv, dlw, lo).state;
+      Row r2{"decode_lolcats", cuda ? "cuda" : "libtorch", 1, b};
+      r2.ms = TimeMs([&] { lk::lolcats::DecodeStep(ls, q, k, v, dlw, lo); }, 7, 3, 20);
+      r2.bytes = state_bytes + 2.0 * b * hkv * w * d * 2 + 4.0 * b * h * d * 2;
+      r2.flops = dec_flops + double(b) * h * 4.0 * w * d;
+      Add(rows, ceil, r2);
+    }
+    lk::detail::SetCudaAttentionEnabled(true);
+  }
+  WriteJson(path, rows, ceil, device);
+  std::printf("wrote %s\n", path.c_str());
+  return 0;
+}

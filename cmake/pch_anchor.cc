@@ -1,0 +1,1 @@
+// Empty: only carries the LibTorch precompiled header.

@@ -1,0 +1,94 @@
+// The conversion pipeline: teacher -> linear-attention student.
+//   stage 1 (attention transfer): the teacher stays frozen; for every
+//     converted layer the student attention reads the teacher's own q/k/v
+//     (and hidden states) and is trained so its output matches the teacher's
+//     softmax output: loss = mse_weight * sum over layers of the MSE. Only
+//     feature maps, window factors, gates, meta logits and alpha train.
+//     Validation MSE is checked every eval_every steps (reduce-on-plateau or
+//     cosine schedule; early stopping).
+//   stage 2 (LoRA): adapters on the attention projections, next-token loss
+//     (+ optional KD from the teacher's logits).
+// Checkpoints (trainable tensors, AdamW state, schedule state, data and the
+// step cursor; dropout is reseeded from (seed, step), so no other RNG state
+// exists) go to <out>/checkpoint every checkpoint_every steps and when the
+// progress callback asks to stop; a resumed run takes the same steps as an
+// uninterrupted one, bit for bit. The result is a Hugging Face directory in
+// <out> that model::LoadModel serves.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/convert/data.h"
+#include "common/model/linear_attention_config.h"
+#include "common/model/lora.h"
+
+namespace linearize::convert {
+
+enum class Schedule { kCosine, kPlateau };
+
+struct StageOptions {
+  double lr = 1e-2;
+  Schedule schedule = Schedule::kPlateau;
+  double warmup_fraction = 0.0;  // of the stage's steps, linear warm-up
+  int64_t eval_every = 50;       // steps between validations (and plateau checks)
+  int64_t plateau_patience = 2;  // evaluations without improvement before lr *= 0.1
+  int64_t early_stop_patience = 5;  // evaluations without improvement before stopping; 0: off
+};
+
+struct ConvertOptions {
+  std::string teacher;  // Hugging Face directory (config.json + safetensors)
+  model::LinearAttentionConfig attention;  // recipe and sizes
+  DataOptions data;
+  // Training tokens over both stages (half each; all to stage 2 for the
+  // linear baseline, which has nothing to transfer). > 0.
+  int64_t tokens = 20'000'000;
+  int64_t batch_size = 8;  // sequences per micro-batch
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  StageOptions stage1;     // lr 1e-2, reduce-on-plateau (LoLCATs)
+  double mse_weight = 1000;
+  StageOptions stage2 = {1e-4, Schedule::kCosine, 0.05, 50, 2, 0};
+  model::LoraOptions lora;   // r 8, alpha 16, dropout 0, q/k/v/o; merged on export
+  double kd_weight = 0;      // stage 2: weight of KL(teacher || student); 0: off
+  double kd_temperature = 1;
+  int64_t checkpoint_every = 100;  // optimizer steps; 0: only when stopped
+  std::string out_dir;
+  bool resume = false;  // continue from <out>/checkpoint
+  uint64_t seed = 0;
+};
+
+struct ProgressEvent {
+  std::string stage;  // "data", "attention_transfer", "finetune", "evaluate", "export"
+  int64_t step = 0;   // optimizer steps done in this stage
+  int64_t total = 0;  // planned steps of this stage
+  double tokens_per_second = 0;
+  double loss = 0;          // last step's training loss (0 outside training)
+  double eta_seconds = 0;   // for this stage
+  std::optional<double> validation;  // set on evaluation steps (MSE or perplexity)
+};
+// Return false to stop: the pipeline checkpoints and returns CANCELLED.
+using ProgressCallback = std::function<bool(const ProgressEvent&)>;
+
+struct ConvertResult {
+  std::string out_dir;
+  double initial_val_mse = 0, final_val_mse = 0;  // stage 1 (0 for the linear baseline)
+  double teacher_val_ppl = 0;
+  double student_val_ppl_before_finetune = 0, student_val_ppl = 0;
+  int64_t stage1_steps = 0, stage2_steps = 0;
+  int64_t tokens_seen = 0;
+  double last_loss = 0;  // the final optimizer step's training loss
+  double seconds = 0;
+  bool resumed = false;
+};
+
+// INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION for bad options, an
+// unusable teacher or data (naming what is wrong; nothing is written);
+// CANCELLED when the callback stopped it (a checkpoint was written). An
+// existing checkpoint is only replaced by a newer complete one.
+absl::StatusOr<ConvertResult> Convert(const ConvertOptions& options,
+                                      const ProgressCallback& progress = nullptr);
+
+}  // namespace linearize::convert

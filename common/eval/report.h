@@ -1,0 +1,60 @@
+// What an evaluation run found, as report.json, report.md (tables) and PNG
+// plots (perplexity vs position, recall vs context length), every model of
+// the run (teacher and students) on the same axes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/eval/multiple_choice.h"
+#include "common/eval/recall.h"
+#include "common/eval/speed.h"
+#include "common/eval/token_scores.h"
+#include "common/runtime/perplexity.h"
+#include "nlohmann/json.hpp"
+
+namespace linearize::eval {
+
+struct PerplexityEntry {
+  std::string model;  // label: "teacher", "student" or a path
+  std::string text;   // the text file
+  runtime::PerplexityResult result;
+  std::optional<PositionCurve> curve;
+};
+
+struct RecallEntry {
+  std::string model;
+  RecallResult result;
+};
+
+struct McEntry {
+  std::string model;
+  McResult result;
+};
+
+struct SpeedEntry {
+  std::string model;
+  SpeedResult result;
+};
+
+struct EvalReport {
+  std::string model;    // the evaluated model's path
+  std::string teacher;  // "" when none
+  std::vector<PerplexityEntry> perplexity;
+  std::optional<Comparison> comparison;  // teacher vs model
+  std::vector<RecallEntry> mqar;
+  std::vector<RecallEntry> passkey;
+  std::vector<McEntry> mc;
+  std::vector<SpeedEntry> speed;
+};
+
+nlohmann::json ReportJson(const EvalReport& report);
+std::string ReportMarkdown(const EvalReport& report);
+// Writes report.json, report.md and, where there is data, ppl_vs_position.png
+// and recall_vs_context.png (one line per model and number of pairs; passkey
+// per model) into `dir` (created if missing, POSIX mkdir).
+absl::Status WriteReport(const EvalReport& report, const std::string& dir);
+
+}  // namespace linearize::eval

@@ -1,0 +1,94 @@
+#include "common/model/linear_attention_load.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/io/safetensors.h"
+#include "common/model/student_attention.h"
+#include "common/model/weights.h"
+
+namespace linearize::model {
+namespace {
+
+absl::StatusOr<at::Tensor> ViewToFloat(const io::TensorView& view, c10::Device device) {
+  at::ScalarType type;
+  switch (view.dtype) {
+    case io::DType::kF64: type = at::kDouble; break;
+    case io::DType::kF32: type = at::kFloat; break;
+    case io::DType::kF16: type = at::kHalf; break;
+    case io::DType::kBF16: type = at::kBFloat16; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dtype ", std::string(io::DTypeName(view.dtype)), " is not a floating-point type"));
+  }
+  at::Tensor raw = at::empty(view.shape, at::TensorOptions().dtype(type));
+  if (static_cast<size_t>(raw.nbytes()) != view.data.size()) {
+    return absl::InternalError("tensor byte size does not match its shape");
+  }
+  if (!view.data.empty()) std::memcpy(raw.data_ptr(), view.data.data(), view.data.size());
+  return raw.to(device, at::kFloat).contiguous();
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<LinearAttentionConfig>> ApplyLinearAttentionFromDir(
+    const std::string& dir, LlamaModel* model) {
+  const std::string config_path = dir + "/config.json";
+  std::ifstream in(config_path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", config_path));
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
+  }
+  const auto section = j.find("linear_attention");
+  if (section == j.end() || section->is_null()) return std::nullopt;
+  absl::StatusOr<LinearAttentionConfig> config =
+      LinearAttentionConfigFromJson(*section, config_path);
+  if (!config.ok()) return config.status();
+  if (absl::Status s = ValidateLinearAttentionConfig(*config, model->config()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": ", s.message()));
+  }
+  absl::StatusOr<std::unique_ptr<io::SafetensorsCheckpoint>> ckpt =
+      io::SafetensorsCheckpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  try {
+    for (int64_t layer = 0; layer < model->num_layers(); ++layer) {
+      if (!IsConverted(*config, layer)) continue;
+      StudentTensors tensors;
+      const std::string prefix = absl::StrCat("model.layers.", layer, ".self_attn.");
+      for (const auto& [name, shape] : StudentTensorShapes(*config, model->config())) {
+        const io::TensorView* view = (*ckpt)->Find(prefix + name);
+        if (view == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              dir, ": missing tensor ", prefix, name, " (expected shape ", ShapeString(shape),
+              ") that config.json's linear_attention section calls for"));
+        }
+        absl::StatusOr<at::Tensor> t = ViewToFloat(*view, model->device());
+        if (!t.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(dir, ": tensor ", prefix, name, ": ", t.status().message()));
+        }
+        tensors.emplace(name, *std::move(t));
+      }
+      absl::StatusOr<std::unique_ptr<StudentAttention>> attention =
+          MakeStudentAttention(*config, model->config(), std::move(tensors));
+      if (!attention.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir, ": layer ", layer, ": ", attention.status().message()));
+      }
+      model->SetAttention(layer, *std::move(attention));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat(dir, ": ", e.what_without_backtrace()));
+  }
+  return config;
+}
+
+}  // namespace linearize::model

@@ -1,0 +1,166 @@
+#include "common/model/llama_model.h"
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/model/mlp.h"
+#include "common/model/softmax_attention.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+
+namespace linearize::model {
+namespace {
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  return bias.defined() ? at::linear(x, w, bias) : at::linear(x, w);
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(io::ModelConfig config, ModelWeights weights, RotaryEmbedding rope)
+    : config_(std::move(config)), weights_(std::move(weights)), rope_(std::move(rope)) {}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig config,
+                                                               ModelWeights weights) {
+  if (absl::Status s = ValidateWeights(config, weights); !s.ok()) return s;
+  const at::ScalarType dtype = weights.embed.scalar_type();
+  const c10::Device device = weights.embed.device();
+  if (!at::isFloatingType(dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights must be floating point, got ", c10::toString(dtype)));
+  }
+  ModelWeights view = weights;
+  for (const WeightSpec& spec : WeightSpecs(config, &view)) {
+    const at::Tensor& t = *spec.slot;
+    if (t.defined() && (t.scalar_type() != dtype || t.device() != device)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", spec.hf_name, " is ", c10::toString(t.scalar_type()), " on ",
+          t.device().str(), " but model.embed_tokens.weight is ", c10::toString(dtype), " on ",
+          device.str(), "; all weights must share dtype and device"));
+    }
+  }
+  absl::StatusOr<RotaryEmbedding> rope = RotaryEmbedding::Create(config, weights.rope_freq_factors);
+  if (!rope.ok()) return rope.status();
+  rope->To(device);
+  auto model = std::unique_ptr<LlamaModel>(
+      new LlamaModel(std::move(config), std::move(weights), *std::move(rope)));
+  const io::ModelConfig& c = model->config_;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    model->attention_.push_back(std::make_unique<SoftmaxAttention>(
+        c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.sliding_window));
+  }
+  return model;
+}
+
+void LlamaModel::SetAttention(int64_t layer, std::unique_ptr<AttentionLayer> attention) {
+  attention_.at(static_cast<size_t>(layer)) = std::move(attention);
+}
+
+std::unique_ptr<Memory> LlamaModel::NewMemory(int64_t batch, int64_t capacity) const {
+  std::vector<std::unique_ptr<AttentionState>> layers;
+  const auto options = at::TensorOptions().dtype(dtype()).device(device());
+  for (const auto& attention : attention_) {
+    layers.push_back(attention->NewState(batch, capacity, options));
+  }
+  return std::make_unique<Memory>(std::move(layers), batch);
+}
+
+absl::Status LlamaModel::CheckInput(const at::Tensor& ids, const Memory* memory) const {
+  if (!ids.defined() || ids.dim() != 2 || ids.size(0) < 1 || ids.size(1) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids must be [B, T] with B, T >= 1, got ",
+        ids.defined() ? ShapeString(ids.sizes()) : std::string("an undefined tensor")));
+  }
+  if (ids.scalar_type() != at::kLong) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ids must be int64, got ", c10::toString(ids.scalar_type())));
+  }
+  if (memory != nullptr) {
+    if (memory->batch() != ids.size(0)) {
+      return absl::InvalidArgumentError(absl::StrCat("ids have batch ", ids.size(0),
+                                                     " but the memory holds ", memory->batch(),
+                                                     " sequences"));
+    }
+    if (static_cast<int64_t>(memory->num_layers()) != num_layers()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the memory has ", memory->num_layers(), " layers, the model ", num_layers()));
+    }
+  }
+  const auto [min_id, max_id] = at::aminmax(ids);
+  const int64_t lo = min_id.item<int64_t>();
+  const int64_t hi = max_id.item<int64_t>();
+  if (lo < 0 || hi >= vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token id ", lo < 0 ? lo : hi, " is outside the vocabulary [0, ", vocab_size(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Tensor> LlamaModel::ForwardHidden(const at::Tensor& ids,
+                                                     Memory* memory) const {
+  try {
+    if (absl::Status s = CheckInput(ids, memory); !s.ok()) return s;
+    return HiddenUnchecked(ids.to(device()), memory);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<at::Tensor> LlamaModel::Forward(const at::Tensor& ids, Memory* memory,
+                                               Logits which) const {
+  absl::StatusOr<at::Tensor> hidden = ForwardHidden(ids, memory);
+  if (!hidden.ok()) return hidden.status();
+  try {
+    const int64_t t = hidden->size(1);
+    return LmHead(which == Logits::kLast ? hidden->narrow(1, t - 1, 1) : *hidden);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
+  }
+}
+
+at::Tensor LlamaModel::LmHead(const at::Tensor& hidden) const {
+  return at::linear(hidden, weights_.lm_head).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                               int64_t layer, LoraTarget target) const {
+  at::Tensor y = Linear(x, w, bias);
+  if (lora_ != nullptr) {
+    if (at::Tensor delta = lora_->Delta(layer, target, x); delta.defined()) y = y + delta;
+  }
+  return y;
+}
+
+at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory) const {
+  const io::ModelConfig& c = config_;
+  const int64_t b = ids.size(0);
+  const int64_t t = ids.size(1);
+  const int64_t position = memory != nullptr ? memory->position() : 0;
+  const auto [cos, sin] = rope_.CosSin(position, t, dtype());
+
+  at::Tensor x = at::embedding(weights_.embed, ids);  // [B, T, H]
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+    const at::Tensor h = kernels::RmsNorm(x, l.input_norm, c.rms_norm_eps);
+    // [B, T, heads * D] -> [B, heads, T, D]
+    const at::Tensor q = Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ)
+                             .view({b, t, c.num_attention_heads, c.head_dim})
+                             .transpose(1, 2);
+    const at::Tensor k = Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK)
+                             .view({b, t, c.num_key_value_heads, c.head_dim})
+                             .transpose(1, 2);
+    const at::Tensor v = Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)
+                             .view({b, t, c.num_key_value_heads, c.head_dim})
+                             .transpose(1, 2);
+    AttentionState* state = memory != nullptr ? memory->layer(static_cast<size_t>(i)) : nullptr;
+    AttentionInputs in{ApplyRotary(q, cos, sin), ApplyRotary(k, cos, sin), v, q, k, h};
+    const at::Tensor a = attention_[static_cast<size_t>(i)]->Forward(in, state, position);
+    x = x + Project(a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
+                    l.o_proj, l.o_bias, i, LoraTarget::kO);
+    x = x + SwiGlu(kernels::RmsNorm(x, l.post_norm, c.rms_norm_eps), l.gate_proj, l.up_proj,
+                   l.down_proj);
+  }
+  if (memory != nullptr) memory->Advance(t);
+  return kernels::RmsNorm(x, weights_.final_norm, c.rms_norm_eps);
+}
+
+}  // namespace linearize::model

@@ -1,0 +1,84 @@
+// A Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM) as plain ATen
+// ops: embedding, per layer RMSNorm -> q/k/v projections -> RoPE -> a
+// pluggable AttentionLayer -> o_proj, RMSNorm -> SwiGLU, then a final
+// RMSNorm and the LM head. Computes in the weights' dtype.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/io/model_config.h"
+#include "common/model/attention.h"
+#include "common/model/lora.h"
+#include "common/model/memory.h"
+#include "common/model/rope.h"
+#include "common/model/weights.h"
+
+namespace linearize::model {
+
+// Forward is const and may run concurrently on different Memory objects;
+// SetAttention must not race with it.
+class LlamaModel {
+ public:
+  // Validates config and weight shapes (errors name the tensor); every layer
+  // starts with softmax attention (SoftmaxAttention).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(io::ModelConfig config,
+                                                            ModelWeights weights);
+
+  const io::ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  at::ScalarType dtype() const { return weights_.embed.scalar_type(); }
+  c10::Device device() const { return weights_.embed.device(); }
+  int64_t num_layers() const { return config_.num_hidden_layers; }
+  int64_t vocab_size() const { return config_.vocab_size; }
+
+  const AttentionLayer& attention(int64_t layer) const { return *attention_.at(layer); }
+  // Replaces one layer's attention. Memories made before no longer fit.
+  void SetAttention(int64_t layer, std::unique_ptr<AttentionLayer> attention);
+
+  // LoRA adapters added to the attention projections (null: none). The
+  // adapters are shared, not copied: training updates them in place.
+  void SetLora(std::shared_ptr<const LoraAdapters> lora) { lora_ = std::move(lora); }
+  const LoraAdapters* lora() const { return lora_.get(); }
+
+  // A fresh memory for `batch` sequences; `capacity` is a hint of the tokens
+  // it will hold (0: grow as needed).
+  std::unique_ptr<Memory> NewMemory(int64_t batch, int64_t capacity = 0) const;
+
+  enum class Logits { kAll, kLast };
+  // ids [B, T] int64 (T >= 1) -> logits [B, T, V] float32 (or [B, 1, V] for
+  // kLast). With `memory` the tokens continue its sequences (positions start
+  // at memory->position()) and are added to it; without, they are a whole
+  // sequence starting at position 0. INVALID_ARGUMENT for bad shapes, ids
+  // outside the vocabulary or a memory of another batch size or model.
+  // If an error interrupts a forward with a memory (only a failing
+  // allocation can, after the checks), the memory is left unusable.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& ids, Memory* memory = nullptr,
+                                     Logits which = Logits::kAll) const;
+  // The same, stopping at the final RMSNorm: [B, T, H] in the model's dtype.
+  absl::StatusOr<at::Tensor> ForwardHidden(const at::Tensor& ids,
+                                           Memory* memory = nullptr) const;
+  // hidden [..., H] -> logits [..., V] float32 (to score long sequences a
+  // chunk at a time).
+  at::Tensor LmHead(const at::Tensor& hidden) const;
+
+ private:
+  LlamaModel(io::ModelConfig config, ModelWeights weights, RotaryEmbedding rope);
+  absl::Status CheckInput(const at::Tensor& ids, const Memory* memory) const;
+  at::Tensor HiddenUnchecked(const at::Tensor& ids, Memory* memory) const;
+  // x W^T + bias, plus the LoRA term when one is set for (layer, target).
+  at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                     int64_t layer, LoraTarget target) const;
+
+  io::ModelConfig config_;
+  ModelWeights weights_;
+  RotaryEmbedding rope_;
+  std::vector<std::unique_ptr<AttentionLayer>> attention_;
+  std::shared_ptr<const LoraAdapters> lora_;
+};
+
+}  // namespace linearize::model

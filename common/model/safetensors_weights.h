@@ -1,0 +1,21 @@
+// Loads ModelWeights from a Hugging Face checkpoint directory
+// (model.safetensors or shards with model.safetensors.index.json).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/io/model_config.h"
+#include "common/model/weights.h"
+
+namespace linearize::model {
+
+// Reads every tensor `config` needs, converting F32/F16/BF16 (and F64) to
+// options.dtype. Errors name the file, the tensor, and the expected and
+// actual shape or dtype; a checkpoint with more layers than the config is an
+// error too.
+absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
+                                                    const io::ModelConfig& config,
+                                                    const WeightOptions& options);
+
+}  // namespace linearize::model

@@ -1,0 +1,49 @@
+// ATen side of the chunked linear attention CUDA kernel
+// (chunked_linear_cuda.cu): checks, allocation, launch on the current
+// stream. Compiled only with LINEARIZE_WITH_CUDA. Internal to kernels/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "kernels/linear_attention/chunked_linear.h"
+
+namespace linearize::kernels::detail {
+
+struct CudaLinearInputs {
+  // [B, H, T, F] features, or with fused maps (q_weight defined) the raw q [B, H, T, D].
+  at::Tensor phi_q;
+  // [B, Hk, T, F], H % Hk == 0 (query head h reads h / (H / Hk)); raw k when fused.
+  at::Tensor phi_k;
+  at::Tensor v;          // [B, Hv, T, D], H % Hv == 0
+  at::Tensor log_gamma;  // optional [B, Hg, T], <= 0
+  // Fused Hedgehog maps (bfloat16 only): q_weight [H, D, Fh], k_weight [Hw, D, Fh]
+  // with Hw = H or Hk; F = 2 Fh. Undefined: phi_q / phi_k are features.
+  at::Tensor q_weight, k_weight;
+  int64_t key_delay = 0;  // keys/values of position t are those of t - key_delay
+  double eps = 1e-6;
+  bool want_y = true;        // y = num / (den + eps) in phi_q's dtype
+  bool want_num_den = false;  // float32 num [B, H, T, D], den [B, H, T]
+  bool want_state = false;    // float32 kv [B, H, F, D], k_sum [B, H, F]
+};
+
+struct CudaLinearOutputs {
+  at::Tensor y, num, den, kv, k_sum;
+};
+
+// Runs the kernel, or returns nullopt when it does not cover the inputs
+// (not CUDA, dtype other than float32/bfloat16, F or D not 64/128, gradients
+// needed, mixed dtypes, kernels switched off). T must be >= 1.
+std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in);
+
+// ChunkedCausalLinear's drop-in on the GPU (num, den, and the state when
+// want_state), or nullopt as above.
+std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,
+                                                        const at::Tensor& phi_k,
+                                                        const at::Tensor& v,
+                                                        const at::Tensor& log_gamma,
+                                                        bool want_state);
+
+}  // namespace linearize::kernels::detail

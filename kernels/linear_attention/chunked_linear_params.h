@@ -1,0 +1,70 @@
+// The plain struct the chunked causal linear attention CUDA kernel sees
+// (kernels/linear_attention/chunked_linear_cuda.cu): pointers, sizes, the
+// stream; no LibTorch types. The math is detail::ChunkedCausalLinear's
+// (chunked_linear.h): per query i,
+//   num_i = sum_{j<=i} w_ij (phi_q_i . phi_k_j) v_j,  den_i = sum_{j<=i} w_ij (phi_q_i . phi_k_j)
+// with w_ij = exp(sum_{j<s<=i} log_gamma_s) (1 without gates), and the state
+// after the last token. Optionally keys and values are delayed: position t
+// sees the key/value of t - key_delay (zero before 0), which turns the
+// kernel into LoLCATs' linear part (keys older than the window).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/rmsnorm/rmsnorm_params.h"  // ElementType
+
+namespace linearize::kernels {
+
+struct ChunkedLinearParams {
+  // Inputs, contiguous, element type `type` (kF32 or kBF16):
+  const void* phi_q = nullptr;  // [B, H, T, F]
+  const void* phi_k = nullptr;  // [B, Hk, T, F], query head h reads h / (H / Hk)
+  const void* v = nullptr;      // [B, Hv, T, D], query head h reads h / (H / Hv)
+  const float* log_gamma = nullptr;  // optional [B, Hg, T] float32, <= 0 (-inf allowed)
+  int64_t batch = 0, heads = 0, k_heads = 0, v_heads = 0, g_heads = 0;
+  int64_t length = 0;       // T >= 1
+  int64_t feature_dim = 0;  // F: 64 or 128
+  int64_t head_dim = 0;     // D: 64 or 128
+  int64_t key_delay = 0;    // >= 0
+
+  // Fused Hedgehog maps (bf16 only): when q_weight_t is set, phi_q / phi_k
+  // hold the raw q [B, H, T, D] / k [B, Hk, T, D] and the kernel computes
+  // phi(x) = [softmax(x W), softmax(-x W)] (F = 2 Fh) itself, in float32, so
+  // the features never touch device memory.
+  const void* q_weight_t = nullptr;  // [H, Fh, D] (W transposed), element type `type`
+  const void* k_weight_t = nullptr;  // [Hw, Fh, D]; Hw = H (per query head) or Hk
+  int64_t k_weight_heads = 0;
+
+  // Outputs (any subset may be null):
+  void* y = nullptr;       // [B, H, T, D] num / (den + eps), element type `type`
+  float* num = nullptr;    // [B, H, T, D]
+  float* den = nullptr;    // [B, H, T]
+  float* kv = nullptr;     // [B, H, F, D] state after the last token
+  float* k_sum = nullptr;  // [B, H, F]
+  float eps = 1e-6f;
+
+  ElementType type = ElementType::kBF16;
+  int sm_count = 132;  // multiprocessors of the device (sizes the two-pass split)
+  // Scratch for the two-pass scheme, ChunkedLinearWorkspaceBytes(*this) bytes
+  // (16-byte aligned); set `blocks` with PlanChunkedLinear first.
+  void* workspace = nullptr;
+  int64_t blocks = 1;          // sequence blocks per (b, h), from PlanChunkedLinear
+  int64_t block_chunks = 0;    // 64-token chunks per block
+  void* stream = nullptr;      // cudaStream_t of the caller's current stream
+};
+
+// Whether the kernel covers these sizes and element type.
+bool ChunkedLinearSupported(const ChunkedLinearParams& params);
+
+// Chooses blocks / block_chunks (one block per (b, h) when B * H fills the
+// device, else the sequence is cut into blocks: their states are computed in
+// parallel, scanned, then each block runs from its prefix state).
+void PlanChunkedLinear(ChunkedLinearParams& params);
+
+// Scratch bytes needed for the plan in `params` (0 for a single block).
+int64_t ChunkedLinearWorkspaceBytes(const ChunkedLinearParams& params);
+
+// Launches; returns the launch error string, or nullptr on success.
+const char* LaunchChunkedLinear(const ChunkedLinearParams& params);
+
+}  // namespace linearize::kernels

@@ -1,0 +1,45 @@
+#include "kernels/linear_attention/cuda_dispatch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/core/GradMode.h>
+
+namespace linearize::kernels::detail {
+namespace {
+bool g_enabled = true;
+int64_t g_launches = 0;
+}  // namespace
+
+int64_t CudaAttentionLaunchCount() { return g_launches; }
+void CountCudaAttentionLaunch() { ++g_launches; }
+
+bool CudaAttentionEnabled() { return g_enabled; }
+void SetCudaAttentionEnabled(bool enabled) { g_enabled = enabled; }
+
+bool CudaKernelApplies(const at::Device& device,
+                       std::initializer_list<const at::Tensor*> tensors) {
+  if (!g_enabled || !device.is_cuda()) return false;
+  const bool grad = c10::GradMode::is_enabled();
+  for (const at::Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    if (t->device() != device) return false;
+    if (grad && t->requires_grad()) return false;
+  }
+  return true;
+}
+
+bool KernelElementType(at::ScalarType type, ElementType* out) {
+  if (type == at::kFloat) {
+    *out = ElementType::kF32;
+    return true;
+  }
+  if (type == at::kBFloat16) {
+    *out = ElementType::kBF16;
+    return true;
+  }
+  return false;
+}
+
+int CurrentSmCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+}  // namespace linearize::kernels::detail

@@ -1,0 +1,37 @@
+// Helpers shared by the ATen-side CUDA dispatchers of the attention families
+// (compiled only with LINEARIZE_WITH_CUDA). Internal to kernels/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "kernels/rmsnorm/rmsnorm_params.h"  // ElementType
+
+namespace linearize::kernels::detail {
+
+// Whether the attention entry points may use their CUDA kernels (default
+// true). Benchmarks switch them off to time the LibTorch form on the GPU.
+// Not synchronised: set it before any work starts.
+bool CudaAttentionEnabled();
+void SetCudaAttentionEnabled(bool enabled);
+
+// True when a kernel may run for these tensors: all defined ones are CUDA
+// tensors on `device`, and no autograd graph is needed through them (the
+// kernels have no backward yet).
+bool CudaKernelApplies(const at::Device& device, std::initializer_list<const at::Tensor*> tensors);
+
+// Number of attention/feature-map kernel launches made through the
+// dispatchers since start (tests use it to prove a kernel, not the LibTorch
+// fallback, produced a result). Not synchronised, like the switch above.
+int64_t CudaAttentionLaunchCount();
+void CountCudaAttentionLaunch();
+
+// kF32 / kBF16 for float32 / bfloat16; false for any other dtype.
+bool KernelElementType(at::ScalarType type, ElementType* out);
+
+// Number of multiprocessors of the current device.
+int CurrentSmCount();
+
+}  // namespace linearize::kernels::detail

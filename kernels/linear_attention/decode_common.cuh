@@ -1,0 +1,157 @@
+// CTA-wide float32 helpers for the single-token decode kernels (.cu only, no
+// ATen): feature maps of one vector, and the fused pass over a head's
+// recurrent state that adds one outer product and reads phi(q) S and
+// phi(q) . z in the same sweep (the state is read and written once).
+// All functions are called by every thread of a kDecodeThreads CTA.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace linearize::kernels::decode {
+
+constexpr int kDecodeThreads = 256;
+constexpr int kMaxHeadDim = 128;
+constexpr int kMaxFeatures = 256;
+
+__device__ __forceinline__ float Load(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float Load(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void Store(float* p, int64_t i, float x) { p[i] = x; }
+__device__ __forceinline__ void Store(__nv_bfloat16* p, int64_t i, float x) {
+  p[i] = __float2bfloat16_rn(x);
+}
+
+__device__ __forceinline__ float WarpSum(float x) {
+  for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
+  return x;
+}
+__device__ __forceinline__ float WarpMax(float x) {
+  for (int off = 16; off > 0; off >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, off));
+  return x;
+}
+
+// Hedgehog logits of x[d] with w [d][fh] (global, float32) into out[0..fh),
+// then the two softmaxes in place: out[0..fh) = softmax(l), out[fh..2fh) =
+// softmax(-l). `slot` 0 or 1 picks the thread range and the warp, so two
+// vectors can be mapped at once. Elu+1 (w == nullptr): out[i] = elu(x_i) + 1.
+template <typename W>
+struct MapJob {
+  const float* x = nullptr;  // smem [d]
+  const W* w = nullptr;      // global [d][fh] (float32 or bf16), or nullptr for elu+1
+  float* out = nullptr;      // smem [2 fh] (or [d] for elu+1); nullptr: no job
+};
+
+template <typename W>
+__device__ inline void FeatureMaps2(const MapJob<W> (&jobs)[2], int d, int fh) {
+  const int tid = threadIdx.x;
+  // Logits (or elu+1): job j uses threads [j * 128, j * 128 + 128).
+  const int j = tid / 128, i0 = tid % 128;
+  const MapJob<W> job = j == 0 ? jobs[0] : jobs[1];
+  if (job.out != nullptr) {
+    if (job.w == nullptr) {
+      for (int i = i0; i < d; i += 128) {
+        const float x = job.x[i];
+        job.out[i] = x > 0.f ? x + 1.f : __expf(x);
+      }
+    } else {
+      for (int f = i0; f < fh; f += 128) {
+        float acc = 0.f;
+#pragma unroll 8
+        for (int k = 0; k < d; ++k) acc = fmaf(job.x[k], Load(job.w, int64_t(k) * fh + f), acc);
+        job.out[f] = acc;
+      }
+    }
+  }
+  __syncthreads();
+  // Softmaxes: warp j normalises job j.
+  const int warp = tid / 32, lane = tid % 32;
+  const MapJob<W> mine = warp == 0 ? jobs[0] : jobs[1];
+  if (warp < 2 && mine.out != nullptr && mine.w != nullptr) {
+    float* out = mine.out;
+    float mx = -INFINITY, mn = INFINITY;
+    for (int f = lane; f < fh; f += 32) {
+      mx = fmaxf(mx, out[f]);
+      mn = fminf(mn, out[f]);
+    }
+    mx = WarpMax(mx);
+    mn = -WarpMax(-mn);
+    float sp = 0.f, sn = 0.f;
+    for (int f = lane; f < fh; f += 32) {
+      sp += __expf(out[f] - mx);
+      sn += __expf(mn - out[f]);
+    }
+    sp = WarpSum(sp);
+    sn = WarpSum(sn);
+    for (int f = lane; f < fh; f += 32) {
+      const float l = out[f];
+      out[fh + f] = __expf(mn - l) / sn;
+      out[f] = __expf(l - mx) / sp;
+    }
+  }
+  __syncthreads();
+}
+
+// One sweep over the state S [f][d] (row-major float32, global) and z [f]:
+//   if add_k != nullptr: S += add_k add_v^T, z += add_k
+//   num[0..d) = phi_q S (after the update), *den = phi_q . z (after).
+// smem: add_k [f], add_v [d], phi_q [f]; scratch >= kDecodeThreads * 4 floats.
+// d % 4 == 0, d <= kMaxHeadDim.
+__device__ inline void StateSweep(float* S, float* z, int f, int d, const float* add_k,
+                                  const float* add_v, const float* phi_q, float* scratch,
+                                  float* num, float* den) {
+  const int tid = threadIdx.x;
+  const int cols4 = d / 4, groups = kDecodeThreads / cols4;
+  const int c4 = tid % cols4, grp = tid / cols4;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (grp < groups) {
+    float4 v4 = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (add_k != nullptr) v4 = reinterpret_cast<const float4*>(add_v)[c4];
+    float4* s4 = reinterpret_cast<float4*>(S);
+#pragma unroll 8
+    for (int r = grp; r < f; r += groups) {
+      float4 s = s4[r * cols4 + c4];
+      if (add_k != nullptr) {
+        const float a = add_k[r];
+        s.x = fmaf(a, v4.x, s.x);
+        s.y = fmaf(a, v4.y, s.y);
+        s.z = fmaf(a, v4.z, s.z);
+        s.w = fmaf(a, v4.w, s.w);
+        s4[r * cols4 + c4] = s;
+      }
+      const float qf = phi_q[r];
+      acc.x = fmaf(qf, s.x, acc.x);
+      acc.y = fmaf(qf, s.y, acc.y);
+      acc.z = fmaf(qf, s.z, acc.z);
+      acc.w = fmaf(qf, s.w, acc.w);
+    }
+    reinterpret_cast<float4*>(scratch)[grp * cols4 + c4] = acc;
+  }
+  // z and phi_q . z: the last warp.
+  const int warp = tid / 32, lane = tid % 32;
+  if (warp == kDecodeThreads / 32 - 1) {
+    float part = 0.f;
+    for (int r = lane; r < f; r += 32) {
+      float zr = z[r];
+      if (add_k != nullptr) {
+        zr += add_k[r];
+        z[r] = zr;
+      }
+      part = fmaf(phi_q[r], zr, part);
+    }
+    part = WarpSum(part);
+    if (lane == 0) *den = part;
+  }
+  __syncthreads();
+  for (int c = tid; c < d; c += kDecodeThreads) {
+    float s = 0.f;
+    for (int gI = 0; gI < groups; ++gI) s += scratch[gI * d + c];
+    num[c] = s;
+  }
+  __syncthreads();
+}
+
+}  // namespace linearize::kernels::decode

@@ -1,0 +1,26 @@
+// Argument checks and feature preparation shared by the baseline's entry
+// points. Internal to kernels/linear_attention/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "kernels/feature_map/feature_map.h"
+#include "kernels/linear_attention/attention_common.h"
+#include "kernels/linear_attention/linear_attention.h"
+
+namespace linearize::kernels::linear_attention::internal {
+
+// Inputs in the compute dtype, expanded to the query heads.
+struct Prepared {
+  detail::QkvDims dims;
+  at::Tensor phi_q;  // [B, Hq, T, F]
+  at::Tensor phi_k;  // [B, Hq, T, F]
+  at::Tensor v;      // [B, Hq, T, D]
+};
+
+// Checks q, k, v, maps and options (messages start with `op`), then computes
+// the features.
+Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                 const FeatureMaps& maps, const Options& options);
+
+}  // namespace linearize::kernels::linear_attention::internal

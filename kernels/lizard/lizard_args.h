@@ -1,0 +1,33 @@
+// Argument checks and input preparation shared by the Lizard entry points.
+// Internal to kernels/lizard/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "kernels/linear_attention/attention_common.h"
+#include "kernels/lizard/lizard_attention.h"
+
+namespace linearize::kernels::lizard::internal {
+
+// Checks every input, weight and option (messages start with `op`).
+detail::QkvDims Check(const char* op, const Inputs& in, const Weights& weights,
+                      const Options& options);
+
+// The window branch's q and k (q_window/k_window, else q/k).
+const at::Tensor& WindowQ(const Inputs& in);
+const at::Tensor& WindowK(const Inputs& in);
+
+// Inputs in the compute dtype, expanded to the query heads.
+struct Prepared {
+  detail::QkvDims dims;
+  at::Tensor phi_q, phi_k;  // [B, Hq, T, F]
+  at::Tensor v;             // [B, Hq, T, D]
+  at::Tensor log_gamma;     // [B, Hq, T]
+  at::Tensor qw, kw;        // [B, Hq, T, D] window branch
+  at::Tensor meta;          // [1, Hq, 1, M]
+  at::Tensor alpha;         // [1, Hq, 1, 1]
+};
+
+Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options);
+
+}  // namespace linearize::kernels::lizard::internal

@@ -1,0 +1,35 @@
+#include "kernels/lolcats/lolcats_args.h"
+
+#include <ATen/ATen.h>
+
+namespace linearize::kernels::lolcats::internal {
+
+detail::WindowSpec Spec(const Options& options) {
+  return detail::WindowSpec{options.window, options.window_kind == WindowKind::kTerrace};
+}
+
+void CheckWeights(const char* op, const detail::QkvDims& dims, const at::Device& device,
+                  const Weights& weights, const Options& options) {
+  CheckFeatureMaps(op, weights.maps, dims.q_heads, dims.kv_heads, dims.head_dim);
+  detail::CheckHeadParam(op, "window_logit", weights.window_logit, dims.q_heads, 0, device);
+  TORCH_CHECK(options.window >= 1, op, ": window must be >= 1, got ", options.window);
+  detail::CheckChunk(op, options.chunk);
+}
+
+Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                 const Weights& weights, const Options& options) {
+  Prepared p;
+  p.dims = detail::CheckQkv(op, q, k, v);
+  CheckWeights(op, p.dims, q.device(), weights, options);
+  const at::ScalarType ct = detail::ComputeType(q.scalar_type());
+  p.q = q.to(ct);
+  const at::Tensor kc = k.to(ct);
+  p.k = detail::ExpandKvHeads(kc, p.dims.q_heads);
+  p.v = detail::ExpandKvHeads(v.to(ct), p.dims.q_heads);
+  p.phi_q = QueryFeatures(weights.maps, p.q);
+  p.phi_k = KeyFeatures(weights.maps, kc, p.dims.q_heads);
+  p.g = at::sigmoid(weights.window_logit.to(ct)).view({1, p.dims.q_heads, 1, 1});
+  return p;
+}
+
+}  // namespace linearize::kernels::lolcats::internal

@@ -1,0 +1,163 @@
+#include "kernels/lolcats/lolcats_cuda.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/core/GradMode.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cmath>
+
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
+#include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/linear_attention_cuda.h"
+#include "kernels/linear_attention/sliding_window.h"
+#include "kernels/lolcats/lolcats_args.h"
+#include "kernels/lolcats/lolcats_decode_params.h"
+#include "kernels/lolcats/lolcats_window_params.h"
+
+namespace linearize::kernels::lolcats::internal {
+
+std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const Weights& weights,
+                                         const Options& options, bool want_state) {
+  LolcatsWindowParams wp;
+  const FeatureMaps& maps = weights.maps;
+  if (!q.defined() || !detail::KernelElementType(q.scalar_type(), &wp.type) ||
+      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight,
+                                              &weights.window_logit})) {
+    return std::nullopt;
+  }
+  const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
+  CheckWeights(op, dims, q.device(), weights, options);
+  wp.batch = dims.batch;
+  wp.heads = dims.q_heads;
+  wp.kv_heads = dims.kv_heads;
+  wp.length = dims.length;
+  wp.head_dim = dims.head_dim;
+  wp.window = options.window;
+  wp.scale = static_cast<float>(1.0 / std::sqrt(double(dims.head_dim)));
+  if (dims.length == 0 || options.window_kind != WindowKind::kSliding ||
+      !LolcatsWindowSupported(wp)) {
+    return std::nullopt;
+  }
+  const c10::NoGradGuard no_grad;
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t t = dims.length, w = options.window;
+  const int64_t f = FeatureDim(maps, dims.head_dim);
+  // Linear part: keys j <= i - W, i.e. the causal linear attention of the
+  // key stream delayed by W; its final state is the prefill state.
+  std::optional<detail::CudaLinearOutputs> lin;
+  if (t > w) {
+    detail::CudaLinearInputs in;
+    in.v = v;
+    in.key_delay = w;
+    in.want_y = false;
+    in.want_num_den = true;
+    in.want_state = want_state;
+    if (maps.kind == FeatureMapKind::kHedgehog && q.scalar_type() == at::kBFloat16) {
+      // Hedgehog maps fused into the chunked kernel (bf16).
+      in.phi_q = q;
+      in.phi_k = k;
+      in.q_weight = maps.q_weight;
+      in.k_weight = maps.k_weight;
+      lin = detail::ChunkedCausalLinearCuda(in);
+    }
+    if (!lin) {
+      in.q_weight = in.k_weight = at::Tensor();
+      in.phi_q = QueryFeatures(maps, q);
+      in.phi_k = detail::KeyFeaturesForKernel(maps, k, dims.q_heads);
+      lin = detail::ChunkedCausalLinearCuda(in);
+    }
+    if (!lin) return std::nullopt;
+  }
+  const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  const at::Tensor gate = at::sigmoid(weights.window_logit.to(at::kFloat)).contiguous();
+  at::Tensor y = at::empty(q.sizes(), q.options());
+  wp.q = qc.data_ptr();
+  wp.k = kc.data_ptr();
+  wp.v = vc.data_ptr();
+  wp.gate = gate.data_ptr<float>();
+  wp.lin_num = lin ? lin->num.data_ptr<float>() : nullptr;
+  wp.lin_den = lin ? lin->den.data_ptr<float>() : nullptr;
+  wp.y = y.data_ptr();
+  wp.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchLolcatsWindow(wp);
+  TORCH_CHECK(err == nullptr, op, ": CUDA launch failed: ", err);
+  detail::CountCudaAttentionLaunch();
+
+  PrefillResult out;
+  out.y = y;
+  if (want_state) {
+    const at::TensorOptions f32 = q.options().dtype(at::kFloat);
+    out.state.kv = lin ? lin->kv : at::zeros({dims.batch, dims.q_heads, f, dims.head_dim}, f32);
+    out.state.k_sum = lin ? lin->k_sum : at::zeros({dims.batch, dims.q_heads, f}, f32);
+    const int64_t slots = WindowSlots(options);
+    out.state.k_window = detail::RingFromSequence(k, slots);
+    out.state.v_window = detail::RingFromSequence(v, slots);
+    out.state.position = at::full({dims.batch}, t, q.options().dtype(at::kLong));
+  }
+  return out;
+}
+
+std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const Weights& weights,
+                                         const Options& options) {
+  LolcatsDecodeParams p;
+  const FeatureMaps& maps = weights.maps;
+  if (!detail::KernelElementType(q.scalar_type(), &p.type) ||
+      !detail::CudaKernelApplies(q.device(),
+                                 {&q, &k, &v, &state.kv, &state.k_sum, &state.k_window,
+                                  &state.v_window, &state.position, &maps.q_weight,
+                                  &maps.k_weight, &weights.window_logit}) ||
+      options.window_kind != WindowKind::kSliding || state.kv.scalar_type() != at::kFloat ||
+      state.k_sum.scalar_type() != at::kFloat || state.k_window.scalar_type() != q.scalar_type() ||
+      state.v_window.scalar_type() != q.scalar_type() || !state.kv.is_contiguous() ||
+      !state.k_sum.is_contiguous() || !state.k_window.is_contiguous() ||
+      !state.v_window.is_contiguous() || !state.position.is_contiguous()) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  const bool hedgehog = maps.kind == FeatureMapKind::kHedgehog;
+  // Weights stay in their dtype when the kernel reads it (see the baseline's decode).
+  at::Tensor qw, kw;
+  if (hedgehog) {
+    const at::ScalarType wt = maps.q_weight.scalar_type() == at::kBFloat16 &&
+                                      maps.k_weight.scalar_type() == at::kBFloat16
+                                  ? at::kBFloat16
+                                  : at::kFloat;
+    qw = maps.q_weight.to(wt).contiguous();
+    kw = maps.k_weight.to(wt).contiguous();
+    detail::KernelElementType(wt, &p.weight_type);
+  }
+  p.batch = q.size(0);
+  p.heads = q.size(1);
+  p.kv_heads = k.size(1);
+  p.head_dim = q.size(3);
+  p.feature_dim = state.kv.size(2);
+  p.window = options.window;
+  p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+  p.q_weight = hedgehog ? qw.data_ptr() : nullptr;
+  p.k_weight = hedgehog ? kw.data_ptr() : nullptr;
+  p.k_weight_heads = hedgehog ? kw.size(0) : 0;
+  const at::Tensor logit = weights.window_logit.to(at::kFloat).contiguous();
+  p.window_logit = logit.data_ptr<float>();
+  if (!LolcatsDecodeSupported(p)) return std::nullopt;
+  const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
+  at::Tensor y = at::empty(q.sizes(), q.options());
+  p.kv = state.kv.data_ptr<float>();
+  p.k_sum = state.k_sum.data_ptr<float>();
+  p.k_window = state.k_window.data_ptr();
+  p.v_window = state.v_window.data_ptr();
+  p.position = state.position.data_ptr<int64_t>();
+  p.q = qc.data_ptr();
+  p.k = kc.data_ptr();
+  p.v = vc.data_ptr();
+  p.y = y.data_ptr();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchLolcatsDecode(p);
+  TORCH_CHECK(err == nullptr, "lolcats::DecodeStep: CUDA launch failed: ", err);
+  detail::CountCudaAttentionLaunch();
+  return y;
+}
+
+}  // namespace linearize::kernels::lolcats::internal

@@ -1,0 +1,178 @@
+// LoLCATs decode, two launches: (1) one CTA per (row, head) evicts the key
+// leaving the window into S, z (one read-modify-write sweep that also reads
+// phi(q) S), scores the window (the new key from the input, the others from
+// the ring) and writes y; (2) one CTA per row writes k, v into the ring and
+// advances the position. The ring write waits for (1) because (1) still
+// reads the slot's old key.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/linear_attention/decode_common.cuh"
+#include "kernels/lolcats/lolcats_decode_params.h"
+
+namespace linearize::kernels {
+namespace {
+
+using decode::kDecodeThreads;
+constexpr int kMaxWindow = 1024;
+
+template <typename T, typename W>
+__global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDecodeParams p) {
+  __shared__ __align__(16) float xq[decode::kMaxHeadDim], xk[decode::kMaxHeadDim],
+      vv[decode::kMaxHeadDim], num[decode::kMaxHeadDim];
+  __shared__ __align__(16) float phq[decode::kMaxFeatures], phk[decode::kMaxFeatures];
+  __shared__ __align__(16) float scratch[kDecodeThreads * 4];
+  __shared__ float weights[kMaxWindow];
+  __shared__ float lin_den, win_den, win_max;
+  const int64_t bh = blockIdx.x;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int64_t hk = h / (p.heads / p.kv_heads);
+  const int d = static_cast<int>(p.head_dim), f = static_cast<int>(p.feature_dim);
+  const int w = static_cast<int>(p.window);
+  const int64_t pos = p.position[b];
+  const int new_slot = static_cast<int>(pos % w);
+  const bool evict = pos >= w;  // position pos - W leaves; it sits in new_slot
+  const T* q = static_cast<const T*>(p.q) + bh * d;
+  const T* k_new = static_cast<const T*>(p.k) + (b * p.kv_heads + hk) * d;
+  const T* v_new = static_cast<const T*>(p.v) + (b * p.kv_heads + hk) * d;
+  const T* ring_k = static_cast<const T*>(p.k_window) + (b * p.kv_heads + hk) * w * d;
+  const T* ring_v = static_cast<const T*>(p.v_window) + (b * p.kv_heads + hk) * w * d;
+  for (int i = threadIdx.x; i < d; i += kDecodeThreads) {
+    xq[i] = decode::Load(q, i);
+    if (evict) {
+      xk[i] = decode::Load(ring_k, int64_t(new_slot) * d + i);
+      vv[i] = decode::Load(ring_v, int64_t(new_slot) * d + i);
+    }
+  }
+  __syncthreads();
+  const int fh = p.q_weight != nullptr ? f / 2 : d;
+  const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
+  const W* qw = static_cast<const W*>(p.q_weight);
+  const W* kw = static_cast<const W*>(p.k_weight);
+  decode::MapJob<W> jobs[2];
+  jobs[0] = {xq, qw != nullptr ? qw + h * d * fh : nullptr, phq};
+  jobs[1] = {xk, kw != nullptr ? kw + hw * d * fh : nullptr, evict ? phk : nullptr};
+  decode::FeatureMaps2(jobs, d, fh);
+  decode::StateSweep(p.kv + bh * f * d, p.k_sum + bh * f, f, d, evict ? phk : nullptr, vv, phq,
+                     scratch, num, &lin_den);
+
+  // Window scores, 4 threads per slot (independent loads in flight). Slot s
+  // holds position pos - ((pos - s) mod W) once k is written; valid if >= 0.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  constexpr int kParts = 4;
+  for (int base = 0; base < w; base += kDecodeThreads / kParts) {
+    const int s = base + static_cast<int>(threadIdx.x) / kParts;
+    const int part = threadIdx.x % kParts;
+    const int64_t held = s < w ? pos - ((pos - s) % w + w) % w : -1;
+    float dot = 0.f;
+    if (held >= 0) {
+      const T* key = s == new_slot ? k_new : ring_k + int64_t(s) * d;
+#pragma unroll 8
+      for (int i = part; i < d; i += kParts) dot = fmaf(xq[i], decode::Load(key, i), dot);
+    }
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    if (s < w && part == 0) weights[s] = held >= 0 ? dot * p.scale : -INFINITY;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    float mx = -INFINITY;
+    for (int s = lane; s < w; s += 32) mx = fmaxf(mx, weights[s]);
+    mx = decode::WarpMax(mx);
+    if (lane == 0) win_max = mx;
+  }
+  __syncthreads();
+  const float gate = 1.f / (1.f + __expf(-p.window_logit[h]));
+  for (int s = threadIdx.x; s < w; s += kDecodeThreads) {
+    const float x = weights[s];
+    weights[s] = x == -INFINITY ? 0.f : gate * __expf(x - win_max);
+  }
+  __syncthreads();
+  if (warp == 0) {
+    float sum = 0.f;
+    for (int s = lane; s < w; s += 32) sum += weights[s];
+    sum = decode::WarpSum(sum);
+    if (lane == 0) win_den = sum;
+  }
+  __syncthreads();
+  // Weighted values: thread halves take even / odd slots, loads unrolled;
+  // slots with weight 0 (never written) are not read.
+  for (int i = threadIdx.x; i < 2 * d; i += kDecodeThreads) {
+    const int col = i % d, half = i / d;
+    float acc = 0.f;
+#pragma unroll 8
+    for (int s = half; s < w; s += 2) {
+      const float a = weights[s];
+      const float val = a == 0.f          ? 0.f
+                        : s == new_slot ? decode::Load(v_new, col)
+                                        : decode::Load(ring_v, int64_t(s) * d + col);
+      acc = fmaf(a, val, acc);
+    }
+    scratch[i] = acc;
+  }
+  __syncthreads();
+  const float inv = 1.f / (win_den + lin_den);
+  T* y = static_cast<T*>(p.y) + bh * d;
+  for (int i = threadIdx.x; i < d; i += kDecodeThreads) {
+    decode::Store(y, i, (num[i] + scratch[i] + scratch[d + i]) * inv);
+  }
+}
+
+template <typename T>
+__global__ void RingWriteKernel(const LolcatsDecodeParams p) {
+  const int64_t b = blockIdx.x;
+  const int64_t pos = p.position[b];
+  const int64_t slot = pos % p.window, d = p.head_dim;
+  T* ring_k = static_cast<T*>(p.k_window);
+  T* ring_v = static_cast<T*>(p.v_window);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  for (int64_t e = threadIdx.x; e < p.kv_heads * d; e += blockDim.x) {
+    const int64_t hk = e / d, i = e % d;
+    const int64_t dst = ((b * p.kv_heads + hk) * p.window + slot) * d + i;
+    ring_k[dst] = k[(b * p.kv_heads + hk) * d + i];
+    ring_v[dst] = v[(b * p.kv_heads + hk) * d + i];
+  }
+  __syncthreads();  // every thread has read the position
+  if (threadIdx.x == 0) p.position[b] = pos + 1;
+}
+
+template <typename T>
+const char* Launch(const LolcatsDecodeParams& p) {
+  const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
+  const unsigned grid = static_cast<unsigned>(p.batch * p.heads);
+  if (p.weight_type == ElementType::kF32) {
+    AttendKernel<T, float><<<grid, kDecodeThreads, 0, stream>>>(p);
+  } else {
+    AttendKernel<T, __nv_bfloat16><<<grid, kDecodeThreads, 0, stream>>>(p);
+  }
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  RingWriteKernel<T><<<static_cast<unsigned>(p.batch), 256, 0, stream>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace
+
+bool LolcatsDecodeSupported(const LolcatsDecodeParams& p) {
+  const bool hedgehog = p.q_weight != nullptr && p.k_weight != nullptr;
+  const bool elu = p.q_weight == nullptr && p.k_weight == nullptr;
+  const bool maps = (hedgehog && p.feature_dim % 2 == 0 && p.feature_dim / 2 <= 128 &&
+                     (p.k_weight_heads == p.heads || p.k_weight_heads == p.kv_heads)) ||
+                    (elu && p.feature_dim == p.head_dim);
+  return maps && p.head_dim >= 4 && p.head_dim % 4 == 0 && p.head_dim <= decode::kMaxHeadDim &&
+         p.feature_dim >= 1 && p.feature_dim <= decode::kMaxFeatures && p.window >= 1 &&
+         p.window <= kMaxWindow && p.batch >= 1 && p.heads >= 1 && p.kv_heads >= 1 &&
+         p.heads % p.kv_heads == 0 &&
+         (p.type == ElementType::kF32 || p.type == ElementType::kBF16) &&
+         (p.weight_type == ElementType::kF32 || p.weight_type == ElementType::kBF16) &&
+         p.window_logit != nullptr;
+}
+
+const char* LaunchLolcatsDecode(const LolcatsDecodeParams& p) {
+  if (!LolcatsDecodeSupported(p)) return "LolcatsDecode: unsupported sizes or element type";
+  return p.type == ElementType::kF32 ? Launch<float>(p) : Launch<__nv_bfloat16>(p);
+}
+
+}  // namespace linearize::kernels

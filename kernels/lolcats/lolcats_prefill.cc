@@ -1,0 +1,139 @@
+// LoLCATs parallel form (the entry point) and prefill.
+//  window part: per chunk of C queries, scores against a band of C + Wb - 1
+//    keys (kernels/linear_attention/sliding_window.h), masked to the window,
+//    c = window max, terms g exp(s - c).
+//  linear part, sliding: keys j <= i - W are the causal prefix of the key
+//    stream delayed by W tokens, so it is the chunked causal linear attention
+//    (kernels/linear_attention/chunked_linear.h) of phi(k), v shifted right by W.
+//  linear part, terrace: queries in block b read the sum over blocks <= b - 2,
+//    an exclusive prefix sum over W-blocks shifted by one more block.
+// Memory O(T (C + W)); differentiable by plain LibTorch autograd.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/linear_attention/chunked_linear.h"
+#include "kernels/lolcats/lolcats_args.h"
+
+#ifdef LINEARIZE_WITH_CUDA
+#include "kernels/lolcats/lolcats_cuda.h"
+#endif
+
+namespace linearize::kernels::lolcats {
+namespace {
+
+struct Terms {
+  at::Tensor num;  // [B, H, T, D]
+  at::Tensor den;  // [B, H, T, 1]
+};
+
+Terms WindowTerms(const internal::Prepared& p, const Options& options) {
+  const detail::WindowBand band =
+      detail::BuildWindowBand(p.q, p.k, p.v, internal::Spec(options), options.chunk,
+                              1.0 / std::sqrt(double(p.dims.head_dim)));
+  const at::Tensor& s = band.scores;  // [B, H, N, C, L]
+  const at::Tensor neg_inf = at::full({}, -std::numeric_limits<double>::infinity(), s.options());
+  const at::Tensor zero = at::zeros({}, s.options());
+  const at::Tensor c = at::amax(at::where(band.mask, s, neg_inf), {-1}, /*keepdim=*/true);
+  const at::Tensor a =
+      p.g.unsqueeze(-1) * at::where(band.mask, at::exp(at::where(band.mask, s, zero) - c), zero);
+  const int64_t t = p.dims.length;
+  return {detail::UnChunk(at::matmul(a, band.values), t),
+          detail::UnChunk(a.sum(-1, /*keepdim=*/true), t)};
+}
+
+Terms SlidingLinearTerms(const internal::Prepared& p, int64_t window, int64_t chunk) {
+  const int64_t t = p.dims.length;
+  if (t <= window) {  // no key is older than the window yet
+    return {at::zeros_like(p.v), at::zeros({p.v.size(0), p.v.size(1), t, 1}, p.v.options())};
+  }
+  const auto delay = [&](const at::Tensor& x) {
+    return at::constant_pad_nd(x, {0, 0, window, 0}).narrow(2, 0, t);
+  };
+  const detail::LinearTerms lt =
+      detail::ChunkedCausalLinear(p.phi_q, delay(p.phi_k), delay(p.v), at::Tensor(), chunk);
+  return {lt.num, lt.den.unsqueeze(-1)};
+}
+
+Terms TerraceLinearTerms(const internal::Prepared& p, int64_t window) {
+  const int64_t b = p.v.size(0), h = p.v.size(1), t = p.dims.length;
+  const int64_t f = p.phi_q.size(3), d = p.v.size(3);
+  const int64_t nb = (t + window - 1) / window;
+  const int64_t pad = nb * window - t;
+  const auto blocks = [&](const at::Tensor& x) {
+    return at::constant_pad_nd(x, {0, 0, 0, pad}).reshape({b, h, nb, window, x.size(3)});
+  };
+  const at::Tensor qb = blocks(p.phi_q), kb = blocks(p.phi_k), vb = blocks(p.v);
+  const at::Tensor u = at::matmul(kb.transpose(-1, -2), vb);  // [B, H, NB, F, D]
+  const at::Tensor z = kb.sum(-2);                            // [B, H, NB, F]
+  // Block b reads sum_{b' <= b - 2}: two leading zero blocks, then the cumsum.
+  const int64_t lead = std::min<int64_t>(2, nb);
+  const at::Tensor s_prev =
+      at::cat({at::zeros({b, h, lead, f, d}, u.options()), u.cumsum(2).narrow(2, 0, nb - lead)}, 2);
+  const at::Tensor z_prev =
+      at::cat({at::zeros({b, h, lead, f}, z.options()), z.cumsum(2).narrow(2, 0, nb - lead)}, 2);
+  const at::Tensor num = at::matmul(qb, s_prev);                // [B, H, NB, W, D]
+  const at::Tensor den = at::matmul(qb, z_prev.unsqueeze(-1));  // [B, H, NB, W, 1]
+  return {detail::UnChunk(num, t), detail::UnChunk(den, t)};
+}
+
+PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const Weights& weights, const Options& options, bool want_state) {
+#ifdef LINEARIZE_WITH_CUDA
+  // CUDA kernels (lolcats_cuda.h) for the inputs they cover; they check the
+  // arguments as Prepare does, and compute the features themselves.
+  if (std::optional<PrefillResult> r =
+          internal::PrefillCuda(op, q, k, v, weights, options, want_state)) {
+    return std::move(*r);
+  }
+#endif
+  const internal::Prepared p = internal::Prepare(op, q, k, v, weights, options);
+  const detail::QkvDims& dims = p.dims;
+  PrefillResult out;
+  if (dims.length == 0) {
+    out.y = at::empty_like(q);
+    if (want_state) {
+      out.state = EmptyState(dims.batch, dims.q_heads, dims.kv_heads, p.phi_q.size(3),
+                             dims.head_dim, options, q.options());
+    }
+    return out;
+  }
+  // CUDA tensors the kernels do not cover (and autograd) take the LibTorch
+  // form below, which runs on any device.
+  const Terms win = WindowTerms(p, options);
+  const Terms lin = options.window_kind == WindowKind::kTerrace
+                        ? TerraceLinearTerms(p, options.window)
+                        : SlidingLinearTerms(p, options.window, options.chunk);
+  out.y = ((win.num + lin.num) / (win.den + lin.den)).to(q.scalar_type());
+  if (want_state) {
+    // Keys before Start(T - 1) have left the window: they form the linear state.
+    const int64_t older = internal::Spec(options).Start(dims.length - 1);
+    const at::Tensor pk = p.phi_k.narrow(2, 0, older);
+    const at::Tensor pv = p.v.narrow(2, 0, older);
+    const int64_t slots = WindowSlots(options);
+    out.state.kv = at::matmul(pk.transpose(-1, -2), pv).detach();
+    out.state.k_sum = pk.sum(2).detach();
+    out.state.k_window = detail::RingFromSequence(k.detach(), slots);
+    out.state.v_window = detail::RingFromSequence(v.detach(), slots);
+    out.state.position = at::full({dims.batch}, dims.length, q.options().dtype(at::kLong));
+  }
+  return out;
+}
+
+}  // namespace
+
+int64_t WindowSlots(const Options& options) { return internal::Spec(options).Buffer(); }
+
+at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const Weights& weights, const Options& options) {
+  return Run("lolcats::ForwardParallel", q, k, v, weights, options, /*want_state=*/false).y;
+}
+
+PrefillResult Prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const Weights& weights, const Options& options) {
+  return Run("lolcats::Prefill", q, k, v, weights, options, /*want_state=*/true);
+}
+
+}  // namespace linearize::kernels::lolcats

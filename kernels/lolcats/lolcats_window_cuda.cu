@@ -1,0 +1,180 @@
+// LoLCATs sliding-window softmax terms on tensor cores, combined with the
+// precomputed linear terms under one normaliser. One CTA (4 warps, 16 query
+// rows each) per 64-query chunk of one (b, h): scores against the 128-key
+// band (previous and current chunk; W <= 64 keeps every window inside it),
+// exact window max c_i, weights g exp(s - c_i) kept in registers as the A
+// operand of the value product (no shared-memory round trip).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+#include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/lolcats/lolcats_window_params.h"
+
+namespace linearize::kernels {
+namespace {
+
+using tiles::bf16;
+constexpr int kC = 64;
+constexpr int kBand = 2 * kC;
+constexpr int kThreads = 128;
+
+template <typename T, int D>
+struct WCfg {
+  static constexpr bool kSplit = std::is_same_v<T, float>;
+  static constexpr int kPlanes = kSplit ? 2 : 1;
+  static constexpr int SD = tiles::Stride(D);
+  static constexpr int kQ = kC * SD;
+  static constexpr int kK = kBand * SD;
+  static constexpr int kBytes = kPlanes * (kQ + 2 * kK) * 2;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWindowParams p) {
+  using Cf = WCfg<T, D>;
+  constexpr bool S = Cf::kSplit;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + Cf::kPlanes * Cf::kQ;
+  bf16* sv = sk + Cf::kPlanes * Cf::kK;
+  const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t hk = h / (p.heads / p.kv_heads);
+  const int64_t bh = b * p.heads + h;
+  const T* q = static_cast<const T*>(p.q) + bh * p.length * D;
+  const T* k = static_cast<const T*>(p.k) + (b * p.kv_heads + hk) * p.length * D;
+  const T* v = static_cast<const T*>(p.v) + (b * p.kv_heads + hk) * p.length * D;
+  const int64_t q0 = n * kC, k0 = q0 - kC;  // band row u holds key position k0 + u
+  tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, Cf::kQ, q, q0, p.length);
+  tiles::LoadTile<T, kBand, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
+  tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+  tiles::CpAsyncCommit();
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * warp;
+  const int w = static_cast<int>(p.window);
+  // Band tiles (8 keys) any of the warp's rows can see.
+  const int lo_tile = max(0, (r0 + kC + 1 - w) / 8), hi_tile = (r0 + kC + 15) / 8;
+  float s[kBand / 8][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < D; kk += 16) {
+    uint32_t ah[4], al[4] = {};
+    tiles::LoadA(ah, sq, Cf::SD, r0, kk);
+    if constexpr (S) tiles::LoadA(al, sq + Cf::kQ, Cf::SD, r0, kk);
+#pragma unroll
+    for (int j = 0; j < kBand / 8; j += 2) {
+      if (j + 1 >= lo_tile && j <= hi_tile) {
+        uint32_t bh4[4], bl4[4] = {};
+        tiles::LoadB2(bh4, sk, Cf::SD, 8 * j, kk);
+        if constexpr (S) tiles::LoadB2(bl4, sk + Cf::kK, Cf::SD, 8 * j, kk);
+        tiles::Mma3<S>(s[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
+        tiles::Mma3<S>(s[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
+      }
+    }
+  }
+  // Mask to the window, exact max per row, weights g exp(s - c).
+  const float gate = p.gate[h];
+  float den[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < kBand / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int64_t pos = k0 + 8 * j + 2 * t + e;
+        const bool valid = pos >= 0 && pos <= i && pos > i - w;
+        float& x = s[j][2 * half + e];
+        x = valid ? x * p.scale : -INFINITY;
+        mx = fmaxf(mx, x);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < kBand / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = s[j][2 * half + e];
+        x = x == -INFINITY ? 0.f : gate * __expf(x - mx);
+        sum += x;
+      }
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    den[half] = sum;
+  }
+  // num = weights (registers, as A fragments) x band values.
+  float o[D / 8][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < kBand / 16; ++kk) {
+    if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
+      uint32_t ah[4], al[4] = {};
+      tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
+#pragma unroll
+      for (int j = 0; j < D / 8; j += 2) {
+        uint32_t bh4[4], bl4[4] = {};
+        tiles::LoadB2T(bh4, sv, Cf::SD, 8 * j, 16 * kk);
+        if constexpr (S) tiles::LoadB2T(bl4, sv + Cf::kK, Cf::SD, 8 * j, 16 * kk);
+        tiles::Mma3<S>(o[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
+        tiles::Mma3<S>(o[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    if (i >= p.length) continue;
+    const int64_t row = bh * p.length + i;
+    float d = den[half];
+    if (p.lin_den != nullptr) d += p.lin_den[row];
+    const float inv = 1.f / d;
+    T* y = static_cast<T*>(p.y) + row * D;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      const int col = 8 * j + 2 * t;
+      float x0 = o[j][2 * half], x1 = o[j][2 * half + 1];
+      if (p.lin_num != nullptr) {
+        const float2 l = *reinterpret_cast<const float2*>(p.lin_num + row * D + col);
+        x0 += l.x;
+        x1 += l.y;
+      }
+      tiles::StoreOut2(y + col, x0 * inv, x1 * inv);
+    }
+  }
+}
+
+template <typename T, int D>
+const char* Launch(const LolcatsWindowParams& p) {
+  using Cf = WCfg<T, D>;
+  cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  LolcatsWindowKernel<T, D><<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace
+
+bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
+  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= kC &&
+         (p.type == ElementType::kF32 || p.type == ElementType::kBF16) && p.batch >= 1 &&
+         p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.kv_heads >= 1 &&
+         p.heads % p.kv_heads == 0 && p.length >= 1;
+}
+
+const char* LaunchLolcatsWindow(const LolcatsWindowParams& p) {
+  if (!LolcatsWindowSupported(p)) return "LolcatsWindow: unsupported sizes or element type";
+  const bool f32 = p.type == ElementType::kF32;
+  if (p.head_dim == 64) return f32 ? Launch<float, 64>(p) : Launch<bf16, 64>(p);
+  return f32 ? Launch<float, 128>(p) : Launch<bf16, 128>(p);
+}
+
+}  // namespace linearize::kernels

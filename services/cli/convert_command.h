@@ -1,0 +1,47 @@
+// `linearize convert`: turn a teacher (a Hugging Face directory) into a
+// linear-attention student with the conversion pipeline, showing progress
+// as a text bar on stderr, and write it to --out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace CLI { class App; }
+
+namespace linearize::cli {
+
+struct ConvertArgs {
+  std::string teacher;
+  std::string recipe = "lolcats";
+  std::vector<std::string> data;  // none: self-distillation
+  int64_t tokens = 20'000'000;
+  std::string out;
+  bool resume = false;
+  int64_t seq_len = 1024;
+  int64_t batch_size = 8;
+  int64_t grad_accum = 1;
+  int64_t feature_dim = 0;  // 0: the recipe's default
+  int64_t window = 0;       // 0: the recipe's default
+  bool terrace = false;
+  std::vector<int64_t> layers;  // none: all
+  int64_t lora_rank = 8;
+  double lora_alpha = 16;
+  double lora_dropout = 0;
+  std::vector<std::string> lora_targets = {"q", "k", "v", "o"};
+  double stage1_lr = 1e-2;
+  double stage2_lr = 1e-4;
+  double kd_weight = 0;
+  int64_t checkpoint_every = 100;
+  int64_t self_distill_sequences = 64;
+  uint64_t seed = 0;
+  int threads = 0;  // 0: LibTorch's default
+};
+
+// Registers the subcommand; `args` must outlive parsing and the run.
+CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args);
+absl::Status RunConvert(const ConvertArgs& args);
+
+}  // namespace linearize::cli

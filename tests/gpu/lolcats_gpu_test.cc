@@ -1,0 +1,155 @@
+// LoLCATs hybrid through its entry points on the GPU (sliding windows of 64
+// and 16, GQA, key maps per query or kv head): ForwardParallel against
+// ForwardReference in float64, Prefill's state against the float64 CPU
+// Prefill, and batched DecodeStep with rows at different positions (states of
+// two prompt lengths joined along the batch) against the float64 CPU
+// DecodeStep. Fresh random inputs, outputs poisoned first.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <tuple>
+
+#include "kernels/lolcats/lolcats_attention.h"
+#include "tests/gpu/attention_gpu_util.h"
+
+namespace linearize::kernels::lolcats {
+namespace {
+
+using testing::OnGpu;
+using testing::RelativeError;
+using testing::Seen;
+
+struct Case {
+  const char* name;
+  int64_t b, hq, hkv, t, d, fh, window;
+  bool k_map_per_kv_head;
+};
+
+class LolcatsGpu : public ::testing::TestWithParam<std::tuple<Case, at::ScalarType>> {};
+
+Weights RandomWeights(const Case& c) {
+  Weights w;
+  w.maps = testing::RandomHedgehog(c.hq, c.k_map_per_kv_head ? c.hkv : c.hq, c.d, c.fh);
+  w.window_logit = at::randn({c.hq}, at::kDouble);
+  return w;
+}
+Weights WeightsSeen(const Weights& w, at::ScalarType type) {
+  return {testing::MapsSeen(w.maps, type), w.window_logit};
+}
+Weights WeightsOnGpu(const Weights& w, at::ScalarType type) {
+  return {testing::MapsOnGpu(w.maps, type), w.window_logit.cuda()};
+}
+
+State Join(const State& a, const State& b) {
+  return State{at::cat({a.kv, b.kv}), at::cat({a.k_sum, b.k_sum}),
+               at::cat({a.k_window, b.k_window}), at::cat({a.v_window, b.v_window}),
+               at::cat({a.position, b.position})};
+}
+
+void ExpectState(const State& gpu, const State& ref, double tol, const std::string& what) {
+  EXPECT_LT(RelativeError(gpu.kv, ref.kv), tol) << what << " kv";
+  EXPECT_LT(RelativeError(gpu.k_sum, ref.k_sum), tol) << what << " k_sum";
+  EXPECT_LT(RelativeError(gpu.k_window, ref.k_window), tol) << what << " k_window";
+  EXPECT_LT(RelativeError(gpu.v_window, ref.v_window), tol) << what << " v_window";
+  EXPECT_TRUE(at::equal(gpu.position.cpu(), ref.position)) << what << " position";
+}
+
+TEST_P(LolcatsGpu, ForwardAndPrefillMatchFloat64) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const auto [c, dtype] = GetParam();
+  at::manual_seed(202 + c.t + c.d + c.window);
+  const at::Tensor q = at::randn({c.b, c.hq, c.t, c.d}, at::kDouble);
+  const at::Tensor k = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  const at::Tensor v = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  const Weights w = RandomWeights(c);
+  Options o;
+  o.window = c.window;
+  const double tol = testing::Tol(dtype);
+  const at::Tensor ref_y =
+      ForwardReference(Seen(q, dtype), Seen(k, dtype), Seen(v, dtype), WeightsSeen(w, dtype), o);
+  testing::PoisonCudaAllocator();
+  {
+    const testing::LaunchCounter launches;
+    const at::Tensor y =
+        ForwardParallel(OnGpu(q, dtype), OnGpu(k, dtype), OnGpu(v, dtype), WeightsOnGpu(w, dtype), o);
+    // The delayed chunked kernel (bf16: maps fused; float32: two feature-map
+    // launches before it) and the window kernel; a prompt within the window
+    // has no linear part (window kernel only).
+    const int64_t expected = c.t <= c.window ? 1 : dtype == at::kBFloat16 ? 2 : 4;
+    EXPECT_EQ(launches.Launches(), expected) << "the CUDA kernels did not all run";
+    ASSERT_TRUE(testing::AllFinite(y));
+    EXPECT_EQ(y.scalar_type(), dtype);
+    EXPECT_LT(RelativeError(y, ref_y), tol) << "ForwardParallel";
+  }
+  const PrefillResult ref =
+      Prefill(Seen(q, dtype), Seen(k, dtype), Seen(v, dtype), WeightsSeen(w, dtype), o);
+  testing::PoisonCudaAllocator();
+  const PrefillResult gpu =
+      Prefill(OnGpu(q, dtype), OnGpu(k, dtype), OnGpu(v, dtype), WeightsOnGpu(w, dtype), o);
+  ASSERT_TRUE(testing::AllFinite(gpu.y) && testing::AllFinite(gpu.state.kv));
+  EXPECT_LT(RelativeError(gpu.y, ref.y), tol) << "Prefill y";
+  ExpectState(gpu.state, ref.state, tol, "Prefill");
+}
+
+TEST_P(LolcatsGpu, DecodeRowsAtDifferentPositions) {
+  const auto [c, dtype] = GetParam();
+  at::manual_seed(303 + c.t + c.d + c.window);
+  const int64_t len0 = c.t, len1 = std::max<int64_t>(1, c.t / 3), steps = 3;
+  const auto rand_seq = [&](int64_t h, int64_t len) {
+    return at::randn({1, h, len + steps, c.d}, at::kDouble);
+  };
+  const at::Tensor q0 = rand_seq(c.hq, len0), k0 = rand_seq(c.hkv, len0), v0 = rand_seq(c.hkv, len0);
+  const at::Tensor q1 = rand_seq(c.hq, len1), k1 = rand_seq(c.hkv, len1), v1 = rand_seq(c.hkv, len1);
+  const Weights w = RandomWeights(c);
+  Options o;
+  o.window = c.window;
+  const double tol = testing::Tol(dtype);
+  const auto pre = [](const at::Tensor& x, int64_t len) { return x.narrow(2, 0, len); };
+  const Weights rw = WeightsSeen(w, dtype), gw = WeightsOnGpu(w, dtype);
+  State ref = Join(Prefill(pre(Seen(q0, dtype), len0), pre(Seen(k0, dtype), len0),
+                           pre(Seen(v0, dtype), len0), rw, o).state,
+                   Prefill(pre(Seen(q1, dtype), len1), pre(Seen(k1, dtype), len1),
+                           pre(Seen(v1, dtype), len1), rw, o).state);
+  State gpu = Join(Prefill(pre(OnGpu(q0, dtype), len0), pre(OnGpu(k0, dtype), len0),
+                           pre(OnGpu(v0, dtype), len0), gw, o).state,
+                   Prefill(pre(OnGpu(q1, dtype), len1), pre(OnGpu(k1, dtype), len1),
+                           pre(OnGpu(v1, dtype), len1), gw, o).state);
+  for (int64_t s = 0; s < steps; ++s) {
+    const auto tok = [&](const at::Tensor& a, int64_t la, const at::Tensor& b, int64_t lb) {
+      return at::cat({a.narrow(2, la + s, 1), b.narrow(2, lb + s, 1)});
+    };
+    const at::Tensor ry = DecodeStep(ref, tok(Seen(q0, dtype), len0, Seen(q1, dtype), len1),
+                                     tok(Seen(k0, dtype), len0, Seen(k1, dtype), len1),
+                                     tok(Seen(v0, dtype), len0, Seen(v1, dtype), len1), rw, o);
+    testing::PoisonCudaAllocator();
+    const testing::LaunchCounter launches;
+    const at::Tensor gy = DecodeStep(gpu, tok(OnGpu(q0, dtype), len0, OnGpu(q1, dtype), len1),
+                                     tok(OnGpu(k0, dtype), len0, OnGpu(k1, dtype), len1),
+                                     tok(OnGpu(v0, dtype), len0, OnGpu(v1, dtype), len1), gw, o);
+    EXPECT_EQ(launches.Launches(), 1) << "the decode kernels did not run";
+    ASSERT_TRUE(testing::AllFinite(gy));
+    EXPECT_LT(RelativeError(gy, ry), tol) << "DecodeStep " << s;
+  }
+  ExpectState(gpu, ref, tol, "after decode");
+}
+
+const Case kCases[] = {
+    {"T1", 1, 2, 2, 1, 64, 32, 64, false},
+    {"T10_below_window_B2_gqa", 2, 4, 2, 10, 64, 64, 64, false},
+    {"T64", 1, 2, 1, 64, 128, 64, 64, true},
+    {"T100_B2_gqa", 2, 4, 2, 100, 128, 64, 64, false},
+    {"T300_window16", 2, 2, 2, 300, 64, 32, 16, true},
+    {"T1111_D128", 1, 4, 2, 1111, 128, 64, 64, false},
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, LolcatsGpu,
+    ::testing::Combine(::testing::ValuesIn(kCases), ::testing::Values(at::kFloat, at::kBFloat16)),
+    [](const ::testing::TestParamInfo<std::tuple<Case, at::ScalarType>>& info) {
+      return std::string(std::get<0>(info.param).name) + "_" +
+             testing::DtypeName(std::get<1>(info.param));
+    });
+
+}  // namespace
+}  // namespace linearize::kernels::lolcats

@@ -1,0 +1,129 @@
+// The student attentions inside the tiny llama3_scaled teacher: decoding
+// through a Memory (prefill + one token at a time) gives the logits of the
+// parallel form; the config section round-trips; bad tensors are refused.
+#include "common/model/student_attention.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <gtest/gtest.h>
+
+#include "common/model/linear_attention_config.h"
+#include "common/model/load.h"
+#include "common/model/lora.h"
+
+namespace linearize::model {
+namespace {
+
+const std::string kTeacher = std::string(LINEARIZE_FIXTURES_DIR) + "/models/llama3_scaled";
+
+void ConvertAll(LlamaModel& m, const LinearAttentionConfig& c) {
+  for (int64_t l = 0; l < m.num_layers(); ++l) {
+    auto a = MakeStudentAttention(c, m.config(), InitStudentTensors(c, m.config(), l, 3));
+    ASSERT_TRUE(a.ok()) << a.status();
+    m.SetAttention(l, *std::move(a));
+  }
+}
+
+class StudentDecode : public ::testing::TestWithParam<Recipe> {};
+
+TEST_P(StudentDecode, RecurrentDecodeMatchesParallel) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  LlamaModel& m = *loaded->model;
+  LinearAttentionConfig c = DefaultLinearAttentionConfig(GetParam());
+  c.window = 8;
+  c.feature_dim = 16;
+  ConvertAll(m, c);
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::randint(0, m.vocab_size(), {1, 30},
+                                     at::detail::createCPUGenerator(5), at::kLong);
+  auto full = m.Forward(ids);
+  ASSERT_TRUE(full.ok()) << full.status();
+  auto memory = m.NewMemory(1);
+  auto prefill = m.Forward(ids.narrow(1, 0, 12), memory.get());
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  std::vector<at::Tensor> parts = {*prefill};
+  for (int64_t t = 12; t < 30; ++t) {
+    auto step = m.Forward(ids.narrow(1, t, 1), memory.get());
+    ASSERT_TRUE(step.ok()) << step.status();
+    parts.push_back(*step);
+  }
+  const at::Tensor decoded = at::cat(parts, 1);
+  EXPECT_LT((decoded - *full).abs().max().item<double>(), 1e-3);
+  // The state has a fixed size: more tokens do not grow it.
+  const int64_t bytes = memory->bytes();
+  ASSERT_TRUE(m.Forward(ids.narrow(1, 0, 1), memory.get()).ok());
+  EXPECT_EQ(memory->bytes(), bytes);
+  // The output differs from the teacher's (the attention really was replaced).
+  auto teacher = LoadModel(kTeacher);
+  ASSERT_TRUE(teacher.ok());
+  EXPECT_GT((*teacher->model->Forward(ids) - *full).abs().max().item<double>(), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, StudentDecode,
+                         ::testing::Values(Recipe::kLolcats, Recipe::kLizard, Recipe::kLinear),
+                         [](const auto& info) { return std::string(RecipeName(info.param)); });
+
+TEST(LinearAttentionConfig, JsonRoundTrip) {
+  LinearAttentionConfig c = DefaultLinearAttentionConfig(Recipe::kLizard);
+  c.layers = {0, 1};
+  c.meta_tokens = 2;
+  auto back = LinearAttentionConfigFromJson(LinearAttentionConfigToJson(c), "x");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->recipe, Recipe::kLizard);
+  EXPECT_EQ(back->window, 128);
+  EXPECT_EQ(back->meta_tokens, 2);
+  EXPECT_EQ(back->layers, c.layers);
+  auto bad = LinearAttentionConfigFromJson(nlohmann::json{{"recipe", "mamba"}}, "cfg.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("lolcats, lizard, linear"), std::string::npos);
+}
+
+TEST(StudentAttention, RejectsWrongShapes) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok());
+  const LinearAttentionConfig c = DefaultLinearAttentionConfig(Recipe::kLolcats);
+  StudentTensors t = InitStudentTensors(c, loaded->config, 0, 0);
+  t["window_factor"] = at::zeros({3});
+  auto a = MakeStudentAttention(c, loaded->config, t);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("window_factor"), std::string::npos);
+  t.erase("feature_map_q.weight");
+  a = MakeStudentAttention(c, loaded->config, t);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("missing tensor feature_map_q.weight"), std::string::npos);
+}
+
+TEST(Lora, FreshAdaptersLeaveTheModelUnchangedAndMergeMatches) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok());
+  LlamaModel& m = *loaded->model;
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::arange(1, 20, at::kLong).unsqueeze(0);
+  const at::Tensor base = *m.Forward(ids);
+  auto lora = NewLoraAdapters(m.config(), LoraOptions{}, 1, m.device());
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  auto shared = std::make_shared<LoraAdapters>(*std::move(lora));
+  m.SetLora(shared);
+  EXPECT_TRUE(at::equal(*m.Forward(ids), base));
+  for (auto& layer : shared->layers) {
+    for (auto& p : layer) p.b.normal_(0, 0.05);
+  }
+  const at::Tensor adapted = *m.Forward(ids);
+  EXPECT_GT((adapted - base).abs().max().item<double>(), 1e-3);
+  // Merging B A into the weights gives the same logits.
+  ModelWeights w = m.weights();
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    auto& lw = w.layers[l];
+    lw.q_proj = MergeLora(lw.q_proj, shared->layers[l][0], shared->scale);
+    lw.k_proj = MergeLora(lw.k_proj, shared->layers[l][1], shared->scale);
+    lw.v_proj = MergeLora(lw.v_proj, shared->layers[l][2], shared->scale);
+    lw.o_proj = MergeLora(lw.o_proj, shared->layers[l][3], shared->scale);
+  }
+  auto merged = LlamaModel::Create(m.config(), w);
+  ASSERT_TRUE(merged.ok());
+  EXPECT_LT((*(*merged)->Forward(ids) - adapted).abs().max().item<double>(), 1e-4);
+}
+
+}  // namespace
+}  // namespace linearize::model
