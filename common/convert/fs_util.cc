@@ -1,6 +1,8 @@
 #include "common/convert/fs_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,14 +12,21 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace linearize::convert {
-namespace {
 
 absl::Status Errno(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
+  // ErrnoToStatus: ENOSPC/EDQUOT -> RESOURCE_EXHAUSTED, EACCES -> PERMISSION_DENIED, ...;
+  // a file size limit counts as running out of space too.
+  const int err = errno;
+  absl::Status s = absl::ErrnoToStatus(err, absl::StrCat(what, " ", path));
+  if (err == EFBIG) return absl::ResourceExhaustedError(s.message());
+  return s;
 }
+
+namespace {
 
 int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
 
@@ -57,6 +66,14 @@ absl::Status RemoveTree(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return Errno("cannot resolve", path);
+  std::string out = resolved;
+  ::free(resolved);
+  return out;
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -66,15 +83,43 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 absl::Status WriteFileAtomic(const std::string& path, const std::string& contents) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Errno("cannot write", tmp);
-    out << contents;
-    out.flush();
-    if (!out) return Errno("cannot write", tmp);
+  // A unique temporary beside the target, synced, then renamed over it: the
+  // previous file stays whole until the new one is complete, and a failed
+  // write (disk full, quota, file size limit) removes the temporary.
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return Errno("cannot create a temporary file for", path);
+  ::fchmod(fd, 0644);
+  const char* p = contents.data();
+  size_t left = contents.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      absl::Status s = Errno("cannot write", path);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
   }
-  return Rename(tmp, path);
+  if (::fsync(fd) != 0) {
+    absl::Status s = Errno("cannot write", path);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (::close(fd) != 0) {
+    absl::Status s = Errno("cannot write", path);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  if (absl::Status s = Rename(tmp, path); !s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CopyFile(const std::string& from, const std::string& to) {

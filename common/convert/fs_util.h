@@ -17,9 +17,16 @@ absl::Status MakeDirs(const std::string& path);
 // rm -rf; OK when `path` does not exist.
 absl::Status RemoveTree(const std::string& path);
 absl::StatusOr<std::string> ReadFile(const std::string& path);
-// Writes through a temporary file renamed into place.
+// The absolute path with symlinks resolved (the path must exist).
+absl::StatusOr<std::string> RealPath(const std::string& path);
+// Writes through a temporary file (synced) renamed into place: `path` is
+// either the old or the new contents, never partial; on failure the
+// temporary is removed and the error (RESOURCE_EXHAUSTED for a full disk)
+// names `path`.
 absl::Status WriteFileAtomic(const std::string& path, const std::string& contents);
 absl::Status CopyFile(const std::string& from, const std::string& to);
 absl::Status Rename(const std::string& from, const std::string& to);
+// absl::ErrnoToStatus(errno, "<what> <path>").
+absl::Status Errno(const std::string& what, const std::string& path);
 
 }  // namespace linearize::convert

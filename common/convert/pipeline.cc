@@ -17,8 +17,8 @@
 #include "common/convert/adamw.h"
 #include "common/convert/export.h"
 #include "common/convert/fs_util.h"
+#include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
-#include "common/model/load.h"
 #include "common/model/softmax_attention.h"
 #include "common/model/student_attention.h"
 #include "nlohmann/json.hpp"
@@ -200,6 +200,9 @@ class Pipeline {
   bool Report(const char* stage, int64_t step, int64_t total, double loss,
               std::optional<double> val, Clock::time_point since, int64_t steps_since);
   void SetStudentTrainable(bool on);
+  // final_: the student with the LoRA merged into its projections, exactly
+  // what the exported directory loads as.
+  absl::Status BuildFinalStudent();
   // A stage event outside training (its return value is not a stop request).
   void Notify(const char* stage, std::optional<double> validation = std::nullopt) {
     if (!progress_) return;
@@ -212,7 +215,8 @@ class Pipeline {
 
   const ConvertOptions& o_;
   const ProgressCallback& progress_;
-  model::LoadedModel teacher_;
+  Teacher teacher_;
+  std::unique_ptr<model::LlamaModel> final_;  // the merged student, once trained
   std::unique_ptr<model::LlamaModel> student_;
   std::vector<model::StudentTensors> students_;  // per layer (empty: softmax)
   std::vector<LayerRecord> records_;
@@ -232,23 +236,21 @@ class Pipeline {
 
 absl::Status Pipeline::Setup() {
   if (absl::Status s = CheckOptions(o_); !s.ok()) return s;
-  if (!IsDirectory(o_.teacher)) {
-    return PathExists(o_.teacher)
-               ? absl::InvalidArgumentError(absl::StrCat(
-                     "teacher ", o_.teacher, " is not a Hugging Face directory (config.json + "
-                     "safetensors); convert does not take GGUF teachers yet"))
-               : absl::NotFoundError(absl::StrCat("teacher ", o_.teacher, " does not exist"));
+  if (PathExists(o_.out_dir) && !IsDirectory(o_.out_dir)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("out_dir ", o_.out_dir, " exists and is not a directory"));
   }
-  absl::StatusOr<model::LoadedModel> loaded = model::LoadModel(o_.teacher);
-  if (!loaded.ok()) return loaded.status();
-  if (loaded->linear_attention) {
+  absl::StatusOr<Teacher> teacher = LoadTeacher(o_.teacher);
+  if (!teacher.ok()) return teacher.status();
+  teacher_ = *std::move(teacher);
+  if (PathExists(o_.out_dir) && IsDirectory(o_.teacher) &&
+      RealPath(o_.out_dir).value_or("a") == RealPath(o_.teacher).value_or("b")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "teacher ", o_.teacher, " is already a converted model (config.json has linear_attention)"));
+        "out_dir ", o_.out_dir, " is the teacher's directory; choose another output"));
   }
-  teacher_ = *std::move(loaded);
-  const io::ModelConfig& c = teacher_.config;
+  const io::ModelConfig& c = teacher_.loaded.config;
   if (absl::Status s = model::ValidateLinearAttentionConfig(o_.attention, c); !s.ok()) return s;
-  fingerprint_ = Fingerprint(o_);
+  fingerprint_ = absl::StrCat(Fingerprint(o_), " teacher=", teacher_.identity);
   ckpt_dir_ = o_.out_dir + "/checkpoint";
   // A run killed between the two renames of SaveCheckpoint leaves only the
   // previous checkpoint, as <ckpt>.old: take it back.
@@ -266,7 +268,7 @@ absl::Status Pipeline::Setup() {
 
   // The student shares the teacher's weights; converted layers get student attention.
   absl::StatusOr<std::unique_ptr<model::LlamaModel>> student =
-      model::LlamaModel::Create(c, teacher_.model->weights());
+      model::LlamaModel::Create(c, teacher_.loaded.model->weights());
   if (!student.ok()) return student.status();
   student_ = *std::move(student);
   students_.resize(static_cast<size_t>(c.num_hidden_layers));
@@ -274,13 +276,13 @@ absl::Status Pipeline::Setup() {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (!model::IsConverted(o_.attention, l)) continue;
     model::StudentTensors t = model::InitStudentTensors(o_.attention, c, l, o_.seed);
-    for (auto& [name, tensor] : t) tensor = tensor.to(teacher_.model->device());
+    for (auto& [name, tensor] : t) tensor = tensor.to(teacher_.loaded.model->device());
     students_[static_cast<size_t>(l)] = t;
     absl::StatusOr<std::unique_ptr<model::StudentAttention>> a =
         model::MakeStudentAttention(o_.attention, c, std::move(t));
     if (!a.ok()) return a.status();
     student_->SetAttention(l, *std::move(a));
-    teacher_.model->SetAttention(
+    teacher_.loaded.model->SetAttention(
         l, std::make_unique<RecordingAttention>(
                std::make_unique<model::SoftmaxAttention>(c.num_attention_heads,
                                                          c.num_key_value_heads, c.head_dim,
@@ -288,7 +290,7 @@ absl::Status Pipeline::Setup() {
                &records_[static_cast<size_t>(l)]));
   }
   absl::StatusOr<model::LoraAdapters> lora =
-      model::NewLoraAdapters(c, o_.lora, o_.seed + 17, teacher_.model->device());
+      model::NewLoraAdapters(c, o_.lora, o_.seed + 17, teacher_.loaded.model->device());
   if (!lora.ok()) return lora.status();
   lora_ = std::make_shared<model::LoraAdapters>(*std::move(lora));
   return absl::OkStatus();
@@ -324,13 +326,14 @@ at::Tensor Pipeline::Batch(int stage, int64_t micro) {
     }
     rows.push_back(it->second[static_cast<size_t>(idx % n)]);
   }
-  return data_.train.index_select(0, at::tensor(rows, at::kLong)).to(teacher_.model->device());
+  return data_.train.index_select(0, at::tensor(rows, at::kLong))
+      .to(teacher_.loaded.model->device());
 }
 
 at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids) {
   {
     at::NoGradGuard no_grad;
-    absl::StatusOr<at::Tensor> h = teacher_.model->ForwardHidden(ids);
+    absl::StatusOr<at::Tensor> h = teacher_.loaded.model->ForwardHidden(ids);
     TORCH_CHECK(h.ok(), std::string(h.status().message()));
   }
   at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));
@@ -350,7 +353,7 @@ double Pipeline::ValidationMse() {
   const int64_t n = data_.validation.size(0);
   for (int64_t i = 0; i < n; i += o_.batch_size) {
     const int64_t b = std::min(o_.batch_size, n - i);
-    const at::Tensor ids = data_.validation.narrow(0, i, b).to(teacher_.model->device());
+    const at::Tensor ids = data_.validation.narrow(0, i, b).to(teacher_.loaded.model->device());
     sum += AttentionLoss(ids).item<double>() * static_cast<double>(b);
     rows += b;
   }
@@ -387,7 +390,7 @@ at::Tensor Pipeline::NextTokenLoss(const at::Tensor& ids) {
     at::Tensor teacher_logits;
     {
       at::NoGradGuard no_grad;
-      absl::StatusOr<at::Tensor> tl = teacher_.model->Forward(ids);
+      absl::StatusOr<at::Tensor> tl = teacher_.loaded.model->Forward(ids);
       TORCH_CHECK(tl.ok(), std::string(tl.status().message()));
       teacher_logits = tl->narrow(1, 0, t - 1).reshape({-1, v});
     }
@@ -518,12 +521,23 @@ absl::Status Pipeline::SaveCheckpoint() {
   const std::string old = ckpt_dir_ + ".old";
   if (absl::Status s = RemoveTree(tmp); !s.ok()) return s;
   if (absl::Status s = MakeDirs(tmp); !s.ok()) return s;
-  if (absl::Status s = WriteTensorFile(tmp + "/tensors.safetensors", tensors); !s.ok()) return s;
+  // A failed write (a full disk) removes the partial new checkpoint and
+  // leaves the previous one as it was.
+  auto abandon = [&](absl::Status s) {
+    (void)RemoveTree(tmp);
+    return absl::Status(s.code(), absl::StrCat("saving the checkpoint ", ckpt_dir_,
+                                               " (the previous one is kept): ", s.message()));
+  };
+  if (absl::Status s = WriteTensorFile(tmp + "/tensors.safetensors", tensors); !s.ok()) {
+    return abandon(s);
+  }
   nlohmann::json j = ToJson(st_, fingerprint_);
   j["adam_steps"] = adam_ != nullptr ? adam_->steps() : 0;
   j["seconds"] = seconds_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
   j["data_source"] = data_.source;
-  if (absl::Status s = WriteFileAtomic(tmp + "/state.json", j.dump(2) + "\n"); !s.ok()) return s;
+  if (absl::Status s = WriteFileAtomic(tmp + "/state.json", j.dump(2) + "\n"); !s.ok()) {
+    return abandon(s);
+  }
   // Swap in: the previous checkpoint stays complete until the new one is.
   if (absl::Status s = RemoveTree(old); !s.ok()) return s;
   if (PathExists(ckpt_dir_)) {
@@ -589,6 +603,33 @@ absl::Status Pipeline::LoadCheckpoint() {
   return absl::OkStatus();
 }
 
+absl::Status Pipeline::BuildFinalStudent() {
+  at::NoGradGuard no_grad;
+  const io::ModelConfig& c = teacher_.loaded.config;
+  model::ModelWeights w = teacher_.loaded.model->weights();  // shares the tensors
+  for (size_t l = 0; l < lora_->layers.size() && l < w.layers.size(); ++l) {
+    model::LayerWeights& lw = w.layers[l];
+    at::Tensor* slots[model::kNumLoraTargets] = {&lw.q_proj, &lw.k_proj, &lw.v_proj, &lw.o_proj};
+    for (int t = 0; t < model::kNumLoraTargets; ++t) {
+      const model::LoraPair& pair = lora_->layers[l][static_cast<size_t>(t)];
+      if (pair.a.defined()) *slots[t] = model::MergeLora(*slots[t], pair, lora_->scale).contiguous();
+    }
+  }
+  absl::StatusOr<std::unique_ptr<model::LlamaModel>> m = model::LlamaModel::Create(c, std::move(w));
+  if (!m.ok()) return m.status();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!model::IsConverted(o_.attention, l)) continue;
+    model::StudentTensors t;
+    for (const auto& [name, tensor] : students_[static_cast<size_t>(l)]) t.emplace(name, tensor.detach());
+    absl::StatusOr<std::unique_ptr<model::StudentAttention>> a =
+        model::MakeStudentAttention(o_.attention, c, std::move(t));
+    if (!a.ok()) return a.status();
+    (*m)->SetAttention(l, *std::move(a));
+  }
+  final_ = *std::move(m);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ConvertResult> Pipeline::Run() {
   if (absl::Status s = Setup(); !s.ok()) return s;
   try {
@@ -596,7 +637,7 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
       if (absl::Status s = LoadCheckpoint(); !s.ok()) return s;
     } else {
       Notify("data");
-      absl::StatusOr<TokenData> data = BuildTokenData(teacher_, o_.data);
+      absl::StatusOr<TokenData> data = BuildTokenData(teacher_.loaded, o_.data);
       if (!data.ok()) return data.status();
       data_ = *std::move(data);
       if (absl::Status s = MakeDirs(o_.out_dir); !s.ok()) return s;
@@ -609,7 +650,7 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
     steps2_ = std::max<int64_t>(1, (o_.tokens - tokens1) / tokens_per_step_);
     ConvertResult& r = st_.result;
     if (!o_.resume) {
-      r.teacher_val_ppl = ValidationPerplexity(*teacher_.model);
+      r.teacher_val_ppl = ValidationPerplexity(*teacher_.loaded.model);
       r.initial_val_mse = ValidationMse();
       r.final_val_mse = r.initial_val_mse;
       if (!transfer) r.student_val_ppl_before_finetune = ValidationPerplexity(*student_);
@@ -632,15 +673,16 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
       st_.stage = 3;
       adam_.reset();
     }
-    r.student_val_ppl = ValidationPerplexity(*student_);
+    SetStudentTrainable(false);
+    if (absl::Status s = BuildFinalStudent(); !s.ok()) return s;
+    r.student_val_ppl = ValidationPerplexity(*final_);
     r.seconds = seconds_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
     if (absl::Status s = SaveCheckpoint(); !s.ok()) return s;
     Notify("export");
-    SetStudentTrainable(false);
     ExportInputs ex;
     ex.teacher = &teacher_;
-    ex.teacher_dir = o_.teacher;
     ex.options = &o_;
+    ex.student = final_.get();
     ex.students = students_;
     ex.lora = lora_.get();
     ex.result = &r;

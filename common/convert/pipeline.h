@@ -12,8 +12,11 @@
 // step cursor; dropout is reseeded from (seed, step), so no other RNG state
 // exists) go to <out>/checkpoint every checkpoint_every steps and when the
 // progress callback asks to stop; a resumed run takes the same steps as an
-// uninterrupted one, bit for bit. The result is a Hugging Face directory in
-// <out> that model::LoadModel serves.
+// uninterrupted one, bit for bit; a checkpoint holds no teacher weights
+// (it names the teacher, whose path and size must not change). The result is
+// a self-contained Hugging Face directory in <out> (export.h) that
+// model::LoadModel serves: the loaded model computes exactly the logits of
+// the final student whose validation perplexity ConvertResult reports.
 #pragma once
 
 #include <cstdint>
@@ -40,7 +43,9 @@ struct StageOptions {
 };
 
 struct ConvertOptions {
-  std::string teacher;  // Hugging Face directory (config.json + safetensors)
+  // Hugging Face directory (config.json + safetensors) or GGUF file (e.g.
+  // the embedded default model, model::FindDefaultModel()).
+  std::string teacher;
   model::LinearAttentionConfig attention;  // recipe and sizes
   DataOptions data;
   // Training tokens over both stages (half each; all to stage 2 for the
@@ -52,6 +57,7 @@ struct ConvertOptions {
   double mse_weight = 1000;
   StageOptions stage2 = {1e-4, Schedule::kCosine, 0.05, 50, 2, 0};
   model::LoraOptions lora;   // r 8, alpha 16, dropout 0, q/k/v/o; merged on export
+  bool peft = false;         // also write the LoRA as a PEFT adapter (<out>/adapter)
   double kd_weight = 0;      // stage 2: weight of KL(teacher || student); 0: off
   double kd_temperature = 1;
   int64_t checkpoint_every = 100;  // optimizer steps; 0: only when stopped

@@ -11,7 +11,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace linearize::model {
 
@@ -23,6 +26,16 @@ class AttentionState {
   virtual std::unique_ptr<AttentionState> Clone() const = 0;
   // Bytes of tensor storage held (allocated capacity, not only what is used).
   virtual int64_t bytes() const = 0;
+
+  // The tensors that make up the state, under stable names, on the state's
+  // device (used part only): what a snapshot or a spill file stores.
+  virtual std::vector<std::pair<std::string, at::Tensor>> Export() const = 0;
+  // Replaces the state with what Export gave, copying onto this state's
+  // device and dtype. The names must be Export's; shapes must equal this
+  // state's except along a dimension that grows with the context (a KV
+  // cache's length). Throws c10::Error naming the tensor at fault; on error
+  // the state is unchanged.
+  virtual void Import(const std::vector<std::pair<std::string, at::Tensor>>& tensors) = 0;
 };
 
 // Everything a layer offers its attention. q/k/v are what Forward(q, k, v)

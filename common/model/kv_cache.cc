@@ -65,4 +65,35 @@ int64_t KvCache::bytes() const {
   return k_.defined() ? static_cast<int64_t>(k_.nbytes() + v_.nbytes()) : 0;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> KvCache::Export() const {
+  if (length_ == 0) {
+    at::Tensor empty = at::empty({batch_, kv_heads_, 0, head_dim_}, options_);
+    return {{"k", empty}, {"v", empty}};
+  }
+  return {{"k", keys()}, {"v", values()}};
+}
+
+void KvCache::Import(const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  TORCH_CHECK(tensors.size() == 2 && tensors[0].first == "k" && tensors[1].first == "v",
+              "KvCache: a snapshot must hold tensors k and v");
+  const at::Tensor& k = tensors[0].second;
+  const at::Tensor& v = tensors[1].second;
+  for (const auto& [name, t] : tensors) {
+    TORCH_CHECK(t.dim() == 4 && t.size(0) == batch_ && t.size(1) == kv_heads_ &&
+                    t.size(3) == head_dim_,
+                "KvCache: snapshot tensor ", name, " must be [", batch_, ", ", kv_heads_,
+                ", T, ", head_dim_, "], got ", t.sizes());
+  }
+  TORCH_CHECK(v.sizes() == k.sizes(), "KvCache: snapshot tensor v ", v.sizes(),
+              " differs from k ", k.sizes());
+  const int64_t length = k.size(2);
+  length_ = 0;
+  if (length > capacity_) Reserve(length);
+  if (length > 0) {
+    k_.narrow(2, 0, length).copy_(k);
+    v_.narrow(2, 0, length).copy_(v);
+  }
+  length_ = length;
+}
+
 }  // namespace linearize::model

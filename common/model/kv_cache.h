@@ -35,6 +35,9 @@ class KvCache final : public AttentionState {
 
   std::unique_ptr<AttentionState> Clone() const override;
   int64_t bytes() const override;
+  // "k", "v": [B, Hkv, length, D].
+  std::vector<std::pair<std::string, at::Tensor>> Export() const override;
+  void Import(const std::vector<std::pair<std::string, at::Tensor>>& tensors) override;
 
  private:
   void Reserve(int64_t capacity);

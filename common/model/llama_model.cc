@@ -117,6 +117,68 @@ absl::StatusOr<at::Tensor> LlamaModel::Forward(const at::Tensor& ids, Memory* me
   }
 }
 
+bool LlamaModel::recurrent() const {
+  for (const auto& a : attention_) {
+    if (dynamic_cast<const SoftmaxAttention*>(a.get()) != nullptr) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
+                                                   std::span<Memory* const> memories) const {
+  const auto n = static_cast<int64_t>(memories.size());
+  if (!recurrent()) {
+    return absl::FailedPreconditionError(
+        "DecodeBatch: the model has softmax layers (KV caches of different lengths cannot be "
+        "stacked)");
+  }
+  if (!ids.defined() || ids.dim() != 1 || ids.size(0) != n || n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DecodeBatch: ids must be [", n, "] for ", n, " memories"));
+  }
+  for (Memory* m : memories) {
+    if (absl::Status s = CheckInput(ids.narrow(0, 0, 1).view({1, 1}), m); !s.ok()) return s;
+  }
+  if (absl::Status s = CheckInput(ids.view({n, 1}), nullptr); !s.ok()) return s;
+  try {
+    // Stack the rows' states, step them together, then give each row back.
+    auto stacked = NewMemory(n);
+    std::vector<std::vector<Memory::LayerTensors>> rows;
+    rows.reserve(static_cast<size_t>(n));
+    std::vector<int64_t> positions;
+    for (Memory* m : memories) {
+      rows.push_back(m->Export());
+      positions.push_back(m->position());
+    }
+    std::vector<Memory::LayerTensors> joined(static_cast<size_t>(num_layers()));
+    for (size_t l = 0; l < joined.size(); ++l) {
+      for (size_t k = 0; k < rows[0][l].size(); ++k) {
+        std::vector<at::Tensor> parts;
+        for (const auto& row : rows) parts.push_back(row[l][k].second);
+        joined[l].emplace_back(rows[0][l][k].first, at::cat(parts, 0));
+      }
+    }
+    rows.clear();
+    if (absl::Status s = stacked->Import(0, joined); !s.ok()) return s;
+    joined.clear();
+    const at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor hidden = HiddenUnchecked(ids.to(device()).view({n, 1}), stacked.get(), pos);
+    const at::Tensor logits = LmHead(hidden).view({n, -1});
+    const std::vector<Memory::LayerTensors> out = stacked->Export();
+    for (int64_t j = 0; j < n; ++j) {
+      std::vector<Memory::LayerTensors> mine(out.size());
+      for (size_t l = 0; l < out.size(); ++l) {
+        for (const auto& [name, tensor] : out[l]) mine[l].emplace_back(name, tensor.narrow(0, j, 1));
+      }
+      Memory* m = memories[static_cast<size_t>(j)];
+      if (absl::Status s = m->Import(m->position() + 1, mine); !s.ok()) return s;
+    }
+    return logits;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("DecodeBatch failed: ", e.what_without_backtrace()));
+  }
+}
+
 at::Tensor LlamaModel::LmHead(const at::Tensor& hidden) const {
   return at::linear(hidden, weights_.lm_head).to(at::kFloat);
 }
@@ -130,12 +192,14 @@ at::Tensor LlamaModel::Project(const at::Tensor& x, const at::Tensor& w, const a
   return y;
 }
 
-at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory) const {
+at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory,
+                                       const at::Tensor& row_positions) const {
   const io::ModelConfig& c = config_;
   const int64_t b = ids.size(0);
   const int64_t t = ids.size(1);
   const int64_t position = memory != nullptr ? memory->position() : 0;
-  const auto [cos, sin] = rope_.CosSin(position, t, dtype());
+  const auto [cos, sin] = row_positions.defined() ? rope_.CosSinRows(row_positions, dtype())
+                                                  : rope_.CosSin(position, t, dtype());
 
   at::Tensor x = at::embedding(weights_.embed, ids);  // [B, T, H]
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -59,6 +60,16 @@ class LlamaModel {
   // allocation can, after the checks), the memory is left unusable.
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& ids, Memory* memory = nullptr,
                                      Logits which = Logits::kAll) const;
+  // One decode step of N independent batch-1 memories at once, whose
+  // positions may differ: ids [N] int64 -> logits [N, V] float32; memory j
+  // takes token j. Only for models whose every layer keeps a fixed-size
+  // recurrent state (FAILED_PRECONDITION otherwise: a KV cache cannot be
+  // stacked across different lengths); INVALID_ARGUMENT as Forward.
+  absl::StatusOr<at::Tensor> DecodeBatch(const at::Tensor& ids,
+                                         std::span<Memory* const> memories) const;
+  // Whether DecodeBatch can run: no layer keeps a KV cache.
+  bool recurrent() const;
+
   // The same, stopping at the final RMSNorm: [B, T, H] in the model's dtype.
   absl::StatusOr<at::Tensor> ForwardHidden(const at::Tensor& ids,
                                            Memory* memory = nullptr) const;
@@ -69,7 +80,10 @@ class LlamaModel {
  private:
   LlamaModel(io::ModelConfig config, ModelWeights weights, RotaryEmbedding rope);
   absl::Status CheckInput(const at::Tensor& ids, const Memory* memory) const;
-  at::Tensor HiddenUnchecked(const at::Tensor& ids, Memory* memory) const;
+  // `row_positions` [B] (one token per row at its own position) replaces
+  // memory->position() for RoPE when defined.
+  at::Tensor HiddenUnchecked(const at::Tensor& ids, Memory* memory,
+                             const at::Tensor& row_positions = {}) const;
   // x W^T + bias, plus the LoRA term when one is set for (layer, target).
   at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                      int64_t layer, LoraTarget target) const;

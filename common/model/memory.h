@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/model/attention.h"
 
 namespace linearize::model {
@@ -31,6 +32,14 @@ class Memory {
   std::unique_ptr<Memory> Clone() const;
   // Bytes of tensor storage held by all layers.
   int64_t bytes() const;
+
+  // Per layer, the tensors of its state (AttentionState::Export).
+  using LayerTensors = std::vector<std::pair<std::string, at::Tensor>>;
+  std::vector<LayerTensors> Export() const;
+  // Replaces every layer's state and the position with an Export of a memory
+  // of the same model. INVALID_ARGUMENT naming the layer and tensor at fault
+  // (then the memory may be partly changed: discard it).
+  absl::Status Import(int64_t position, const std::vector<LayerTensors>& layers);
 
  private:
   std::vector<std::unique_ptr<AttentionState>> layers_;

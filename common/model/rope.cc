@@ -84,6 +84,14 @@ std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSin(int64_t start, int64_t
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
+std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSinRows(const at::Tensor& positions,
+                                                              at::ScalarType dtype) const {
+  const at::Tensor pos = positions.to(inv_freq_.device(), at::kFloat);
+  const at::Tensor freqs = at::outer(pos, inv_freq_);  // [B, D/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1).view({pos.size(0), 1, 1, -1});
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
 at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
   const at::Tensor x1 = x.narrow(-1, 0, half);

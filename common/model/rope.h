@@ -30,6 +30,10 @@ class RotaryEmbedding {
   // in float32 and cast to `dtype`.
   std::pair<at::Tensor, at::Tensor> CosSin(int64_t start, int64_t length,
                                            at::ScalarType dtype) const;
+  // Per-row positions [B] (int64) -> cos, sin [B, 1, 1, D], for one token of
+  // each of B sequences at different positions.
+  std::pair<at::Tensor, at::Tensor> CosSinRows(const at::Tensor& positions,
+                                               at::ScalarType dtype) const;
 
  private:
   explicit RotaryEmbedding(at::Tensor inv_freq) : inv_freq_(std::move(inv_freq)) {}

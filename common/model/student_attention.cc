@@ -34,9 +34,37 @@ class RecurrentState final : public AttentionState {
     for (at::Tensor* t : Fields(const_cast<S&>(state))) total += TensorBytes(*t);
     return total;
   }
+  std::vector<std::pair<std::string, at::Tensor>> Export() const override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    const auto names = FieldNames();
+    const auto fields = Fields(const_cast<S&>(state));
+    for (size_t i = 0; i < fields.size(); ++i) out.emplace_back(names[i], *fields[i]);
+    return out;
+  }
+  // Checks everything before copying, so a bad snapshot leaves the state as it was.
+  void Import(const std::vector<std::pair<std::string, at::Tensor>>& tensors) override {
+    const auto names = FieldNames();
+    const auto fields = Fields(state);
+    TORCH_CHECK(tensors.size() == fields.size(), "recurrent state: a snapshot must hold ",
+                fields.size(), " tensors, got ", tensors.size());
+    for (size_t i = 0; i < fields.size(); ++i) {
+      TORCH_CHECK(tensors[i].first == names[i], "recurrent state: expected tensor ", names[i],
+                  ", got ", tensors[i].first);
+      TORCH_CHECK(tensors[i].second.sizes() == fields[i]->sizes(), "recurrent state: tensor ",
+                  names[i], " must be ", fields[i]->sizes(), ", got ", tensors[i].second.sizes());
+    }
+    for (size_t i = 0; i < fields.size(); ++i) fields[i]->copy_(tensors[i].second);
+  }
   S state;
 
  private:
+  static std::vector<std::string> FieldNames() {
+    if constexpr (std::is_same_v<S, k::linear_attention::State>) {
+      return {"kv", "k_sum"};
+    } else {
+      return {"kv", "k_sum", "k_window", "v_window", "position"};
+    }
+  }
   static std::vector<at::Tensor*> Fields(S& s) {
     if constexpr (std::is_same_v<S, k::linear_attention::State>) {
       return {&s.kv, &s.k_sum};

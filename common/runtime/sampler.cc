@@ -41,6 +41,14 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (!std::isfinite(p.top_p) || p.top_p <= 0 || p.top_p > 1) {
     return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
   }
+  if (!std::isfinite(p.min_p) || p.min_p < 0 || p.min_p > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", p.min_p));
+  }
+  if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0 ||
+      p.repetition_penalty > 10) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "repetition_penalty must be in (0, 10], got ", p.repetition_penalty));
+  }
   return absl::OkStatus();
 }
 
@@ -49,8 +57,19 @@ absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& params) {
   return Sampler(params);
 }
 
+std::vector<float> Sampler::Penalized(const at::Tensor& logits) const {
+  std::vector<float> host = ToHost(logits);
+  const auto penalty = static_cast<float>(params_.repetition_penalty);
+  for (int32_t id : seen_) {
+    if (id < 0 || static_cast<size_t>(id) >= host.size()) continue;
+    float& l = host[static_cast<size_t>(id)];
+    l = l > 0 ? l / penalty : l * penalty;
+  }
+  return host;
+}
+
 std::vector<std::pair<int32_t, double>> Sampler::Distribution(const at::Tensor& logits) const {
-  return Distribution(ToHost(logits));
+  return Distribution(Penalized(logits));
 }
 
 std::vector<std::pair<int32_t, double>> Sampler::Distribution(
@@ -96,6 +115,12 @@ std::vector<std::pair<int32_t, double>> Sampler::Distribution(
       }
     }
   }
+  // Min-p: relative to the most likely token (probs[0], the largest).
+  if (params_.min_p > 0) {
+    size_t i = 1;
+    while (i < keep && probs[i] >= params_.min_p * probs[0]) ++i;
+    keep = i;
+  }
   double kept = 0;
   for (size_t i = 0; i < keep; ++i) kept += probs[i];
   std::vector<std::pair<int32_t, double>> out;
@@ -108,7 +133,7 @@ absl::StatusOr<int32_t> Sampler::Sample(const at::Tensor& logits) {
   if (!logits.defined() || logits.dim() != 1 || logits.numel() == 0) {
     return absl::InvalidArgumentError("Sample: logits must be a non-empty [V] tensor");
   }
-  const std::vector<float> host = ToHost(logits);
+  const std::vector<float> host = Penalized(logits);
   if (greedy()) return Argmax(host);
   const std::vector<std::pair<int32_t, double>> dist = Distribution(host);
   // 53 random bits -> [0, 1): the same on every platform, unlike
@@ -120,6 +145,19 @@ absl::StatusOr<int32_t> Sampler::Sample(const at::Tensor& logits) {
     if (u < cumulative) return id;
   }
   return dist.back().first;  // rounding left u above the last sum
+}
+
+TokenLogprobs ComputeLogprobs(const at::Tensor& logits, int32_t chosen, int64_t top) {
+  const at::Tensor lp = at::log_softmax(logits.detach().to(at::kCPU, at::kFloat), -1);
+  TokenLogprobs out;
+  out.chosen = lp[chosen].item<float>();
+  if (top > 0) {
+    const auto [values, ids] = at::topk(lp, std::min<int64_t>(top, lp.numel()));
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      out.top.emplace_back(static_cast<int32_t>(ids[i].item<int64_t>()), values[i].item<float>());
+    }
+  }
+  return out;
 }
 
 }  // namespace linearize::runtime

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/convert/pipeline.h"
+#include "common/model/load.h"
 
 namespace linearize::cli {
 namespace {
@@ -71,8 +72,8 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
       "convert", "Convert a softmax-attention model to linear attention (LoLCATs, Lizard or "
                  "the plain linear baseline)");
   cmd->add_option("--teacher", args.teacher,
-                  "Teacher: a Hugging Face directory (config.json + safetensors)")
-      ->required();
+                  "Teacher: a Hugging Face directory (config.json + safetensors) or a .gguf "
+                  "file (default: the embedded default model)");
   cmd->add_option("--recipe", args.recipe, "lolcats | lizard | linear")
       ->check(CLI::IsMember({"lolcats", "lizard", "linear"}));
   cmd->add_option("--data", args.data,
@@ -95,6 +96,9 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
   cmd->add_option("--stage1-lr", args.stage1_lr, "Attention-transfer learning rate");
   cmd->add_option("--stage2-lr", args.stage2_lr, "LoRA learning rate");
   cmd->add_option("--kd-weight", args.kd_weight, "Stage 2 distillation weight (0: off)");
+  cmd->add_flag("--peft", args.peft,
+                "Also write the LoRA as a PEFT adapter in <out>/adapter (adapter_config.json, "
+                "adapter_model.safetensors; already merged into the weights)");
   cmd->add_option("--checkpoint-every", args.checkpoint_every, "Steps between checkpoints");
   cmd->add_option("--self-distill-sequences", args.self_distill_sequences,
                   "Sequences to sample from the teacher when no --data is given");
@@ -109,6 +113,11 @@ absl::Status RunConvert(const ConvertArgs& args) {
   if (args.threads > 0) at::set_num_threads(args.threads);
   convert::ConvertOptions o;
   o.teacher = args.teacher;
+  if (o.teacher.empty()) {
+    absl::StatusOr<std::string> found = model::FindDefaultModel();
+    if (!found.ok()) return found.status();
+    o.teacher = *found;
+  }
   o.attention = model::DefaultLinearAttentionConfig(*recipe);
   if (args.feature_dim > 0) o.attention.feature_dim = args.feature_dim;
   if (args.window > 0) o.attention.window = args.window;
@@ -133,6 +142,7 @@ absl::Status RunConvert(const ConvertArgs& args) {
     o.lora.targets.push_back(*target);
   }
   o.kd_weight = args.kd_weight;
+  o.peft = args.peft;
   o.checkpoint_every = args.checkpoint_every;
   o.out_dir = args.out;
   o.resume = args.resume;
@@ -146,12 +156,14 @@ absl::Status RunConvert(const ConvertArgs& args) {
       });
   bar.Finish();
   if (!r.ok()) return r.status();
+  const double tokens_per_second =
+      r->seconds > 0 ? static_cast<double>(r->tokens_seen) / r->seconds : 0;
   std::printf(
       "wrote %s\n  attention MSE %.5g -> %.5g\n  perplexity: teacher %.4f, student %.4f after "
-      "stage 1, %.4f after stage 2\n  %lld tokens in %s%s\n",
+      "stage 1, %.4f after stage 2\n  %lld tokens in %s (%.0f tokens/s overall)%s\n",
       r->out_dir.c_str(), r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl,
       r->student_val_ppl_before_finetune, r->student_val_ppl,
-      static_cast<long long>(r->tokens_seen), Duration(r->seconds).c_str(),
+      static_cast<long long>(r->tokens_seen), Duration(r->seconds).c_str(), tokens_per_second,
       r->resumed ? " (resumed)" : "");
   return absl::OkStatus();
 }

@@ -1,6 +1,7 @@
-// `linearize convert`: turn a teacher (a Hugging Face directory) into a
-// linear-attention student with the conversion pipeline, showing progress
-// as a text bar on stderr, and write it to --out.
+// `linearize convert`: turn a teacher (a Hugging Face directory or a GGUF
+// file; by default the embedded default model) into a linear-attention
+// student with the conversion pipeline, showing progress as a text bar on
+// stderr, and write it to --out as a Hugging Face directory.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@ namespace CLI { class App; }
 namespace linearize::cli {
 
 struct ConvertArgs {
-  std::string teacher;
+  std::string teacher;  // "": the embedded default model
   std::string recipe = "lolcats";
   std::vector<std::string> data;  // none: self-distillation
   int64_t tokens = 20'000'000;
@@ -34,6 +35,7 @@ struct ConvertArgs {
   double stage1_lr = 1e-2;
   double stage2_lr = 1e-4;
   double kd_weight = 0;
+  bool peft = false;
   int64_t checkpoint_every = 100;
   int64_t self_distill_sequences = 64;
   uint64_t seed = 0;

@@ -1,4 +1,5 @@
 #include "services/cli/generate_command.h"
+#include "services/cli/inference_client.h"
 
 #include <CLI/CLI.hpp>
 
@@ -28,10 +29,15 @@ CLI::App* AddGenerateCommand(CLI::App& app, GenerateArgs& args) {
   cmd->add_option("--top-p", args.top_p, "Nucleus sampling mass in (0, 1]");
   cmd->add_option("--seed", args.seed, "Random seed for sampling");
   cmd->add_flag("--stats", args.stats, "Print token counts and speed to stderr");
+  cmd->add_option("--server", args.server,
+                  "Generate on this linearize-inference address (--model: registry name or "
+                  "path under its artifact root)");
+  cmd->add_option("--token", args.token, "Bearer token for --server");
   return cmd;
 }
 
 absl::Status RunGenerate(const GenerateArgs& args) {
+  if (!args.server.empty()) return RunRemoteGenerate(args, ServerArgs{args.server, args.token});
   std::string path = args.model;
   if (path.empty()) {
     absl::StatusOr<std::string> found = model::FindDefaultModel();

@@ -22,6 +22,8 @@ struct GenerateArgs {
   double top_p = 1.0;
   uint64_t seed = 0;
   bool stats = false;  // print token counts and speed to stderr
+  std::string server;  // generate on this inference service instead of locally
+  std::string token;   // its bearer token
 };
 
 // Registers the subcommand; `args` must outlive parsing and the run.

@@ -132,3 +132,52 @@ TEST(Sampler, DegenerateLogitsStillChoose) {
 
 }  // namespace
 }  // namespace linearize::runtime
+
+namespace linearize::runtime {
+namespace {
+
+TEST(Sampler, MinPDropsTokensFarBelowTheBest) {
+  SamplingParams p;
+  p.temperature = 1.0;
+  p.min_p = 0.2;
+  auto s = Sampler::Create(p);
+  ASSERT_TRUE(s.ok());
+  // Probabilities about 0.66, 0.24, 0.09, 0.01: min_p 0.2 keeps p >= 0.13.
+  const at::Tensor logits = at::tensor({2.0f, 1.0f, 0.0f, -2.0f});
+  const auto dist = s->Distribution(logits);
+  ASSERT_EQ(dist.size(), 2u);
+  EXPECT_EQ(dist[0].first, 0);
+  EXPECT_EQ(dist[1].first, 1);
+  EXPECT_NEAR(dist[0].second + dist[1].second, 1.0, 1e-12);
+}
+
+TEST(Sampler, RepetitionPenaltyFollowsHuggingFace) {
+  SamplingParams p;  // greedy
+  p.repetition_penalty = 2.0;
+  auto s = Sampler::Create(p);
+  ASSERT_TRUE(s.ok());
+  const at::Tensor logits = at::tensor({3.0f, 2.0f, -1.0f});
+  EXPECT_EQ(*s->Sample(logits), 0);
+  s->Observe(0);  // 3 / 2 = 1.5 < 2: token 1 wins now
+  EXPECT_EQ(*s->Sample(logits), 1);
+  s->Observe(1);  // 1 vs 1.5: token 0 again; negative logits get more negative
+  EXPECT_EQ(*s->Sample(logits), 0);
+  auto bad = Sampler::Create({0.0, 0, 1.0, 0, 1.5, 1.0});
+  EXPECT_NE(std::string(bad.status().message()).find("min_p"), std::string::npos);
+  auto bad2 = Sampler::Create({0.0, 0, 1.0, 0, 0.0, 0.0});
+  EXPECT_NE(std::string(bad2.status().message()).find("repetition_penalty"), std::string::npos);
+}
+
+TEST(Logprobs, MatchLogSoftmax) {
+  const at::Tensor logits = at::tensor({1.0f, 3.0f, 2.0f, -1.0f});
+  const TokenLogprobs lp = ComputeLogprobs(logits, 2, 2);
+  const at::Tensor ref = at::log_softmax(logits, 0);
+  EXPECT_FLOAT_EQ(lp.chosen, ref[2].item<float>());
+  ASSERT_EQ(lp.top.size(), 2u);
+  EXPECT_EQ(lp.top[0].first, 1);
+  EXPECT_EQ(lp.top[1].first, 2);
+  EXPECT_FLOAT_EQ(lp.top[0].second, ref[1].item<float>());
+}
+
+}  // namespace
+}  // namespace linearize::runtime
