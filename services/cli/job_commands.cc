@@ -139,10 +139,20 @@ v1::SubmitConversionRequest SubmitRequest(const SubmitArgs& a) {
       recipe->mutable_finetune()->mutable_training()->set_token_budget(a.tokens - a.tokens / 2);
     }
   }
+  for (v1::TrainingParams* t : {recipe->mutable_attention_transfer()->mutable_training(),
+                                 recipe->mutable_finetune()->mutable_training()}) {
+    if (a.seq_len > 0) t->set_sequence_length(a.seq_len);
+    if (a.batch_size > 0) t->set_batch_size(a.batch_size);
+  }
   for (const std::string& path : a.data) spec->mutable_data()->add_train()->set_path(path);
   if (a.data.empty()) spec->mutable_data()->mutable_self_distillation()->set_enabled(true);
   spec->set_output_model_name(a.name);
   spec->set_skip_evaluation(a.skip_evaluation);
+  if (a.eval_tokens > 0) {
+    v1::PerplexityTask* p = spec->add_evaluation_tasks()->mutable_perplexity();
+    p->set_max_tokens(a.eval_tokens);
+    p->set_sequence_length(static_cast<int32_t>(std::min<int64_t>(a.eval_tokens, 1024)));
+  }
   spec->mutable_budget()->set_gpus_per_task(a.gpus);
   spec->mutable_budget()->set_cpu_only(a.cpu_only);
   r.set_display_name(a.display_name);
@@ -352,6 +362,11 @@ std::vector<CLI::App*> AddJobCommands(CLI::App& app, JobCommandArgs& args) {
                      ".gguf); model:NAME for a registry model, job:ID for a job's output")
       ->required();
   submit->add_option("--recipe", s.recipe, "lolcats | lizard | linear")->required();
+  submit->add_option("--seq-len", s.seq_len, "tokens per training sequence; 0: the server's default");
+  submit->add_option("--batch-size", s.batch_size, "sequences per step; 0: the server's default");
+  submit->add_option("--eval-tokens", s.eval_tokens,
+                     "evaluate only perplexity on this many held-out tokens (quick; default: "
+                     "the server's tasks, passkey recall included)");
   submit->add_option("--tokens", s.tokens,
                      "training tokens over both stages (half each); 0: the recipe's default");
   submit->add_option("--data", s.data,

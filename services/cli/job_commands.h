@@ -38,6 +38,11 @@ struct SubmitArgs {
   std::string teacher;
   std::string recipe;
   int64_t tokens = 0;  // 0: the recipe's default budgets
+  int32_t seq_len = 0;     // tokens per training sequence; 0: the server's default
+  int32_t batch_size = 0;  // sequences per step; 0: the server's default
+  // > 0: evaluate only perplexity on this many held-out tokens (instead of
+  // the server's default tasks, which include passkey recall).
+  int64_t eval_tokens = 0;
   std::vector<std::string> data;  // none: self-distillation
   std::string name;               // output_model_name; "": job-<id>
   std::string display_name;
