@@ -136,10 +136,16 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
     return absl::InvalidArgumentError(
         absl::StrCat("DecodeBatch: ids must be [", n, "] for ", n, " memories"));
   }
-  for (Memory* m : memories) {
-    if (absl::Status s = CheckInput(ids.narrow(0, 0, 1).view({1, 1}), m); !s.ok()) return s;
-  }
+  // The ids' range once, then each memory's shape (CheckInput with a memory
+  // would scan the ids again per memory).
   if (absl::Status s = CheckInput(ids.view({n, 1}), nullptr); !s.ok()) return s;
+  for (Memory* m : memories) {
+    if (m->batch() != 1 || static_cast<int64_t>(m->num_layers()) != num_layers()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "DecodeBatch: every memory must hold 1 sequence of ", num_layers(), " layers, got ",
+          m->batch(), " of ", m->num_layers()));
+    }
+  }
   try {
     // Stack the rows' states, step them together, then give each row back.
     auto stacked = NewMemory(n);

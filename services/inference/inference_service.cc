@@ -114,11 +114,6 @@ void Fill(const ServedModel& m, const SessionStore::Usage& usage, v1::ModelInfo*
   *out->mutable_load_time() = Stamp(m.load_time);
 }
 
-absl::StatusOr<std::string> UnderRoot(const std::string& root, const std::string& path,
-                                      const std::string& field) {
-  return server::ResolveUnderRoot(root, path, field);
-}
-
 // The proto's sampling parameters as the engine's, or INVALID_ARGUMENT
 // naming the field.
 absl::Status ApplySampling(const v1::SamplingParams& p, int64_t vocab, int64_t max_tokens_cap,
@@ -182,6 +177,19 @@ absl::Status ApplySampling(const v1::SamplingParams& p, int64_t vocab, int64_t m
   r->logprobs = p.logprobs();
   r->include_special_tokens = p.include_special_tokens();
   return absl::OkStatus();
+}
+
+// SessionOptions as the store takes them; INVALID_ARGUMENT for a negative
+// idle timeout.
+absl::StatusOr<NewSessionOptions> SessionOptionsOf(const v1::SessionOptions& o) {
+  NewSessionOptions opts;
+  if (o.has_idle_timeout()) {
+    const int64_t ns = TimeUtil::DurationToNanoseconds(o.idle_timeout());
+    if (ns < 0) return absl::InvalidArgumentError("options.idle_timeout must not be negative");
+    opts.idle_timeout = absl::Nanoseconds(ns);
+  }
+  opts.labels.insert(o.labels().begin(), o.labels().end());
+  return opts;
 }
 
 std::string RoleName(v1::ChatRole role) {
@@ -379,13 +387,8 @@ absl::StatusOr<v1::Session> InferenceServiceImpl::NewSession(const std::string& 
     return absl::InvalidArgumentError(absl::StrCat("system_prompt: ", req.system_prompt().size(),
                                                    " bytes exceed the limit of 65536"));
   }
-  NewSessionOptions opts;
-  if (req.options().has_idle_timeout()) {
-    const int64_t ns = TimeUtil::DurationToNanoseconds(req.options().idle_timeout());
-    if (ns < 0) return absl::InvalidArgumentError("options.idle_timeout must not be negative");
-    opts.idle_timeout = absl::Nanoseconds(ns);
-  }
-  opts.labels.insert(req.options().labels().begin(), req.options().labels().end());
+  absl::StatusOr<NewSessionOptions> opts = SessionOptionsOf(req.options());
+  if (!opts.ok()) return opts.status();
   auto state = std::make_unique<runtime::SessionState>();
   state->memory = m->loaded.model->NewMemory(1);
   if (!req.system_prompt().empty()) {
@@ -403,7 +406,7 @@ absl::StatusOr<v1::Session> InferenceServiceImpl::NewSession(const std::string& 
     if (!logits.ok()) return logits.status();
     state->logits = logits->view({-1});
   }
-  absl::StatusOr<SessionInfo> info = sessions_.Create(tenant, req.model_name(), std::move(state), opts);
+  absl::StatusOr<SessionInfo> info = sessions_.Create(tenant, req.model_name(), std::move(state), *opts);
   if (!info.ok()) return info.status();
   v1::Session out;
   Fill(*info, &out);
@@ -479,18 +482,15 @@ grpc::Status InferenceServiceImpl::ForkSession(grpc::ServerContext* ctx, const v
       sessions_.CopyState(tenant, req->session_id());
   if (!copy.ok()) return ToGrpc(copy.status());
   NewSessionOptions opts;
-  opts.parent_id = req->session_id();
   if (req->has_options()) {
-    if (req->options().has_idle_timeout()) {
-      const int64_t ns = TimeUtil::DurationToNanoseconds(req->options().idle_timeout());
-      if (ns < 0) return Invalid("options.idle_timeout must not be negative");
-      opts.idle_timeout = absl::Nanoseconds(ns);
-    }
-    opts.labels.insert(req->options().labels().begin(), req->options().labels().end());
+    absl::StatusOr<NewSessionOptions> given = SessionOptionsOf(req->options());
+    if (!given.ok()) return ToGrpc(given.status());
+    opts = *std::move(given);
   } else {
     opts.idle_timeout = source->idle_timeout;
     opts.labels = source->labels;
   }
+  opts.parent_id = req->session_id();
   absl::StatusOr<SessionInfo> info = sessions_.Create(tenant, source->model_name, *std::move(copy), opts);
   if (!info.ok()) return ToGrpc(info.status());
   Fill(*info, resp);
@@ -526,7 +526,7 @@ grpc::Status InferenceServiceImpl::SnapshotSession(grpc::ServerContext* ctx,
     resp->set_data(blob);
     return grpc::Status::OK;
   }
-  absl::StatusOr<std::string> path = UnderRoot(options_.artifact_root, req->output_path(), "output_path");
+  absl::StatusOr<std::string> path = server::ResolveUnderRoot(options_.artifact_root, req->output_path(), "output_path");
   if (!path.ok()) return ToGrpc(path.status());
   const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -550,7 +550,7 @@ grpc::Status InferenceServiceImpl::RestoreSession(grpc::ServerContext* ctx,
   const v1::SessionSnapshot& snap = req->snapshot();
   std::string blob = snap.data();
   if (!snap.artifact_path().empty()) {
-    absl::StatusOr<std::string> path = UnderRoot(options_.artifact_root, snap.artifact_path(), "snapshot.artifact_path");
+    absl::StatusOr<std::string> path = server::ResolveUnderRoot(options_.artifact_root, snap.artifact_path(), "snapshot.artifact_path");
     if (!path.ok()) return ToGrpc(path.status());
     const int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("snapshot.artifact_path: ", snap.artifact_path(), " not found"));
@@ -574,16 +574,11 @@ grpc::Status InferenceServiceImpl::RestoreSession(grpc::ServerContext* ctx,
   if (m == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model ", model_name, " is not loaded"));
   absl::StatusOr<runtime::SessionState> state = runtime::DecodeState(blob, *m->loaded.model, m->fingerprint);
   if (!state.ok()) return ToGrpc(state.status());
-  NewSessionOptions opts;
-  if (req->options().has_idle_timeout()) {
-    const int64_t ns = TimeUtil::DurationToNanoseconds(req->options().idle_timeout());
-    if (ns < 0) return Invalid("options.idle_timeout must not be negative");
-    opts.idle_timeout = absl::Nanoseconds(ns);
-  }
-  opts.labels.insert(req->options().labels().begin(), req->options().labels().end());
-  opts.parent_id = snap.source_session_id();
+  absl::StatusOr<NewSessionOptions> opts = SessionOptionsOf(req->options());
+  if (!opts.ok()) return ToGrpc(opts.status());
+  opts->parent_id = snap.source_session_id();
   absl::StatusOr<SessionInfo> info = sessions_.Create(
-      *tenant, model_name, std::make_unique<runtime::SessionState>(*std::move(state)), opts);
+      *tenant, model_name, std::make_unique<runtime::SessionState>(*std::move(state)), *opts);
   if (!info.ok()) return ToGrpc(info.status());
   Fill(*info, resp);
   return grpc::Status::OK;

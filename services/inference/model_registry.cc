@@ -45,14 +45,15 @@ std::vector<int32_t> TurnEnd(const model::LoadedModel& m) {
   return m.tokenizer->Encode(marker);
 }
 
+// [a-z0-9._-]
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
 }  // namespace
 
 absl::Status ValidateModelName(const std::string& name, const std::string& field) {
-  const bool ok = !name.empty() && name.size() <= 128 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                           c == '_' || c == '-';
-                  });
+  const bool ok = !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), IsNameChar);
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       field, ": \"", name.substr(0, 140), "\" must be 1 to 128 characters from [a-z0-9._-]"));
@@ -65,8 +66,7 @@ std::string DefaultModelName(const std::string& path) {
   if (base.size() > 5 && base.substr(base.size() - 5) == ".gguf") base.resize(base.size() - 5);
   for (char& c : base) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) c = '-';
+    if (!IsNameChar(c)) c = '-';
   }
   if (base.size() > 128) base.resize(128);
   return base.empty() ? "model" : base;
