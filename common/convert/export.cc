@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "common/convert/fs_util.h"
 #include "common/convert/tensor_file.h"
+#include "common/io/sha256.h"
 #include "common/model/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -18,6 +19,8 @@ constexpr char kStaging[] = ".export.tmp";
 // installed) applies an adapter_config.json it finds beside the weights on
 // top of them, which would add the already merged LoRA a second time.
 constexpr char kAdapterDir[] = "adapter";
+// The student as a delta over its teacher (common/model/delta_load.h).
+constexpr char kDeltaDir[] = "delta";
 
 std::string BaseName(const std::string& path) {
   std::string p = path;
@@ -99,6 +102,9 @@ std::string ModelCard(const ExportInputs& in, const std::string& dtype) {
           }(),
           ", "),
       "\n");
+  absl::StrAppend(&s, "- `delta/`: the same student as a delta over the teacher (the student ",
+                  "attention tensors and the LoRA in bfloat16, a few MB); `linearize` loads it ",
+                  "when the teacher file sits beside it or in the default model folder\n");
   if (o.peft) {
     absl::StrAppend(&s, "- `adapter/` (`adapter_config.json`, `adapter_model.safetensors`): the ",
                     "LoRA as a PEFT adapter, already merged into `model.safetensors`; it ",
@@ -129,6 +135,61 @@ nlohmann::json AdapterConfig(const ConvertOptions& o) {
           {"task_type", "CAUSAL_LM"},
           {"use_dora", false},
           {"use_rslora", false}};
+}
+
+// The LoRA as a PEFT adapter in `dir` (which exists), its tensors in `dtype`.
+absl::Status WriteAdapter(const ExportInputs& in, const std::string& dir, at::ScalarType dtype) {
+  NamedTensorList adapter;
+  for (const auto& [name, t] : in.lora->Named()) {
+    adapter.emplace_back(PeftTensorName(name), t.to(dtype));
+  }
+  if (absl::Status s = WriteTensorFile(dir + "/adapter_model.safetensors", adapter,
+                                       {{"format", "pt"}});
+      !s.ok()) {
+    return s;
+  }
+  return WriteFileAtomic(dir + "/adapter_config.json", AdapterConfig(*in.options).dump(2) + "\n");
+}
+
+// delta/: config.json naming the teacher as base_model (with its SHA-256
+// when it is a file), the student tensors and the LoRA adapter in bfloat16
+// (a few MB for a small model), and a short card.
+absl::Status WriteDelta(const ExportInputs& in, nlohmann::json config, const std::string& dir) {
+  std::string teacher = in.options->teacher;
+  while (teacher.size() > 1 && teacher.back() == '/') teacher.pop_back();
+  const std::string base = teacher.substr(teacher.find_last_of('/') + 1);
+  nlohmann::json delta = {{"base_model", base}};
+  if (!IsDirectory(teacher)) {
+    absl::StatusOr<std::array<uint8_t, 32>> digest = io::Sha256OfFile(teacher);
+    if (!digest.ok()) return digest.status();
+    delta["base_sha256"] = io::Sha256Label(*digest);
+  }
+  config["linearize_delta"] = delta;
+  if (absl::Status s = WriteFileAtomic(dir + "/config.json", config.dump(2) + "\n"); !s.ok()) {
+    return s;
+  }
+  NamedTensorList tensors;
+  for (size_t l = 0; l < in.students.size(); ++l) {
+    for (const auto& [name, t] : in.students[l]) {
+      tensors.emplace_back(absl::StrCat("model.layers.", l, ".self_attn.", name),
+                           t.to(at::kBFloat16));
+    }
+  }
+  if (absl::Status s = WriteTensorFile(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+      !s.ok()) {
+    return s;
+  }
+  if (in.lora != nullptr) {
+    if (absl::Status s = WriteAdapter(in, dir, at::kBFloat16); !s.ok()) return s;
+  }
+  return WriteFileAtomic(
+      dir + "/README.md",
+      absl::StrCat("# ", base, " (", std::string(model::RecipeName(in.options->attention.recipe)),
+                   " linear attention), as a delta\n\nThe student attention tensors and the LoRA "
+                   "(bfloat16) of the converted model one folder up; `linearize` rebuilds the "
+                   "student from them and `", base, "`, which it looks for beside this folder "
+                   "and in the default model folder. See ../README.md for the recipe, data and "
+                   "evaluation.\n"));
 }
 
 // Writes every file into `staging`; returns their names.
@@ -175,20 +236,13 @@ absl::StatusOr<std::vector<std::string>> WriteAll(const ExportInputs& in,
   if (in.options->peft && in.lora != nullptr) {
     const std::string adapter_dir = absl::StrCat(staging, "/", kAdapterDir);
     if (absl::Status s = MakeDirs(adapter_dir); !s.ok()) return s;
-    NamedTensorList adapter;
-    for (const auto& [name, t] : in.lora->Named()) adapter.emplace_back(PeftTensorName(name), t);
-    if (absl::Status s = WriteTensorFile(adapter_dir + "/adapter_model.safetensors", adapter,
-                                         {{"format", "pt"}});
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = WriteFileAtomic(adapter_dir + "/adapter_config.json",
-                                         AdapterConfig(*in.options).dump(2) + "\n");
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = WriteAdapter(in, adapter_dir, at::kFloat); !s.ok()) return s;
     written.push_back(kAdapterDir);
   }
+  const std::string delta_dir = absl::StrCat(staging, "/", kDeltaDir);
+  if (absl::Status s = MakeDirs(delta_dir); !s.ok()) return s;
+  if (absl::Status s = WriteDelta(in, j, delta_dir); !s.ok()) return s;
+  written.push_back(kDeltaDir);
   if (absl::Status s = write_text("README.md", ModelCard(in, dtype)); !s.ok()) return s;
   return written;
 }
@@ -216,7 +270,9 @@ absl::Status ExportModel(const ExportInputs& in, const std::string& dir) {
   }
   // Renames within one file system: nothing can run out of space from here.
   // A previous export's adapter goes too (it no longer applies).
-  if (absl::Status s = RemoveTree(absl::StrCat(dir, "/", kAdapterDir)); !s.ok()) return s;
+  for (const char* sub : {kAdapterDir, kDeltaDir}) {
+    if (absl::Status s = RemoveTree(absl::StrCat(dir, "/", sub)); !s.ok()) return s;
+  }
   for (const std::string& name : *written) {
     if (absl::Status s = Rename(staging + "/" + name, dir + "/" + name); !s.ok()) return s;
   }

@@ -1,6 +1,7 @@
 #include "common/convert/pipeline.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -17,6 +18,7 @@
 #include "common/convert/adamw.h"
 #include "common/convert/export.h"
 #include "common/convert/fs_util.h"
+#include "common/convert/precision.h"
 #include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
 #include "common/model/softmax_attention.h"
@@ -157,6 +159,18 @@ absl::Status CheckOptions(const ConvertOptions& o) {
       return absl::InvalidArgumentError("warmup_fraction must be in [0, 1)");
     }
   }
+  // Attention transfer learns only where keys have left the softmax window:
+  // sequences that fit in it would give a loss of zero (up to rounding).
+  if (o.attention.recipe != model::Recipe::kLinear) {
+    const bool terrace = o.attention.recipe == model::Recipe::kLolcats && o.attention.terrace;
+    const int64_t span = terrace ? 2 * o.attention.window : o.attention.window;
+    if (o.data.seq_len <= span) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "seq_len ", o.data.seq_len, " fits in the softmax window (", span, " tokens",
+          terrace ? ", terrace" : "", "): attention transfer would have nothing to learn; ",
+          "use sequences longer than ", span, " tokens"));
+    }
+  }
   if (o.kd_weight < 0 || !(o.kd_temperature > 0)) {
     return absl::InvalidArgumentError("kd_weight must be >= 0 and kd_temperature > 0");
   }
@@ -215,6 +229,7 @@ class Pipeline {
 
   const ConvertOptions& o_;
   const ProgressCallback& progress_;
+  c10::Device device_ = c10::Device(c10::kCPU);
   Teacher teacher_;
   std::unique_ptr<model::LlamaModel> final_;  // the merged student, once trained
   std::unique_ptr<model::LlamaModel> student_;
@@ -240,7 +255,14 @@ absl::Status Pipeline::Setup() {
     return absl::InvalidArgumentError(
         absl::StrCat("out_dir ", o_.out_dir, " exists and is not a directory"));
   }
-  absl::StatusOr<Teacher> teacher = LoadTeacher(o_.teacher);
+  absl::StatusOr<c10::Device> device = ParseTrainingDevice(o_.device);
+  if (!device.ok()) return device.status();
+  device_ = *device;
+  if (device_.is_cuda()) at::globalContext().setFloat32MatmulPrecision(o_.tf32 ? "high" : "highest");
+  model::WeightOptions weights;
+  weights.dtype = o_.bf16 ? at::kBFloat16 : at::kFloat;
+  weights.device = device_;
+  absl::StatusOr<Teacher> teacher = LoadTeacher(o_.teacher, weights);
   if (!teacher.ok()) return teacher.status();
   teacher_ = *std::move(teacher);
   if (PathExists(o_.out_dir) && IsDirectory(o_.teacher) &&
@@ -276,7 +298,7 @@ absl::Status Pipeline::Setup() {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (!model::IsConverted(o_.attention, l)) continue;
     model::StudentTensors t = model::InitStudentTensors(o_.attention, c, l, o_.seed);
-    for (auto& [name, tensor] : t) tensor = tensor.to(teacher_.loaded.model->device());
+    for (auto& [name, tensor] : t) tensor = tensor.to(device_);
     students_[static_cast<size_t>(l)] = t;
     absl::StatusOr<std::unique_ptr<model::StudentAttention>> a =
         model::MakeStudentAttention(o_.attention, c, std::move(t));
@@ -290,7 +312,7 @@ absl::Status Pipeline::Setup() {
                &records_[static_cast<size_t>(l)]));
   }
   absl::StatusOr<model::LoraAdapters> lora =
-      model::NewLoraAdapters(c, o_.lora, o_.seed + 17, teacher_.loaded.model->device());
+      model::NewLoraAdapters(c, o_.lora, o_.seed + 17, device_);
   if (!lora.ok()) return lora.status();
   lora_ = std::make_shared<model::LoraAdapters>(*std::move(lora));
   return absl::OkStatus();
@@ -327,10 +349,11 @@ at::Tensor Pipeline::Batch(int stage, int64_t micro) {
     rows.push_back(it->second[static_cast<size_t>(idx % n)]);
   }
   return data_.train.index_select(0, at::tensor(rows, at::kLong))
-      .to(teacher_.loaded.model->device());
+      .to(device_);
 }
 
 at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids) {
+  const AutocastScope autocast(device_, o_.bf16);
   {
     at::NoGradGuard no_grad;
     absl::StatusOr<at::Tensor> h = teacher_.loaded.model->ForwardHidden(ids);
@@ -353,7 +376,7 @@ double Pipeline::ValidationMse() {
   const int64_t n = data_.validation.size(0);
   for (int64_t i = 0; i < n; i += o_.batch_size) {
     const int64_t b = std::min(o_.batch_size, n - i);
-    const at::Tensor ids = data_.validation.narrow(0, i, b).to(teacher_.loaded.model->device());
+    const at::Tensor ids = data_.validation.narrow(0, i, b).to(device_);
     sum += AttentionLoss(ids).item<double>() * static_cast<double>(b);
     rows += b;
   }
@@ -362,6 +385,7 @@ double Pipeline::ValidationMse() {
 
 double Pipeline::ValidationPerplexity(const model::LlamaModel& m) {
   at::NoGradGuard no_grad;
+  const AutocastScope autocast(device_, o_.bf16);
   double nll = 0;
   int64_t count = 0;
   const int64_t n = data_.validation.size(0);
@@ -381,6 +405,7 @@ double Pipeline::ValidationPerplexity(const model::LlamaModel& m) {
 }
 
 at::Tensor Pipeline::NextTokenLoss(const at::Tensor& ids) {
+  const AutocastScope autocast(device_, o_.bf16);
   absl::StatusOr<at::Tensor> logits = student_->Forward(ids);
   TORCH_CHECK(logits.ok(), std::string(logits.status().message()));
   const int64_t t = ids.size(1), v = logits->size(2);
@@ -472,7 +497,7 @@ absl::Status Pipeline::TrainStage(int stage) {
         if (o_.lora.dropout > 0) {
           // Dropout masks are a function of (seed, micro-batch), so a resumed
           // run draws the same ones without saving generator state.
-          at::Generator gen = at::detail::getDefaultCPUGenerator();
+          at::Generator gen = at::globalContext().defaultGenerator(device_);
           std::lock_guard<std::mutex> lock(gen.mutex());
           gen.set_current_seed(o_.seed * 1000003ULL + static_cast<uint64_t>(micro));
         }

@@ -61,6 +61,13 @@ struct ConvertOptions {
   double kd_weight = 0;      // stage 2: weight of KL(teacher || student); 0: off
   double kd_temperature = 1;
   int64_t checkpoint_every = 100;  // optimizer steps; 0: only when stopped
+  // Where training runs: "cpu", "cuda" or "cuda:N" (the teacher is loaded
+  // there). bf16: the teacher's weights in bfloat16 and every forward under
+  // bf16 autocast, while the trainable tensors, the LoRA and the optimizer
+  // state stay float32. tf32: on CUDA, float32 matrix products may use TF32.
+  std::string device = "cpu";
+  bool bf16 = false;
+  bool tf32 = true;
   std::string out_dir;
   bool resume = false;  // continue from <out>/checkpoint
   uint64_t seed = 0;

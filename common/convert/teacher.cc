@@ -49,9 +49,9 @@ std::string DirectoryIdentity(const std::string& dir) {
   return id;
 }
 
-absl::StatusOr<Teacher> FromDirectory(const std::string& dir) {
+absl::StatusOr<Teacher> FromDirectory(const std::string& dir, const model::LoadOptions& options) {
   Teacher t;
-  absl::StatusOr<model::LoadedModel> loaded = model::LoadModel(dir);
+  absl::StatusOr<model::LoadedModel> loaded = model::LoadModel(dir, options);
   if (!loaded.ok()) return loaded.status();
   t.loaded = *std::move(loaded);
   absl::StatusOr<std::string> text = ReadFile(dir + "/config.json");
@@ -112,7 +112,7 @@ absl::Status CheckTokenizer(const std::string& path, const tokenizer::Tokenizer&
   return absl::OkStatus();
 }
 
-absl::StatusOr<Teacher> FromGguf(const std::string& path) {
+absl::StatusOr<Teacher> FromGguf(const std::string& path, const model::LoadOptions& options) {
   absl::StatusOr<std::unique_ptr<io::GgufFile>> gguf = io::GgufFile::Open(path);
   if (!gguf.ok()) return gguf.status();
   absl::StatusOr<nlohmann::json> config_json = io::HfConfigFromGguf(**gguf, "float32");
@@ -125,7 +125,7 @@ absl::StatusOr<Teacher> FromGguf(const std::string& path) {
   if (!tok.ok()) return tok.status();
 
   Teacher t;
-  absl::StatusOr<model::LoadedModel> loaded = model::LoadModel(path);
+  absl::StatusOr<model::LoadedModel> loaded = model::LoadModel(path, options);
   if (!loaded.ok()) return loaded.status();
   t.loaded = *std::move(loaded);
   if (t.loaded.tokenizer == nullptr) {
@@ -168,23 +168,28 @@ absl::StatusOr<Teacher> FromGguf(const std::string& path) {
     absl::StrAppend(&counts, counts.empty() ? "" : ", ", type, " x", n);
   }
   t.gguf = true;
-  t.description = absl::StrCat("`", path, "` (GGUF; tensors ", counts, "; dequantized to float32)");
+  t.description = absl::StrCat("`", path, "` (GGUF; tensors ", counts, "; dequantized to ",
+                               options.weights.dtype == at::kBFloat16 ? "bfloat16" : "float32",
+                               ")");
   t.identity = absl::StrCat(path, " ", FileSize(path));
   return t;
 }
 
 }  // namespace
 
-absl::StatusOr<Teacher> LoadTeacher(const std::string& path) {
+absl::StatusOr<Teacher> LoadTeacher(const std::string& path,
+                                    const model::WeightOptions& weights) {
+  model::LoadOptions options;
+  options.weights = weights;
   if (!PathExists(path)) {
     return absl::NotFoundError(absl::StrCat("teacher ", path, " does not exist"));
   }
   absl::StatusOr<Teacher> t;
   try {
     if (IsDirectory(path)) {
-      t = FromDirectory(path);
+      t = FromDirectory(path, options);
     } else if (absl::EndsWithIgnoreCase(path, ".gguf")) {
-      t = FromGguf(path);
+      t = FromGguf(path, options);
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("teacher ", path, " is neither a Hugging Face directory nor a .gguf file"));

@@ -34,6 +34,8 @@ struct Teacher {
 // model, an already converted one, or a GGUF whose tokenizer cannot be
 // written as tokenizer.json (checked: the written tokenizer must encode a
 // probe text as the GGUF's own does).
-absl::StatusOr<Teacher> LoadTeacher(const std::string& path);
+// The weights are stored as `weights` says (dtype and device).
+absl::StatusOr<Teacher> LoadTeacher(const std::string& path,
+                                    const model::WeightOptions& weights = {});
 
 }  // namespace linearize::convert

@@ -3,38 +3,16 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/io/safetensors.h"
+#include "common/model/safetensors_weights.h"
 #include "common/model/student_attention.h"
 #include "common/model/weights.h"
 
 namespace linearize::model {
-namespace {
-
-absl::StatusOr<at::Tensor> ViewToFloat(const io::TensorView& view, c10::Device device) {
-  at::ScalarType type;
-  switch (view.dtype) {
-    case io::DType::kF64: type = at::kDouble; break;
-    case io::DType::kF32: type = at::kFloat; break;
-    case io::DType::kF16: type = at::kHalf; break;
-    case io::DType::kBF16: type = at::kBFloat16; break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dtype ", std::string(io::DTypeName(view.dtype)), " is not a floating-point type"));
-  }
-  at::Tensor raw = at::empty(view.shape, at::TensorOptions().dtype(type));
-  if (static_cast<size_t>(raw.nbytes()) != view.data.size()) {
-    return absl::InternalError("tensor byte size does not match its shape");
-  }
-  if (!view.data.empty()) std::memcpy(raw.data_ptr(), view.data.data(), view.data.size());
-  return raw.to(device, at::kFloat).contiguous();
-}
-
-}  // namespace
 
 absl::StatusOr<std::optional<LinearAttentionConfig>> ApplyLinearAttentionFromDir(
     const std::string& dir, LlamaModel* model) {
@@ -70,7 +48,7 @@ absl::StatusOr<std::optional<LinearAttentionConfig>> ApplyLinearAttentionFromDir
               dir, ": missing tensor ", prefix, name, " (expected shape ", ShapeString(shape),
               ") that config.json's linear_attention section calls for"));
         }
-        absl::StatusOr<at::Tensor> t = ViewToFloat(*view, model->device());
+        absl::StatusOr<at::Tensor> t = TensorFromView(*view, WeightOptions{at::kFloat, model->device()});
         if (!t.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat(dir, ": tensor ", prefix, name, ": ", t.status().message()));

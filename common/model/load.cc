@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/gguf.h"
+#include "common/model/delta_load.h"
 #include "common/model/gguf_weights.h"
 #include "common/model/linear_attention_load.h"
 #include "common/model/safetensors_weights.h"
@@ -62,6 +63,13 @@ absl::StatusOr<std::string> ChatTemplateFromDir(const fs::path& dir) {
 }
 
 absl::StatusOr<LoadedModel> LoadDirectory(const fs::path& dir, const LoadOptions& options) {
+  // A delta over a base model (delta_load.h) has only the student's own tensors.
+  if (absl::StatusOr<std::string> text = ReadText(dir / "config.json"); text.ok()) {
+    const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("linearize_delta")) {
+      return LoadDelta(dir.string(), j["linearize_delta"], options);
+    }
+  }
   LoadedModel out;
   absl::StatusOr<io::ModelConfig> config = io::ReadHfConfig((dir / "config.json").string());
   if (!config.ok()) return config.status();

@@ -45,8 +45,9 @@ struct LoadOptions {
 
 // `path` is a directory (config.json; model.safetensors or a sharded index;
 // tokenizer.json or tokenizer.model; tokenizer_config.json's chat_template or
-// chat_template.jinja, all optional but the first two) or a .gguf file
-// (config, weights, tokenizer and template from the one file).
+// chat_template.jinja, all optional but the first two), a delta directory
+// over a base model (delta_load.h) or a .gguf file (config, weights,
+// tokenizer and template from the one file).
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
 
 // The embedded default model's path: $LINEARIZE_MODEL when set (NOT_FOUND if

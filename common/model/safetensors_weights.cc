@@ -49,20 +49,6 @@ absl::StatusOr<at::ScalarType> TorchType(io::DType dtype) {
   }
 }
 
-// Copies the mapped bytes (the map may not be aligned for the element type)
-// and converts.
-absl::StatusOr<at::Tensor> ToTensor(const io::TensorView& view, const WeightOptions& options) {
-  absl::StatusOr<at::ScalarType> type = TorchType(view.dtype);
-  if (!type.ok()) return type.status();
-  at::Tensor raw = at::empty(view.shape, at::TensorOptions().dtype(*type));
-  if (static_cast<size_t>(raw.nbytes()) != view.data.size()) {
-    return absl::InternalError(absl::StrCat("tensor byte size ", view.data.size(),
-                                            " does not match its shape"));
-  }
-  if (!view.data.empty()) std::memcpy(raw.data_ptr(), view.data.data(), view.data.size());
-  return raw.to(options.device, options.dtype).contiguous();
-}
-
 // "model.layers.N." -> N, or -1.
 int64_t LayerIndex(const std::string& name) {
   static const std::string kPrefix = "model.layers.";
@@ -75,6 +61,20 @@ int64_t LayerIndex(const std::string& name) {
 }
 
 }  // namespace
+
+// Copies the mapped bytes (the map may not be aligned for the element type)
+// and converts.
+absl::StatusOr<at::Tensor> TensorFromView(const io::TensorView& view, const WeightOptions& options) {
+  absl::StatusOr<at::ScalarType> type = TorchType(view.dtype);
+  if (!type.ok()) return type.status();
+  at::Tensor raw = at::empty(view.shape, at::TensorOptions().dtype(*type));
+  if (static_cast<size_t>(raw.nbytes()) != view.data.size()) {
+    return absl::InternalError(absl::StrCat("tensor byte size ", view.data.size(),
+                                            " does not match its shape"));
+  }
+  if (!view.data.empty()) std::memcpy(raw.data_ptr(), view.data.data(), view.data.size());
+  return raw.to(options.device, options.dtype).contiguous();
+}
 
 absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
                                                     const io::ModelConfig& config,
@@ -115,7 +115,7 @@ absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
           ShapeString(view->shape), ", expected ", ShapeString(spec.shape),
           " from config.json"));
     }
-    absl::StatusOr<at::Tensor> tensor = ToTensor(*view, options);
+    absl::StatusOr<at::Tensor> tensor = TensorFromView(*view, options);
     if (!tensor.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(TensorFile(dir, spec.hf_name), ": tensor ",
                                                      spec.hf_name, ": ",

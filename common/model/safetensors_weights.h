@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/io/model_config.h"
+#include "common/io/safetensors.h"
 #include "common/model/weights.h"
 
 namespace linearize::model {
@@ -17,5 +18,10 @@ namespace linearize::model {
 absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
                                                     const io::ModelConfig& config,
                                                     const WeightOptions& options);
+
+// One stored floating-point tensor (F64/F32/F16/BF16), copied out of the
+// mapping and converted to options.dtype on options.device.
+absl::StatusOr<at::Tensor> TensorFromView(const io::TensorView& view,
+                                          const WeightOptions& options);
 
 }  // namespace linearize::model

@@ -3,6 +3,7 @@
 #include "kernels/rmsnorm/rmsnorm.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #ifdef LINEARIZE_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -31,7 +32,10 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
               " but x is on ", x.device());
   TORCH_CHECK(eps >= 0, "RmsNorm: eps must be >= 0, got ", eps);
 #ifdef LINEARIZE_WITH_CUDA
-  if (x.is_cuda() && weight.scalar_type() == x.scalar_type() &&
+  // The kernel has no backward: with autograd recording (training), the
+  // reference runs so that gradients flow.
+  const bool needs_grad = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+  if (x.is_cuda() && !needs_grad && weight.scalar_type() == x.scalar_type() &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf ||
        x.scalar_type() == at::kBFloat16)) {
     const c10::cuda::CUDAGuard guard(x.device());

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 
@@ -14,6 +15,11 @@
 
 namespace linearize::cli {
 namespace {
+
+// Set by SIGINT/SIGTERM: the pipeline then checkpoints and stops, so that
+// `--resume` continues where it was interrupted.
+volatile std::sig_atomic_t g_stop_requested = 0;
+void RequestStop(int) { g_stop_requested = 1; }
 
 std::string Duration(double seconds) {
   const int64_t s = static_cast<int64_t>(seconds);
@@ -104,6 +110,9 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
                   "Sequences to sample from the teacher when no --data is given");
   cmd->add_option("--seed", args.seed, "Random seed");
   cmd->add_option("--threads", args.threads, "CPU threads (0: default)");
+  cmd->add_option("--device", args.device, "cpu, cuda or cuda:N");
+  cmd->add_option("--dtype", args.dtype,
+                  "float32, or bfloat16 (teacher in bf16, training under autocast)");
   return cmd;
 }
 
@@ -147,13 +156,24 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.out_dir = args.out;
   o.resume = args.resume;
   o.seed = args.seed;
+  o.device = args.device;
+  if (args.dtype != "float32" && args.dtype != "bfloat16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype ", args.dtype, ": expected float32 or bfloat16"));
+  }
+  o.bf16 = args.dtype == "bfloat16";
 
   ProgressBar bar;
+  g_stop_requested = 0;
+  std::signal(SIGINT, RequestStop);
+  std::signal(SIGTERM, RequestStop);
   absl::StatusOr<convert::ConvertResult> r =
       convert::Convert(o, [&](const convert::ProgressEvent& e) {
         bar.Show(e);
-        return true;
+        return g_stop_requested == 0;
       });
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   bar.Finish();
   if (!r.ok()) return r.status();
   const double tokens_per_second =

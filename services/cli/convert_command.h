@@ -40,6 +40,8 @@ struct ConvertArgs {
   int64_t self_distill_sequences = 64;
   uint64_t seed = 0;
   int threads = 0;  // 0: LibTorch's default
+  std::string device = "cpu";
+  std::string dtype = "float32";  // or bfloat16
 };
 
 // Registers the subcommand; `args` must outlive parsing and the run.

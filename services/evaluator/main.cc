@@ -19,12 +19,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +30,7 @@
 #include "services/common/machine_resources.h"
 #include "services/common/server.h"
 #include "services/common/server_flags.h"
+#include "services/common/lease_loop.h"
 #include "services/common/shutdown.h"
 #include "services/evaluator/evaluate_task.h"
 #include "services/evaluator/evaluation_service.h"
@@ -152,19 +150,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<server::Server>& srv = *started;
   srv->OnDrain([&] { service.Drain(); });
 
-  std::atomic<bool> shutting_down{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string reason = "exit";
+  server::StopFlag stop;
   (*signals)->OnShutdown([&](std::string_view why) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      reason = std::string(why);
-      shutting_down = true;
-    }
+    stop.Stop(why);
     server::LogInfo("evaluator.shutdown", {{"reason", why}});
     if (agent != nullptr) agent->Stop();
-    cv.notify_all();
     srv->Shutdown(absl::Seconds(10));
   });
   const std::string& listen = options->listen_address;
@@ -187,28 +177,11 @@ int main(int argc, char** argv) {
       evaluator::EvaluateTaskContext ctx;
       ctx.artifact_root = artifact_root;
       ctx.default_texts = default_texts;
-      ctx.shutting_down = [&] { return shutting_down.load(); };
+      ctx.shutting_down = [&] { return stop.stopped(); };
       ctx.service = &service;
-      while (!shutting_down) {
-        absl::StatusOr<std::optional<v1::Task>> task = agent->Lease();
-        if (!task.ok()) {
-          server::LogWarning("evaluator.lease_failed", {{"status", task.status()}});
-          std::unique_lock<std::mutex> lock(mu);
-          cv.wait_for(lock, std::chrono::seconds(1), [&] { return shutting_down.load(); });
-          continue;
-        }
-        if (!task->has_value()) continue;
-        server::LeaseKeeper keeper(*agent, std::move(**task));
+      server::RunLeaseLoop(*agent, stop, "evaluator", [&](server::LeaseKeeper& keeper) {
         evaluator::RunEvaluateTask(keeper, ctx);
-      }
-      std::string why;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        why = reason;
-      }
-      if (absl::Status s = agent->Deregister(why); !s.ok()) {
-        server::LogWarning("evaluator.deregister_failed", {{"status", s}});
-      }
+      });
     });
   }
   srv->Wait();

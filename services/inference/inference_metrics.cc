@@ -39,6 +39,10 @@ InferenceMetrics::InferenceMetrics(metrics::Registry& r) {
                   .Name("linearize_inference_requests_total")
                   .Help("Generations that ended, by finish reason.")
                   .Register(r);
+  session_transitions = &BuildCounter()
+                             .Name("linearize_inference_session_transitions_total")
+                             .Help("Session lifecycle transitions (see inference_service.proto).")
+                             .Register(r);
   sessions_running = &BuildGauge()
                           .Name("linearize_inference_sessions_running")
                           .Help("Generations the engines are stepping.")

@@ -25,6 +25,7 @@ struct InferenceMetrics {
   metrics::Counter* generation_tokens;
   metrics::Counter* prompt_tokens;
   metrics::Family<metrics::Counter>* requests;  // {finish_reason}
+  metrics::Family<metrics::Counter>* session_transitions;  // {from, to}
   metrics::Gauge* sessions_running;
   metrics::Gauge* sessions_waiting;
   metrics::Gauge* resident_bytes;

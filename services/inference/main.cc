@@ -90,13 +90,19 @@ int main(int argc, char** argv) {
   options->max_send_message_bytes = 256 << 20;
 
   inference::ModelRegistry models(runtime::EngineOptions{.max_batch = max_batch});
+  auto registry = std::make_shared<metrics::Registry>();
+  inference::InferenceMetrics metrics(*registry);
   inference::SessionStore::Options store_options;
   store_options.dir = state_dir;
   store_options.memory_budget_bytes = budget;
   store_options.default_idle_timeout = absl::Seconds(idle_timeout_seconds);
+  store_options.on_transition = [family = metrics.session_transitions](inference::Lifecycle from,
+                                                                       inference::Lifecycle to) {
+    family->Add({{"from", std::string(inference::LifecycleName(from))},
+                 {"to", std::string(inference::LifecycleName(to))}})
+        .Increment();
+  };
   inference::SessionStore sessions(store_options, models);
-  auto registry = std::make_shared<metrics::Registry>();
-  inference::InferenceMetrics metrics(*registry);
   for (const std::string& spec : loads) {
     const size_t eq = spec.find('=');
     const std::string name = eq == std::string::npos ? inference::DefaultModelName(spec) : spec.substr(0, eq);

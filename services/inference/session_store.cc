@@ -206,7 +206,7 @@ absl::Status SessionStore::Spill(Record& r) {
   resident_bytes_ -= r.resident_bytes;
   r.resident_bytes = 0;
   r.state.reset();
-  r.info.state = Lifecycle::kSpilled;
+  SetState(r, Lifecycle::kSpilled);
   return absl::OkStatus();
 }
 
@@ -292,7 +292,7 @@ absl::StatusOr<SessionInfo> SessionStore::Create(const std::string& tenant,
     sessions_.erase(rec.info.id);
     return s;
   }
-  rec.info.state = Lifecycle::kIdle;
+  SetState(rec, Lifecycle::kIdle);
   return rec.info;
 }
 
@@ -310,7 +310,7 @@ absl::StatusOr<std::unique_ptr<SessionStore::Pin>> SessionStore::Acquire(const s
   pin->state_ = r.state.get();
   pin->model_ = models_.Find(r.info.model_name);
   pin->restore_seconds_ = was_spilled ? absl::ToDoubleSeconds(absl::Now() - start) : 0;
-  r.info.state = Lifecycle::kActive;
+  SetState(r, Lifecycle::kActive);
   r.info.last_use_time = absl::Now();
   pin->info_ = r.info;
   return pin;
@@ -339,7 +339,7 @@ void SessionStore::Release(Pin& pin) {
     r.state.reset();
     return;
   }
-  r.info.state = Lifecycle::kIdle;
+  SetState(r, Lifecycle::kIdle);
 }
 
 absl::StatusOr<SessionInfo> SessionStore::Get(const std::string& tenant,
@@ -377,7 +377,12 @@ void SessionStore::End(Record& r, Lifecycle why) {
     r.resident_bytes = 0;
     r.state.reset();
   }
-  r.info.state = why;
+  SetState(r, why);
+}
+
+void SessionStore::SetState(Record& r, Lifecycle to) {
+  if (options_.on_transition && r.info.state != to) options_.on_transition(r.info.state, to);
+  r.info.state = to;
 }
 
 absl::Status SessionStore::Delete(const std::string& tenant, const std::string& id) {

@@ -9,6 +9,7 @@
 // hour. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,6 +50,9 @@ class SessionStore {
     absl::Duration default_idle_timeout = absl::Minutes(30);
     absl::Duration max_idle_timeout = absl::Hours(24);
     absl::Duration tombstone_time = absl::Hours(1);
+    // Called on every lifecycle change of a session (under the store's
+    // lock: keep it cheap), e.g. to count transitions in metrics.
+    std::function<void(Lifecycle from, Lifecycle to)> on_transition;
   };
   SessionStore(Options options, const ModelRegistry& models);
   ~SessionStore();
@@ -116,6 +120,8 @@ class SessionStore {
   absl::Status Spill(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteToDisk(Record& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void End(Record& r, Lifecycle why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every state change goes through here (Options::on_transition).
+  void SetState(Record& r, Lifecycle to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Record*> Live(const std::string& tenant, const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Release(Pin& pin);

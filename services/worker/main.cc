@@ -21,11 +21,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +32,7 @@
 #include "services/common/client_flags.h"
 #include "services/common/log.h"
 #include "services/common/machine_resources.h"
+#include "services/common/lease_loop.h"
 #include "services/common/shutdown.h"
 #include "services/worker/task_runner.h"
 #include "services/worker/worker_metrics.h"
@@ -167,19 +165,11 @@ int main(int argc, char** argv) {
   if (!agent.ok()) return Fail(std::string(agent.status().message()), 2);
   server::TaskAgent& scheduler = **agent;
 
-  std::atomic<bool> shutting_down{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string reason = "exit";
+  server::StopFlag stop;
   (*signals)->OnShutdown([&](std::string_view why) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      reason = std::string(why);
-      shutting_down = true;
-    }
+    stop.Stop(why);
     server::LogInfo("worker.shutdown", {{"reason", why}});
     scheduler.Stop();
-    cv.notify_all();
   });
 
   if (absl::Status s = scheduler.Register(); !s.ok()) {
@@ -198,45 +188,24 @@ int main(int argc, char** argv) {
   std::thread gpu_thread;
   if (!gpus.empty()) {
     gpu_thread = std::thread([&] {
-      std::unique_lock<std::mutex> lock(mu);
-      while (!shutting_down) {
-        lock.unlock();
+      do {
         for (const server::GpuStatus& g : server::QueryGpus(static_cast<int>(gpus.size()))) {
           worker_metrics.SetGpuMemory(g.index, static_cast<double>(g.memory_used_bytes));
         }
-        lock.lock();
-        cv.wait_for(lock, std::chrono::seconds(10), [&] { return shutting_down.load(); });
-      }
+      } while (!stop.WaitFor(absl::Seconds(10)));
     });
   }
 
   worker::RunContext context;
   context.artifact_root = artifact_root;
-  context.shutting_down = [&] { return shutting_down.load(); };
+  context.shutting_down = [&] { return stop.stopped(); };
   context.metrics = &worker_metrics;
-  while (!shutting_down) {
-    absl::StatusOr<std::optional<v1::Task>> task = scheduler.Lease();
-    if (!task.ok()) {
-      server::LogWarning("worker.lease_failed", {{"status", task.status()}});
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::seconds(1), [&] { return shutting_down.load(); });
-      continue;
-    }
-    if (!task->has_value()) continue;
+  server::RunLeaseLoop(scheduler, stop, "worker", [&](server::LeaseKeeper& keeper) {
     worker_metrics.SetWorker(scheduler.worker_id());  // a lapse re-registers under a new id
-    server::LeaseKeeper keeper(scheduler, std::move(**task));
     worker::RunTask(keeper, context);
-  }
-  std::string why;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    why = reason;
-  }
-  if (absl::Status s = scheduler.Deregister(why); !s.ok()) {
-    server::LogWarning("worker.deregister_failed", {{"status", s}});
-  }
+  });
   if (gpu_thread.joinable()) gpu_thread.join();
-  server::LogInfo("worker.stopped", {{"reason", why}});
+  server::LogInfo("worker.stopped", {{"reason", stop.reason()}});
   (*signals)->Wait();
   return 0;
 }

@@ -170,6 +170,27 @@ absl::StatusOr<convert::ConvertOptions> ConvertOptionsForTask(const v1::Task& ta
       return absl::InvalidArgumentError(
           absl::StrCat("spec.recipe.kind: not a recipe (", static_cast<int>(recipe.kind()), ")"));
   }
+  // Hardware and precision: the task's GPUs (the scheduler sets 0 for
+  // cpu_only jobs) and the spec's precision (its default: bf16 on a GPU).
+  if (task.gpus() > 1) {
+    return Unsupported("spec.budget.gpus_per_task",
+                       absl::StrCat(task.gpus(), " GPUs per task (data parallel training)"));
+  }
+  o.device = task.gpus() == 1 ? "cuda" : "cpu";
+  switch (spec.precision()) {
+    case v1::PRECISION_FP16:
+      return Unsupported("spec.precision", "PRECISION_FP16 (use PRECISION_BF16)");
+    case v1::PRECISION_BF16:
+      o.bf16 = true;
+      break;
+    case v1::PRECISION_FP32:
+      o.bf16 = false;
+      break;
+    default:
+      o.bf16 = task.gpus() > 0;
+      break;
+  }
+
   const bool transfer = recipe.kind() != v1::RECIPE_KIND_LINEAR_BASELINE;
   const v1::AttentionTransferParams& at = recipe.attention_transfer();
   const v1::FinetuneParams& ft = recipe.finetune();

@@ -14,8 +14,11 @@
 //     attention cross-entropy, LoRA on MLP projections, window-factor and
 //     window-weight initialisations other than the defaults, the ReLU
 //     baseline, separate validation files, per-source weights or document
-//     limits, JSONL field names other than "text"/"messages", and
-//     self-distillation mixed with files are refused.
+//     limits, JSONL field names other than "text"/"messages",
+//     self-distillation mixed with files, FP16 and more than one GPU per
+//     task are refused;
+//   - a task with one GPU trains on "cuda", in bf16 unless the spec says
+//     PRECISION_FP32; a CPU task in float32 unless it says PRECISION_BF16.
 #pragma once
 
 #include <string>

@@ -39,6 +39,22 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(info.param.rows) + "x" + std::to_string(info.param.dim);
     });
 
+// Training on the GPU: with autograd recording, RmsNorm must stay
+// differentiable (the kernel has none), with the reference's gradients.
+TEST(RmsNormGpu, GradientsFlowWhileTraining) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  at::manual_seed(77);
+  const at::Tensor x0 = at::randn({64, 96}), w0 = at::rand({96}) + 0.5, g = at::randn({64, 96});
+  at::Tensor x = x0.cuda().requires_grad_(), w = w0.cuda().requires_grad_();
+  const at::Tensor y = RmsNorm(x, w, 1e-5);
+  ASSERT_TRUE(y.requires_grad());
+  y.backward(g.cuda());
+  at::Tensor xr = x0.clone().requires_grad_(), wr = w0.clone().requires_grad_();
+  RmsNormReference(xr, wr, 1e-5).backward(g);
+  EXPECT_LT(testing::RelativeError(x.grad(), xr.grad()), 1e-5);
+  EXPECT_LT(testing::RelativeError(w.grad(), wr.grad()), 1e-5);
+}
+
 TEST(RmsNormGpu, NonContiguousRows) {
   at::manual_seed(99);
   const at::Tensor base = at::randn({16, 2, 256}, at::kCUDA);

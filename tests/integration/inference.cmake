@@ -20,3 +20,19 @@ if(TARGET linearize-inference AND TARGET linearize-loadgen AND TARGET linearize)
       ENVIRONMENT "GRPC_VERBOSITY=ERROR;PYTHONDONTWRITEBYTECODE=1")
   endif()
 endif()
+
+# Every service scraped by a real Prometheus (Debian's package): scheduler,
+# worker, evaluator and inference as processes, their /metrics queried with
+# PromQL (tests/integration/operations/services_scrape_test.py).
+find_program(LINEARIZE_PROMETHEUS prometheus)
+if(TARGET write_tiny_model AND TARGET linearize-worker AND TARGET linearize-evaluator
+   AND LINEARIZE_PROMETHEUS)
+  get_target_property(_scrape_python linearize_proto LINEARIZE_PYTHON)
+  get_target_property(_scrape_stubs linearize_proto LINEARIZE_PYTHON_OUT)
+  add_test(NAME services_prometheus_scrape
+           COMMAND ${_scrape_python} ${CMAKE_CURRENT_LIST_DIR}/operations/services_scrape_test.py
+                   ${CMAKE_BINARY_DIR} ${_scrape_stubs} ${CMAKE_SOURCE_DIR} ${LINEARIZE_PROMETHEUS})
+  set_tests_properties(services_prometheus_scrape PROPERTIES
+    LABELS "integration;operations" TIMEOUT 180
+    ENVIRONMENT "GRPC_VERBOSITY=ERROR;PYTHONDONTWRITEBYTECODE=1;OMP_NUM_THREADS=1")
+endif()

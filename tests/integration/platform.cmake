@@ -14,6 +14,16 @@ if(TARGET linearize-scheduler AND TARGET linearize_proto_python)
     ENVIRONMENT "GRPC_VERBOSITY=ERROR;PYTHONDONTWRITEBYTECODE=1")
 endif()
 
+# Two scheduler replicas on one real PostgreSQL (scripts/pg-test-server).
+if(TARGET linearize-scheduler AND TARGET linearize_proto_python)
+  add_test(NAME scheduler_replicas
+           COMMAND ${_platform_python} ${CMAKE_CURRENT_LIST_DIR}/platform/replicas_test.py
+                   $<TARGET_FILE:linearize-scheduler> ${_platform_stubs} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(scheduler_replicas PROPERTIES
+    LABELS integration TIMEOUT 300
+    ENVIRONMENT "GRPC_VERBOSITY=ERROR;PYTHONDONTWRITEBYTECODE=1")
+endif()
+
 if(TARGET linearize AND TARGET linearize-scheduler AND TARGET linearize_proto_python
    AND LINEARIZE_WITH_SERVICES)
   get_target_property(_platform_python linearize_proto LINEARIZE_PYTHON)

@@ -19,13 +19,11 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 
 import grpc
@@ -34,30 +32,17 @@ SERVER, STUBS = sys.argv[1], sys.argv[2]
 PROMETHEUS = sys.argv[3] if len(sys.argv) > 3 else shutil.which("prometheus")
 sys.path.insert(0, STUBS)
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from prometheus_util import promql, start_prometheus, wait_for  # noqa: E402
 from linearize.v1 import job_service_pb2, job_service_pb2_grpc  # noqa: E402
 
 USER_TOKEN = "user-token-0123456789abcdef"
-DEADLINE = time.monotonic() + 60  # the whole test; it normally takes ~10 s
 
 
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
     print("ok:", what.split("\n")[0], flush=True)
-
-
-def wait_for(what, fn, timeout):
-    end = min(time.monotonic() + timeout, DEADLINE)
-    last = None
-    while time.monotonic() < end:
-        try:
-            result = fn()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
 
 
 def make_pki(d):
@@ -72,12 +57,6 @@ def make_pki(d):
     subprocess.run(["sh", "-ec", script], cwd=d, check=True, capture_output=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call_get_job(channel, metadata):
     stub = job_service_pb2_grpc.JobServiceStub(channel)
     try:
@@ -85,14 +64,6 @@ def call_get_job(channel, metadata):
     except grpc.RpcError as e:
         return e.code(), e.details()
     return grpc.StatusCode.OK, ""
-
-
-def promql(port, query):
-    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = json.load(r)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def main():
@@ -155,39 +126,14 @@ def main():
 
         # 4. A real Prometheus scrapes it.
         check(PROMETHEUS is not None, "prometheus is installed (Debian package prometheus)")
-        config = os.path.join(work, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write(f"""global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: ops
+        prom, prom_port = start_prometheus(PROMETHEUS, work, f"""  - job_name: ops
     scheme: https
     tls_config:
       ca_file: {os.path.join(work, 'ca.pem')}
     static_configs:
       - targets: ['127.0.0.1:{ports['metrics_port']}']
 """)
-        prom_port = None
-        for _ in range(3):  # the free port may be taken between probe and bind
-            prom_port = free_port()
-            prom_log = open(os.path.join(work, f"prometheus-{prom_port}.log"), "w+")
-            prom = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}",
-                 f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
-                 f"--web.listen-address=127.0.0.1:{prom_port}"],
-                stdout=prom_log, stderr=subprocess.STDOUT)
-            procs.append(prom)
-            try:
-                wait_for("prometheus /-/ready", lambda: urllib.request.urlopen(
-                    f"http://127.0.0.1:{prom_port}/-/ready", timeout=2).status == 200, 20)
-                break
-            except AssertionError:
-                if prom.poll() is None:
-                    raise
-                prom_log.seek(0)
-                print("prometheus exited, retrying:", prom_log.read()[-500:])
+        procs.append(prom)
         up = wait_for("up{job=\"ops\"} == 1",
                       lambda: [r for r in promql(prom_port, 'up{job="ops"}')
                                if r["value"][1] == "1"], 20)

@@ -25,12 +25,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 cli_bin, scheduler_bin, stub_dir, source_dir = sys.argv[1:5]
 sys.path.insert(0, stub_dir)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
 from linearize.v1 import common_pb2  # noqa: E402
@@ -44,23 +44,9 @@ WORKER_TOKEN = "worker-token-0123456789abcdef"
 USER = [("authorization", "Bearer " + USER_TOKEN)]
 WORKER = [("authorization", "Bearer " + WORKER_TOKEN)]
 
-failures = []
+from platform_util import check, finish, make_root  # noqa: E402
 
-
-def check(name, ok, detail=""):
-    print(("ok   - " if ok else "FAIL - ") + name + ("" if ok else ": " + str(detail)), flush=True)
-    if not ok:
-        failures.append(name)
-
-
-tmp = tempfile.mkdtemp(prefix="linearize-cli-it-")
-root = os.path.join(tmp, "artifacts")
-os.makedirs(os.path.join(root, "models", "tiny"))
-shutil.copy(os.path.join(source_dir, "tests/fixtures/models/llama/config.json"),
-            os.path.join(root, "models", "tiny", "config.json"))
-os.makedirs(os.path.join(root, "data"))
-with open(os.path.join(root, "data", "train.txt"), "w") as f:
-    f.write("Some training text.\n")
+tmp, root = make_root(source_dir, "linearize-cli-it-")
 tokens_file = os.path.join(tmp, "tokens")
 with open(tokens_file, "w") as f:
     f.write(f"{USER_TOKEN} acme user\n{WORKER_TOKEN} ops worker\n")
@@ -373,5 +359,4 @@ finally:
         sched.proc.wait()
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("%d failure(s)" % len(failures))
-sys.exit(1 if failures else 0)
+finish()

@@ -21,161 +21,33 @@
    token calling WorkerService is PERMISSION_DENIED (and changes nothing),
    a worker token calling JobService too; the right roles get through.
 """
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 scheduler_bin, stub_dir, source_dir = sys.argv[1:4]
 sys.path.insert(0, stub_dir)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
 from linearize.v1 import common_pb2, conversion_pb2  # noqa: E402,F401
 from linearize.v1 import job_service_pb2 as jobs_pb  # noqa: E402
-from linearize.v1 import job_service_pb2_grpc as jobs_grpc  # noqa: E402
 from linearize.v1 import worker_service_pb2 as workers_pb  # noqa: E402
-from linearize.v1 import worker_service_pb2_grpc as workers_grpc  # noqa: E402
 
-failures = []
+from platform_util import (Scheduler as SchedulerProcess, check, code_of, complete,  # noqa: E402
+                           finish, heartbeat, lease, list_all, make_root, register, tenant,
+                           valid_request)
 
-
-def check(name, ok, detail=""):
-    print(("ok   - " if ok else "FAIL - ") + name + ("" if ok else ": " + str(detail)), flush=True)
-    if not ok:
-        failures.append(name)
-
-
-tmp = tempfile.mkdtemp(prefix="linearize-sched-it-")
-root = os.path.join(tmp, "artifacts")
-os.makedirs(os.path.join(root, "models", "tiny"))
-shutil.copy(os.path.join(source_dir, "tests/fixtures/models/llama/config.json"),
-            os.path.join(root, "models", "tiny", "config.json"))
-os.makedirs(os.path.join(root, "data"))
-with open(os.path.join(root, "data", "train.txt"), "w") as f:
-    f.write("Some training text.\n")
+tmp, root = make_root(source_dir, "linearize-sched-it-")
 db = os.path.join(tmp, "jobs.db")
 
 
-class Scheduler:
-    """The scheduler process; `address` is where it listens, `metrics_port`
-    where it serves /metrics."""
-
-    def __init__(self, store=db, extra=()):
-        ready = os.path.join(tmp, "ready.json")
-        if os.path.exists(ready):
-            os.remove(ready)
-        self.proc = subprocess.Popen(
-            [scheduler_bin, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-             "--ready-file", ready, "--store", "sqlite://" + store,
-             "--artifact-root", root, "--lease-seconds", "3", "--heartbeat-seconds", "1",
-             "--retry-backoff-seconds", "0"] + list(extra),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # "listening on 127.0.0.1:PORT"
-        if not line.startswith("listening on "):
-            raise RuntimeError("scheduler did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.address = line.split()[-1]
-        deadline = time.monotonic() + 10
-        while not os.path.exists(ready) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with open(ready) as f:
-            ports = json.load(f)
-        if "127.0.0.1:%d" % ports["port"] != self.address:
-            raise RuntimeError("ready file %s disagrees with %s" % (ports, self.address))
-        self.metrics_port = ports["metrics_port"]
-        # Drain stderr so the process never blocks on a full pipe.
-        self.stderr = []
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
-        self.channel = grpc.insecure_channel(self.address)
-        grpc.channel_ready_future(self.channel).result(timeout=10)
-        self.jobs = jobs_grpc.JobServiceStub(self.channel)
-        self.workers = workers_grpc.WorkerServiceStub(self.channel)
-
-    def metrics(self):
-        """The /metrics samples as {'name{labels}': value}."""
-        url = "http://127.0.0.1:%d/metrics" % self.metrics_port
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, value = line.rsplit(" ", 1)
-                samples[key] = float(value)
-        return samples
-
-    def kill9(self):
-        self.channel.close()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-
-def tenant(name="acme"):
-    return [("x-linearize-tenant", name)]
-
-
-def valid_request(request_id=""):
-    r = jobs_pb.SubmitConversionRequest(request_id=request_id, display_name="tiny")
-    r.spec.teacher.artifact_path = "models/tiny"
-    r.spec.recipe.kind = common_pb2.RECIPE_KIND_LOLCATS
-    r.spec.data.train.add(path="data/train.txt")
-    r.spec.budget.cpu_only = True
-    return r
-
-
-def code_of(fn):
-    try:
-        fn()
-        return grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-
-
-def list_all(stub, who="acme"):
-    jobs, token = [], ""
-    while True:
-        page = stub.ListJobs(jobs_pb.ListJobsRequest(page_size=17, page_token=token),
-                             metadata=tenant(who))
-        jobs.extend(page.jobs)
-        token = page.next_page_token
-        if not token:
-            return jobs
-
-
-def register(stub, name):
-    r = workers_pb.RegisterWorkerRequest(hostname=name)
-    r.resources.cpu_cores = 1
-    r.resources.memory_bytes = 1 << 30
-    return stub.RegisterWorker(r).worker_id
-
-
-def lease(stub, worker_id, wait_s=5.0):
-    r = workers_pb.LeaseTaskRequest(worker_id=worker_id)
-    r.wait.FromNanoseconds(int(wait_s * 1e9))
-    resp = stub.LeaseTask(r, timeout=wait_s + 10)
-    return resp.task if resp.HasField("task") else None
-
-
-def heartbeat(stub, task, step=0, checkpoint=""):
-    r = workers_pb.HeartbeatRequest(lease_id=task.lease_id, fencing_token=task.fencing_token,
-                                    checkpoint_path=checkpoint)
-    if step:
-        r.progress.step = step
-        r.progress.total_steps = 100
-    return stub.Heartbeat(r).action
-
-
-def complete(stub, task):
-    r = workers_pb.CompleteTaskRequest(lease_id=task.lease_id, fencing_token=task.fencing_token)
-    r.outputs.output_path = task.output_path
-    r.outputs.evaluation_report_id = task.evaluation_report_id
-    if task.kind == common_pb2.STAGE_PUBLISH:
-        r.outputs.artifact_path = task.output_path + "/model"
-    stub.CompleteTask(r)
+def Scheduler(store=db, extra=()):
+    return SchedulerProcess(scheduler_bin, tmp, root, "sqlite://" + store, extra)
 
 
 sched = None
@@ -371,5 +243,4 @@ finally:
         sched.proc.wait()
     shutil.rmtree(tmp, ignore_errors=True)
 
-print("%d failure(s)" % len(failures))
-sys.exit(1 if failures else 0)
+finish()

@@ -11,6 +11,7 @@
 #include <ATen/core/grad_mode.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <random>
@@ -114,12 +115,12 @@ TEST(ConvertGguf, TinyGgufTeacherBecomesAServableHuggingFaceDirectory) {
               r->student_val_ppl_before_finetune, r->student_val_ppl, r->seconds);
 
   const std::vector<std::string> files = ListDir(o.out_dir);
-  for (const char* f : {"README.md", "adapter", "checkpoint", "config.json",
+  for (const char* f : {"README.md", "adapter", "checkpoint", "config.json", "delta",
                         "generation_config.json", "model.safetensors", "special_tokens_map.json",
                         "tokenizer.json", "tokenizer_config.json"}) {
     EXPECT_NE(std::find(files.begin(), files.end(), f), files.end()) << f;
   }
-  EXPECT_EQ(files.size(), 9u) << "no leftovers (staging, temporaries)";
+  EXPECT_EQ(files.size(), 10u) << "no leftovers (staging, temporaries)";
 
   // config.json: the GGUF's Hugging Face config with the new section.
   const nlohmann::json config = nlohmann::json::parse(Slurp(o.out_dir + "/config.json"));
@@ -230,6 +231,49 @@ TEST(ConvertGguf, TinyGgufTeacherBecomesAServableHuggingFaceDirectory) {
                             &output);
   std::printf("%s", output.c_str());
   EXPECT_EQ(rc, 0) << output;
+}
+
+// delta/ holds only the student's own tensors (bfloat16); with the teacher
+// beside it, it loads as the same student, up to bf16 rounding.
+TEST(ConvertGguf, DeltaRebuildsTheStudentOnTheTeacher) {
+  TempDir dir;
+  ConvertOptions o = TinyOptions(dir);
+  auto r = Convert(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string delta = o.out_dir + "/delta";
+  EXPECT_EQ(ListDir(delta), (std::vector<std::string>{"README.md", "adapter_config.json",
+                                                      "adapter_model.safetensors", "config.json",
+                                                      "model.safetensors"}));
+  auto missing = model::LoadModel(delta);
+  ASSERT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
+  EXPECT_NE(missing.status().message().find("llama3_scaled.gguf"), std::string::npos);
+
+  ASSERT_EQ(::symlink(kGguf.c_str(), (o.out_dir + "/llama3_scaled.gguf").c_str()), 0);
+  auto full = model::LoadModel(o.out_dir);
+  auto small = model::LoadModel(delta);
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_TRUE(small.ok()) << small.status();
+  ASSERT_TRUE(small->linear_attention.has_value());
+  EXPECT_EQ(small->model->attention(0).name(), "lolcats");
+  ASSERT_NE(small->tokenizer, nullptr);
+  at::NoGradGuard no_grad;
+  const at::Tensor ids = at::tensor(std::vector<int64_t>{5, 9, 3, 17, 2, 30, 11, 4, 8, 21}, at::kLong)
+                             .unsqueeze(0);
+  const at::Tensor a = *full->model->Forward(ids), b = *small->model->Forward(ids);
+  const double rel = ((a - b).abs().max() / a.abs().max()).item<double>();
+  std::printf("delta vs full export: max relative logit difference %.3g\n", rel);
+  EXPECT_LT(rel, 2e-2);
+  EXPECT_GT(rel, 0) << "the delta is stored in bfloat16";
+
+  // A delta made on another base refuses to load.
+  nlohmann::json config = nlohmann::json::parse(Slurp(delta + "/config.json"));
+  EXPECT_TRUE(config["linearize_delta"]["base_sha256"].get<std::string>().starts_with("sha256:"));
+  config["linearize_delta"]["base_sha256"] = "sha256:" + std::string(64, '0');
+  WriteText(delta + "/config.json", config.dump());
+  auto other = model::LoadModel(delta);
+  ASSERT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
+  std::printf("errors: %s | %s\n", missing.status().ToString().c_str(),
+              other.status().ToString().c_str());
 }
 
 TEST(ConvertGguf, BadTeachersAndOutputsFailBeforeTraining) {

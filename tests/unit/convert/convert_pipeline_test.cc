@@ -10,45 +10,19 @@
 #include <stdlib.h>
 
 #include <fstream>
-#include <random>
 
 #include "common/convert/fs_util.h"
 #include "common/model/load.h"
 #include "common/runtime/generator.h"
+#include "tests/unit/convert/test_util.h"
 
 namespace linearize::convert {
 namespace {
 
+using testing::MakeText;
+using testing::TempDir;
+
 const std::string kTeacher = std::string(LINEARIZE_FIXTURES_DIR) + "/models/llama3_scaled";
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/convert_test_XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { (void)RemoveTree(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A deterministic text from a small vocabulary with some structure (word
-// pairs repeat), so that there is something to learn.
-std::string MakeText(int words, uint32_t seed) {
-  static const char* kWords[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog",
-                                 "ran", "to", "house", "big", "red", "blue", "tree", "sun"};
-  std::mt19937 rng(seed);
-  std::string s;
-  for (int i = 0; i < words; ++i) {
-    const int w = static_cast<int>(rng() % 16);
-    s += kWords[w];
-    s += (i % 12 == 11) ? ".\n" : " ";
-    if (w % 3 == 0) s += std::string(kWords[(w + 1) % 16]) + " ";
-  }
-  return s;
-}
 
 ConvertOptions SmallOptions(const std::string& out, model::Recipe recipe) {
   ConvertOptions o;
@@ -211,6 +185,47 @@ TEST(ConvertPipeline, SelfDistillationWithoutDataAndTheLinearBaseline) {
   EXPECT_EQ(loaded->model->attention(1).name(), "linear");
 }
 
+// bf16 autocast (the GPU setting) on the CPU: the teacher runs in bfloat16,
+// the student tensors and LoRA train in float32, both stages still learn, and
+// the export is a bfloat16 model that loads.
+TEST(ConvertPipeline, Bfloat16AutocastTrainsAndExportsABfloat16Model) {
+  TempDir dir;
+  ConvertOptions o = SmallOptions(dir.path() + "/out", model::Recipe::kLolcats);
+  o.data.files = {WriteTextFile(dir, "train.txt", MakeText(3000, 3))};
+  o.attention.window = 32;
+  o.attention.feature_dim = 64;
+  o.stage1.lr = 0.05;
+  o.tokens = 2 * 60 * 4 * 64;  // 60 steps per stage
+  o.bf16 = true;
+  auto r = Convert(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::printf("bf16: val MSE %.6g -> %.6g; ppl teacher %.3f, student %.3f -> %.3f\n",
+              r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl,
+              r->student_val_ppl_before_finetune, r->student_val_ppl);
+  EXPECT_LE(r->final_val_mse * 2, r->initial_val_mse);
+  EXPECT_LT(r->student_val_ppl, r->student_val_ppl_before_finetune);
+  EXPECT_NE(testing::Slurp(o.out_dir + "/config.json").find("\"torch_dtype\": \"bfloat16\""),
+            std::string::npos);
+  auto loaded = model::LoadModel(o.out_dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->model->attention(0).name(), "lolcats");
+}
+
+TEST(ConvertPipeline, TrainingDeviceMustExist) {
+  TempDir dir;
+  ConvertOptions o = SmallOptions(dir.path() + "/out", model::Recipe::kLolcats);
+  o.tokens = 1000;
+  o.device = "tpu";
+  auto r = Convert(o);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("device \"tpu\""), std::string::npos) << r.status();
+  o.device = "cuda:99";
+  r = Convert(o);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_NE(r.status().message().find("CUDA device"), std::string::npos) << r.status();
+  EXPECT_FALSE(PathExists(o.out_dir));
+}
+
 TEST(ConvertPipeline, BadInputFailsClearlyAndKeepsTheCheckpoint) {
   TempDir dir;
   ConvertOptions o = SmallOptions(dir.path() + "/out", model::Recipe::kLolcats);
@@ -222,6 +237,12 @@ TEST(ConvertPipeline, BadInputFailsClearlyAndKeepsTheCheckpoint) {
   EXPECT_EQ(Convert(o).status().code(), absl::StatusCode::kInvalidArgument);
 
   o.tokens = 4 * 4 * 64;
+  o.data.seq_len = 16;  // the window is 16 tokens: nothing would be learned
+  r = Convert(o);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("fits in the softmax window"), std::string::npos)
+      << r.status();
+  o.data.seq_len = 64;
   o.data.files = {WriteTextFile(dir, "empty.txt", "")};
   r = Convert(o);
   ASSERT_FALSE(r.ok());

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 
@@ -38,6 +39,22 @@ inline std::string Slurp(const std::string& path) {
 
 inline void WriteText(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
+}
+
+// A deterministic text from a small vocabulary with some structure (word
+// pairs repeat), so that there is something to learn.
+inline std::string MakeText(int words, uint32_t seed) {
+  static const char* kWords[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog",
+                                 "ran", "to", "house", "big", "red", "blue", "tree", "sun"};
+  std::mt19937 rng(seed);
+  std::string s;
+  for (int i = 0; i < words; ++i) {
+    const int w = static_cast<int>(rng() % 16);
+    s += kWords[w];
+    s += (i % 12 == 11) ? ".\n" : " ";
+    if (w % 3 == 0) s += std::string(kWords[(w + 1) % 16]) + " ";
+  }
+  return s;
 }
 
 // The project venv's interpreter, or "" when there is none.

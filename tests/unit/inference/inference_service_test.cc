@@ -7,8 +7,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "services/common/server.h"
 #include "tests/unit/inference/tiny_models.h"
@@ -24,6 +26,10 @@ struct Server {
     SessionStore::Options o;
     o.dir = state_dir;
     o.memory_budget_bytes = budget;
+    o.on_transition = [this](Lifecycle from, Lifecycle to) {
+      absl::MutexLock lock(&transitions_mu);
+      ++transitions[std::string(LifecycleName(from)) + "->" + std::string(LifecycleName(to))];
+    };
     models = std::make_unique<ModelRegistry>(runtime::EngineOptions{});
     sessions = std::make_unique<SessionStore>(o, *models);
     EXPECT_TRUE(sessions->Open().ok());
@@ -46,6 +52,12 @@ struct Server {
     server->Shutdown(absl::Seconds(5));
     EXPECT_TRUE(sessions->Persist(true).ok());
   }
+  int Transitions(const std::string& from_to) {
+    absl::MutexLock lock(&transitions_mu);
+    return transitions[from_to];
+  }
+  absl::Mutex transitions_mu;
+  std::map<std::string, int> transitions;  // "IDLE->ACTIVE" -> count
   std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<SessionStore> sessions;
   std::unique_ptr<InferenceServiceImpl> service;
@@ -290,6 +302,15 @@ TEST_F(InferenceServiceTest, SpillsUnderATinyBudgetAndContinuesIdentically) {
   EXPECT_EQ(got, expected);
   EXPECT_EQ(Get(*s, ids[2]).state(), v1::SESSION_STATE_IDLE);
   EXPECT_EQ(Get(*s, ids[0]).state(), v1::SESSION_STATE_SPILLED);
+  // Every lifecycle change was reported (the server counts them in
+  // linearize_inference_session_transitions_total): each session was
+  // created, each generation made one resident (one slot: always from
+  // SPILLED after the first) and left it IDLE, and each use spilled another.
+  EXPECT_EQ(s->Transitions("CREATED->IDLE"), 3);
+  EXPECT_EQ(s->Transitions("IDLE->ACTIVE") + s->Transitions("SPILLED->ACTIVE"), 6);
+  EXPECT_GE(s->Transitions("SPILLED->ACTIVE"), 5);
+  EXPECT_EQ(s->Transitions("ACTIVE->IDLE"), 6);
+  EXPECT_GE(s->Transitions("IDLE->SPILLED"), 7);
 }
 
 TEST_F(InferenceServiceTest, SessionsSurviveARestart) {

@@ -109,6 +109,24 @@ TEST_F(SpecOptionsTest, MapsEveryPipelineSetting) {
   EXPECT_EQ(TokensPerStep(*o), 4 * 64);
 }
 
+TEST_F(SpecOptionsTest, GpuTasksTrainOnCudaInTheSpecsPrecision) {
+  v1::Task t = LolcatsTask();  // the fixture is a CPU task (gpus 0)
+  auto cpu = ConvertOptionsForTask(t, root_);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(cpu->device, "cpu");
+  EXPECT_FALSE(cpu->bf16);
+  t.set_gpus(1);
+  auto gpu = ConvertOptionsForTask(t, root_);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_EQ(gpu->device, "cuda");
+  EXPECT_TRUE(gpu->bf16);  // PRECISION_UNSPECIFIED: bf16 on a GPU
+  t.mutable_spec()->set_precision(v1::PRECISION_FP32);
+  EXPECT_FALSE(ConvertOptionsForTask(t, root_)->bf16);
+  t.set_gpus(0);
+  t.mutable_spec()->set_precision(v1::PRECISION_BF16);
+  EXPECT_TRUE(ConvertOptionsForTask(t, root_)->bf16);
+}
+
 TEST_F(SpecOptionsTest, EveryTaskOfAJobMapsAlike) {
   v1::Task at = LolcatsTask();
   v1::Task ft = at;
@@ -210,6 +228,8 @@ TEST_F(SpecOptionsTest, RefusesWhatThePipelineCannotDo) {
        absl::StatusCode::kNotFound},
       {"teacher_path", [](v1::Task& t) { t.set_teacher_path("models/none"); },
        absl::StatusCode::kNotFound},
+      {"spec.budget.gpus_per_task", [](v1::Task& t) { t.set_gpus(2); }},
+      {"spec.precision", [](v1::Task& t) { t.mutable_spec()->set_precision(v1::PRECISION_FP16); }},
   };
   for (const Case& c : cases) {
     v1::Task t = LolcatsTask();
