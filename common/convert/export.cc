@@ -153,8 +153,9 @@ absl::Status WriteAdapter(const ExportInputs& in, const std::string& dir, at::Sc
 
 // delta/: config.json naming the teacher as base_model (with its SHA-256
 // when it is a file), the student tensors and the LoRA adapter in bfloat16
-// (a few MB for a small model), and a short card.
-absl::Status WriteDelta(const ExportInputs& in, nlohmann::json config, const std::string& dir) {
+// (a few MB for a small model), and the model card under a short note.
+absl::Status WriteDelta(const ExportInputs& in, nlohmann::json config, const std::string& dir,
+                        const std::string& card) {
   std::string teacher = in.options->teacher;
   while (teacher.size() > 1 && teacher.back() == '/') teacher.pop_back();
   const std::string base = teacher.substr(teacher.find_last_of('/') + 1);
@@ -184,12 +185,11 @@ absl::Status WriteDelta(const ExportInputs& in, nlohmann::json config, const std
   }
   return WriteFileAtomic(
       dir + "/README.md",
-      absl::StrCat("# ", base, " (", std::string(model::RecipeName(in.options->attention.recipe)),
-                   " linear attention), as a delta\n\nThe student attention tensors and the LoRA "
-                   "(bfloat16) of the converted model one folder up; `linearize` rebuilds the "
-                   "student from them and `", base, "`, which it looks for beside this folder "
-                   "and in the default model folder. See ../README.md for the recipe, data and "
-                   "evaluation.\n"));
+      absl::StrCat("# A delta over ", base, "\n\nThe student attention tensors (`model.safetensors`) ",
+                   "and the LoRA (`adapter_*`, PEFT names) of the model below, in bfloat16. ",
+                   "`linearize` rebuilds the student from them and `", base,
+                   "`, which it looks for beside this folder and in the default model folder; ",
+                   "config.json's `linearize_delta` names it by file name and SHA-256.\n\n", card));
 }
 
 // Writes every file into `staging`; returns their names.
@@ -241,9 +241,10 @@ absl::StatusOr<std::vector<std::string>> WriteAll(const ExportInputs& in,
   }
   const std::string delta_dir = absl::StrCat(staging, "/", kDeltaDir);
   if (absl::Status s = MakeDirs(delta_dir); !s.ok()) return s;
-  if (absl::Status s = WriteDelta(in, j, delta_dir); !s.ok()) return s;
+  const std::string card = ModelCard(in, dtype);
+  if (absl::Status s = WriteDelta(in, j, delta_dir, card); !s.ok()) return s;
   written.push_back(kDeltaDir);
-  if (absl::Status s = write_text("README.md", ModelCard(in, dtype)); !s.ok()) return s;
+  if (absl::Status s = write_text("README.md", card); !s.ok()) return s;
   return written;
 }
 

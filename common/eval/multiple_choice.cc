@@ -204,10 +204,19 @@ std::string McPrompt(const McTask& task, int64_t index, const McOptions& options
   return prompt;
 }
 
-absl::StatusOr<double> ContinuationLogLikelihood(const model::LlamaModel& model,
-                                                 const tokenizer::Tokenizer& tokenizer,
-                                                 const std::string& context_in,
-                                                 const std::string& continuation_in) {
+namespace {
+
+// One scored row: the model's input ids and how many of the last are the
+// continuation.
+struct ScoredInput {
+  std::vector<int64_t> ids;
+  int64_t n_cont = 0;
+};
+
+absl::StatusOr<ScoredInput> ContinuationInput(const model::LlamaModel& model,
+                                              const tokenizer::Tokenizer& tokenizer,
+                                              const std::string& context_in,
+                                              const std::string& continuation_in) {
   // The harness moves trailing spaces of the context to the continuation.
   std::string context = context_in;
   std::string continuation = continuation_in;
@@ -229,33 +238,69 @@ absl::StatusOr<double> ContinuationLogLikelihood(const model::LlamaModel& model,
     if (!start) return absl::InvalidArgumentError("empty context and no BOS/EOS token");
     ctx.push_back(*start);
   }
-  std::vector<int64_t> ids(ctx.begin(), ctx.end());
-  ids.insert(ids.end(), cont.begin(), cont.end());
+  ScoredInput in;
+  in.ids.assign(ctx.begin(), ctx.end());
+  in.ids.insert(in.ids.end(), cont.begin(), cont.end());
+  in.n_cont = static_cast<int64_t>(cont.size());
   // Too long: keep the most recent tokens, as the harness truncates left.
   const int64_t context_limit = model.config().max_position_embeddings;
-  const auto n_cont = static_cast<int64_t>(cont.size());
-  if (n_cont >= context_limit) {
+  if (in.n_cont >= context_limit) {
     return absl::InvalidArgumentError(
-        absl::StrCat("continuation of ", n_cont, " tokens does not fit the model's context"));
+        absl::StrCat("continuation of ", in.n_cont, " tokens does not fit the model's context"));
   }
-  if (static_cast<int64_t>(ids.size()) > context_limit) {
-    ids.erase(ids.begin(), ids.end() - context_limit);
+  if (static_cast<int64_t>(in.ids.size()) > context_limit) {
+    in.ids.erase(in.ids.begin(), in.ids.end() - context_limit);
   }
+  return in;
+}
+
+// The continuations' log-likelihoods from one batched forward: rows are
+// right-padded to the longest (with their own last token), and since every
+// attention here is causal the padding never reaches the scored positions.
+absl::StatusOr<std::vector<double>> ScoreContinuations(const model::LlamaModel& model,
+                                                       const std::vector<ScoredInput>& rows) {
+  size_t longest = 0;
+  for (const ScoredInput& r : rows) longest = std::max(longest, r.ids.size());
   try {
     at::NoGradGuard no_grad;
-    const auto n = static_cast<int64_t>(ids.size());
-    const at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
+    at::Tensor input = at::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)},
+                                 at::kLong);
+    for (size_t b = 0; b < rows.size(); ++b) {
+      std::vector<int64_t> padded = rows[b].ids;
+      padded.resize(longest, rows[b].ids.back());
+      input[static_cast<int64_t>(b)].copy_(at::tensor(padded, at::kLong));
+    }
     absl::StatusOr<at::Tensor> hidden = model.ForwardHidden(input);
     if (!hidden.ok()) return hidden.status();
-    // Continuation token i sits at n - n_cont + i, predicted from the one before.
-    const at::Tensor logits = model.LmHead((*hidden)[0].slice(0, n - n_cont - 1, n - 1));
-    const at::Tensor logp = at::log_softmax(logits.to(at::kDouble), -1).cpu();
-    const at::Tensor targets = input[0].slice(0, n - n_cont, n).unsqueeze(1);
-    return logp.gather(1, targets).sum().item<double>();
+    std::vector<double> out;
+    for (size_t b = 0; b < rows.size(); ++b) {
+      const auto n = static_cast<int64_t>(rows[b].ids.size());
+      const int64_t n_cont = rows[b].n_cont;
+      // Continuation token i sits at n - n_cont + i, predicted from the one before.
+      const at::Tensor row = (*hidden)[static_cast<int64_t>(b)];
+      const at::Tensor logits = model.LmHead(row.slice(0, n - n_cont - 1, n - 1));
+      const at::Tensor logp = at::log_softmax(logits.to(at::kDouble), -1).cpu();
+      const at::Tensor targets = input[static_cast<int64_t>(b)].slice(0, n - n_cont, n).unsqueeze(1);
+      out.push_back(logp.gather(1, targets).sum().item<double>());
+    }
+    return out;
   } catch (const c10::Error& e) {
     return absl::InternalError(
         absl::StrCat("log-likelihood failed: ", e.what_without_backtrace()));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<double> ContinuationLogLikelihood(const model::LlamaModel& model,
+                                                 const tokenizer::Tokenizer& tokenizer,
+                                                 const std::string& context,
+                                                 const std::string& continuation) {
+  absl::StatusOr<ScoredInput> in = ContinuationInput(model, tokenizer, context, continuation);
+  if (!in.ok()) return in.status();
+  absl::StatusOr<std::vector<double>> ll = ScoreContinuations(model, {*std::move(in)});
+  if (!ll.ok()) return ll.status();
+  return ll->front();
 }
 
 absl::StatusOr<McResult> EvaluateMc(const model::LlamaModel& model,
@@ -275,18 +320,28 @@ absl::StatusOr<McResult> EvaluateMc(const model::LlamaModel& model,
     const McQuestion& q = task.questions[i];
     const std::string prompt = McPrompt(task, i, options);
     McQuestionScore s;
+    // Every choice of a question in one batched forward.
+    std::vector<ScoredInput> rows;
+    for (const std::string& choice : q.choices) {
+      absl::StatusOr<ScoredInput> in = ContinuationInput(model, tokenizer, prompt, " " + choice);
+      if (!in.ok()) {
+        return absl::Status(in.status().code(), absl::StrCat(task.name, " question ", i + 1,
+                                                             ": ", in.status().message()));
+      }
+      rows.push_back(*std::move(in));
+    }
+    absl::StatusOr<std::vector<double>> ll = ScoreContinuations(model, rows);
+    if (!ll.ok()) {
+      return absl::Status(ll.status().code(), absl::StrCat(task.name, " question ", i + 1, ": ",
+                                                           ll.status().message()));
+    }
+    s.loglik = *std::move(ll);
     double best = -INFINITY, best_norm = -INFINITY;
     for (size_t c = 0; c < q.choices.size(); ++c) {
-      absl::StatusOr<double> ll =
-          ContinuationLogLikelihood(model, tokenizer, prompt, " " + q.choices[c]);
-      if (!ll.ok()) {
-        return absl::Status(ll.status().code(), absl::StrCat(task.name, " question ", i + 1,
-                                                             ": ", ll.status().message()));
-      }
-      s.loglik.push_back(*ll);
-      const double norm = *ll / static_cast<double>(std::max<size_t>(1, q.choices[c].size()));
-      if (*ll > best) {
-        best = *ll;
+      const double norm =
+          s.loglik[c] / static_cast<double>(std::max<size_t>(1, q.choices[c].size()));
+      if (s.loglik[c] > best) {
+        best = s.loglik[c];
         s.pred = static_cast<int64_t>(c);
       }
       if (norm > best_norm) {

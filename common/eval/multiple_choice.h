@@ -81,6 +81,8 @@ absl::StatusOr<double> ContinuationLogLikelihood(const model::LlamaModel& model,
                                                  const std::string& context,
                                                  const std::string& continuation);
 
+// Each question's choices are scored together, as one batch of
+// right-padded rows (causal attention keeps the padding out of the scores).
 absl::StatusOr<McResult> EvaluateMc(const model::LlamaModel& model,
                                     const tokenizer::Tokenizer& tokenizer, const McTask& task,
                                     const McOptions& options = {});

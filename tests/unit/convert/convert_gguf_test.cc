@@ -244,6 +244,9 @@ TEST(ConvertGguf, DeltaRebuildsTheStudentOnTheTeacher) {
   EXPECT_EQ(ListDir(delta), (std::vector<std::string>{"README.md", "adapter_config.json",
                                                       "adapter_model.safetensors", "config.json",
                                                       "model.safetensors"}));
+  const std::string card = Slurp(delta + "/README.md");
+  EXPECT_NE(card.find("A delta over llama3_scaled.gguf"), std::string::npos) << card;
+  EXPECT_NE(card.find("teacher perplexity"), std::string::npos) << card;
   auto missing = model::LoadModel(delta);
   ASSERT_EQ(missing.status().code(), absl::StatusCode::kNotFound) << missing.status();
   EXPECT_NE(missing.status().message().find("llama3_scaled.gguf"), std::string::npos);
