@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 
@@ -25,20 +26,30 @@ void AdamW::ZeroGrad() {
 
 double AdamW::Step(double lr) {
   at::NoGradGuard no_grad;
-  double sq = 0;
+  auto group_of = [&](const std::string& name) {
+    return options_.clip_per_prefix ? name.substr(0, name.find('.')) : std::string();
+  };
+  std::map<std::string, double> sq;  // group -> sum of squared gradients
+  double total = 0;
   for (const auto& [name, p] : params_) {
-    if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    if (!p.grad().defined()) continue;
+    const double s = p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    sq[group_of(name)] += s;
+    total += s;
   }
-  const double norm = std::sqrt(sq);
-  const double clip = options_.max_grad_norm > 0 && norm > options_.max_grad_norm
-                          ? options_.max_grad_norm / (norm + 1e-6)
-                          : 1.0;
+  std::map<std::string, double> clip;
+  for (const auto& [group, s] : sq) {
+    const double norm = std::sqrt(s);
+    clip[group] = options_.max_grad_norm > 0 && norm > options_.max_grad_norm
+                      ? options_.max_grad_norm / (norm + 1e-6)
+                      : 1.0;
+  }
   ++steps_;
   const double bc1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bc2 = 1 - std::pow(options_.beta2, static_cast<double>(steps_));
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i].second;
-    at::Tensor g = p.grad().defined() ? p.grad() * clip : at::zeros_like(p);
+    at::Tensor g = p.grad().defined() ? p.grad() * clip[group_of(params_[i].first)] : at::zeros_like(p);
     if (options_.weight_decay > 0) p.mul_(1 - lr * options_.weight_decay);
     exp_avg_[i].mul_(options_.beta1).add_(g, 1 - options_.beta1);
     exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1 - options_.beta2);
@@ -46,7 +57,7 @@ double AdamW::Step(double lr) {
     p.addcdiv_(exp_avg_[i], denom, -lr / bc1);
   }
   ZeroGrad();
-  return norm;
+  return std::sqrt(total);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> AdamW::State() const {

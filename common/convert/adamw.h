@@ -15,7 +15,12 @@ namespace linearize::convert {
 
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-  double max_grad_norm = 1.0;  // clip the global gradient norm; 0: off
+  double max_grad_norm = 1.0;  // clip the gradient norm; 0: off
+  // Clip each group of parameters on its own, a group being the names that
+  // share the text before their first '.' (stage 1's "<layer>.<tensor>":
+  // one group per layer, so a layer's update never depends on another's,
+  // and blockwise transfer equals a whole-model run). false: one global norm.
+  bool clip_per_prefix = false;
 };
 
 // Not thread-safe.

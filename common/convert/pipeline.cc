@@ -171,6 +171,14 @@ absl::Status CheckOptions(const ConvertOptions& o) {
           "use sequences longer than ", span, " tokens"));
     }
   }
+  if (o.block_first < 0 || o.block_count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("block_first and block_count must be >= 0, got ",
+                                                   o.block_first, ", ", o.block_count));
+  }
+  if (o.block_count > 0 && o.attention.recipe == model::Recipe::kLinear) {
+    return absl::InvalidArgumentError(
+        "block_count: the linear baseline has no attention transfer to split into blocks");
+  }
   if (o.kd_weight < 0 || !(o.kd_temperature > 0)) {
     return absl::InvalidArgumentError("kd_weight must be >= 0 and kd_temperature > 0");
   }
@@ -226,6 +234,10 @@ class Pipeline {
     progress_(e);
   }
   NamedTensorList TrainableStudent() const;
+  // Whether stage 1 trains layer l (every layer unless options name a block).
+  bool InBlock(int64_t l) const {
+    return o_.block_count == 0 || (l >= o_.block_first && l < o_.block_first + o_.block_count);
+  }
 
   const ConvertOptions& o_;
   const ProgressCallback& progress_;
@@ -272,6 +284,11 @@ absl::Status Pipeline::Setup() {
   }
   const io::ModelConfig& c = teacher_.loaded.config;
   if (absl::Status s = model::ValidateLinearAttentionConfig(o_.attention, c); !s.ok()) return s;
+  if (o_.block_count > 0 && o_.block_first + o_.block_count > c.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "block [", o_.block_first, ", ", o_.block_first + o_.block_count, ") is outside the ",
+        c.num_hidden_layers, " layers of ", o_.teacher));
+  }
   fingerprint_ = absl::StrCat(Fingerprint(o_), " teacher=", teacher_.identity);
   ckpt_dir_ = o_.out_dir + "/checkpoint";
   // A run killed between the two renames of SaveCheckpoint leaves only the
@@ -321,6 +338,7 @@ absl::Status Pipeline::Setup() {
 NamedTensorList Pipeline::TrainableStudent() const {
   NamedTensorList out;
   for (size_t l = 0; l < students_.size(); ++l) {
+    if (!InBlock(static_cast<int64_t>(l))) continue;
     for (const auto& [name, t] : students_[l]) out.emplace_back(absl::StrCat(l, ".", name), t);
   }
   return out;
@@ -361,7 +379,7 @@ at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids) {
   }
   at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));
   for (int64_t l = 0; l < student_->num_layers(); ++l) {
-    if (!model::IsConverted(o_.attention, l)) continue;
+    if (!model::IsConverted(o_.attention, l) || !InBlock(l)) continue;
     const LayerRecord& r = records_[static_cast<size_t>(l)];
     const at::Tensor y = student_->attention(l).Forward(r.in, nullptr, 0);
     loss = loss + at::mse_loss(y.to(at::kFloat), r.out.to(at::kFloat));
@@ -467,7 +485,9 @@ absl::Status Pipeline::TrainStage(int stage) {
   const int64_t total = stage == 1 ? steps1_ : steps2_;
   SetStudentTrainable(stage == 1);
   for (auto& [name, t] : lora_->Named()) t.set_requires_grad(stage == 2);
-  adam_ = std::make_unique<AdamW>(stage == 1 ? TrainableStudent() : lora_->Named());
+  AdamWOptions adam_options;
+  adam_options.clip_per_prefix = stage == 1;  // each layer's transfer clips on its own
+  adam_ = std::make_unique<AdamW>(stage == 1 ? TrainableStudent() : lora_->Named(), adam_options);
   if (!pending_adam_.empty()) {
     NamedTensorList state;
     for (const auto& [name, t] : adam_->State()) {
@@ -684,6 +704,12 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
     if (st_.stage == 1) {
       if (absl::Status s = TrainStage(1); !s.ok()) return s;
       r.final_val_mse = ValidationMse();
+      if (o_.block_count > 0) {  // a block's stage 1 ends the run (block_merge.h)
+        r.seconds = seconds_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
+        if (absl::Status s = SaveCheckpoint(); !s.ok()) return s;
+        r.out_dir = o_.out_dir;
+        return r;
+      }
       r.student_val_ppl_before_finetune = ValidationPerplexity(*student_);
       st_.stage = 2;
       st_.step = 0;

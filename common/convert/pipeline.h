@@ -68,6 +68,16 @@ struct ConvertOptions {
   std::string device = "cpu";
   bool bf16 = false;
   bool tf32 = true;
+  // Blockwise attention transfer: when block_count > 0, stage 1 trains only
+  // layers [block_first, block_first + block_count) and the run ends after
+  // stage 1 with its checkpoint (no stage 2, no export). The checkpoints of
+  // blocks that cover the model merge into one stage-1 result
+  // (block_merge.h), from which a run with the same options and no block
+  // resumes into stage 2. Per-layer transfer is independent, so with a
+  // schedule that does not look at the summed validation loss (cosine, no
+  // early stopping) the merged result equals a whole-model stage 1.
+  int64_t block_first = 0;
+  int64_t block_count = 0;
   std::string out_dir;
   bool resume = false;  // continue from <out>/checkpoint
   uint64_t seed = 0;

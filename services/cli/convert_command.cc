@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/convert/block_merge.h"
 #include "common/convert/pipeline.h"
 #include "common/model/load.h"
 
@@ -110,6 +111,13 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
                   "Sequences to sample from the teacher when no --data is given");
   cmd->add_option("--seed", args.seed, "Random seed");
   cmd->add_option("--threads", args.threads, "CPU threads (0: default)");
+  cmd->add_option("--block-first", args.block_first,
+                  "Blockwise stage 1: the first layer of this run's block");
+  cmd->add_option("--block-count", args.block_count,
+                  "Blockwise stage 1: layers in the block (the run stops after stage 1)");
+  cmd->add_option("--stage1-blocks", args.stage1_blocks,
+                  "Checkpoints of blockwise stage-1 runs to join into --out, then go on to "
+                  "stage 2");
   cmd->add_option("--device", args.device, "cpu, cuda or cuda:N");
   cmd->add_option("--dtype", args.dtype,
                   "float32, or bfloat16 (teacher in bf16, training under autocast)");
@@ -157,6 +165,15 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.resume = args.resume;
   o.seed = args.seed;
   o.device = args.device;
+  o.block_first = args.block_first;
+  o.block_count = args.block_count;
+  if (!args.stage1_blocks.empty()) {
+    if (absl::Status s = convert::MergeStage1Checkpoints(args.stage1_blocks, o.out_dir + "/checkpoint");
+        !s.ok()) {
+      return s;
+    }
+    o.resume = true;
+  }
   if (args.dtype != "float32" && args.dtype != "bfloat16") {
     return absl::InvalidArgumentError(
         absl::StrCat("--dtype ", args.dtype, ": expected float32 or bfloat16"));
@@ -176,6 +193,14 @@ absl::Status RunConvert(const ConvertArgs& args) {
   std::signal(SIGTERM, SIG_DFL);
   bar.Finish();
   if (!r.ok()) return r.status();
+  if (o.block_count > 0) {
+    std::printf("stage 1 of layers [%lld, %lld) done: %s/checkpoint\n  attention MSE %.5g -> %.5g\n"
+                "  join the blocks' checkpoints with --stage1-blocks to go on to stage 2\n",
+                static_cast<long long>(o.block_first),
+                static_cast<long long>(o.block_first + o.block_count), r->out_dir.c_str(),
+                r->initial_val_mse, r->final_val_mse);
+    return absl::OkStatus();
+  }
   const double tokens_per_second =
       r->seconds > 0 ? static_cast<double>(r->tokens_seen) / r->seconds : 0;
   std::printf(

@@ -40,6 +40,8 @@ struct ConvertArgs {
   int64_t self_distill_sequences = 64;
   uint64_t seed = 0;
   int threads = 0;  // 0: LibTorch's default
+  int64_t block_first = 0, block_count = 0;  // blockwise stage 1 (0: all layers)
+  std::vector<std::string> stage1_blocks;     // block checkpoints to join, then stage 2
   std::string device = "cpu";
   std::string dtype = "float32";  // or bfloat16
 };

@@ -201,9 +201,9 @@ absl::StatusOr<convert::ConvertOptions> ConvertOptionsForTask(const v1::Task& ta
   if (ft.training().skip()) {
     return Unsupported("spec.recipe.finetune.training.skip", "skipping stage 2");
   }
-  if (task.has_layer_block()) {  // set only when stage 1 is split
-    return Unsupported("spec.recipe.attention_transfer.layers_per_block",
-                       "attention transfer split into layer blocks");
+  if (task.has_layer_block()) {  // stage 1 split into layer blocks: this task's block
+    o.block_first = task.layer_block().first_layer();
+    o.block_count = task.layer_block().num_layers();
   }
   if (transfer && at.has_attention_xent_weight() && at.attention_xent_weight() != 0) {
     return Unsupported("spec.recipe.attention_transfer.attention_xent_weight",

@@ -1,7 +1,8 @@
 // A job's ConversionSpec (defaults filled in by the scheduler) as the
 // conversion pipeline's options (common/convert/pipeline.h).
 //
-// Every task of a job maps to the same options: the pipeline's checkpoint
+// Every task of a job maps to the same options (an ATTENTION_TRANSFER task
+// of a split stage 1 adds its layer block): the pipeline's checkpoint
 // fingerprint must match between ATTENTION_TRANSFER, FINETUNE and every
 // resumed attempt. out_dir and resume are the caller's. Where the spec asks
 // for something the pipeline cannot do, the mapping fails (INVALID_ARGUMENT
@@ -10,7 +11,7 @@
 //     split evenly by the pipeline; one sequence length, batch size and
 //     seed (stage 1's, or stage 2's for the linear baseline);
 //   - a skipped stage 1 (other than the linear baseline's) or stage 2,
-//     attention-transfer blocks smaller than the model, weight decay,
+//     weight decay,
 //     attention cross-entropy, LoRA on MLP projections, window-factor and
 //     window-weight initialisations other than the defaults, the ReLU
 //     baseline, separate validation files, per-source weights or document

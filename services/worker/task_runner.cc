@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/convert/block_merge.h"
 #include "common/convert/fs_util.h"
 #include "common/convert/pipeline.h"
 #include "nlohmann/json.hpp"
@@ -356,13 +357,6 @@ Outcome RunFinetune(LeaseKeeper& keeper, const RunContext& ctx) {
   absl::StatusOr<convert::ConvertOptions> options = ConvertOptionsForTask(task, ctx.artifact_root);
   if (!options.ok()) return ReportFailure(keeper, options.status(), "spec");
   options->out_dir = out_abs;
-  if (task.input_paths_size() > 1) {
-    return ReportFailure(keeper,
-                         absl::InvalidArgumentError(absl::StrCat(
-                             "input_paths: ", task.input_paths_size(),
-                             " stage-1 outputs; this worker resumes exactly one")),
-                         "finetune");
-  }
   // Where to continue from: this task's own last checkpoint, else stage 1's.
   std::optional<std::string> from;
   std::string from_rel;
@@ -378,6 +372,26 @@ Outcome RunFinetune(LeaseKeeper& keeper, const RunContext& ctx) {
   if (!from && task.input_paths_size() == 1) {
     from = CompleteCheckpoint(ctx.artifact_root + "/" + task.input_paths(0));
     from_rel = task.input_paths(0);
+  }
+  if (!from && task.input_paths_size() > 1) {
+    // Stage 1 ran per layer block: join the blocks' checkpoints first.
+    std::vector<std::string> blocks;
+    for (const std::string& in : task.input_paths()) {
+      std::optional<std::string> block = CompleteCheckpoint(ctx.artifact_root + "/" + in);
+      if (!block) {
+        return ReportFailure(keeper,
+                             absl::FailedPreconditionError(absl::StrCat(
+                                 "input_paths: no stage-1 checkpoint (state.json) in \"", in, "\"")),
+                             "finetune");
+      }
+      blocks.push_back(*block);
+    }
+    const std::string merged = out_abs + "/stage1-blocks";
+    if (absl::Status s = convert::MergeStage1Checkpoints(blocks, merged); !s.ok()) {
+      return ReportFailure(keeper, s, "merging the stage-1 blocks");
+    }
+    from = merged;
+    from_rel = absl::StrCat(blocks.size(), " stage-1 blocks");
   }
   const bool transfer = options->attention.recipe != model::Recipe::kLinear;
   if (!from && transfer) {

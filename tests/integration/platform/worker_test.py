@@ -296,6 +296,21 @@ try:
     check("the worker's /metrics reported training throughput", any(v > 0 for v in throughput),
           throughput[:5])
 
+    # 1b. Stage 1 split into layer blocks: one ATTENTION_TRANSFER task per
+    # layer (blockwise transfer), joined by the FINETUNE task.
+    split = conversion("tiny-blocks", 10)
+    split.spec.recipe.attention_transfer.layers_per_block = 1
+    job_b = jobs.SubmitConversion(split, metadata=TENANT)
+    done_b = wait_job(jobs, job_b.job_id, 120)
+    check("a job with stage 1 in layer blocks SUCCEEDED",
+          done_b.state == jobs_pb.JOB_STATE_SUCCEEDED,
+          (state_name(done_b), [l.message for l in job_logs(jobs, job_b.job_id)][-5:]))
+    at_b = [st for st in done_b.stages if st.stage == common_pb2.STAGE_ATTENTION_TRANSFER]
+    check("stage 1 ran as one task per layer", at_b and at_b[0].tasks_total == 2,
+          [(common_pb2.Stage.Name(st.stage), st.tasks_total) for st in done_b.stages])
+    check("the FINETUNE task joined the blocks", any(
+        "2 stage-1 blocks" in l.message for l in job_logs(jobs, job_b.job_id)))
+
     # 2. The EVALUATE stage's report.
     ev_channel = grpc.insecure_channel(evaluator.address)
     evals = eval_grpc.EvaluationServiceStub(ev_channel)

@@ -11,6 +11,7 @@
 
 #include <fstream>
 
+#include "common/convert/block_merge.h"
 #include "common/convert/fs_util.h"
 #include "common/model/load.h"
 #include "common/runtime/generator.h"
@@ -167,6 +168,68 @@ TEST(ConvertPipeline, InterruptedRunResumesBitExactly) {
   EXPECT_EQ(a->student_val_ppl, b->student_val_ppl);
   EXPECT_EQ(a->tokens_seen, b->tokens_seen);
   EXPECT_LT(a->final_val_mse, a->initial_val_mse);
+}
+
+// Stage 1 per layer block, merged, then stage 2: the same student as one
+// whole run. Per-layer transfer is independent, and with a cosine schedule
+// and no early stopping nothing looks at the summed loss, so bit for bit.
+TEST(ConvertPipeline, BlockwiseTransferMergesIntoTheWholeRunsStudent) {
+  TempDir dir;
+  const std::string data = WriteTextFile(dir, "train.txt", MakeText(3000, 4));
+  auto options = [&](const std::string& out) {
+    ConvertOptions o = SmallOptions(dir.path() + "/" + out, model::Recipe::kLolcats);
+    o.data.files = {data};
+    o.tokens = 2 * 20 * 4 * 64;
+    o.stage1.schedule = Schedule::kCosine;
+    o.stage1.early_stop_patience = 0;
+    o.stage1.eval_every = 7;
+    return o;
+  };
+  const ConvertOptions whole_options = options("whole");
+  auto whole = Convert(whole_options);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto loaded = model::LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok());
+  const int64_t layers = loaded->config.num_hidden_layers;
+  ASSERT_GE(layers, 2);
+  std::vector<std::string> blocks;
+  double block_mse = 0;
+  for (int64_t first = 0; first < layers; ++first) {
+    ConvertOptions b = options("block" + std::to_string(first));
+    b.block_first = first;
+    b.block_count = 1;
+    auto r = Convert(b);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(PathExists(b.out_dir + "/model.safetensors")) << "a block run stops after stage 1";
+    block_mse += r->final_val_mse;
+    blocks.push_back(b.out_dir + "/checkpoint");
+  }
+  // The whole run sums the layers in float32, the test in double.
+  EXPECT_NEAR(block_mse, whole->final_val_mse, 1e-6 * whole->final_val_mse);
+  ConvertOptions joined = options("joined");
+  ASSERT_TRUE(MergeStage1Checkpoints(blocks, joined.out_dir + "/checkpoint").ok());
+  joined.resume = true;
+  auto r = Convert(joined);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->final_val_mse, whole->final_val_mse);
+  EXPECT_EQ(r->student_val_ppl, whole->student_val_ppl);
+  EXPECT_EQ(r->last_loss, whole->last_loss);
+
+  // Overlapping or missing blocks fail with the reason.
+  absl::Status twice = MergeStage1Checkpoints({blocks[0], blocks[0]}, dir.path() + "/x");
+  EXPECT_EQ(twice.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(twice.message().find("overlap"), std::string::npos) << twice;
+  ConvertOptions partial = options("partial");
+  ASSERT_TRUE(MergeStage1Checkpoints({blocks[0]}, partial.out_dir + "/checkpoint").ok());
+  partial.resume = true;
+  auto missing = Convert(partial);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing tensor student/1."), std::string::npos)
+      << missing.status();
+  ConvertOptions outside = options("outside");
+  outside.block_first = layers;
+  outside.block_count = 1;
+  EXPECT_EQ(Convert(outside).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ConvertPipeline, SelfDistillationWithoutDataAndTheLinearBaseline) {

@@ -127,6 +127,17 @@ TEST_F(SpecOptionsTest, GpuTasksTrainOnCudaInTheSpecsPrecision) {
   EXPECT_TRUE(ConvertOptionsForTask(t, root_)->bf16);
 }
 
+TEST_F(SpecOptionsTest, ALayerBlockTaskTrainsItsBlock) {
+  v1::Task t = LolcatsTask();
+  t.mutable_layer_block()->set_first_layer(1);
+  t.mutable_layer_block()->set_num_layers(2);
+  auto o = ConvertOptionsForTask(t, root_);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->block_first, 1);
+  EXPECT_EQ(o->block_count, 2);
+  EXPECT_EQ(ConvertOptionsForTask(LolcatsTask(), root_)->block_count, 0);
+}
+
 TEST_F(SpecOptionsTest, EveryTaskOfAJobMapsAlike) {
   v1::Task at = LolcatsTask();
   v1::Task ft = at;
@@ -198,7 +209,6 @@ TEST_F(SpecOptionsTest, RefusesWhatThePipelineCannotDo) {
     absl::StatusCode code = absl::StatusCode::kInvalidArgument;
   };
   const std::vector<Case> cases = {
-      {"layers_per_block", [](v1::Task& t) { t.mutable_layer_block()->set_num_layers(1); }},
       {"weight_decay",
        [](v1::Task& t) {
          t.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_training()
