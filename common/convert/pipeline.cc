@@ -171,6 +171,10 @@ absl::Status CheckOptions(const ConvertOptions& o) {
           "use sequences longer than ", span, " tokens"));
     }
   }
+  if (o.activation_checkpointing && o.lora.dropout > 0) {
+    return absl::InvalidArgumentError(
+        "activation_checkpointing: not with LoRA dropout (recomputed layers would draw other masks)");
+  }
   if (o.block_first < 0 || o.block_count < 0) {
     return absl::InvalidArgumentError(absl::StrCat("block_first and block_count must be >= 0, got ",
                                                    o.block_first, ", ", o.block_count));
@@ -310,6 +314,7 @@ absl::Status Pipeline::Setup() {
       model::LlamaModel::Create(c, teacher_.loaded.model->weights());
   if (!student.ok()) return student.status();
   student_ = *std::move(student);
+  student_->SetActivationCheckpointing(o_.activation_checkpointing);
   students_.resize(static_cast<size_t>(c.num_hidden_layers));
   records_.resize(static_cast<size_t>(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {

@@ -68,6 +68,10 @@ struct ConvertOptions {
   std::string device = "cpu";
   bool bf16 = false;
   bool tf32 = true;
+  // Stage 2 recomputes each decoder layer's activations in the backward pass
+  // instead of keeping them (less memory, about one more forward of compute;
+  // the same losses). Not with LoRA dropout.
+  bool activation_checkpointing = false;
   // Blockwise attention transfer: when block_count > 0, stage 1 trains only
   // layers [block_first, block_first + block_count) and the run ends after
   // stage 1 with its checkpoint (no stage 2, no export). The checkpoints of

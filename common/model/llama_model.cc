@@ -1,5 +1,8 @@
 #include "common/model/llama_model.h"
 
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
@@ -198,10 +201,65 @@ at::Tensor LlamaModel::Project(const at::Tensor& x, const at::Tensor& w, const a
   return y;
 }
 
+// One decoder layer run without keeping its activations: the forward runs
+// with autograd off and saves only the input; the backward recomputes the
+// layer with autograd on and backpropagates through it. Gradients of
+// parameters inside the layer (LoRA) accumulate into their .grad directly,
+// as in PyTorch's reentrant checkpoint, so this is for loss.backward().
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& cos, const at::Tensor& sin, int64_t model,
+                            int64_t layer) {
+    ctx->save_for_backward({x, cos, sin});
+    ctx->saved_data["model"] = model;
+    ctx->saved_data["layer"] = layer;
+    at::NoGradGuard no_grad;
+    return reinterpret_cast<const LlamaModel*>(model)->Layer(layer, x, cos, sin, nullptr, 0);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto* model = reinterpret_cast<const LlamaModel*>(ctx->saved_data["model"].toInt());
+    const at::Tensor x = saved[0].detach().requires_grad_(true);
+    at::Tensor y;
+    {
+      at::AutoGradMode grad_on(true);
+      y = model->Layer(ctx->saved_data["layer"].toInt(), x, saved[1], saved[2], nullptr, 0);
+    }
+    torch::autograd::backward({y}, {grad[0]});
+    return {x.grad(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor LlamaModel::Layer(int64_t i, const at::Tensor& x, const at::Tensor& cos,
+                             const at::Tensor& sin, Memory* memory, int64_t position) const {
+  const io::ModelConfig& c = config_;
+  const int64_t b = x.size(0);
+  const int64_t t = x.size(1);
+  const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+  const at::Tensor h = kernels::RmsNorm(x, l.input_norm, c.rms_norm_eps);
+  // [B, T, heads * D] -> [B, heads, T, D]
+  const at::Tensor q = Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ)
+                           .view({b, t, c.num_attention_heads, c.head_dim})
+                           .transpose(1, 2);
+  const at::Tensor k = Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK)
+                           .view({b, t, c.num_key_value_heads, c.head_dim})
+                           .transpose(1, 2);
+  const at::Tensor v = Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)
+                           .view({b, t, c.num_key_value_heads, c.head_dim})
+                           .transpose(1, 2);
+  AttentionState* state = memory != nullptr ? memory->layer(static_cast<size_t>(i)) : nullptr;
+  AttentionInputs in{ApplyRotary(q, cos, sin), ApplyRotary(k, cos, sin), v, q, k, h};
+  const at::Tensor a = attention_[static_cast<size_t>(i)]->Forward(in, state, position);
+  at::Tensor y = x + Project(a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
+                             l.o_proj, l.o_bias, i, LoraTarget::kO);
+  return y + SwiGlu(kernels::RmsNorm(y, l.post_norm, c.rms_norm_eps), l.gate_proj, l.up_proj,
+                    l.down_proj);
+}
+
 at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory,
                                        const at::Tensor& row_positions) const {
   const io::ModelConfig& c = config_;
-  const int64_t b = ids.size(0);
   const int64_t t = ids.size(1);
   const int64_t position = memory != nullptr ? memory->position() : 0;
   const auto [cos, sin] = row_positions.defined() ? rope_.CosSinRows(row_positions, dtype())
@@ -209,25 +267,13 @@ at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory,
 
   at::Tensor x = at::embedding(weights_.embed, ids);  // [B, T, H]
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
-    const at::Tensor h = kernels::RmsNorm(x, l.input_norm, c.rms_norm_eps);
-    // [B, T, heads * D] -> [B, heads, T, D]
-    const at::Tensor q = Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ)
-                             .view({b, t, c.num_attention_heads, c.head_dim})
-                             .transpose(1, 2);
-    const at::Tensor k = Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK)
-                             .view({b, t, c.num_key_value_heads, c.head_dim})
-                             .transpose(1, 2);
-    const at::Tensor v = Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)
-                             .view({b, t, c.num_key_value_heads, c.head_dim})
-                             .transpose(1, 2);
-    AttentionState* state = memory != nullptr ? memory->layer(static_cast<size_t>(i)) : nullptr;
-    AttentionInputs in{ApplyRotary(q, cos, sin), ApplyRotary(k, cos, sin), v, q, k, h};
-    const at::Tensor a = attention_[static_cast<size_t>(i)]->Forward(in, state, position);
-    x = x + Project(a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
-                    l.o_proj, l.o_bias, i, LoraTarget::kO);
-    x = x + SwiGlu(kernels::RmsNorm(x, l.post_norm, c.rms_norm_eps), l.gate_proj, l.up_proj,
-                   l.down_proj);
+    // Checkpointing needs an input that carries gradient (not the first
+    // layer's embedding of frozen weights) and no state to update.
+    if (checkpointing_ && memory == nullptr && at::GradMode::is_enabled() && x.requires_grad()) {
+      x = CheckpointedLayer::apply(x, cos, sin, reinterpret_cast<int64_t>(this), i);
+    } else {
+      x = Layer(i, x, cos, sin, memory, position);
+    }
   }
   if (memory != nullptr) memory->Advance(t);
   return kernels::RmsNorm(x, weights_.final_norm, c.rms_norm_eps);

@@ -44,6 +44,13 @@ class LlamaModel {
   // LoRA adapters added to the attention projections (null: none). The
   // adapters are shared, not copied: training updates them in place.
   void SetLora(std::shared_ptr<const LoraAdapters> lora) { lora_ = std::move(lora); }
+
+  // Activation checkpointing for training: while autograd records, each
+  // decoder layer (after the first) keeps only its input and recomputes its
+  // activations in the backward pass, trading compute for memory. Results
+  // and gradients are those of the plain forward. Not for LoRA dropout (its
+  // masks would differ on recomputation; the caller refuses that).
+  void SetActivationCheckpointing(bool on) { checkpointing_ = on; }
   const LoraAdapters* lora() const { return lora_.get(); }
 
   // A fresh memory for `batch` sequences; `capacity` is a hint of the tokens
@@ -84,6 +91,10 @@ class LlamaModel {
   // memory->position() for RoPE when defined.
   at::Tensor HiddenUnchecked(const at::Tensor& ids, Memory* memory,
                              const at::Tensor& row_positions = {}) const;
+  // Decoder layer i on x [B, T, H] (memory: its state, or null).
+  at::Tensor Layer(int64_t i, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                   Memory* memory, int64_t position) const;
+  friend struct CheckpointedLayer;
   // x W^T + bias, plus the LoRA term when one is set for (layer, target).
   at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                      int64_t layer, LoraTarget target) const;
@@ -93,6 +104,7 @@ class LlamaModel {
   RotaryEmbedding rope_;
   std::vector<std::unique_ptr<AttentionLayer>> attention_;
   std::shared_ptr<const LoraAdapters> lora_;
+  bool checkpointing_ = false;
 };
 
 }  // namespace linearize::model

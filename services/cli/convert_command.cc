@@ -118,6 +118,8 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
   cmd->add_option("--stage1-blocks", args.stage1_blocks,
                   "Checkpoints of blockwise stage-1 runs to join into --out, then go on to "
                   "stage 2");
+  cmd->add_flag("--activation-checkpointing", args.activation_checkpointing,
+               "Stage 2 recomputes layer activations in the backward pass (less memory)");
   cmd->add_option("--device", args.device, "cpu, cuda or cuda:N");
   cmd->add_option("--dtype", args.dtype,
                   "float32, or bfloat16 (teacher in bf16, training under autocast)");
@@ -165,6 +167,7 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.resume = args.resume;
   o.seed = args.seed;
   o.device = args.device;
+  o.activation_checkpointing = args.activation_checkpointing;
   o.block_first = args.block_first;
   o.block_count = args.block_count;
   if (!args.stage1_blocks.empty()) {

@@ -232,6 +232,35 @@ TEST(ConvertPipeline, BlockwiseTransferMergesIntoTheWholeRunsStudent) {
   EXPECT_EQ(Convert(outside).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Activation checkpointing changes memory, not results: the same losses and
+// student as the plain run, up to the order of gradient sums.
+TEST(ConvertPipeline, ActivationCheckpointingGivesTheSameStudent) {
+  TempDir dir;
+  const std::string data = WriteTextFile(dir, "train.txt", MakeText(3000, 8));
+  auto options = [&](const std::string& out, bool checkpointing) {
+    ConvertOptions o = SmallOptions(dir.path() + "/" + out, model::Recipe::kLizard);
+    o.data.files = {data};
+    o.tokens = 2 * 12 * 4 * 64;
+    o.stage2.lr = 1e-2;  // large enough that the LoRA moves
+    o.activation_checkpointing = checkpointing;
+    return o;
+  };
+  auto plain = Convert(options("plain", false));
+  auto recomputed = Convert(options("recomputed", true));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(recomputed.ok()) << recomputed.status();
+  std::printf("stage 2 last loss %.9g vs %.9g; ppl %.9g vs %.9g\n", plain->last_loss,
+              recomputed->last_loss, plain->student_val_ppl, recomputed->student_val_ppl);
+  EXPECT_LT(plain->student_val_ppl, plain->student_val_ppl_before_finetune);
+  EXPECT_NEAR(recomputed->last_loss, plain->last_loss, 1e-5 * std::abs(plain->last_loss));
+  EXPECT_NEAR(std::log(recomputed->student_val_ppl), std::log(plain->student_val_ppl), 1e-5);
+  ConvertOptions bad = options("bad", true);
+  bad.lora.dropout = 0.1;
+  auto r = Convert(bad);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("LoRA dropout"), std::string::npos) << r.status();
+}
+
 TEST(ConvertPipeline, SelfDistillationWithoutDataAndTheLinearBaseline) {
   TempDir dir;
   ConvertOptions o = SmallOptions(dir.path() + "/out", model::Recipe::kLinear);

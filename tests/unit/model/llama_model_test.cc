@@ -2,9 +2,12 @@
 // decoding, and the KV cache against full recomputation.
 #include <ATen/ATen.h>
 
+#include <torch/csrc/autograd/function.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,7 @@
 #include "common/model/gguf_weights.h"
 #include "common/model/llama_model.h"
 #include "common/model/load.h"
+#include "common/model/lora.h"
 #include "common/model/softmax_attention.h"
 #include "gtest/gtest.h"
 #include "tests/unit/model/model_test_util.h"
@@ -269,6 +273,63 @@ TEST(AttentionLayer, ReplacementsAreUsed) {
   EXPECT_EQ(model->attention(0).name(), "counting");
   model->SetAttention(1, std::make_unique<ZeroAttention>());
   EXPECT_GT(RelativeError(Logits(*model, ids)[0], ref.logits), 1e-2);
+}
+
+}  // namespace
+}  // namespace linearize::model
+
+namespace linearize::model {
+namespace {
+
+// Counts the autograd nodes of the checkpointed layers below `y`.
+int CheckpointNodes(const at::Tensor& y) {
+  std::vector<torch::autograd::Node*> todo = {y.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  int found = 0;
+  while (!todo.empty()) {
+    torch::autograd::Node* n = todo.back();
+    todo.pop_back();
+    if (n == nullptr || !seen.insert(n).second) continue;
+    found += n->name().find("CheckpointedLayer") != std::string::npos;
+    for (const auto& edge : n->next_edges()) todo.push_back(edge.function.get());
+  }
+  return found;
+}
+
+// With checkpointing, every layer after the first is one recomputing node in
+// the graph, and the LoRA gradients are those of the plain forward.
+TEST(ActivationCheckpointing, RecomputesLayersWithTheSameGradients) {
+  auto model = LoadFixture("llama");
+  ASSERT_NE(model, nullptr);
+  LoraOptions options;
+  options.rank = 4;
+  auto lora = NewLoraAdapters(model->config(), options, 3, model->device());
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  auto adapters = std::make_shared<LoraAdapters>(*std::move(lora));
+  at::manual_seed(5);
+  for (auto& [name, t] : adapters->Named()) {
+    at::NoGradGuard no_grad;
+    t.normal_(0, 0.05);  // B starts at zero: make every factor matter
+    t.set_requires_grad(true);
+  }
+  model->SetLora(adapters);
+  const at::Tensor ids = at::randint(0, model->vocab_size(), {2, 9}, at::kLong);
+  std::vector<at::Tensor> grads[2];
+  for (int on = 0; on < 2; ++on) {
+    model->SetActivationCheckpointing(on == 1);
+    const at::Tensor logits = *model->Forward(ids);
+    EXPECT_EQ(CheckpointNodes(logits), on == 1 ? model->num_layers() - 1 : 0);
+    logits.pow(2).mean().backward();
+    for (auto& [name, t] : adapters->Named()) {
+      grads[on].push_back(t.grad().clone());
+      t.mutable_grad() = at::Tensor();
+    }
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    EXPECT_GT(grads[0][i].abs().max().item<double>(), 0) << i;
+    EXPECT_LT(RelativeError(grads[1][i], grads[0][i]), 1e-5) << i;
+  }
 }
 
 }  // namespace
