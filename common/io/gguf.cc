@@ -367,6 +367,11 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::span<const std::b
           !s.ok()) {
         return s;
       }
+      // Each dimension must fit int64 on its own too: after a zero dimension
+      // the product stays 0 whatever follows.
+      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return fail(internal::StrCat("dimension ", d, " is ", dim, " (more than 2^63 - 1)"));
+      }
       if (__builtin_mul_overflow(numel, dim, &numel) ||
           numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return fail("element count overflows 64 bits");
