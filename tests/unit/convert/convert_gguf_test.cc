@@ -32,6 +32,7 @@ namespace {
 
 using testing::RunHfCheck;
 using testing::Slurp;
+using testing::ListDir;
 using testing::TempDir;
 using testing::VenvPython;
 using testing::WriteText;
@@ -89,19 +90,6 @@ double Perplexity(const model::LlamaModel& m, const at::Tensor& validation, int6
     count += b * (t - 1);
   }
   return std::exp(nll / static_cast<double>(count));
-}
-
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (const dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 TEST(ConvertGguf, TinyGgufTeacherBecomesAServableHuggingFaceDirectory) {

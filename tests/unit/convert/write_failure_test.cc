@@ -21,6 +21,7 @@ namespace linearize::convert {
 namespace {
 
 using testing::Slurp;
+using testing::ListDir;
 using testing::TempDir;
 using testing::WriteText;
 
@@ -40,19 +41,6 @@ class FileSizeLimit {
   rlimit saved_;
 };
 
-std::vector<std::string> Entries(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (const dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(WriteFailure, AtomicWriteKeepsThePreviousContentsAndNamesTheFile) {
   TempDir dir;
   const std::string path = dir.path() + "/state.json";
@@ -66,7 +54,7 @@ TEST(WriteFailure, AtomicWriteKeepsThePreviousContentsAndNamesTheFile) {
   EXPECT_NE(s.message().find(path), std::string::npos) << s;
   std::printf("error: %s\n", s.ToString().c_str());
   EXPECT_EQ(Slurp(path), "previous");
-  EXPECT_EQ(Entries(dir.path()), std::vector<std::string>{"state.json"});
+  EXPECT_EQ(ListDir(dir.path()), std::vector<std::string>{"state.json"});
   EXPECT_FALSE(WriteFileAtomic(dir.path() + "/missing/x.json", "x").ok());
 }
 
@@ -118,7 +106,7 @@ TEST(WriteFailure, FailedCheckpointKeepsThePreviousOneToResumeFrom) {
   ASSERT_FALSE(state_before.empty());
   EXPECT_EQ(Slurp(o.out_dir + "/checkpoint/state.json"), state_before);
   EXPECT_EQ(nlohmann::json::parse(state_before)["step"], 2);
-  EXPECT_EQ(Entries(o.out_dir), std::vector<std::string>{"checkpoint"});  // no checkpoint.tmp
+  EXPECT_EQ(ListDir(o.out_dir), std::vector<std::string>{"checkpoint"});  // no checkpoint.tmp
   o.resume = true;
   // The checkpoint holds no teacher weights, only a reference: resuming with
   // another teacher file is refused.
@@ -139,7 +127,7 @@ TEST(WriteFailure, FailedExportKeepsThePreviousModelFiles) {
   ConvertOptions o = Options(dir);
   o.checkpoint_every = 0;
   ASSERT_TRUE(Convert(o).ok());
-  const std::vector<std::string> files = Entries(o.out_dir);
+  const std::vector<std::string> files = ListDir(o.out_dir);
   const std::string weights = Slurp(o.out_dir + "/model.safetensors");
   const std::string config = Slurp(o.out_dir + "/config.json");
   // Export again (resuming a finished run re-exports it), with a disk that
@@ -155,7 +143,7 @@ TEST(WriteFailure, FailedExportKeepsThePreviousModelFiles) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("model.safetensors"), std::string::npos) << r.status();
   std::printf("error: %s\n", r.status().ToString().c_str());
-  EXPECT_EQ(Entries(o.out_dir), files);  // no staging folder, no adapter/
+  EXPECT_EQ(ListDir(o.out_dir), files);  // no staging folder, no adapter/
   EXPECT_EQ(Slurp(o.out_dir + "/model.safetensors"), weights);
   EXPECT_EQ(Slurp(o.out_dir + "/config.json"), config);
   // With room again, the export completes.
