@@ -29,7 +29,7 @@ for recipe in ("lolcats", "lizard", "linear"):
         for p in r.get("perplexity", []):
             key = "english" if "english" in p["text"] else "heldout"
             (teacher if p["model"] == "teacher" else row)[key] = p["perplexity"]
-        c = r.get("comparison", {})
+        c = (r.get("comparisons") or [r.get("comparison", {})])[0]
         row["top1"], row["kl"] = c.get("top1_agreement"), c.get("kl")
     rows.append(row)
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -118,16 +119,21 @@ absl::StatusOr<MqarSample> MakeMqarSample(const MqarOptions& o, int64_t index) {
   return s;
 }
 
+int64_t RecallContextLimit(const model::LlamaModel& model) {
+  return model.recurrent() ? std::numeric_limits<int64_t>::max()
+                           : model.config().max_position_embeddings;
+}
+
 absl::StatusOr<RecallResult> EvaluateMqar(const model::LlamaModel& model,
                                           const MqarOptions& options) {
   if (options.num_samples < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_samples must be >= 1, got ", options.num_samples));
   }
-  if (options.context_length > model.config().max_position_embeddings) {
+  if (options.context_length > RecallContextLimit(model)) {
     return absl::InvalidArgumentError(
         absl::StrCat("context_length ", options.context_length, " exceeds the model's context ",
-                     model.config().max_position_embeddings));
+                     RecallContextLimit(model)));
   }
   RecallResult r;
   r.context_length = options.context_length;
@@ -212,7 +218,7 @@ absl::StatusOr<RecallResult> EvaluatePasskey(const model::LlamaModel& model,
     return absl::InvalidArgumentError(
         absl::StrCat("num_samples must be >= 1, got ", options.num_samples));
   }
-  const int64_t context = model.config().max_position_embeddings;
+  const int64_t context = RecallContextLimit(model);
   RecallResult r;
   r.depth = options.depth;
   runtime::GenerateOptions gen;

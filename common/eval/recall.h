@@ -93,7 +93,13 @@ absl::StatusOr<PasskeySample> MakePasskeySample(const tokenizer::Tokenizer& toke
 // The first maximal run of ASCII digits in `text`, or "".
 std::string FirstNumber(std::string_view text);
 
-// INVALID_ARGUMENT when a prompt does not fit the model's context.
+// The longest prompt (plus answer) a recall task may give `model`: its
+// max_position_embeddings when any layer is softmax (RoPE range and KV
+// cache), unbounded for a fully recurrent student, whose state does not grow
+// with the context: long-range recall is what such a model is tested for.
+int64_t RecallContextLimit(const model::LlamaModel& model);
+
+// INVALID_ARGUMENT when a prompt does not fit RecallContextLimit.
 absl::StatusOr<RecallResult> EvaluatePasskey(const model::LlamaModel& model,
                                              const tokenizer::Tokenizer& tokenizer,
                                              const PasskeyOptions& options);

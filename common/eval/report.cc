@@ -3,9 +3,12 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -51,14 +54,15 @@ Json ReportJson(const EvalReport& r) {
     }
     j["perplexity"].push_back(p);
   }
-  if (r.comparison) {
-    const Comparison& c = *r.comparison;
-    j["comparison"] = {{"tokens", c.tokens},
-                       {"teacher_perplexity", c.teacher_perplexity},
-                       {"student_perplexity", c.student_perplexity},
-                       {"perplexity_ratio", c.perplexity_ratio},
-                       {"kl", c.kl},
-                       {"top1_agreement", c.top1_agreement}};
+  for (const ComparisonEntry& e : r.comparisons) {
+    const Comparison& c = e.result;
+    j["comparisons"].push_back({{"model", e.model},
+                                {"tokens", c.tokens},
+                                {"teacher_perplexity", c.teacher_perplexity},
+                                {"student_perplexity", c.student_perplexity},
+                                {"perplexity_ratio", c.perplexity_ratio},
+                                {"kl", c.kl},
+                                {"top1_agreement", c.top1_agreement}});
   }
   for (const RecallEntry& e : r.mqar) j["mqar"].push_back(RecallJson(e));
   for (const RecallEntry& e : r.passkey) j["passkey"].push_back(RecallJson(e));
@@ -94,14 +98,18 @@ std::string ReportMarkdown(const EvalReport& r) {
     }
     md += "\n";
   }
-  if (r.comparison) {
-    const Comparison& c = *r.comparison;
-    absl::StrAppend(&md, "## Teacher vs student\n\n| tokens | teacher ppl | student ppl | "
+  if (!r.comparisons.empty()) {
+    absl::StrAppend(&md, "## Teacher vs student\n\n| student | tokens | teacher ppl | student ppl | "
                          "ratio | KL(teacher‖student) | top-1 agreement |\n"
-                         "|---:|---:|---:|---:|---:|---:|\n",
-                    absl::StrFormat("| %d | %.3f | %.3f | %.4f | %.4f | %.4f |\n\n", c.tokens,
-                                    c.teacher_perplexity, c.student_perplexity,
-                                    c.perplexity_ratio, c.kl, c.top1_agreement));
+                         "|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const ComparisonEntry& e : r.comparisons) {
+      const Comparison& c = e.result;
+      absl::StrAppend(&md, absl::StrFormat("| %s | %d | %.3f | %.3f | %.4f | %.4f | %.4f |\n",
+                                           e.model, c.tokens, c.teacher_perplexity,
+                                           c.student_perplexity, c.perplexity_ratio, c.kl,
+                                           c.top1_agreement));
+    }
+    md += "\n";
   }
   if (!r.mqar.empty()) {
     absl::StrAppend(&md, "## Associative recall (MQAR)\n\n| model | context | pairs | queries | "
@@ -198,6 +206,205 @@ absl::Status WriteReport(const EvalReport& r, const std::string& dir) {
     if (!st.ok()) return st;
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// Reads field `key` of `obj` as T; the error names the file, the path to the
+// object and the key.
+template <typename T>
+absl::StatusOr<T> Field(const Json& obj, const char* key, const std::string& where) {
+  if (!obj.is_object() || !obj.contains(key)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": missing field \"", key, "\""));
+  }
+  try {
+    return obj.at(key).get<T>();
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".", key, ": wrong type (", e.what(), ")"));
+  }
+}
+
+#define LNZ_FIELD(var, type, obj, key, where)                   \
+  absl::StatusOr<type> var##_or = Field<type>(obj, key, where); \
+  if (!var##_or.ok()) return var##_or.status();                 \
+  const type var = *var##_or
+
+absl::StatusOr<RecallEntry> ParseRecall(const Json& e, const std::string& where) {
+  LNZ_FIELD(model, std::string, e, "model", where);
+  LNZ_FIELD(context, int64_t, e, "context_length", where);
+  LNZ_FIELD(pairs, int64_t, e, "num_pairs", where);
+  LNZ_FIELD(depth, double, e, "depth", where);
+  LNZ_FIELD(trials, int64_t, e, "trials", where);
+  LNZ_FIELD(correct, int64_t, e, "correct", where);
+  LNZ_FIELD(accuracy, double, e, "accuracy", where);
+  return RecallEntry{model, {context, pairs, depth, trials, correct, accuracy}};
+}
+
+absl::Status ParseReport(const Json& j, const std::string& file, EvalReport* r) {
+  LNZ_FIELD(model, std::string, j, "model", file);
+  r->model = model;
+  if (j.contains("teacher")) {
+    LNZ_FIELD(teacher, std::string, j, "teacher", file);
+    r->teacher = teacher;
+  }
+  const auto list = [&](const char* key) { return j.contains(key) ? j.at(key) : Json::array(); };
+  size_t i = 0;
+  for (const Json& e : list("perplexity")) {
+    const std::string w = absl::StrCat(file, ": perplexity[", i++, "]");
+    LNZ_FIELD(m, std::string, e, "model", w);
+    LNZ_FIELD(text, std::string, e, "text", w);
+    LNZ_FIELD(tokens, int64_t, e, "tokens_scored", w);
+    LNZ_FIELD(nll, double, e, "mean_nll", w);
+    LNZ_FIELD(ppl, double, e, "perplexity", w);
+    PerplexityEntry p{m, text, {nll * static_cast<double>(tokens), tokens, nll, ppl}, std::nullopt};
+    if (e.contains("curve")) {
+      const Json& c = e.at("curve");
+      const std::string cw = w + ".curve";
+      LNZ_FIELD(bucket, int64_t, c, "bucket", cw);
+      LNZ_FIELD(start, std::vector<int64_t>, c, "start", cw);
+      LNZ_FIELD(mean, std::vector<double>, c, "mean_nll", cw);
+      LNZ_FIELD(count, std::vector<int64_t>, c, "count", cw);
+      if (mean.size() != start.size() || count.size() != start.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(cw, ": start, mean_nll and count differ in length"));
+      }
+      p.curve = PositionCurve{bucket, start, mean, count};
+    }
+    r->perplexity.push_back(std::move(p));
+  }
+  // Reports before comparisons became a list held one, of "student".
+  Json comparisons = list("comparisons");
+  if (j.contains("comparison") && j.at("comparison").is_object()) {
+    Json one = j.at("comparison");
+    one["model"] = "student";
+    comparisons.push_back(one);
+  }
+  i = 0;
+  for (const Json& e : comparisons) {
+    const std::string w = absl::StrCat(file, ": comparisons[", i++, "]");
+    LNZ_FIELD(m, std::string, e, "model", w);
+    LNZ_FIELD(tokens, int64_t, e, "tokens", w);
+    LNZ_FIELD(tp, double, e, "teacher_perplexity", w);
+    LNZ_FIELD(sp, double, e, "student_perplexity", w);
+    LNZ_FIELD(ratio, double, e, "perplexity_ratio", w);
+    LNZ_FIELD(kl, double, e, "kl", w);
+    LNZ_FIELD(top1, double, e, "top1_agreement", w);
+    r->comparisons.push_back(
+        {m, Comparison{tokens, std::log(tp), std::log(sp), tp, sp, ratio, kl, top1}});
+  }
+  for (const auto& [key, out] : {std::pair{"mqar", &r->mqar}, std::pair{"passkey", &r->passkey}}) {
+    i = 0;
+    for (const Json& e : list(key)) {
+      absl::StatusOr<RecallEntry> entry = ParseRecall(e, absl::StrCat(file, ": ", key, "[", i++, "]"));
+      if (!entry.ok()) return entry.status();
+      out->push_back(*std::move(entry));
+    }
+  }
+  i = 0;
+  for (const Json& e : list("multiple_choice")) {
+    const std::string w = absl::StrCat(file, ": multiple_choice[", i++, "]");
+    LNZ_FIELD(m, std::string, e, "model", w);
+    McResult mc;
+    LNZ_FIELD(task, std::string, e, "task", w);
+    LNZ_FIELD(shots, int64_t, e, "num_fewshot", w);
+    LNZ_FIELD(questions, int64_t, e, "questions", w);
+    LNZ_FIELD(acc, double, e, "acc", w);
+    LNZ_FIELD(acc_norm, double, e, "acc_norm", w);
+    mc.task = task;
+    mc.num_fewshot = shots;
+    mc.questions = questions;
+    mc.acc = acc;
+    mc.acc_norm = acc_norm;
+    r->mc.push_back({m, std::move(mc)});
+  }
+  i = 0;
+  for (const Json& e : list("speed")) {
+    const std::string w = absl::StrCat(file, ": speed[", i++, "]");
+    LNZ_FIELD(m, std::string, e, "model", w);
+    LNZ_FIELD(prompt, int64_t, e, "prompt_tokens", w);
+    LNZ_FIELD(decoded, int64_t, e, "decode_tokens", w);
+    LNZ_FIELD(threads, int64_t, e, "threads", w);
+    LNZ_FIELD(prefill, double, e, "prefill_tokens_per_second", w);
+    LNZ_FIELD(decode, double, e, "decode_tokens_per_second", w);
+    r->speed.push_back({m, {prompt, decoded, threads, prefill, decode}});
+  }
+  return absl::OkStatus();
+}
+
+#undef LNZ_FIELD
+
+std::string Basename(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<EvalReport> ReadReportJson(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream text;
+  text << in.rdbuf();
+  const Json j = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  }
+  EvalReport r;
+  if (absl::Status s = ParseReport(j, path, &r); !s.ok()) return s;
+  return r;
+}
+
+absl::StatusOr<EvalReport> MergeReports(
+    const std::vector<std::pair<std::string, EvalReport>>& runs) {
+  if (runs.empty()) return absl::InvalidArgumentError("MergeReports: no reports to merge");
+  EvalReport out;
+  std::set<std::string> labels;
+  // Task settings the teacher already has a row for.
+  std::set<std::string> teacher_rows;
+  const auto keep = [&](const std::string& model, const std::string& key) {
+    return model != "teacher" || teacher_rows.insert(key).second;
+  };
+  for (const auto& [label, r] : runs) {
+    if (label.empty() || !labels.insert(label).second || label == "teacher") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MergeReports: label \"", label, "\" is empty, repeated or \"teacher\""));
+    }
+    if (!r.teacher.empty()) {
+      if (out.teacher.empty()) {
+        out.teacher = r.teacher;
+      } else if (Basename(out.teacher) != Basename(r.teacher)) {
+        return absl::InvalidArgumentError(absl::StrCat("MergeReports: run \"", label,
+                                                       "\" has teacher ", r.teacher, ", not ",
+                                                       out.teacher));
+      }
+    }
+    absl::StrAppend(&out.model, out.model.empty() ? "" : ", ", label);
+    // Appends `from`'s entries relabelled, the teacher's once per setting.
+    const auto take = [&](auto& into, const auto& from, const auto& setting) {
+      for (auto e : from) {
+        if (!keep(e.model, setting(e))) continue;
+        e.model = e.model == "teacher" ? e.model : label;
+        into.push_back(std::move(e));
+      }
+    };
+    take(out.perplexity, r.perplexity, [](const PerplexityEntry& e) { return "ppl " + e.text; });
+    take(out.comparisons, r.comparisons, [](const ComparisonEntry&) { return std::string(); });
+    take(out.mqar, r.mqar, [](const RecallEntry& e) {
+      return absl::StrCat("mqar ", e.result.context_length, " ", e.result.num_pairs);
+    });
+    take(out.passkey, r.passkey, [](const RecallEntry& e) {
+      return absl::StrCat("passkey ", e.result.context_length, " ", e.result.depth);
+    });
+    take(out.mc, r.mc, [](const McEntry& e) {
+      return absl::StrCat("mc ", e.result.task, " ", e.result.num_fewshot);
+    });
+    // One teacher row per host setting (runs may come from different hosts).
+    take(out.speed, r.speed, [](const SpeedEntry& e) {
+      return absl::StrCat("speed ", e.result.threads, " ", e.result.prompt_tokens);
+    });
+  }
+  return out;
 }
 
 }  // namespace linearize::eval

@@ -5,9 +5,11 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/eval/multiple_choice.h"
 #include "common/eval/recall.h"
 #include "common/eval/speed.h"
@@ -39,11 +41,15 @@ struct SpeedEntry {
   SpeedResult result;
 };
 
+struct ComparisonEntry {
+  std::string model;  // the student's label
+  Comparison result;  // teacher vs that student
+};
 struct EvalReport {
-  std::string model;    // the evaluated model's path
+  std::string model;    // the evaluated model's path (or the merged models' labels)
   std::string teacher;  // "" when none
   std::vector<PerplexityEntry> perplexity;
-  std::optional<Comparison> comparison;  // teacher vs model
+  std::vector<ComparisonEntry> comparisons;
   std::vector<RecallEntry> mqar;
   std::vector<RecallEntry> passkey;
   std::vector<McEntry> mc;
@@ -56,5 +62,17 @@ std::string ReportMarkdown(const EvalReport& report);
 // and recall_vs_context.png (one line per model and number of pairs; passkey
 // per model) into `dir` (created if missing, POSIX mkdir).
 absl::Status WriteReport(const EvalReport& report, const std::string& dir);
+
+// Reads back a report.json that WriteReport wrote; errors name the file and
+// the field at fault.
+absl::StatusOr<EvalReport> ReadReportJson(const std::string& path);
+
+// Joins runs that each evaluated one student beside the same teacher into one
+// report (one table per task, one plot with every model): each run's
+// non-teacher entries are relabelled with its label; teacher entries are kept
+// once per task setting. INVALID_ARGUMENT when the runs name teachers with
+// different file names, a label is empty or repeats, or there are no runs.
+absl::StatusOr<EvalReport> MergeReports(
+    const std::vector<std::pair<std::string, EvalReport>>& runs);
 
 }  // namespace linearize::eval

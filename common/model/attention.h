@@ -28,7 +28,9 @@ class AttentionState {
   virtual int64_t bytes() const = 0;
 
   // The tensors that make up the state, under stable names, on the state's
-  // device (used part only): what a snapshot or a spill file stores.
+  // device (used part only): what a snapshot or a spill file stores. A
+  // fixed-size recurrent state exports its own tensors, not copies: writing
+  // into them updates the state (LlamaModel::DecodeBatch does).
   virtual std::vector<std::pair<std::string, at::Tensor>> Export() const = 0;
   // Replaces the state with what Export gave, copying onto this state's
   // device and dtype. The names must be Export's; shapes must equal this

@@ -44,6 +44,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig c
   absl::StatusOr<RotaryEmbedding> rope = RotaryEmbedding::Create(config, weights.rope_freq_factors);
   if (!rope.ok()) return rope.status();
   rope->To(device);
+  if (device.is_cuda()) {
+    // SDPA's cuDNN backend builds an execution plan per KV length, so a KV
+    // cache decode (a new length every step) rebuilt one per layer per token:
+    // an 8B teacher decoded 12 tokens/s with it and 84 without (H100,
+    // bench/results/decode_8b_h100.md). Flash and memory-efficient attention
+    // need no plan. The switch is process-wide, as PyTorch's flag is.
+    at::globalContext().setSDPUseCuDNN(false);
+  }
   auto model = std::unique_ptr<LlamaModel>(
       new LlamaModel(std::move(config), std::move(weights), *std::move(rope)));
   const io::ModelConfig& c = model->config_;
@@ -150,7 +158,10 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
     }
   }
   try {
-    // Stack the rows' states, step them together, then give each row back.
+    // Stack the rows' states, step them together, then write each row back
+    // into its own state tensors (Export gives a recurrent state's own
+    // tensors), one multi-tensor copy per state field rather than one copy
+    // per tensor of every row.
     auto stacked = NewMemory(n);
     std::vector<std::vector<Memory::LayerTensors>> rows;
     rows.reserve(static_cast<size_t>(n));
@@ -167,21 +178,24 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
         joined[l].emplace_back(rows[0][l][k].first, at::cat(parts, 0));
       }
     }
-    rows.clear();
     if (absl::Status s = stacked->Import(0, joined); !s.ok()) return s;
     joined.clear();
     const at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong));
     const at::Tensor hidden = HiddenUnchecked(ids.to(device()).view({n, 1}), stacked.get(), pos);
     const at::Tensor logits = LmHead(hidden).view({n, -1});
     const std::vector<Memory::LayerTensors> out = stacked->Export();
-    for (int64_t j = 0; j < n; ++j) {
-      std::vector<Memory::LayerTensors> mine(out.size());
+    const size_t fields = out.empty() ? 0 : out[0].size();
+    for (size_t k = 0; k < fields; ++k) {  // one dtype per field: the fast multi-tensor path
+      std::vector<at::Tensor> dst, src;
       for (size_t l = 0; l < out.size(); ++l) {
-        for (const auto& [name, tensor] : out[l]) mine[l].emplace_back(name, tensor.narrow(0, j, 1));
+        for (int64_t j = 0; j < n; ++j) {
+          dst.push_back(rows[static_cast<size_t>(j)][l][k].second);
+          src.push_back(out[l][k].second.narrow(0, j, 1));
+        }
       }
-      Memory* m = memories[static_cast<size_t>(j)];
-      if (absl::Status s = m->Import(m->position() + 1, mine); !s.ok()) return s;
+      at::_foreach_copy_(dst, src);
     }
+    for (Memory* m : memories) m->Advance(1);
     return logits;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("DecodeBatch failed: ", e.what_without_backtrace()));

@@ -95,6 +95,7 @@ class LlamaModel {
   at::Tensor Layer(int64_t i, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                    Memory* memory, int64_t position) const;
   friend struct CheckpointedLayer;
+  friend class DecodeGraph;  // captures HiddenUnchecked (no host-side checks)
   // x W^T + bias, plus the LoRA term when one is set for (layer, target).
   at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                      int64_t layer, LoraTarget target) const;

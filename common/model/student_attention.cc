@@ -17,6 +17,24 @@ namespace k = kernels;
 
 int64_t TensorBytes(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
+// The tensors of a kernel's State struct S, and their names.
+template <typename S>
+std::vector<std::string> StateFieldNames() {
+  if constexpr (std::is_same_v<S, k::linear_attention::State>) {
+    return {"kv", "k_sum"};
+  } else {
+    return {"kv", "k_sum", "k_window", "v_window", "position"};
+  }
+}
+template <typename S>
+std::vector<at::Tensor*> Fields(S& s) {
+  if constexpr (std::is_same_v<S, k::linear_attention::State>) {
+    return {&s.kv, &s.k_sum};
+  } else {
+    return {&s.kv, &s.k_sum, &s.k_window, &s.v_window, &s.position};
+  }
+}
+
 // A kernel's recurrent state as an AttentionState. S: kernels' State struct.
 template <typename S>
 class RecurrentState final : public AttentionState {
@@ -36,14 +54,14 @@ class RecurrentState final : public AttentionState {
   }
   std::vector<std::pair<std::string, at::Tensor>> Export() const override {
     std::vector<std::pair<std::string, at::Tensor>> out;
-    const auto names = FieldNames();
+    const auto names = StateFieldNames<S>();
     const auto fields = Fields(const_cast<S&>(state));
     for (size_t i = 0; i < fields.size(); ++i) out.emplace_back(names[i], *fields[i]);
     return out;
   }
   // Checks everything before copying, so a bad snapshot leaves the state as it was.
   void Import(const std::vector<std::pair<std::string, at::Tensor>>& tensors) override {
-    const auto names = FieldNames();
+    const auto names = StateFieldNames<S>();
     const auto fields = Fields(state);
     TORCH_CHECK(tensors.size() == fields.size(), "recurrent state: a snapshot must hold ",
                 fields.size(), " tensors, got ", tensors.size());
@@ -56,22 +74,6 @@ class RecurrentState final : public AttentionState {
     for (size_t i = 0; i < fields.size(); ++i) fields[i]->copy_(tensors[i].second);
   }
   S state;
-
- private:
-  static std::vector<std::string> FieldNames() {
-    if constexpr (std::is_same_v<S, k::linear_attention::State>) {
-      return {"kv", "k_sum"};
-    } else {
-      return {"kv", "k_sum", "k_window", "v_window", "position"};
-    }
-  }
-  static std::vector<at::Tensor*> Fields(S& s) {
-    if constexpr (std::is_same_v<S, k::linear_attention::State>) {
-      return {&s.kv, &s.k_sum};
-    } else {
-      return {&s.kv, &s.k_sum, &s.k_window, &s.v_window, &s.position};
-    }
-  }
 };
 
 template <typename S>
@@ -81,18 +83,27 @@ S& StateOf(AttentionState* state, const char* who) {
   return s->state;
 }
 
-// Runs the parallel form at position 0 (prefill) and one DecodeStep per token
-// after; `prefill(y_out)` returns the new state, `step(t)` the output of token t.
+// One token: a DecodeStep (the batched decode path; rows may sit at different
+// positions). More: the parallel prefill, from the empty state at position 0
+// and continuing the state after (every row at `position`). `prefill(initial)`
+// returns the output and the new state, `step(t)` the output of token t.
+// The new state is copied into the old state's tensors: a state is updated in
+// place, so its tensors keep their addresses (a captured DecodeGraph and
+// DecodeBatch's write-back rely on it).
 template <typename S, typename Prefill, typename Step>
 at::Tensor Recurrent(S& state, int64_t position, int64_t tokens, Prefill prefill, Step step) {
-  if (position == 0 && tokens > 1) {
-    auto r = prefill();
-    state = std::move(r.state);
-    return r.y;
+  if (tokens == 1) return step(0);
+  auto r = prefill(position == 0 ? nullptr : &state);
+  const auto into = Fields(state);
+  const auto from = Fields(r.state);
+  for (size_t i = 0; i < into.size(); ++i) {
+    if (into[i]->defined() && into[i]->sizes() == from[i]->sizes()) {
+      into[i]->copy_(*from[i]);
+    } else {
+      *into[i] = *from[i];
+    }
   }
-  std::vector<at::Tensor> ys;
-  for (int64_t t = 0; t < tokens; ++t) ys.push_back(step(t));
-  return ys.size() == 1 ? ys[0] : at::cat(ys, 2);
+  return r.y;
 }
 
 at::Tensor Tok(const at::Tensor& x, int64_t t) { return x.narrow(2, t, 1); }
@@ -118,7 +129,10 @@ class LolcatsAttention final : public StudentAttention {
     if (state == nullptr) return k::lolcats::ForwardParallel(q, kk, v, weights_, options_);
     auto& s = StateOf<k::lolcats::State>(state, "LolcatsAttention");
     return Recurrent(
-        s, position, q.size(2), [&] { return k::lolcats::Prefill(q, kk, v, weights_, options_); },
+        s, position, q.size(2),
+        [&](const k::lolcats::State* initial) {
+          return k::lolcats::Prefill(q, kk, v, weights_, options_, initial);
+        },
         [&](int64_t t) {
           return k::lolcats::DecodeStep(s, Tok(q, t), Tok(kk, t), Tok(v, t), weights_, options_);
         });
@@ -170,7 +184,10 @@ class LizardAttention final : public StudentAttention {
     if (state == nullptr) return k::lizard::ForwardParallel(x, weights_, options_);
     auto& s = StateOf<k::lizard::State>(state, "LizardAttention");
     return Recurrent(
-        s, position, in.q.size(2), [&] { return k::lizard::Prefill(x, weights_, options_); },
+        s, position, in.q.size(2),
+        [&](const k::lizard::State* initial) {
+          return k::lizard::Prefill(x, weights_, options_, initial);
+        },
         [&](int64_t t) {
           k::lizard::Inputs one{Tok(x.q, t), Tok(x.k, t), Tok(x.v, t),
                                 x.log_gamma.narrow(2, t, 1), Tok(x.q_window, t),
@@ -208,7 +225,8 @@ class LinearAttention final : public StudentAttention {
     if (state == nullptr) return la::ForwardParallel(q, kk, v, maps_);
     auto& s = StateOf<la::State>(state, "LinearAttention");
     return Recurrent(
-        s, position, q.size(2), [&] { return la::Prefill(q, kk, v, maps_); },
+        s, position, q.size(2),
+        [&](const la::State* initial) { return la::Prefill(q, kk, v, maps_, {}, initial); },
         [&](int64_t t) { return la::DecodeStep(s, Tok(q, t), Tok(kk, t), Tok(v, t), maps_); });
   }
   std::unique_ptr<AttentionState> NewState(int64_t batch, int64_t,

@@ -5,8 +5,10 @@
 //                     (kernels/lizard; gated branch without RoPE)
 //   LinearAttention   elu+1, nothing trainable (the baseline; kernels/linear_attention)
 // Without a state, Forward runs the differentiable parallel form (training,
-// scoring); with one it prefills (position 0) or steps token by token, so
-// runtime::Generator decodes from a fixed-size recurrent state.
+// scoring); with one, several tokens take the parallel prefill (from position
+// 0, or continuing the state: a prompt fed in chunks gives what one call
+// gives) and one token a decode step, so runtime::Generator decodes from a
+// fixed-size recurrent state.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -189,12 +189,12 @@ bool Engine::Step() {
     model::Memory& memory = *a.req.state->memory;
     try {
       if (a.fed < a.req.input.size()) {  // prefill one chunk
+        // At most prefill_chunk tokens per step, so a long prompt interleaves
+        // with other sessions' decodes (recurrent layers continue their state
+        // in parallel, so chunks give what one call gives).
         const size_t left = a.req.input.size() - a.fed;
-        // A recurrent layer prefills in parallel only from position 0, so a
-        // fresh session takes its whole prompt at once.
-        const size_t chunk = memory.position() == 0 && model_.recurrent()
-                                 ? left
-                                 : std::min<size_t>(left, static_cast<size_t>(options_.prefill_chunk));
+        const size_t chunk = std::min<size_t>(
+            left, static_cast<size_t>(std::max<int64_t>(1, options_.prefill_chunk)));
         const auto ids = std::span<const int32_t>(a.req.input).subspan(a.fed, chunk);
         absl::StatusOr<at::Tensor> logits =
             model_.Forward(Ids(ids), &memory, model::LlamaModel::Logits::kLast);

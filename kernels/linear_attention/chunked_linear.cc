@@ -36,7 +36,10 @@ at::Tensor FromChunks(const at::Tensor& x, int64_t length) {
 }  // namespace
 
 LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k,
-                                const at::Tensor& v, const at::Tensor& log_gamma, int64_t chunk) {
+                                const at::Tensor& v, const at::Tensor& log_gamma, int64_t chunk,
+                                const at::Tensor& kv0, const at::Tensor& k_sum0) {
+  TORCH_CHECK(kv0.defined() == k_sum0.defined(),
+              "ChunkedCausalLinear: pass both kv0 and k_sum0 or neither");
   const int64_t length = phi_q.size(2);
   const int64_t c = std::min(chunk, length);
   const int64_t n = (length + c - 1) / c;
@@ -72,8 +75,10 @@ LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k
   const at::Tensor w = k_in.sum(-2);                            // [B, H, N, F]
   at::Tensor s_prev, z_prev, s_last, z_last;  // state before each chunk, after all
   if (chunk_decay.defined()) {
-    at::Tensor s = at::zeros_like(u.select(2, 0));
-    at::Tensor z = at::zeros_like(w.select(2, 0));
+    // The recurrence starts from the initial state: chunk 0's queries read it
+    // decayed by exp(b_i), and every chunk decays it on.
+    at::Tensor s = kv0.defined() ? kv0 : at::zeros_like(u.select(2, 0));
+    at::Tensor z = k_sum0.defined() ? k_sum0 : at::zeros_like(w.select(2, 0));
     std::vector<at::Tensor> ss, zs;
     ss.reserve(n);
     zs.reserve(n);
@@ -96,6 +101,12 @@ LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k
     z_prev = at::cat({at::zeros_like(w.narrow(2, 0, 1)), z_cum.narrow(2, 0, n - 1)}, 2);
     s_last = s_cum.select(2, n - 1);
     z_last = z_cum.select(2, n - 1);
+    if (kv0.defined()) {  // every chunk reads the initial state unchanged
+      s_prev = s_prev + kv0.unsqueeze(2);
+      z_prev = z_prev + k_sum0.unsqueeze(2);
+      s_last = s_last + kv0;
+      z_last = z_last + k_sum0;
+    }
   }
   at::Tensor inter_num = at::matmul(q, s_prev);                            // [B,H,N,C,D]
   at::Tensor inter_den = at::matmul(q, z_prev.unsqueeze(-1)).squeeze(-1);  // [B,H,N,C]

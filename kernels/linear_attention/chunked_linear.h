@@ -41,7 +41,13 @@ struct LinearTerms {
 
 // phi_q, phi_k: [B, H, T, F]; v: [B, H, T, D]; log_gamma: [B, H, T] (<= 0) or
 // undefined for no gate. T >= 1, chunk >= 1.
+// kv0 [B, H, F, D], k_sum0 [B, H, F] (both or neither, phi_q's dtype): the
+// state before the first token, i.e. the sums over earlier keys. It is one
+// more key block in front: query i also reads w_{i,-1} phi_q_i . kv0 (and
+// k_sum0), w_{i,-1} = exp(sum_{s=0..i} log_gamma_s) (1 ungated), and the
+// returned state carries it on. Undefined: the empty state.
 LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k,
-                                const at::Tensor& v, const at::Tensor& log_gamma, int64_t chunk);
+                                const at::Tensor& v, const at::Tensor& log_gamma, int64_t chunk,
+                                const at::Tensor& kv0 = {}, const at::Tensor& k_sum0 = {});
 
 }  // namespace linearize::kernels::detail

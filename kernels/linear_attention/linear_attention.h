@@ -38,14 +38,21 @@ at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const FeatureMaps& maps, const Options& options = {});
 
-// Parallel forward over a prompt plus the state that T DecodeStep calls from
-// EmptyState would leave (y keeps its autograd graph; the state is detached).
+// Parallel forward over a prompt plus the state that T DecodeStep calls would
+// leave (y keeps its autograd graph; the state is detached).
+//  initial == nullptr: the prompt starts a sequence (from EmptyState).
+//  initial != nullptr: the prompt continues the sequence `*initial` holds (a
+//    state Prefill or DecodeStep left; not modified): y_i reads
+//    phi(q_i) (S0 + S_i) / (phi(q_i) . (z0 + z_i) + eps) and the new state is
+//    S0 + S_T, z0 + z_T, as T DecodeSteps from *initial give. This form runs
+//    in LibTorch on any device (the CUDA kernels start from an empty state).
 struct PrefillResult {
   at::Tensor y;
   State state;
 };
 PrefillResult Prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const FeatureMaps& maps, const Options& options = {});
+                      const FeatureMaps& maps, const Options& options = {},
+                      const State* initial = nullptr);
 
 // Zero state for `batch` rows; dtype is the compute dtype (float32 / float64).
 State EmptyState(int64_t batch, int64_t q_heads, int64_t feature_dim, int64_t head_dim,

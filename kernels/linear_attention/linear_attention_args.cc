@@ -18,4 +18,21 @@ Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const
   return p;
 }
 
+void CheckState(const char* op, const State& state, const detail::QkvDims& dims, int64_t f,
+                const at::Tensor& q) {
+  TORCH_CHECK(state.kv.defined() && state.k_sum.defined(), op,
+              ": state is empty; start from EmptyState or Prefill");
+  TORCH_CHECK(state.kv.sizes() == at::IntArrayRef({dims.batch, dims.q_heads, f, dims.head_dim}),
+              op, ": state.kv must be [", dims.batch, ", ", dims.q_heads, ", ", f, ", ",
+              dims.head_dim, "], got ", state.kv.sizes());
+  TORCH_CHECK(state.k_sum.sizes() == at::IntArrayRef({dims.batch, dims.q_heads, f}), op,
+              ": state.k_sum must be [", dims.batch, ", ", dims.q_heads, ", ", f, "], got ",
+              state.k_sum.sizes());
+  TORCH_CHECK(state.kv.device() == q.device() && state.k_sum.device() == q.device(), op,
+              ": state is on ", state.kv.device(), " but q is on ", q.device());
+  TORCH_CHECK(at::isFloatingType(state.kv.scalar_type()) &&
+                  state.k_sum.scalar_type() == state.kv.scalar_type(),
+              op, ": state.kv and state.k_sum must share a floating dtype");
+}
+
 }  // namespace linearize::kernels::linear_attention::internal

@@ -23,4 +23,8 @@ struct Prepared {
 Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                  const FeatureMaps& maps, const Options& options);
 
+// Checks a recurrent state against the dims (feature dim f) and q's device.
+void CheckState(const char* op, const State& state, const detail::QkvDims& dims, int64_t f,
+                const at::Tensor& q);
+
 }  // namespace linearize::kernels::linear_attention::internal

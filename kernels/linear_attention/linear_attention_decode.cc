@@ -5,6 +5,7 @@
 
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/linear_attention.h"
+#include "kernels/linear_attention/linear_attention_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/linear_attention/linear_attention_cuda.h"
@@ -28,19 +29,7 @@ at::Tensor DecodeStep(State& state, const at::Tensor& q, const at::Tensor& k, co
   CheckFeatureMaps(kOp, maps, dims.q_heads, dims.kv_heads, dims.head_dim);
   TORCH_CHECK(options.eps >= 0, kOp, ": eps must be >= 0, got ", options.eps);
   const int64_t f = FeatureDim(maps, dims.head_dim);
-  TORCH_CHECK(state.kv.defined() && state.k_sum.defined(), kOp,
-              ": state is empty; start from EmptyState or Prefill");
-  TORCH_CHECK(state.kv.sizes() == at::IntArrayRef({dims.batch, dims.q_heads, f, dims.head_dim}),
-              kOp, ": state.kv must be [", dims.batch, ", ", dims.q_heads, ", ", f, ", ",
-              dims.head_dim, "], got ", state.kv.sizes());
-  TORCH_CHECK(state.k_sum.sizes() == at::IntArrayRef({dims.batch, dims.q_heads, f}), kOp,
-              ": state.k_sum must be [", dims.batch, ", ", dims.q_heads, ", ", f, "], got ",
-              state.k_sum.sizes());
-  TORCH_CHECK(state.kv.device() == q.device() && state.k_sum.device() == q.device(), kOp,
-              ": state is on ", state.kv.device(), " but q is on ", q.device());
-  TORCH_CHECK(at::isFloatingType(state.kv.scalar_type()) &&
-                  state.k_sum.scalar_type() == state.kv.scalar_type(),
-              kOp, ": state.kv and state.k_sum must share a floating dtype");
+  internal::CheckState(kOp, state, dims, f, q);
 
 #ifdef LINEARIZE_WITH_CUDA
   // Batched decode kernel (linear_decode_cuda.cu) for the inputs it covers.

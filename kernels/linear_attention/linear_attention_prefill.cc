@@ -1,5 +1,6 @@
 // The baseline's entry point and prefill: checks, then the chunked form
-// (kernels/linear_attention/chunked_linear.h) with no gate.
+// (kernels/linear_attention/chunked_linear.h) with no gate, from the empty
+// state or from the one a prefill continues.
 #include <ATen/ATen.h>
 
 #include "kernels/linear_attention/chunked_linear.h"
@@ -14,38 +15,56 @@ namespace linearize::kernels::linear_attention {
 namespace {
 
 PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const FeatureMaps& maps, const Options& options, bool want_state) {
+                  const FeatureMaps& maps, const Options& options, bool want_state,
+                  const State* initial) {
 #ifdef LINEARIZE_WITH_CUDA
   // CUDA kernels (linear_attention_cuda.h) for the inputs they cover; they
   // check the arguments as Prepare does, and compute the features themselves.
-  if (std::optional<PrefillResult> r =
-          internal::PrefillCuda(op, q, k, v, maps, options, want_state)) {
-    return std::move(*r);
+  // They start from an empty state only.
+  if (initial == nullptr) {
+    if (std::optional<PrefillResult> r =
+            internal::PrefillCuda(op, q, k, v, maps, options, want_state)) {
+      return std::move(*r);
+    }
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, q, k, v, maps, options);
+  at::Tensor kv0, k_sum0;  // the state before the prompt, in the compute dtype
+  if (initial != nullptr) {
+    internal::CheckState(op, *initial, p.dims, p.phi_q.size(3), q);
+    kv0 = initial->kv.detach().to(p.v.scalar_type());
+    k_sum0 = initial->k_sum.detach().to(p.v.scalar_type());
+  }
   if (p.dims.length == 0) {
+    if (initial != nullptr) {
+      return {at::empty_like(q),
+              State{initial->kv.detach().clone(), initial->k_sum.detach().clone()}};
+    }
     return {at::empty_like(q), EmptyState(p.dims.batch, p.dims.q_heads, p.phi_q.size(3),
                                           p.dims.head_dim, p.v.options())};
   }
-  // CUDA tensors the kernels do not cover (and autograd) take the LibTorch
-  // form below, which runs on any device.
+  // CUDA tensors the kernels do not cover (and autograd, and an initial
+  // state) take the LibTorch form below, which runs on any device.
   const detail::LinearTerms terms =
-      detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, at::Tensor(), options.chunk);
+      detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, at::Tensor(), options.chunk, kv0, k_sum0);
   const at::Tensor y = terms.num / (terms.den.unsqueeze(-1) + options.eps);
-  return {y.to(q.scalar_type()), State{terms.kv.detach(), terms.k_sum.detach()}};
+  // A continued state keeps its dtype, as DecodeStep keeps it.
+  const at::ScalarType st = initial != nullptr ? initial->kv.scalar_type() : p.v.scalar_type();
+  return {y.to(q.scalar_type()), State{terms.kv.detach().to(st), terms.k_sum.detach().to(st)}};
 }
 
 }  // namespace
 
 at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const FeatureMaps& maps, const Options& options) {
-  return Run("linear_attention::ForwardParallel", q, k, v, maps, options, /*want_state=*/false).y;
+  return Run("linear_attention::ForwardParallel", q, k, v, maps, options, /*want_state=*/false,
+             /*initial=*/nullptr)
+      .y;
 }
 
 PrefillResult Prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const FeatureMaps& maps, const Options& options) {
-  return Run("linear_attention::Prefill", q, k, v, maps, options, /*want_state=*/true);
+                      const FeatureMaps& maps, const Options& options, const State* initial) {
+  return Run("linear_attention::Prefill", q, k, v, maps, options, /*want_state=*/true, initial);
 }
 
 }  // namespace linearize::kernels::linear_attention

@@ -70,6 +70,31 @@ void RingWrite(at::Tensor& ring, const at::Tensor& pos, const at::Tensor& x) {
                 x.to(ring.scalar_type()));
 }
 
+int64_t UniformPosition(const char* op, const at::Tensor& position) {
+  if (position.numel() == 0) return 0;
+  const int64_t low = position.min().item<int64_t>();
+  const int64_t high = position.max().item<int64_t>();
+  TORCH_CHECK(low == high, op, ": the initial state's rows sit at different positions (", low,
+              " to ", high, "); a prefill continues one position for the whole batch, so "
+              "continue such rows one at a time or decode them token by token");
+  return low;
+}
+
+at::Tensor RingSequence(const at::Tensor& ring, int64_t from, int64_t to) {
+  const at::Tensor pos = at::arange(from, to, ring.options().dtype(at::kLong));
+  return ring.index_select(2, at::remainder(pos, ring.size(2)));
+}
+
+at::Tensor RingAppend(const at::Tensor& ring, int64_t pos, const at::Tensor& x) {
+  const int64_t t = x.size(2), slots = ring.size(2);
+  const int64_t first = std::max<int64_t>(0, t - slots);  // earlier tokens are overwritten
+  const at::Tensor at_pos = at::arange(pos + first, pos + t, ring.options().dtype(at::kLong));
+  at::Tensor out = ring.clone();
+  out.index_copy_(2, at::remainder(at_pos, slots),
+                  x.narrow(2, first, t - first).to(ring.scalar_type()));
+  return out;
+}
+
 at::Tensor RingGather(const at::Tensor& ring, const at::Tensor& slots) {
   const int64_t e = slots.size(1);
   const at::Tensor idx =

@@ -59,6 +59,21 @@ void RingWrite(at::Tensor& ring, const at::Tensor& pos, const at::Tensor& x);
 // Reads slots [B, E] (int64) of ring [B, H, S, D] -> [B, H, E, D].
 at::Tensor RingGather(const at::Tensor& ring, const at::Tensor& slots);
 
+// The one position every row of a batched state sits at (0 for an empty
+// batch); fails naming `op` when rows differ. A prefill that continues a state
+// runs one position for the whole batch (LlamaModel::Forward with a Memory).
+int64_t UniformPosition(const char* op, const at::Tensor& position);
+
+// The entries of positions [from, to) of ring [B, H, slots, D] in position
+// order -> [B, H, to - from, D]; the ring must hold them (to - from <= slots,
+// `to` the next position).
+at::Tensor RingSequence(const at::Tensor& ring, int64_t from, int64_t to);
+
+// A copy of ring [B, H, slots, D] after x [B, H, T, D] (positions pos ..
+// pos + T - 1) was written into it token by token: only the last `slots`
+// tokens survive, as with T RingWrite calls.
+at::Tensor RingAppend(const at::Tensor& ring, int64_t pos, const at::Tensor& x);
+
 // Window scores of one decode query q [B, Hq, 1, D] against the ring keys
 // [B, Hkv, S, D] (grouped-query: no expansion) -> [B, Hq, 1, S], times scale.
 at::Tensor RingScores(const at::Tensor& q, const at::Tensor& ring_k, double scale);

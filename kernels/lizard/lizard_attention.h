@@ -70,13 +70,24 @@ at::Tensor ForwardParallel(const Inputs& in, const Weights& weights, const Optio
 // Ground truth: materialises the [T, T] matrices of both branches.
 at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Options& options = {});
 
-// Parallel forward over a prompt plus the state that T DecodeStep calls from
-// EmptyState would leave (y keeps its autograd graph; the state is detached).
+// Parallel forward over a prompt plus the state that T DecodeStep calls would
+// leave (y keeps its autograd graph; the state is detached).
+//  initial == nullptr, or at position 0: the prompt starts a sequence.
+//  otherwise: the prompt continues the sequence `*initial` holds (a state
+//    Prefill or DecodeStep left, every row at one position P; not modified),
+//    tokens at positions P .. P + T - 1: the gated branch starts from kv /
+//    k_sum (query i reads it decayed by the gates of P .. i), the window
+//    branch runs over the ring's keys of positions max(0, P - W + 1) .. P - 1
+//    followed by the prompt. Equal to T DecodeSteps from *initial, and to one
+//    Prefill over the whole sequence. This form runs in LibTorch on any
+//    device (the CUDA kernel starts from an empty state); rows at different
+//    positions are refused.
 struct PrefillResult {
   at::Tensor y;
   State state;
 };
-PrefillResult Prefill(const Inputs& in, const Weights& weights, const Options& options = {});
+PrefillResult Prefill(const Inputs& in, const Weights& weights, const Options& options = {},
+                      const State* initial = nullptr);
 
 // Zero state at position 0; `options` carries the input dtype and device.
 State EmptyState(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t feature_dim,

@@ -5,6 +5,9 @@
 //    keys (kernels/linear_attention/sliding_window.h) plus the sink logits,
 //    normalised on its own.
 // Memory O(T (C + W)); differentiable by plain LibTorch autograd.
+// A prefill that continues a state starts the gated branch from it and runs
+// the window band over the ring's recent keys followed by the prompt
+// (Continue below).
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -22,27 +25,86 @@
 namespace linearize::kernels::lizard {
 namespace {
 
-at::Tensor WindowBranch(const internal::Prepared& p, const Options& options) {
+// Window branch of queries qw [B, H, T, D] over keys kw and values v of the
+// same positions (all expanded to the query heads, compute dtype).
+at::Tensor WindowBranch(const at::Tensor& qw, const at::Tensor& kw, const at::Tensor& v,
+                        const at::Tensor& meta_logits, const Options& options) {
   const detail::WindowBand band =
-      detail::BuildWindowBand(p.qw, p.kw, p.v, detail::WindowSpec{options.window, false},
-                              options.chunk, 1.0 / std::sqrt(double(p.dims.head_dim)));
+      detail::BuildWindowBand(qw, kw, v, detail::WindowSpec{options.window, false},
+                              options.chunk, 1.0 / std::sqrt(double(qw.size(3))));
   const at::Tensor& s = band.scores;  // [B, H, N, C, L]
   const at::Tensor neg_inf = at::full({}, -std::numeric_limits<double>::infinity(), s.options());
   const at::Tensor zero = at::zeros({}, s.options());
-  const at::Tensor meta = p.meta.unsqueeze(2).expand(
-      {s.size(0), s.size(1), s.size(2), s.size(3), p.meta.size(3)});  // [B, H, N, C, M]
+  const at::Tensor meta = meta_logits.unsqueeze(2).expand(
+      {s.size(0), s.size(1), s.size(2), s.size(3), meta_logits.size(3)});  // [B, H, N, C, M]
   const at::Tensor c =
       at::amax(at::cat({at::where(band.mask, s, neg_inf), meta}, -1), {-1}, /*keepdim=*/true)
           .detach();
   const at::Tensor e = at::where(band.mask, at::exp(at::where(band.mask, s, zero) - c), zero);
   const at::Tensor den = e.sum(-1, /*keepdim=*/true) + at::exp(meta - c).sum(-1, /*keepdim=*/true);
-  return detail::UnChunk(at::matmul(e, band.values) / den, p.dims.length);
+  return detail::UnChunk(at::matmul(e, band.values) / den, qw.size(2));
+}
+
+// Continues `initial` (every row at position p0 > 0; see Prefill in the
+// header). Gated branch: the chunked form from the initial kv / k_sum. Window
+// branch: the band over E = the ring's keys of positions s0 = Start(p0) ..
+// p0 - 1 (with zero queries whose rows are dropped), then the prompt; every
+// prompt query's window starts at or after s0, so E's windows shifted by s0
+// are the absolute ones.
+PrefillResult Continue(const internal::Prepared& p, const Inputs& in, const Options& options,
+                       bool want_state, const State& initial, int64_t p0) {
+  const int64_t t = p.dims.length, hq = p.dims.q_heads;
+  PrefillResult out;
+  if (t == 0) {
+    out.y = at::empty_like(in.q);
+    if (want_state) {
+      out.state = State{initial.kv.detach().clone(), initial.k_sum.detach().clone(),
+                        initial.k_window.detach().clone(), initial.v_window.detach().clone(),
+                        initial.position.clone()};
+    }
+    return out;
+  }
+  const at::ScalarType ct = p.v.scalar_type();
+  const detail::LinearTerms gla =
+      detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk,
+                                  initial.kv.detach().to(ct), initial.k_sum.detach().to(ct));
+  const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
+
+  const int64_t s0 = detail::WindowSpec{options.window, false}.Start(p0);
+  const int64_t ctx = p0 - s0;  // ring keys in front of the prompt
+  const auto ring = [&](const at::Tensor& r) {
+    return detail::ExpandKvHeads(detail::RingSequence(r.detach(), s0, p0).to(ct), hq);
+  };
+  const at::Tensor q_ctx = at::zeros({p.qw.size(0), hq, ctx, p.qw.size(3)}, p.qw.options());
+  const at::Tensor y_win =
+      WindowBranch(at::cat({q_ctx, p.qw}, 2), at::cat({ring(initial.k_window), p.kw}, 2),
+                   at::cat({ring(initial.v_window), p.v}, 2), p.meta, options)
+          .narrow(2, ctx, t);
+  out.y = (y_gla + p.alpha * y_win).to(in.q.scalar_type());
+  if (want_state) {
+    const at::ScalarType st = initial.kv.scalar_type();  // kept, as DecodeStep keeps it
+    out.state.kv = gla.kv.detach().to(st);
+    out.state.k_sum = gla.k_sum.detach().to(st);
+    out.state.k_window =
+        detail::RingAppend(initial.k_window.detach(), p0, internal::WindowK(in).detach());
+    out.state.v_window = detail::RingAppend(initial.v_window.detach(), p0, in.v.detach());
+    out.state.position = initial.position + t;
+  }
+  return out;
 }
 
 PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, const Options& options,
-                  bool want_state) {
+                  bool want_state, const State* initial) {
   const internal::Prepared p = internal::Prepare(op, in, weights, options);
   const detail::QkvDims& dims = p.dims;
+  if (initial != nullptr) {
+    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
+                             initial->v_window, initial->position, dims, p.phi_q.size(3),
+                             options.window, in.q);
+    const int64_t p0 = detail::UniformPosition(op, initial->position);
+    if (p0 > 0) return Continue(p, in, options, want_state, *initial, p0);
+  }
+  // From the empty state.
   PrefillResult out;
   if (dims.length == 0) {
     out.y = at::empty_like(in.q);
@@ -64,7 +126,8 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
       cuda_gla ? *cuda_gla
                : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
   const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
-  out.y = (y_gla + p.alpha * WindowBranch(p, options)).to(in.q.scalar_type());
+  out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
+              .to(in.q.scalar_type());
   if (want_state) {
     out.state.kv = gla.kv.detach();
     out.state.k_sum = gla.k_sum.detach();
@@ -78,11 +141,14 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
 }  // namespace
 
 at::Tensor ForwardParallel(const Inputs& in, const Weights& weights, const Options& options) {
-  return Run("lizard::ForwardParallel", in, weights, options, /*want_state=*/false).y;
+  return Run("lizard::ForwardParallel", in, weights, options, /*want_state=*/false,
+             /*initial=*/nullptr)
+      .y;
 }
 
-PrefillResult Prefill(const Inputs& in, const Weights& weights, const Options& options) {
-  return Run("lizard::Prefill", in, weights, options, /*want_state=*/true);
+PrefillResult Prefill(const Inputs& in, const Weights& weights, const Options& options,
+                      const State* initial) {
+  return Run("lizard::Prefill", in, weights, options, /*want_state=*/true, initial);
 }
 
 }  // namespace linearize::kernels::lizard

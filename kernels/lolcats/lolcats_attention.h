@@ -71,14 +71,27 @@ at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const Weights& weights, const Options& options = {});
 
-// Parallel forward over a prompt plus the state that T DecodeStep calls from
-// EmptyState would leave (y keeps its autograd graph; the state is detached).
+// Parallel forward over a prompt plus the state that T DecodeStep calls would
+// leave (y keeps its autograd graph; the state is detached).
+//  initial == nullptr, or at position 0: the prompt starts a sequence.
+//  otherwise: the prompt continues the sequence `*initial` holds (a state
+//    Prefill or DecodeStep left, every row at one position P; not modified),
+//    tokens at positions P .. P + T - 1. The keys not yet in kv / k_sum are
+//    positions [Start(P - 1), P), all still in the ring (for terrace
+//    Start(P - 1) is a multiple of W: DecodeStep moves whole W-blocks); the
+//    chunked form runs over them followed by the prompt, every query adds
+//    phi(q) kv and phi(q) . k_sum to its linear terms, and only the prompt's
+//    rows are kept. Equal to T DecodeSteps from *initial, and to one Prefill
+//    over the whole sequence. This form runs in LibTorch on any device (the
+//    CUDA kernels start from an empty state); rows at different positions are
+//    refused.
 struct PrefillResult {
   at::Tensor y;
   State state;
 };
 PrefillResult Prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const Weights& weights, const Options& options = {});
+                      const Weights& weights, const Options& options = {},
+                      const State* initial = nullptr);
 
 // Zero state at position 0. `options` carries the input dtype and device; the
 // linear state uses the compute dtype, the ring buffers the input dtype.

@@ -8,6 +8,8 @@
 //  linear part, terrace: queries in block b read the sum over blocks <= b - 2,
 //    an exclusive prefix sum over W-blocks shifted by one more block.
 // Memory O(T (C + W)); differentiable by plain LibTorch autograd.
+// A prefill that continues a state runs the same terms over the ring's keys
+// not yet in the linear state followed by the prompt (Continue below).
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -79,8 +81,78 @@ Terms TerraceLinearTerms(const internal::Prepared& p, int64_t window) {
   return {detail::UnChunk(num, t), detail::UnChunk(den, t)};
 }
 
+// Continues `initial` (every row at position p0 > 0; see Prefill in the
+// header). The chunked form runs over the extended sequence E = the keys not
+// yet in the linear state (positions s0 = Start(p0 - 1) .. p0 - 1, from the
+// ring, with zero queries whose rows are dropped), then the prompt. E's window
+// sets and linear sets, shifted by s0, are the absolute ones: for sliding
+// windows because every prompt query's window starts at or after s0, for
+// terrace because s0 is a multiple of W, so E's blocks are the absolute blocks.
+PrefillResult Continue(const char* op, const at::Tensor& q, const at::Tensor& k,
+                       const at::Tensor& v, const Weights& weights, const Options& options,
+                       bool want_state, const State& initial, int64_t p0) {
+  const detail::WindowSpec spec = internal::Spec(options);
+  const int64_t t = q.size(2);
+  PrefillResult out;
+  if (t == 0) {
+    out.y = at::empty_like(q);
+    if (want_state) {
+      out.state = State{initial.kv.detach().clone(), initial.k_sum.detach().clone(),
+                        initial.k_window.detach().clone(), initial.v_window.detach().clone(),
+                        initial.position.clone()};
+    }
+    return out;
+  }
+  const int64_t s0 = spec.Start(p0 - 1);
+  const int64_t ctx = p0 - s0;  // ring keys in front of the prompt
+  const at::Tensor ring_k = detail::RingSequence(initial.k_window.detach(), s0, p0);
+  const at::Tensor ring_v = detail::RingSequence(initial.v_window.detach(), s0, p0);
+  const at::Tensor q_ctx = at::zeros({q.size(0), q.size(1), ctx, q.size(3)}, q.options());
+  const internal::Prepared p = internal::Prepare(
+      op, at::cat({q_ctx, q}, 2), at::cat({ring_k.to(k.scalar_type()), k}, 2),
+      at::cat({ring_v.to(v.scalar_type()), v}, 2), weights, options);
+  const Terms win = WindowTerms(p, options);
+  const Terms lin = options.window_kind == WindowKind::kTerrace
+                        ? TerraceLinearTerms(p, options.window)
+                        : SlidingLinearTerms(p, options.window, options.chunk);
+  // Keys before s0 are in the initial linear state, which every prompt query reads.
+  const at::ScalarType ct = p.q.scalar_type();
+  const at::Tensor kv0 = initial.kv.detach().to(ct);
+  const at::Tensor k_sum0 = initial.k_sum.detach().to(ct);
+  const auto prompt = [&](const at::Tensor& x) { return x.narrow(2, ctx, t); };
+  const at::Tensor phi_q = prompt(p.phi_q);
+  const at::Tensor num = prompt(win.num) + prompt(lin.num) + at::matmul(phi_q, kv0);
+  const at::Tensor den =
+      prompt(win.den) + prompt(lin.den) + at::matmul(phi_q, k_sum0.unsqueeze(-1));
+  out.y = (num / den).to(q.scalar_type());
+  if (want_state) {
+    // E's keys before Start(p0 + T - 1) have left the window.
+    const int64_t older = spec.Start(p0 + t - 1) - s0;
+    const at::Tensor pk = p.phi_k.narrow(2, 0, older).detach();
+    const at::Tensor pv = p.v.narrow(2, 0, older).detach();
+    const at::ScalarType st = initial.kv.scalar_type();  // kept, as DecodeStep keeps it
+    out.state.kv = (kv0 + at::matmul(pk.transpose(-1, -2), pv)).to(st);
+    out.state.k_sum = (k_sum0 + pk.sum(2)).to(st);
+    out.state.k_window = detail::RingAppend(initial.k_window.detach(), p0, k.detach());
+    out.state.v_window = detail::RingAppend(initial.v_window.detach(), p0, v.detach());
+    out.state.position = initial.position + t;
+  }
+  return out;
+}
+
 PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const Weights& weights, const Options& options, bool want_state) {
+                  const Weights& weights, const Options& options, bool want_state,
+                  const State* initial) {
+  if (initial != nullptr) {
+    const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
+    internal::CheckWeights(op, dims, q.device(), weights, options);
+    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
+                             initial->v_window, initial->position, dims,
+                             FeatureDim(weights.maps, dims.head_dim), WindowSlots(options), q);
+    const int64_t p0 = detail::UniformPosition(op, initial->position);
+    if (p0 > 0) return Continue(op, q, k, v, weights, options, want_state, *initial, p0);
+  }
+  // From the empty state.
 #ifdef LINEARIZE_WITH_CUDA
   // CUDA kernels (lolcats_cuda.h) for the inputs they cover; they check the
   // arguments as Prepare does, and compute the features themselves.
@@ -128,12 +200,14 @@ int64_t WindowSlots(const Options& options) { return internal::Spec(options).Buf
 
 at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const Weights& weights, const Options& options) {
-  return Run("lolcats::ForwardParallel", q, k, v, weights, options, /*want_state=*/false).y;
+  return Run("lolcats::ForwardParallel", q, k, v, weights, options, /*want_state=*/false,
+             /*initial=*/nullptr)
+      .y;
 }
 
 PrefillResult Prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const Weights& weights, const Options& options) {
-  return Run("lolcats::Prefill", q, k, v, weights, options, /*want_state=*/true);
+                      const Weights& weights, const Options& options, const State* initial) {
+  return Run("lolcats::Prefill", q, k, v, weights, options, /*want_state=*/true, initial);
 }
 
 }  // namespace linearize::kernels::lolcats

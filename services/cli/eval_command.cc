@@ -79,10 +79,41 @@ CLI::App* AddEvalCommand(CLI::App& app, EvalArgs& args) {
   cmd->add_option("--speed-prompt", args.speed_prompt, "Prompt tokens for the speed test");
   cmd->add_option("--speed-decode", args.speed_decode, "Decoded tokens for the speed test");
   cmd->add_option("--seed", args.seed, "Seed for the synthetic tasks");
+  cmd->add_option("--merge", args.merge,
+                  "LABEL=REPORT: join earlier runs (report.json or its folder), each one "
+                  "student beside the same teacher, into one report with every model on the "
+                  "same axes; evaluates nothing");
   return cmd;
 }
 
+namespace {
+
+absl::Status MergeRuns(const EvalArgs& args) {
+  std::vector<std::pair<std::string, eval::EvalReport>> runs;
+  for (const std::string& spec : args.merge) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--merge: expected LABEL=REPORT, got \"", spec, "\""));
+    }
+    std::string path = spec.substr(eq + 1);
+    if (!path.ends_with(".json")) path += "/report.json";
+    absl::StatusOr<eval::EvalReport> r = eval::ReadReportJson(path);
+    if (!r.ok()) return Annotate(r.status(), "--merge");
+    runs.emplace_back(spec.substr(0, eq), *std::move(r));
+  }
+  absl::StatusOr<eval::EvalReport> merged = eval::MergeReports(runs);
+  if (!merged.ok()) return Annotate(merged.status(), "--merge");
+  if (absl::Status st = eval::WriteReport(*merged, args.out); !st.ok()) return st;
+  std::cout << eval::ReportMarkdown(*merged);
+  std::cerr << "wrote " << args.out << "/report.json, report.md and plots\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status RunEval(const EvalArgs& args) {
+  if (!args.merge.empty()) return MergeRuns(args);
   std::set<std::string> tasks;
   for (const std::string& t : args.tasks) {
     if (!kTasks.contains(t)) {
@@ -151,7 +182,7 @@ absl::Status RunEval(const EvalArgs& args) {
     if (tasks.contains("recall")) {
       for (int64_t pairs : args.recall_pairs) {
         for (int64_t len : args.recall_lengths) {
-          if (len > context) {
+          if (len > eval::RecallContextLimit(m)) {
             std::cerr << s.label << ": MQAR length " << len << " skipped (context " << context
                       << ")\n";
             continue;
@@ -180,7 +211,7 @@ absl::Status RunEval(const EvalArgs& args) {
     if (tasks.contains("passkey")) {
       for (double depth : args.passkey_depths) {
         for (int64_t len : args.passkey_lengths) {
-          if (len + 32 > context) {
+          if (len + 32 > eval::RecallContextLimit(m)) {
             std::cerr << s.label << ": passkey length " << len << " skipped (context "
                       << context << ")\n";
             continue;
@@ -238,7 +269,7 @@ absl::Status RunEval(const EvalArgs& args) {
     absl::StatusOr<eval::Comparison> c =
         eval::CompareModels(teacher, student, all, std::min(args.chunk, context));
     if (!c.ok()) return Annotate(c.status(), "kl");
-    report.comparison = *c;
+    report.comparisons.push_back({"student", *c});
   }
   if (absl::Status st = eval::WriteReport(report, args.out); !st.ok()) return st;
   std::cout << eval::ReportMarkdown(report);

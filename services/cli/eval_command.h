@@ -33,6 +33,9 @@ struct EvalArgs {
   int64_t speed_prompt = 128;
   int64_t speed_decode = 32;
   uint64_t seed = 0;
+  // LABEL=PATH: join earlier runs' report.json (PATH or PATH/report.json)
+  // into one report instead of evaluating.
+  std::vector<std::string> merge;
 };
 
 // Registers the subcommand; `args` must outlive parsing and the run.

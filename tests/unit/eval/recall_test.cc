@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/model/load.h"
+#include "common/model/student_attention.h"
 #include "gtest/gtest.h"
 #include "tests/unit/model/model_test_util.h"
 
@@ -186,6 +187,41 @@ TEST_F(RecallTest, PasskeyScoringEqualsBruteForce) {
   EXPECT_EQ(r->correct, correct);
   o.length = 400;
   EXPECT_FALSE(EvaluatePasskey(*loaded_.model, tok, o).ok());
+}
+
+// A fully recurrent student has no context limit for recall: its state does
+// not grow, so passkey and MQAR may go past the teacher's RoPE range (which
+// is where a linearized model is meant to be tested); the teacher refuses.
+TEST_F(RecallTest, RecurrentStudentsRecallPastTheTeachersContext) {
+  ASSERT_NE(loaded_.tokenizer, nullptr);
+  const int64_t limit = loaded_.model->config().max_position_embeddings;
+  EXPECT_EQ(RecallContextLimit(*loaded_.model), limit);
+  PasskeyOptions o;
+  o.length = limit + 100;
+  o.num_samples = 1;
+  o.max_new_tokens = 4;
+  const absl::StatusOr<RecallResult> refused = EvaluatePasskey(*loaded_.model, *loaded_.tokenizer, o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("exceeds the model's context"), std::string::npos);
+
+  const model::LinearAttentionConfig c = model::DefaultLinearAttentionConfig(model::Recipe::kLinear);
+  for (int64_t l = 0; l < loaded_.model->num_layers(); ++l) {
+    auto a = model::MakeStudentAttention(c, loaded_.model->config(),
+                                         model::InitStudentTensors(c, loaded_.model->config(), l, 3));
+    ASSERT_TRUE(a.ok()) << a.status();
+    loaded_.model->SetAttention(l, *std::move(a));
+  }
+  EXPECT_GT(RecallContextLimit(*loaded_.model), limit);
+  const absl::StatusOr<RecallResult> passkey = EvaluatePasskey(*loaded_.model, *loaded_.tokenizer, o);
+  ASSERT_TRUE(passkey.ok()) << passkey.status();
+  EXPECT_EQ(passkey->trials, 1);
+  EXPECT_GT(passkey->context_length, limit);
+  MqarOptions m = Options();
+  m.context_length = limit + 64;
+  m.num_samples = 1;
+  const absl::StatusOr<RecallResult> mqar = EvaluateMqar(*loaded_.model, m);
+  ASSERT_TRUE(mqar.ok()) << mqar.status();
+  EXPECT_EQ(mqar->context_length, limit + 64);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ EvalReport Sample() {
   PositionCurve curve{32, {0, 32, 64}, {3.0, 2.5, 2.25}, {31, 32, 32}};
   r.perplexity.push_back({"teacher", "english.txt", {190.0, 95, 2.0, 7.389}, curve});
   r.perplexity.push_back({"student", "english.txt", {237.5, 95, 2.5, 12.18}, curve});
-  r.comparison = Comparison{95, 2.0, 2.5, 7.389, 12.18, 1.648, 0.31, 0.75};
+  r.comparisons.push_back({"student", Comparison{95, 2.0, 2.5, 7.389, 12.18, 1.648, 0.31, 0.75}});
   r.mqar.push_back({"teacher", {128, 4, 0, 16, 12, 0.75}});
   r.mqar.push_back({"teacher", {256, 4, 0, 16, 8, 0.5}});
   r.passkey.push_back({"teacher", {1024, 0, 0.5, 4, 3, 0.75}});
@@ -46,7 +46,7 @@ TEST(ReportTest, JsonAndMarkdown) {
   EXPECT_EQ(j["teacher"], "teacher.gguf");
   EXPECT_EQ(j["perplexity"].size(), 2u);
   EXPECT_EQ(j["perplexity"][0]["curve"]["start"][1], 32);
-  EXPECT_DOUBLE_EQ(j["comparison"]["kl"].get<double>(), 0.31);
+  EXPECT_DOUBLE_EQ(j["comparisons"][0]["kl"].get<double>(), 0.31);
   EXPECT_EQ(j["mqar"][1]["context_length"], 256);
   EXPECT_DOUBLE_EQ(j["multiple_choice"][0]["acc_norm"].get<double>(), 0.6);
   EXPECT_DOUBLE_EQ(j["speed"][0]["decode_tokens_per_second"].get<double>(), 40.0);
@@ -77,6 +77,63 @@ TEST(ReportTest, PlotRejectsBadSeries) {
   EXPECT_FALSE(WriteLinePlot(dir + "/a.png", {"t", "x", "y", true}, {{"s", {0, 2}, {1, 2}}}).ok());
   EXPECT_TRUE(WriteLinePlot(dir + "/a.png", {"t", "x", "y"}, {{"s", {1, 2}, {1, 2}}}).ok());
   testing::RemoveTree(dir);
+}
+
+TEST(ReportTest, ReadsBackWhatItWrote) {
+  const std::string dir = testing::MakeTempDir("eval_report_read");
+  const EvalReport r = Sample();
+  ASSERT_TRUE(WriteReport(r, dir).ok());
+  absl::StatusOr<EvalReport> back = ReadReportJson(dir + "/report.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(ReportJson(*back), ReportJson(r));
+
+  std::ofstream(dir + "/bad.json") << R"({"model": "m", "mqar": [{"model": "teacher"}]})";
+  absl::StatusOr<EvalReport> bad = ReadReportJson(dir + "/bad.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("mqar[0]: missing field \"context_length\""),
+            std::string::npos)
+      << bad.status();
+  std::ofstream(dir + "/type.json") << R"({"model": "m", "speed": [{"model": 3}]})";
+  EXPECT_NE(ReadReportJson(dir + "/type.json").status().message().find("speed[0].model: wrong type"),
+            std::string::npos);
+  EXPECT_EQ(ReadReportJson(dir + "/none.json").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ReportTest, MergesStudentsOfOneTeacher) {
+  EvalReport a = Sample();
+  EvalReport b = Sample();
+  b.teacher = "/elsewhere/teacher.gguf";  // the same file name on another host
+  b.perplexity[1].result.perplexity = 20.0;
+  b.comparisons[0].result.kl = 0.5;
+  b.mqar.push_back({"teacher", {512, 4, 0, 16, 4, 0.25}});  // a setting only b has
+  b.mqar.push_back({"student", {512, 4, 0, 16, 1, 0.0625}});
+  absl::StatusOr<EvalReport> m = MergeReports({{"lolcats", a}, {"lizard", b}});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->model, "lolcats, lizard");
+  EXPECT_EQ(m->teacher, "teacher.gguf");
+  ASSERT_EQ(m->perplexity.size(), 3u);  // the teacher once, then each student
+  EXPECT_EQ(m->perplexity[0].model, "teacher");
+  EXPECT_EQ(m->perplexity[1].model, "lolcats");
+  EXPECT_EQ(m->perplexity[2].model, "lizard");
+  EXPECT_DOUBLE_EQ(m->perplexity[2].result.perplexity, 20.0);
+  ASSERT_EQ(m->comparisons.size(), 2u);
+  EXPECT_EQ(m->comparisons[1].model, "lizard");
+  EXPECT_DOUBLE_EQ(m->comparisons[1].result.kl, 0.5);
+  // a's two teacher MQAR rows, then b's new 512 row and its student row.
+  ASSERT_EQ(m->mqar.size(), 4u);
+  EXPECT_EQ(m->mqar[2].model, "teacher");
+  EXPECT_EQ(m->mqar[2].result.context_length, 512);
+  EXPECT_EQ(m->mqar[3].model, "lizard");
+  EXPECT_EQ(m->speed.size(), 1u);
+  const std::string md = ReportMarkdown(*m);
+  EXPECT_NE(md.find("| lizard | 95 | 7.389 | 12.180 | 1.6480 | 0.5000 | 0.7500 |"), std::string::npos)
+      << md;
+
+  b.teacher = "other.gguf";
+  EXPECT_FALSE(MergeReports({{"lolcats", a}, {"lizard", b}}).ok());
+  EXPECT_FALSE(MergeReports({{"x", a}, {"x", a}}).ok());
+  EXPECT_FALSE(MergeReports({{"teacher", a}}).ok());
+  EXPECT_FALSE(MergeReports({}).ok());
 }
 
 }  // namespace

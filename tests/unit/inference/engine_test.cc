@@ -117,6 +117,49 @@ TEST_P(EngineTest, ThreeCallsContinueLikeOneCall) {
   EXPECT_EQ(whole.memory->position(), session.memory->position());
 }
 
+TEST_P(EngineTest, LongPromptInSmallChunksEqualsOneShotAndInterleaves) {
+  std::vector<int32_t> prompt;
+  for (int32_t i = 0; i < 61; ++i) prompt.push_back((i * 37 + 11) % 1400);
+  SessionState one = Fresh();
+  auto expected = Run(one, prompt, 8);  // the default chunk (512) feeds it in one step
+  // 7 prompt tokens per step: 9 prefill steps, each continuing the state.
+  engine_ = std::make_unique<Engine>(*loaded_.model, *loaded_.tokenizer,
+                                     EngineOptions{/*max_batch=*/64, /*prefill_chunk=*/7});
+  SessionState chunked = Fresh();
+  auto got = Run(chunked, prompt, 8);
+  EXPECT_EQ(got->ids, expected->ids);
+  EXPECT_EQ(got->text, expected->text);
+  EXPECT_EQ(chunked.memory->position(), one.memory->position());
+  EXPECT_LT((chunked.logits - one.logits).abs().max().item<double>(), 1e-3);
+
+  // A short session submitted first streams all its tokens while the long
+  // prompt is still being fed (deltas arrive on the engine thread, in order).
+  int clock = 0, short_last = -1, long_first = -1;
+  SessionState short_state = Fresh(), long_state = Fresh();
+  auto short_sink = std::make_shared<Collect>();
+  auto long_sink = std::make_shared<Collect>();
+  short_sink->on_delta = [&] { short_last = clock++; };
+  long_sink->on_delta = [&] {
+    if (long_first < 0) long_first = clock;
+    ++clock;
+  };
+  StreamRequest short_req;
+  short_req.state = &short_state;
+  short_req.input = {5, 6, 7};
+  short_req.max_tokens = 4;
+  StreamRequest long_req;
+  long_req.state = &long_state;
+  long_req.input = prompt;
+  long_req.max_tokens = 8;
+  ASSERT_TRUE(engine_->Submit(std::move(short_req), short_sink).ok());
+  ASSERT_TRUE(engine_->Submit(std::move(long_req), long_sink).ok());
+  short_sink->Wait();
+  long_sink->Wait();
+  EXPECT_EQ(short_sink->ids.size(), 4u);
+  EXPECT_EQ(long_sink->ids, expected->ids);
+  EXPECT_LT(short_last, long_first);
+}
+
 TEST_P(EngineTest, ConcurrentSessionsMatchRunningAlone) {
   const int n = 6;
   std::vector<std::vector<int32_t>> prompts;
@@ -141,7 +184,9 @@ TEST_P(EngineTest, ConcurrentSessionsMatchRunningAlone) {
     sinks[static_cast<size_t>(i)]->Wait();
     EXPECT_EQ(sinks[static_cast<size_t>(i)]->ids, alone[static_cast<size_t>(i)]) << "session " << i;
   }
-  if (loaded_.model->recurrent()) EXPECT_GT(engine_->stats().batched_decodes, 0);
+  if (loaded_.model->recurrent()) {
+    EXPECT_GT(engine_->stats().batched_decodes, 0);
+  }
 }
 
 TEST_P(EngineTest, CancelKeepsStreamedTokensOrRestoresTheState) {

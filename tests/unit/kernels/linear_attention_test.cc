@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "kernels/linear_attention/linear_attention.h"
@@ -79,6 +80,57 @@ TEST(LinearAttention, PrefillThenDecodeContinuesTheSequence) {
                             x.v.narrow(2, i, 1), maps, opt));
   }
   EXPECT_LT(RelErr(at::cat(ys, 2), ForwardReference(x.q, x.k, x.v, maps, opt)), 1e-9);
+}
+
+Qkv Slice(const Qkv& x, int64_t from, int64_t len) {
+  return {x.q.narrow(2, from, len), x.k.narrow(2, from, len), x.v.narrow(2, from, len)};
+}
+
+TEST(LinearAttention, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
+  at::manual_seed(15);
+  const Options opt{/*chunk=*/8, /*eps=*/1e-6};
+  for (const FeatureMaps& maps : {Elu(), testing::RandomHedgehog(4, 2, 8, 6)}) {
+    // First parts: 1, below the chunk, a multiple of it, not a multiple.
+    // Second parts: 1, 2, above the chunk and not a multiple, a multiple.
+    for (int64_t a : {1, 5, 16, 37}) {
+      for (int64_t b : {1, 2, 21, 32}) {
+        const std::string what = "A=" + std::to_string(a) + " B=" + std::to_string(b);
+        const Qkv x = RandomQkv(2, 4, 2, a + b, 8);  // batch 2, GQA
+        const PrefillResult whole = Prefill(x.q, x.k, x.v, maps, opt);
+        const Qkv first = Slice(x, 0, a), second = Slice(x, a, b);
+        const PrefillResult pa = Prefill(first.q, first.k, first.v, maps, opt);
+        const State before{pa.state.kv.clone(), pa.state.k_sum.clone()};
+        const PrefillResult pb = Prefill(second.q, second.k, second.v, maps, opt, &pa.state);
+        EXPECT_LT(RelErr(pb.y, whole.y.narrow(2, a, b)), 1e-9) << what;
+        EXPECT_LT(RelErr(pb.state.kv, whole.state.kv), 1e-9) << what;
+        EXPECT_LT(RelErr(pb.state.k_sum, whole.state.k_sum), 1e-9) << what;
+        EXPECT_TRUE(at::equal(pa.state.kv, before.kv) && at::equal(pa.state.k_sum, before.k_sum))
+            << what << ": the initial state changed";
+        // b DecodeSteps from the first part's state.
+        State st{pa.state.kv.clone(), pa.state.k_sum.clone()};
+        std::vector<at::Tensor> ys;
+        for (int64_t i = 0; i < b; ++i) {
+          const Qkv tok = Slice(second, i, 1);
+          ys.push_back(DecodeStep(st, tok.q, tok.k, tok.v, maps, opt));
+        }
+        EXPECT_LT(RelErr(pb.y, at::cat(ys, 2)), 1e-9) << what;
+        EXPECT_LT(RelErr(pb.state.kv, st.kv), 1e-9) << what;
+        EXPECT_LT(RelErr(pb.state.k_sum, st.k_sum), 1e-9) << what;
+      }
+    }
+  }
+  // An empty prompt keeps the state; a state of the wrong shape is refused.
+  const Qkv x = RandomQkv(1, 2, 2, 6, 8);
+  const PrefillResult pre = Prefill(x.q, x.k, x.v, Elu(), opt);
+  const Qkv none = Slice(x, 6, 0);
+  const PrefillResult same = Prefill(none.q, none.k, none.v, Elu(), opt, &pre.state);
+  EXPECT_EQ(same.y.size(2), 0);
+  EXPECT_TRUE(at::equal(same.state.kv, pre.state.kv));
+  const State wrong = EmptyState(1, 2, 7, 8, x.q.options());
+  const std::string msg = ErrorOf([&] { Prefill(x.q, x.k, x.v, Elu(), opt, &wrong); });
+  EXPECT_NE(msg.find("linear_attention::Prefill: state.kv must be [1, 2, 8, 8]"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(LinearAttention, GradientsMatchFiniteDifferencesAndReference) {

@@ -260,6 +260,105 @@ TEST(Lizard, PrefillThenDecodeAndRowsAtDifferentPositions) {
   EXPECT_LT(RelErr(at::cat(yb, 2), ForwardReference(b.in, b.w, o)), 1e-9);
 }
 
+State Clone(const State& s) {
+  return State{s.kv.clone(), s.k_sum.clone(), s.k_window.clone(), s.v_window.clone(),
+               s.position.clone()};
+}
+
+// The gated state up to rounding, the ring and positions exactly.
+void ExpectCloseState(const State& a, const State& b, const std::string& what) {
+  EXPECT_LT(RelErr(a.kv, b.kv), 1e-9) << what;
+  EXPECT_LT(RelErr(a.k_sum, b.k_sum), 1e-9) << what;
+  EXPECT_TRUE(at::equal(a.k_window, b.k_window)) << what;
+  EXPECT_TRUE(at::equal(a.v_window, b.v_window)) << what;
+  EXPECT_TRUE(at::equal(a.position, b.position)) << what;
+}
+
+TEST(Lizard, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
+  at::manual_seed(38);
+  struct Config {
+    int64_t window, chunk;
+    std::vector<int64_t> firsts, seconds;
+  };
+  // First parts: 1, below the window, not a multiple of W or C, W, W + 1,
+  // several windows. Second parts: 1, 2, above the chunk and not a multiple
+  // of it, a multiple of it.
+  const std::vector<Config> configs = {{32, 8, {1, 13, 32, 33, 70}, {1, 2, 21, 32}},
+                                       {5, 4, {1, 3, 5, 6, 13}, {2, 9, 23}}};
+  for (const Config& cfg : configs) {
+    const Options o = Opt(cfg.window, cfg.chunk);
+    for (int64_t a : cfg.firsts) {
+      for (int64_t b : cfg.seconds) {
+        const std::string what =
+            "W=" + std::to_string(cfg.window) + " A=" + std::to_string(a) + " B=" +
+            std::to_string(b);
+        // Batch 2, GQA (4 query heads on 2 kv heads), 4 meta-memory sinks.
+        Shape s;
+        s.t = a + b;
+        s.separate_window_qk = b % 2 == 1;
+        s.gate_per_kv_head = a % 2 == 1;
+        const Case c = RandomCase(s);
+        const PrefillResult whole = Prefill(c.in, c.w, o);
+        const PrefillResult pa = Prefill(Slice(c.in, 0, a), c.w, o);
+        const State before = Clone(pa.state);
+        const PrefillResult pb = Prefill(Slice(c.in, a, b), c.w, o, &pa.state);
+        EXPECT_LT(RelErr(pb.y, whole.y.narrow(2, a, b)), 1e-9) << what;
+        ExpectCloseState(pb.state, whole.state, what);
+        ExpectCloseState(pa.state, before, what + " (initial state untouched)");
+        // b DecodeSteps from the first part's state.
+        State st = Clone(pa.state);
+        EXPECT_LT(RelErr(pb.y, DecodeAll(st, c, o, a)), 1e-9) << what;
+        ExpectCloseState(pb.state, st, what);
+      }
+    }
+  }
+}
+
+TEST(Lizard, PromptInThreePrefillsEqualsOneWithStrongDecays) {
+  at::manual_seed(39);
+  const Options o = Opt(6, 4);
+  Shape s;
+  s.b = 1;
+  s.t = 60;
+  s.meta = 2;
+  // gate_shift -3: gates ~ 0.05, the initial state decays towards 0 within the prompt.
+  for (double shift : {2.0, -3.0}) {
+    const Case c = RandomCase(s, shift);
+    const at::Tensor ref = ForwardReference(c.in, c.w, o);
+    PrefillResult r = Prefill(Slice(c.in, 0, 17), c.w, o);
+    std::vector<at::Tensor> ys = {r.y};
+    for (auto [from, len] : {std::pair<int64_t, int64_t>{17, 25}, {42, 11}}) {
+      r = Prefill(Slice(c.in, from, len), c.w, o, &r.state);
+      ys.push_back(r.y);
+    }
+    ys.push_back(DecodeAll(r.state, c, o, 53));
+    EXPECT_LT(RelErr(at::cat(ys, 2), ref), 1e-9) << "gate shift " << shift;
+    EXPECT_EQ(r.state.position.item<int64_t>(), 60);
+  }
+}
+
+TEST(Lizard, PrefillFromAStateAtPositionZeroOrEmptyPromptOrMixedRows) {
+  at::manual_seed(40);
+  const Options o = Opt(4, 4);
+  Shape s;
+  s.t = 9;
+  const Case c = RandomCase(s);
+  const State empty = EmptyState(2, 4, 2, FeatureDim(c.w.maps, s.d), s.d, o, c.in.q.options());
+  const PrefillResult from_empty = Prefill(c.in, c.w, o, &empty);
+  const PrefillResult plain = Prefill(c.in, c.w, o);
+  EXPECT_TRUE(at::equal(from_empty.y, plain.y));
+  ExpectCloseState(from_empty.state, plain.state, "position 0");
+  const PrefillResult same = Prefill(Slice(c.in, 9, 0), c.w, o, &plain.state);
+  EXPECT_EQ(same.y.size(2), 0);
+  ExpectCloseState(same.state, plain.state, "empty prompt");
+  State mixed = Clone(plain.state);
+  mixed.position[0] = 3;
+  const std::string msg = ErrorOf([&] { Prefill(c.in, c.w, o, &mixed); });
+  EXPECT_NE(msg.find("lizard::Prefill: the initial state's rows sit at different positions"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(Lizard, GradientsMatchFiniteDifferencesAndReference) {
   at::manual_seed(36);
   const auto run = [](bool parallel, const Options& o) {

@@ -169,6 +169,110 @@ TEST(Lolcats, RowsAtDifferentPositionsDecodeIndependently) {
   }
 }
 
+Case Slice(const Case& c, int64_t from, int64_t len) {
+  return Case{c.q.narrow(2, from, len), c.k.narrow(2, from, len), c.v.narrow(2, from, len), c.w};
+}
+
+State Clone(const State& s) {
+  return State{s.kv.clone(), s.k_sum.clone(), s.k_window.clone(), s.v_window.clone(),
+               s.position.clone()};
+}
+
+// The linear state up to rounding, the ring and positions exactly.
+void ExpectCloseState(const State& a, const State& b, const std::string& what) {
+  EXPECT_LT(RelErr(a.kv, b.kv), 1e-9) << what;
+  EXPECT_LT(RelErr(a.k_sum, b.k_sum), 1e-9) << what;
+  EXPECT_TRUE(at::equal(a.k_window, b.k_window)) << what;
+  EXPECT_TRUE(at::equal(a.v_window, b.v_window)) << what;
+  EXPECT_TRUE(at::equal(a.position, b.position)) << what;
+}
+
+TEST(Lolcats, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
+  at::manual_seed(28);
+  struct Config {
+    int64_t window, chunk;
+    std::vector<int64_t> firsts, seconds;
+  };
+  // First parts: 1, below the window, not a multiple of W or C, exactly W,
+  // W + 1, beyond the terrace ring (2W + 2). Second parts: 1, 2, above the
+  // chunk and not a multiple of it, a multiple of it.
+  const std::vector<Config> configs = {{64, 16, {1, 37, 64, 65, 130}, {1, 2, 45, 64}},
+                                       {5, 4, {1, 3, 5, 6, 13}, {2, 9, 23}}};
+  for (WindowKind kind : {WindowKind::kSliding, WindowKind::kTerrace}) {
+    for (const Config& cfg : configs) {
+      const Options o = Opt(cfg.window, cfg.chunk, kind);
+      for (int64_t a : cfg.firsts) {
+        for (int64_t b : cfg.seconds) {
+          const std::string what = std::string(Name(kind)) + " W=" + std::to_string(cfg.window) +
+                                   " A=" + std::to_string(a) + " B=" + std::to_string(b);
+          // Batch 2, GQA (4 query heads on 2 kv heads).
+          const Case c = RandomCase(2, 4, 2, a + b, 8, 4, /*k_map_per_kv_head=*/b % 2 == 1);
+          const PrefillResult whole = Prefill(c.q, c.k, c.v, c.w, o);
+          const Case first = Slice(c, 0, a), second = Slice(c, a, b);
+          const PrefillResult pa = Prefill(first.q, first.k, first.v, c.w, o);
+          const State before = Clone(pa.state);
+          const PrefillResult pb = Prefill(second.q, second.k, second.v, c.w, o, &pa.state);
+          EXPECT_LT(RelErr(pb.y, whole.y.narrow(2, a, b)), 1e-9) << what;
+          ExpectCloseState(pb.state, whole.state, what);
+          ExpectCloseState(pa.state, before, what + " (initial state untouched)");
+          // b DecodeSteps from the first part's state.
+          State st = Clone(pa.state);
+          EXPECT_LT(RelErr(pb.y, DecodeAll(st, c, o, a)), 1e-9) << what;
+          ExpectCloseState(pb.state, st, what);
+        }
+      }
+    }
+  }
+}
+
+TEST(Lolcats, PromptInThreePrefillsEqualsOneAndDecodeContinues) {
+  at::manual_seed(29);
+  for (WindowKind kind : {WindowKind::kSliding, WindowKind::kTerrace}) {
+    const Options o = Opt(8, 4, kind);
+    const Case c = RandomCase(1, 2, 1, 70, 4, 3);
+    const at::Tensor ref = ForwardReference(c.q, c.k, c.v, c.w, o);
+    PrefillResult r = Prefill(c.q.narrow(2, 0, 19), c.k.narrow(2, 0, 19), c.v.narrow(2, 0, 19),
+                              c.w, o);
+    std::vector<at::Tensor> ys = {r.y};
+    for (auto [from, len] : {std::pair<int64_t, int64_t>{19, 21}, {40, 20}}) {
+      const Case part = Slice(c, from, len);
+      r = Prefill(part.q, part.k, part.v, c.w, o, &r.state);
+      ys.push_back(r.y);
+    }
+    ys.push_back(DecodeAll(r.state, c, o, 60));
+    EXPECT_LT(RelErr(at::cat(ys, 2), ref), 1e-9) << Name(kind);
+    EXPECT_EQ(r.state.position.item<int64_t>(), 70);
+  }
+}
+
+TEST(Lolcats, PrefillFromAStateAtPositionZeroOrEmptyPromptOrMixedRows) {
+  at::manual_seed(31);
+  const Options o = Opt(4, 4, WindowKind::kTerrace);
+  const Case c = RandomCase(2, 2, 1, 9, 4, 3);
+  // Position 0: the empty state, as without one.
+  const State empty = EmptyState(2, 2, 1, FeatureDim(c.w.maps, 4), 4, o, c.q.options());
+  const PrefillResult from_empty = Prefill(c.q, c.k, c.v, c.w, o, &empty);
+  const PrefillResult plain = Prefill(c.q, c.k, c.v, c.w, o);
+  EXPECT_TRUE(at::equal(from_empty.y, plain.y));
+  ExpectCloseState(from_empty.state, plain.state, "position 0");
+  // No tokens: no output, the same state.
+  const Case none = Slice(c, 9, 0);
+  const PrefillResult same = Prefill(none.q, none.k, none.v, c.w, o, &plain.state);
+  EXPECT_EQ(same.y.size(2), 0);
+  ExpectCloseState(same.state, plain.state, "empty prompt");
+  // Rows at different positions cannot continue together.
+  State mixed = Clone(plain.state);
+  mixed.position[1] = 5;
+  const std::string msg = ErrorOf([&] { Prefill(c.q, c.k, c.v, c.w, o, &mixed); });
+  EXPECT_NE(msg.find("lolcats::Prefill: the initial state's rows sit at different positions"),
+            std::string::npos)
+      << msg;
+  // The state is checked against the options (a sliding ring is W slots).
+  const std::string bad =
+      ErrorOf([&] { Prefill(c.q, c.k, c.v, c.w, Opt(4, 4, WindowKind::kSliding), &plain.state); });
+  EXPECT_NE(bad.find("state.k_window and state.v_window must be"), std::string::npos) << bad;
+}
+
 TEST(Lolcats, GradientsMatchFiniteDifferencesAndReference) {
   at::manual_seed(26);
   for (WindowKind kind : {WindowKind::kSliding, WindowKind::kTerrace}) {
