@@ -93,15 +93,24 @@ std::optional<Args> ParseArgs(int argc, char** argv) {
       for (const std::string& p : Split(value)) v.push_back(std::stoll(p));
       return v;
     };
-    if (flag == "--shape") a.shape = value;
-    else if (flag == "--device") a.device = value;
-    else if (flag == "--recipes") a.recipes = Split(value);
-    else if (flag == "--contexts") a.contexts = ints();
-    else if (flag == "--batches") a.batches = ints();
-    else if (flag == "--steps") a.steps = std::stoll(value);
-    else if (flag == "--warmup") a.warmup = std::stoll(value);
-    else if (flag == "--out") a.out = value;
-    else if (flag == "--sdp-cudnn") a.sdp_cudnn = value == "on";
+    if (flag == "--shape")
+      a.shape = value;
+    else if (flag == "--device")
+      a.device = value;
+    else if (flag == "--recipes")
+      a.recipes = Split(value);
+    else if (flag == "--contexts")
+      a.contexts = ints();
+    else if (flag == "--batches")
+      a.batches = ints();
+    else if (flag == "--steps")
+      a.steps = std::stoll(value);
+    else if (flag == "--warmup")
+      a.warmup = std::stoll(value);
+    else if (flag == "--out")
+      a.out = value;
+    else if (flag == "--sdp-cudnn")
+      a.sdp_cudnn = value == "on";
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return std::nullopt;
@@ -188,7 +197,8 @@ int64_t FreeBytes(const at::Device& d) {
   if (IsCuda(d)) {
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
     const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     return static_cast<int64_t>(free) + stats.reserved_bytes[agg].current -
            stats.allocated_bytes[agg].current;
@@ -208,8 +218,10 @@ void ResetPeak(const at::Device& d) {
 int64_t PeakBytes(const at::Device& d) {
 #ifdef LINEARIZE_WITH_CUDA
   if (IsCuda(d)) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+        .peak;
   }
 #endif
   (void)d;
@@ -228,7 +240,8 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 at::Tensor Unwrap(absl::StatusOr<at::Tensor> r, const char* what) {
-  if (!r.ok()) throw std::runtime_error(std::string(what) + ": " + std::string(r.status().message()));
+  if (!r.ok())
+    throw std::runtime_error(std::string(what) + ": " + std::string(r.status().message()));
   return *std::move(r);
 }
 
@@ -240,7 +253,7 @@ at::Tensor NextIds(const at::Tensor& logits) {
 struct Result {
   std::string recipe;
   int64_t context = 0, batch = 0;
-  std::string path;  // "memory" (one batch-B memory) or "decode_batch" (B sessions)
+  std::string path;           // "memory" (one batch-B memory) or "decode_batch" (B sessions)
   std::string status = "ok";  // or why it did not run
   double ttft_ms = 0, step_ms = 0, tokens_per_s = 0;
   int64_t state_bytes_per_session = 0, peak_bytes = 0, needed_bytes = 0;
@@ -248,11 +261,17 @@ struct Result {
 };
 
 nlohmann::json ToJson(const Result& r) {
-  return {{"recipe", r.recipe}, {"context", r.context}, {"batch", r.batch}, {"path", r.path},
-          {"status", r.status}, {"ttft_ms", r.ttft_ms}, {"step_ms", r.step_ms},
+  return {{"recipe", r.recipe},
+          {"context", r.context},
+          {"batch", r.batch},
+          {"path", r.path},
+          {"status", r.status},
+          {"ttft_ms", r.ttft_ms},
+          {"step_ms", r.step_ms},
           {"tokens_per_s", r.tokens_per_s},
           {"state_bytes_per_session", r.state_bytes_per_session},
-          {"peak_bytes", r.peak_bytes}, {"needed_bytes", r.needed_bytes},
+          {"peak_bytes", r.peak_bytes},
+          {"needed_bytes", r.needed_bytes},
           {"graph_max_rel_diff", r.graph_max_rel_diff}};
 }
 
@@ -297,8 +316,8 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
       memory = model.NewMemory(1, ctx + room);
       Sync(dev);
       const auto start = Clock::now();
-      first = NextIds(Unwrap(model.Forward(prompt.to(dev), memory.get(), lm::LlamaModel::Logits::kLast),
-                             "prefill"));
+      first = NextIds(Unwrap(
+          model.Forward(prompt.to(dev), memory.get(), lm::LlamaModel::Logits::kLast), "prefill"));
       base.ttft_ms = 1e3 * Seconds(start, Clock::now());
       base.state_bytes_per_session = memory->bytes();
     } catch (const std::exception& e) {
@@ -325,7 +344,8 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
         // KV cache already holds room for the steps).
         r.needed_bytes = memory->bytes() * b * (path == "decode_batch" ? 3 : 2);
         if (b > 1 && r.needed_bytes > FreeBytes(dev)) {
-          r.status = "does not fit: needs ~" + std::to_string(r.needed_bytes >> 30) + " GiB of state";
+          r.status =
+              "does not fit: needs ~" + std::to_string(r.needed_bytes >> 30) + " GiB of state";
           results->push_back(r);
           std::cerr << "  batch " << b << " " << path << ": " << r.status << "\n";
           continue;
@@ -346,18 +366,21 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
           if (path == "memory") {
             std::unique_ptr<lm::Memory> m = batch_memory();
             step_s = TimeSteps(a, dev, ids, [&](const at::Tensor& x) {
-              return Unwrap(model.Forward(x.to(dev), m.get(), lm::LlamaModel::Logits::kLast), "decode");
+              return Unwrap(model.Forward(x.to(dev), m.get(), lm::LlamaModel::Logits::kLast),
+                            "decode");
             });
           } else if (path == "graph") {
             std::unique_ptr<lm::Memory> m = batch_memory();
             std::unique_ptr<lm::Memory> check = m->Clone();
-            absl::StatusOr<std::unique_ptr<lm::DecodeGraph>> graph = lm::DecodeGraph::Capture(model, m.get());
+            absl::StatusOr<std::unique_ptr<lm::DecodeGraph>> graph =
+                lm::DecodeGraph::Capture(model, m.get());
             if (!graph.ok()) throw std::runtime_error(std::string(graph.status().message()));
             // The replayed step must equal the plain one, three steps in a row.
             at::Tensor x = ids;
             for (int i = 0; i < 3; ++i) {
               const at::Tensor want =
-                  Unwrap(model.Forward(x.to(dev), check.get(), lm::LlamaModel::Logits::kLast), "check")
+                  Unwrap(model.Forward(x.to(dev), check.get(), lm::LlamaModel::Logits::kLast),
+                         "check")
                       .reshape({b, -1});
               const at::Tensor got = Unwrap((*graph)->Step(x), "graph").reshape({b, -1});
               const double diff = (got - want).abs().max().item<double>();
@@ -365,7 +388,8 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
               r.graph_max_rel_diff = std::max(r.graph_max_rel_diff, diff / scale);
               x = NextIds(want);
             }
-            step_s = TimeSteps(a, dev, x, [&](const at::Tensor& y) { return Unwrap((*graph)->Step(y), "graph"); });
+            step_s = TimeSteps(
+                a, dev, x, [&](const at::Tensor& y) { return Unwrap((*graph)->Step(y), "graph"); });
           } else {
             std::vector<std::unique_ptr<lm::Memory>> sessions;
             std::vector<lm::Memory*> raw;
@@ -384,8 +408,11 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
           r.status = std::string("failed: ") + e.what();
         }
         std::cerr << "  batch " << b << " " << path << ": "
-                  << (r.status == "ok" ? std::to_string(r.tokens_per_s) + " tok/s" : r.status.substr(0, 300))
-                  << (path == "graph" ? ", max rel diff vs plain " + std::to_string(r.graph_max_rel_diff) : "")
+                  << (r.status == "ok" ? std::to_string(r.tokens_per_s) + " tok/s"
+                                       : r.status.substr(0, 300))
+                  << (path == "graph"
+                          ? ", max rel diff vs plain " + std::to_string(r.graph_max_rel_diff)
+                          : "")
                   << "\n";
         results->push_back(r);
         EmptyCache(dev);
@@ -419,7 +446,8 @@ int main(int argc, char** argv) {
   int64_t longest = 0;
   for (int64_t c : a.contexts) longest = std::max(longest, c);
   const linearize::io::ModelConfig config = Shape(a.shape, longest + a.warmup + a.steps + 64);
-  const at::TensorOptions opts = at::TensorOptions().dtype(dev.is_cuda() ? at::kBFloat16 : at::kFloat).device(dev);
+  const at::TensorOptions opts =
+      at::TensorOptions().dtype(dev.is_cuda() ? at::kBFloat16 : at::kFloat).device(dev);
   lm::ModelWeights weights = RandomWeights(config, opts);
   std::vector<Result> results;
   for (const std::string& recipe : a.recipes) {
@@ -452,8 +480,8 @@ int main(int argc, char** argv) {
   }
 
   // Table: tokens/s per (recipe, batch, path) x context, then TTFT and state.
-  std::printf("\nDecode tokens/s (%s, %s, %lld timed steps)\n\n| model | batch | path |", a.shape.c_str(),
-              a.device.c_str(), static_cast<long long>(a.steps));
+  std::printf("\nDecode tokens/s (%s, %s, %lld timed steps)\n\n| model | batch | path |",
+              a.shape.c_str(), a.device.c_str(), static_cast<long long>(a.steps));
   for (int64_t c : a.contexts) std::printf(" ctx %lld |", static_cast<long long>(c));
   std::printf("\n|---|---|---|");
   for (size_t i = 0; i < a.contexts.size(); ++i) std::printf("---|");
@@ -465,8 +493,8 @@ int main(int argc, char** argv) {
     if (r.batch == 1 || r.path == "prefill") prefill[r.recipe][r.context] = &r;
   }
   for (const auto& [key, row] : grid) {
-    std::printf("| %s | %lld | %s |", std::get<0>(key).c_str(), static_cast<long long>(std::get<1>(key)),
-                std::get<2>(key).c_str());
+    std::printf("| %s | %lld | %s |", std::get<0>(key).c_str(),
+                static_cast<long long>(std::get<1>(key)), std::get<2>(key).c_str());
     for (int64_t c : a.contexts) {
       auto it = row.find(c);
       std::printf(" %s |", Cell(it == row.end() ? nullptr : it->second, "tps").c_str());
@@ -485,7 +513,8 @@ int main(int argc, char** argv) {
       if (it == row.end() || it->second->path == "prefill") {
         std::printf(" %s |", it == row.end() ? "-" : "failed");
       } else {
-        std::printf(" %.1f / %.1f |", it->second->ttft_ms, it->second->state_bytes_per_session / 1048576.0);
+        std::printf(" %.1f / %.1f |", it->second->ttft_ms,
+                    it->second->state_bytes_per_session / 1048576.0);
       }
     }
     std::printf("\n");
@@ -497,10 +526,14 @@ int main(int argc, char** argv) {
   j["steps"] = a.steps;
   j["warmup"] = a.warmup;
   j["sdp_cudnn"] = a.sdp_cudnn;
-  j["config"] = {{"vocab", config.vocab_size}, {"hidden", config.hidden_size},
-                 {"intermediate", config.intermediate_size}, {"layers", config.num_hidden_layers},
-                 {"heads", config.num_attention_heads}, {"kv_heads", config.num_key_value_heads},
-                 {"head_dim", config.head_dim}, {"dtype", dev.is_cuda() ? "bfloat16" : "float32"}};
+  j["config"] = {{"vocab", config.vocab_size},
+                 {"hidden", config.hidden_size},
+                 {"intermediate", config.intermediate_size},
+                 {"layers", config.num_hidden_layers},
+                 {"heads", config.num_attention_heads},
+                 {"kv_heads", config.num_key_value_heads},
+                 {"head_dim", config.head_dim},
+                 {"dtype", dev.is_cuda() ? "bfloat16" : "float32"}};
 #ifdef LINEARIZE_WITH_CUDA
   if (dev.is_cuda()) j["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif

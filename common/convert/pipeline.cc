@@ -21,6 +21,7 @@
 #include "common/convert/precision.h"
 #include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
+#include "common/model/recording_attention.h"
 #include "common/model/softmax_attention.h"
 #include "common/model/student_attention.h"
 #include "nlohmann/json.hpp"
@@ -30,39 +31,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// What one teacher layer's attention saw and returned in the last forward.
-struct LayerRecord {
-  model::AttentionInputs in;
-  at::Tensor out;
-};
-
-// Wraps the teacher's softmax attention and keeps its inputs and output.
-class RecordingAttention final : public model::AttentionLayer {
- public:
-  RecordingAttention(std::unique_ptr<model::AttentionLayer> inner, LayerRecord* record)
-      : inner_(std::move(inner)), record_(record) {}
-  std::string_view name() const override { return inner_->name(); }
-  at::Tensor Forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                     model::AttentionState* state, int64_t position) const override {
-    return Forward(model::AttentionInputs{q, k, v, at::Tensor(), at::Tensor(), at::Tensor()},
-                   state, position);
-  }
-  at::Tensor Forward(const model::AttentionInputs& in, model::AttentionState* state,
-                     int64_t position) const override {
-    at::Tensor y = inner_->Forward(in, state, position);
-    record_->in = in;
-    record_->out = y;
-    return y;
-  }
-  std::unique_ptr<model::AttentionState> NewState(int64_t batch, int64_t capacity,
-                                                  const at::TensorOptions& o) const override {
-    return inner_->NewState(batch, capacity, o);
-  }
-
- private:
-  std::unique_ptr<model::AttentionLayer> inner_;
-  LayerRecord* record_;
-};
+using model::LayerRecord;
+using model::RecordingAttention;
 
 // Everything that must survive a restart besides tensors.
 struct TrainState {

@@ -64,6 +64,13 @@ Json ReportJson(const EvalReport& r) {
                                 {"kl", c.kl},
                                 {"top1_agreement", c.top1_agreement}});
   }
+  for (const LayerErrorEntry& e : r.attention_layers) {
+    j["attention_layers"].push_back({{"model", e.model},
+                                     {"layer", e.result.layer},
+                                     {"tokens", e.result.tokens},
+                                     {"mse", e.result.mse},
+                                     {"relative_error", e.result.relative}});
+  }
   for (const RecallEntry& e : r.mqar) j["mqar"].push_back(RecallJson(e));
   for (const RecallEntry& e : r.passkey) j["passkey"].push_back(RecallJson(e));
   for (const McEntry& e : r.mc) {
@@ -99,8 +106,8 @@ std::string ReportMarkdown(const EvalReport& r) {
     md += "\n";
   }
   if (!r.comparisons.empty()) {
-    absl::StrAppend(&md, "## Teacher vs student\n\n| student | tokens | teacher ppl | student ppl | "
-                         "ratio | KL(teacher‖student) | top-1 agreement |\n"
+    absl::StrAppend(&md, "## Teacher vs student\n\n| student | tokens | teacher ppl | "
+                         "student ppl | ratio | KL(teacher‖student) | top-1 agreement |\n"
                          "|---|---:|---:|---:|---:|---:|---:|\n");
     for (const ComparisonEntry& e : r.comparisons) {
       const Comparison& c = e.result;
@@ -108,6 +115,17 @@ std::string ReportMarkdown(const EvalReport& r) {
                                            e.model, c.tokens, c.teacher_perplexity,
                                            c.student_perplexity, c.perplexity_ratio, c.kl,
                                            c.top1_agreement));
+    }
+    md += "\n";
+  }
+  if (!r.attention_layers.empty()) {
+    absl::StrAppend(&md, "## Attention output by layer (student on the teacher's inputs)\n\n"
+                         "| student | layer | tokens | MSE | relative error |\n"
+                         "|---|---:|---:|---:|---:|\n");
+    for (const LayerErrorEntry& e : r.attention_layers) {
+      absl::StrAppend(&md, absl::StrFormat("| %s | %d | %d | %.4g | %.4f |\n", e.model,
+                                           e.result.layer, e.result.tokens, e.result.mse,
+                                           e.result.relative));
     }
     md += "\n";
   }
@@ -179,6 +197,21 @@ absl::Status WriteReport(const EvalReport& r, const std::string& dir) {
                                     {"Mean NLL by token position", "position (bucket start)",
                                      "mean NLL (nats)", false},
                                     ppl);
+    if (!st.ok()) return st;
+  }
+  std::vector<PlotSeries> layers;
+  std::map<std::string, size_t> layer_series;
+  for (const LayerErrorEntry& e : r.attention_layers) {
+    auto [it, fresh] = layer_series.emplace(e.model, layers.size());
+    if (fresh) layers.push_back({e.model, {}, {}});
+    layers[it->second].x.push_back(static_cast<double>(e.result.layer));
+    layers[it->second].y.push_back(e.result.relative);
+  }
+  if (!layers.empty()) {
+    absl::Status st = WriteLinePlot(dir + "/attention_error_by_layer.png",
+                                    {"Attention output error by layer (on the teacher's inputs)",
+                                     "layer", "relative error", false},
+                                    layers);
     if (!st.ok()) return st;
   }
   // One line per (model, pairs) for MQAR and per model for passkey, in
@@ -293,10 +326,21 @@ absl::Status ParseReport(const Json& j, const std::string& file, EvalReport* r) 
     r->comparisons.push_back(
         {m, Comparison{tokens, std::log(tp), std::log(sp), tp, sp, ratio, kl, top1}});
   }
+  i = 0;
+  for (const Json& e : list("attention_layers")) {
+    const std::string w = absl::StrCat(file, ": attention_layers[", i++, "]");
+    LNZ_FIELD(m, std::string, e, "model", w);
+    LNZ_FIELD(layer, int64_t, e, "layer", w);
+    LNZ_FIELD(tokens, int64_t, e, "tokens", w);
+    LNZ_FIELD(mse, double, e, "mse", w);
+    LNZ_FIELD(rel, double, e, "relative_error", w);
+    r->attention_layers.push_back({m, LayerError{layer, tokens, mse, rel}});
+  }
   for (const auto& [key, out] : {std::pair{"mqar", &r->mqar}, std::pair{"passkey", &r->passkey}}) {
     i = 0;
     for (const Json& e : list(key)) {
-      absl::StatusOr<RecallEntry> entry = ParseRecall(e, absl::StrCat(file, ": ", key, "[", i++, "]"));
+      absl::StatusOr<RecallEntry> entry =
+          ParseRecall(e, absl::StrCat(file, ": ", key, "[", i++, "]"));
       if (!entry.ok()) return entry.status();
       out->push_back(*std::move(entry));
     }
@@ -360,15 +404,12 @@ absl::StatusOr<EvalReport> MergeReports(
   if (runs.empty()) return absl::InvalidArgumentError("MergeReports: no reports to merge");
   EvalReport out;
   std::set<std::string> labels;
-  // Task settings the teacher already has a row for.
-  std::set<std::string> teacher_rows;
-  const auto keep = [&](const std::string& model, const std::string& key) {
-    return model != "teacher" || teacher_rows.insert(key).second;
-  };
+  // (model, task setting) pairs that already have a row: the first run wins.
+  std::set<std::string> rows;
   for (const auto& [label, r] : runs) {
-    if (label.empty() || !labels.insert(label).second || label == "teacher") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "MergeReports: label \"", label, "\" is empty, repeated or \"teacher\""));
+    if (label.empty() || label == "teacher") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MergeReports: label \"", label, "\" is empty or \"teacher\""));
     }
     if (!r.teacher.empty()) {
       if (out.teacher.empty()) {
@@ -379,17 +420,21 @@ absl::StatusOr<EvalReport> MergeReports(
                                                        out.teacher));
       }
     }
-    absl::StrAppend(&out.model, out.model.empty() ? "" : ", ", label);
-    // Appends `from`'s entries relabelled, the teacher's once per setting.
+    if (labels.insert(label).second) {
+      absl::StrAppend(&out.model, out.model.empty() ? "" : ", ", label);
+    }
+    // Appends `from`'s entries relabelled, each (model, setting) once.
     const auto take = [&](auto& into, const auto& from, const auto& setting) {
       for (auto e : from) {
-        if (!keep(e.model, setting(e))) continue;
         e.model = e.model == "teacher" ? e.model : label;
+        if (!rows.insert(absl::StrCat(e.model, "\t", setting(e))).second) continue;
         into.push_back(std::move(e));
       }
     };
     take(out.perplexity, r.perplexity, [](const PerplexityEntry& e) { return "ppl " + e.text; });
-    take(out.comparisons, r.comparisons, [](const ComparisonEntry&) { return std::string(); });
+    take(out.comparisons, r.comparisons, [](const ComparisonEntry&) { return "comparison"; });
+    take(out.attention_layers, r.attention_layers,
+         [](const LayerErrorEntry& e) { return absl::StrCat("layer ", e.result.layer); });
     take(out.mqar, r.mqar, [](const RecallEntry& e) {
       return absl::StrCat("mqar ", e.result.context_length, " ", e.result.num_pairs);
     });

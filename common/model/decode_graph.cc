@@ -81,8 +81,8 @@ absl::StatusOr<std::unique_ptr<DecodeGraph>> DecodeGraph::Capture(const LlamaMod
     capturing = true;
     // Capture records the kernels without running them: the state does not
     // move, but the host-side position does (undone below).
-    impl->logits = model.LmHead(model.HiddenUnchecked(impl->ids, memory, impl->positions))
-                       .view({b, -1});
+    impl->logits =
+        model.LmHead(model.HiddenUnchecked(impl->ids, memory, impl->positions)).view({b, -1});
     capturing = false;
     impl->graph.capture_end();
   } catch (const c10::Error& e) {

@@ -17,6 +17,7 @@
 #include "common/eval/token_scores.h"
 #include "common/model/load.h"
 #include "common/runtime/perplexity.h"
+#include "services/cli/eval_client.h"
 
 namespace linearize::cli {
 namespace {
@@ -54,7 +55,9 @@ CLI::App* AddEvalCommand(CLI::App& app, EvalArgs& args) {
                   "Model: a .gguf file or a Hugging Face directory (default: the embedded "
                   "SmolLM2-135M-Instruct)");
   cmd->add_option("--teacher", args.teacher, "Teacher model to compare with (same vocabulary)");
-  cmd->add_option("--tasks", args.tasks, "Comma-separated: ppl,kl,recall,passkey,mc,speed")
+  cmd->add_option("--tasks", args.tasks,
+                  "Comma-separated: ppl,kl,recall,passkey,mc,speed (kl: KL, top-1 and "
+                  "per-layer attention error against --teacher)")
       ->delimiter(',');
   cmd->add_option("--out,-o", args.out, "Output folder for report.json, report.md and plots");
   cmd->add_option("--text", args.texts, "Text file(s) for ppl and kl (default: english.txt)");
@@ -79,6 +82,12 @@ CLI::App* AddEvalCommand(CLI::App& app, EvalArgs& args) {
   cmd->add_option("--speed-prompt", args.speed_prompt, "Prompt tokens for the speed test");
   cmd->add_option("--speed-decode", args.speed_decode, "Decoded tokens for the speed test");
   cmd->add_option("--seed", args.seed, "Seed for the synthetic tasks");
+  cmd->add_option("--server", args.server,
+                  "Run on linearize-evaluator at host:port (model and file paths under its "
+                  "artifact root) instead of locally");
+  cmd->add_option("--token", args.token, "Bearer token for --server")->envname("LINEARIZE_TOKEN");
+  cmd->add_option("--tls-ca", args.tls_ca, "PEM CA of --server's certificate: use TLS")
+      ->envname("LINEARIZE_TLS_CA");
   cmd->add_option("--merge", args.merge,
                   "LABEL=REPORT: join earlier runs (report.json or its folder), each one "
                   "student beside the same teacher, into one report with every model on the "
@@ -114,6 +123,7 @@ absl::Status MergeRuns(const EvalArgs& args) {
 
 absl::Status RunEval(const EvalArgs& args) {
   if (!args.merge.empty()) return MergeRuns(args);
+  if (!args.server.empty()) return RunEvalOnServer(args);
   std::set<std::string> tasks;
   for (const std::string& t : args.tasks) {
     if (!kTasks.contains(t)) {
@@ -270,6 +280,11 @@ absl::Status RunEval(const EvalArgs& args) {
         eval::CompareModels(teacher, student, all, std::min(args.chunk, context));
     if (!c.ok()) return Annotate(c.status(), "kl");
     report.comparisons.push_back({"student", *c});
+    std::cerr << "attention output by layer\n";
+    absl::StatusOr<std::vector<eval::LayerError>> layers =
+        eval::CompareAttentionLayers(teacher, student, all, std::min(args.chunk, context));
+    if (!layers.ok()) return Annotate(layers.status(), "kl");
+    for (const eval::LayerError& e : *layers) report.attention_layers.push_back({"student", e});
   }
   if (absl::Status st = eval::WriteReport(report, args.out); !st.ok()) return st;
   std::cout << eval::ReportMarkdown(report);

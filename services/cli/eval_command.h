@@ -36,6 +36,11 @@ struct EvalArgs {
   // LABEL=PATH: join earlier runs' report.json (PATH or PATH/report.json)
   // into one report instead of evaluating.
   std::vector<std::string> merge;
+  // Non-empty: run the tasks on linearize-evaluator at this address instead
+  // (MODEL, --teacher, --text and --mc-tasks are paths under its artifact root).
+  std::string server;
+  std::string token;   // bearer token ($LINEARIZE_TOKEN)
+  std::string tls_ca;  // PEM CA of the server's certificate: use TLS
 };
 
 // Registers the subcommand; `args` must outlive parsing and the run.

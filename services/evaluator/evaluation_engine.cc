@@ -9,10 +9,12 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <span>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/eval/layer_errors.h"
 #include "common/eval/multiple_choice.h"
 #include "common/eval/recall.h"
 #include "nlohmann/json.hpp"
@@ -245,6 +247,16 @@ absl::Status RunPerplexity(const v1::PerplexityTask& task, const EngineInputs& i
     m["perplexity_ratio"] = r->model().perplexity() / r->teacher().perplexity();
     m["kl_to_teacher"] = r->kl_to_teacher();
     m["top1_agreement"] = r->top1_agreement();
+    // Each converted layer's attention on the teacher's inputs, over the
+    // first windows (a few thousand tokens say where along the depth the
+    // conversion is poor; the whole text would double the task's time).
+    const size_t probe = std::min(ids->size(), static_cast<size_t>(4 * length));
+    absl::StatusOr<std::vector<eval::LayerError>> layers = eval::CompareAttentionLayers(
+        *in.teacher->model, *in.model->model, std::span<const int32_t>(ids->data(), probe), length);
+    if (!layers.ok()) return layers.status();
+    for (const eval::LayerError& e : *layers) {
+      m[absl::StrCat("attention_error@layer", e.layer)] = e.relative;
+    }
   }
   return absl::OkStatus();
 }

@@ -1,14 +1,13 @@
 // DecodeGraph on the GPU: replaying the captured step gives the logits and the
 // state that plain Forward steps give, for batch 1 and batch 3; models it
 // cannot capture are refused with FAILED_PRECONDITION and stay usable.
-#include "common/model/decode_graph.h"
-
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "common/model/decode_graph.h"
 #include "common/model/linear_attention_config.h"
 #include "common/model/load.h"
 #include "common/model/student_attention.h"
@@ -67,7 +66,8 @@ TEST_P(DecodeGraphGpu, ReplaysEqualPlainSteps) {
   const double tol = c.dtype == at::kFloat ? 1e-4 : 2e-2;
   at::Tensor ids = RandomIds(m.vocab_size(), c.batch, 1, 2).view({-1});
   for (int step = 0; step < 8; ++step) {
-    absl::StatusOr<at::Tensor> want = m.Forward(ids.view({-1, 1}), plain.get(), LlamaModel::Logits::kLast);
+    absl::StatusOr<at::Tensor> want =
+        m.Forward(ids.view({-1, 1}), plain.get(), LlamaModel::Logits::kLast);
     ASSERT_TRUE(want.ok()) << want.status();
     absl::StatusOr<at::Tensor> got = (*graph)->Step(ids.cpu());
     ASSERT_TRUE(got.ok()) << got.status();

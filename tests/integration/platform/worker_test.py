@@ -322,6 +322,9 @@ try:
           and report.tasks[0].state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED
           and all(k in m for k in ("perplexity", "teacher_perplexity", "kl_to_teacher",
                                    "top1_agreement", "perplexity_ratio")), report)
+    layer_errors = {k: v for k, v in m.items() if k.startswith("attention_error@layer")}
+    check("the report gives each converted layer's attention error (0 < relative error < 2)",
+          layer_errors and all(0 < v < 2 for v in layer_errors.values()), m)
     check("512 tokens were scored", report.tasks
           and report.tasks[0].perplexity.model.tokens_scored == 512,
           report.tasks[0].perplexity if report.tasks else None)
@@ -351,6 +354,27 @@ try:
     again = [e.WhichOneof("event") for e in evals.Evaluate(req, metadata=TENANT, timeout=60)]
     check("repeating its request_id re-attaches to the finished evaluation",
           again == ["started", "report"], again)
+    if cli_bin != "-" and os.path.exists(cli_bin):
+        remote_out = os.path.join(tmp, "remote-eval")
+        out = subprocess.run([cli_bin, "eval", done.artifact_path, "--server", evaluator.address,
+                              "--teacher", "models/tiny", "--tasks", "ppl,kl,recall",
+                              "--text", "data/eval.txt", "--chunk", "64", "--recall-lengths",
+                              "64", "--recall-pairs", "4", "--recall-samples", "2", "--out",
+                              remote_out], capture_output=True, text=True, timeout=120)
+        saved = {}
+        if os.path.exists(os.path.join(remote_out, "report.json")):
+            with open(os.path.join(remote_out, "report.json")) as f:
+                saved = json.load(f)
+        names = [t.get("name") for t in saved.get("tasks", [])]
+        check("`linearize eval --server` runs the tasks on the evaluator and saves its report",
+              out.returncode == 0 and "| perplexity | kl_to_teacher |" in out.stdout
+              and saved.get("state") == "EVALUATION_STATE_SUCCEEDED"
+              and names == ["perplexity", "mqar-4-pairs"],
+              (out.returncode, out.stdout[-800:], out.stderr[-800:], names))
+        out = subprocess.run([cli_bin, "eval", done.artifact_path, "--server", evaluator.address,
+                              "--tasks", "speed"], capture_output=True, text=True, timeout=60)
+        check("`linearize eval --server --tasks speed` is refused, naming the task",
+              out.returncode != 0 and "speed" in out.stderr, (out.returncode, out.stderr[-300:]))
     code = None
     try:
         bad = eval_pb.EvaluateRequest()

@@ -26,6 +26,8 @@ EvalReport Sample() {
   r.perplexity.push_back({"teacher", "english.txt", {190.0, 95, 2.0, 7.389}, curve});
   r.perplexity.push_back({"student", "english.txt", {237.5, 95, 2.5, 12.18}, curve});
   r.comparisons.push_back({"student", Comparison{95, 2.0, 2.5, 7.389, 12.18, 1.648, 0.31, 0.75}});
+  r.attention_layers.push_back({"student", LayerError{0, 95, 0.0125, 0.11}});
+  r.attention_layers.push_back({"student", LayerError{1, 95, 0.5, 0.7}});
   r.mqar.push_back({"teacher", {128, 4, 0, 16, 12, 0.75}});
   r.mqar.push_back({"teacher", {256, 4, 0, 16, 8, 0.5}});
   r.passkey.push_back({"teacher", {1024, 0, 0.5, 4, 3, 0.75}});
@@ -54,6 +56,8 @@ TEST(ReportTest, JsonAndMarkdown) {
   EXPECT_NE(md.find("| teacher | english.txt | 95 | 2.0000 | 7.389 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| teacher | arithmetic | 5 | 30 | 0.500 | 0.600 |"), std::string::npos);
   EXPECT_NE(md.find("| teacher | 256 | 4 | 16 | 8 | 0.500 |"), std::string::npos);
+  EXPECT_NE(md.find("| student | 1 | 95 | 0.5 | 0.7000 |"), std::string::npos) << md;
+  EXPECT_DOUBLE_EQ(j["attention_layers"][0]["relative_error"].get<double>(), 0.11);
 }
 
 TEST(ReportTest, WritesFilesAndPlots) {
@@ -62,7 +66,8 @@ TEST(ReportTest, WritesFilesAndPlots) {
   const nlohmann::json j = nlohmann::json::parse(Slurp(dir + "/report.json"));
   EXPECT_EQ(j["model"], "student_dir");
   EXPECT_NE(Slurp(dir + "/report.md").find("## Passkey retrieval"), std::string::npos);
-  for (const char* png : {"/ppl_vs_position.png", "/recall_vs_context.png"}) {
+  for (const char* png :
+       {"/ppl_vs_position.png", "/recall_vs_context.png", "/attention_error_by_layer.png"}) {
     const std::string bytes = Slurp(dir + png);
     ASSERT_GT(bytes.size(), 1000u) << png;
     EXPECT_EQ(bytes.substr(1, 3), "PNG") << png;
@@ -131,7 +136,16 @@ TEST(ReportTest, MergesStudentsOfOneTeacher) {
 
   b.teacher = "other.gguf";
   EXPECT_FALSE(MergeReports({{"lolcats", a}, {"lizard", b}}).ok());
-  EXPECT_FALSE(MergeReports({{"x", a}, {"x", a}}).ok());
+  // One student's second run adds only what the first did not have.
+  EvalReport c = Sample();
+  c.attention_layers.push_back({"student", LayerError{2, 95, 0.25, 0.5}});
+  absl::StatusOr<EvalReport> twice = MergeReports({{"x", a}, {"x", c}});
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  EXPECT_EQ(twice->model, "x");
+  EXPECT_EQ(twice->perplexity.size(), 2u);
+  EXPECT_EQ(twice->comparisons.size(), 1u);
+  ASSERT_EQ(twice->attention_layers.size(), 3u);
+  EXPECT_EQ(twice->attention_layers[2].result.layer, 2);
   EXPECT_FALSE(MergeReports({{"teacher", a}}).ok());
   EXPECT_FALSE(MergeReports({}).ok());
 }

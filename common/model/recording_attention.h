@@ -1,0 +1,51 @@
+// An attention layer that passes everything to the one it wraps and keeps
+// what that layer saw and returned in its last forward: how attention
+// transfer (common/convert) and the per-layer evaluation (common/eval) get a
+// teacher layer's inputs and output without changing the model's code.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "common/model/attention.h"
+
+namespace linearize::model {
+
+// What one layer's attention saw and returned in the last forward.
+struct LayerRecord {
+  AttentionInputs in;
+  at::Tensor out;
+};
+
+class RecordingAttention final : public AttentionLayer {
+ public:
+  // `record` must outlive this layer.
+  RecordingAttention(std::unique_ptr<AttentionLayer> inner, LayerRecord* record)
+      : inner_(std::move(inner)), record_(record) {}
+  std::string_view name() const override { return inner_->name(); }
+  at::Tensor Forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     AttentionState* state, int64_t position) const override {
+    return Forward(AttentionInputs{q, k, v, at::Tensor(), at::Tensor(), at::Tensor()}, state,
+                   position);
+  }
+  at::Tensor Forward(const AttentionInputs& in, AttentionState* state,
+                     int64_t position) const override {
+    at::Tensor y = inner_->Forward(in, state, position);
+    record_->in = in;
+    record_->out = y;
+    return y;
+  }
+  std::unique_ptr<AttentionState> NewState(int64_t batch, int64_t capacity,
+                                           const at::TensorOptions& o) const override {
+    return inner_->NewState(batch, capacity, o);
+  }
+
+ private:
+  std::unique_ptr<AttentionLayer> inner_;
+  LayerRecord* record_;
+};
+
+}  // namespace linearize::model
