@@ -26,7 +26,9 @@
 
 #ifdef LINEARIZE_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include <algorithm>
@@ -431,6 +433,53 @@ std::string Cell(const Result* r, const std::string& what) {
 
 }  // namespace
 
+// Milliseconds for one pass of every weight matrix (the 7 projections of
+// each layer and the LM head) over `batch` rows, captured as one CUDA graph:
+// what cuBLAS alone needs to read the weights once, the decode step's floor
+// as reached on this GPU (no attention, norms or element-wise kernels).
+double WeightPassMs(const lm::ModelWeights& w, int64_t batch, const at::Device& dev) {
+#ifdef LINEARIZE_WITH_CUDA
+  const int64_t hidden = w.embed.size(1), inter = w.layers[0].gate_proj.size(0);
+  const at::Tensor x = at::randn({batch, hidden}, w.embed.options());
+  const at::Tensor xi = at::randn({batch, inter}, w.embed.options());
+  const at::Tensor xq = at::randn({batch, w.layers[0].o_proj.size(1)}, w.embed.options());
+  const auto pass = [&] {
+    for (const lm::LayerWeights& l : w.layers) {
+      at::linear(x, l.q_proj);
+      at::linear(x, l.k_proj);
+      at::linear(x, l.v_proj);
+      at::linear(xq, l.o_proj);
+      at::linear(x, l.gate_proj);
+      at::linear(x, l.up_proj);
+      at::linear(xi, l.down_proj);
+    }
+    at::linear(x, w.lm_head);
+  };
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
+  at::cuda::CUDAGraph graph;
+  {
+    const c10::cuda::CUDAStreamGuard guard(side);
+    pass();
+    side.synchronize();
+    graph.capture_begin();
+    pass();
+    graph.capture_end();
+  }
+  graph.replay();
+  Sync(dev);
+  const int reps = 20;
+  const auto start = Clock::now();
+  for (int i = 0; i < reps; ++i) graph.replay();
+  Sync(dev);
+  return 1e3 * Seconds(start, Clock::now()) / reps;
+#else
+  (void)w;
+  (void)batch;
+  (void)dev;
+  return 0;
+#endif
+}
+
 int main(int argc, char** argv) {
   const std::optional<Args> args = ParseArgs(argc, argv);
   if (!args) return 2;
@@ -450,6 +499,24 @@ int main(int argc, char** argv) {
       at::TensorOptions().dtype(dev.is_cuda() ? at::kBFloat16 : at::kFloat).device(dev);
   lm::ModelWeights weights = RandomWeights(config, opts);
   std::vector<Result> results;
+  nlohmann::json weight_pass;
+  if (dev.is_cuda()) {
+    int64_t bytes = 0;
+    for (const lm::LayerWeights& l : weights.layers) {
+      for (const at::Tensor* t : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj,
+                                  &l.up_proj, &l.down_proj}) {
+        bytes += static_cast<int64_t>(t->nbytes());
+      }
+    }
+    bytes += static_cast<int64_t>(weights.lm_head.nbytes());
+    for (const int64_t b : a.batches) {
+      const double ms = WeightPassMs(weights, b, dev);
+      std::printf("weights alone (every projection and the LM head, batch %lld, one graph): "
+                  "%.2f ms, %.0f GB/s\n",
+                  static_cast<long long>(b), ms, static_cast<double>(bytes) / ms / 1e6);
+      weight_pass.push_back({{"batch", b}, {"ms", ms}, {"bytes", bytes}});
+    }
+  }
   for (const std::string& recipe : a.recipes) {
     absl::StatusOr<std::unique_ptr<lm::LlamaModel>> model = lm::LlamaModel::Create(config, weights);
     if (!model.ok()) {
@@ -538,6 +605,7 @@ int main(int argc, char** argv) {
   if (dev.is_cuda()) j["gpu"] = at::cuda::getCurrentDeviceProperties()->name;
 #endif
   for (const Result& r : results) j["results"].push_back(ToJson(r));
+  j["weight_pass"] = weight_pass;
   std::string out = a.out;
   if (out.empty()) {
     const char* dir = std::getenv("OUT");
