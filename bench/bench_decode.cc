@@ -184,6 +184,9 @@ lm::ModelWeights RandomWeights(const linearize::io::ModelConfig& c, const at::Te
 
 bool IsCuda(const at::Device& d) { return d.is_cuda(); }
 
+// "cuda" without an index is the first device.
+c10::DeviceIndex Index(const at::Device& d) { return d.index() < 0 ? 0 : d.index(); }
+
 void Sync(const at::Device& d) {
 #ifdef LINEARIZE_WITH_CUDA
   if (IsCuda(d)) at::cuda::getCurrentCUDAStream().synchronize();
@@ -199,8 +202,7 @@ int64_t FreeBytes(const at::Device& d) {
   if (IsCuda(d)) {
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    const auto stats =
-        c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(Index(d));
     const size_t agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     return static_cast<int64_t>(free) + stats.reserved_bytes[agg].current -
            stats.allocated_bytes[agg].current;
@@ -212,7 +214,7 @@ int64_t FreeBytes(const at::Device& d) {
 
 void ResetPeak(const at::Device& d) {
 #ifdef LINEARIZE_WITH_CUDA
-  if (IsCuda(d)) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index() < 0 ? 0 : d.index());
+  if (IsCuda(d)) c10::cuda::CUDACachingAllocator::resetPeakStats(Index(d));
 #endif
   (void)d;
 }
@@ -220,8 +222,7 @@ void ResetPeak(const at::Device& d) {
 int64_t PeakBytes(const at::Device& d) {
 #ifdef LINEARIZE_WITH_CUDA
   if (IsCuda(d)) {
-    const auto stats =
-        c10::cuda::CUDACachingAllocator::getDeviceStats(d.index() < 0 ? 0 : d.index());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(Index(d));
     return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
         .peak;
   }
@@ -503,17 +504,18 @@ int main(int argc, char** argv) {
   if (dev.is_cuda()) {
     int64_t bytes = 0;
     for (const lm::LayerWeights& l : weights.layers) {
-      for (const at::Tensor* t : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj,
-                                  &l.up_proj, &l.down_proj}) {
+      for (const at::Tensor* t :
+           {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
         bytes += static_cast<int64_t>(t->nbytes());
       }
     }
     bytes += static_cast<int64_t>(weights.lm_head.nbytes());
     for (const int64_t b : a.batches) {
       const double ms = WeightPassMs(weights, b, dev);
-      std::printf("weights alone (every projection and the LM head, batch %lld, one graph): "
-                  "%.2f ms, %.0f GB/s\n",
-                  static_cast<long long>(b), ms, static_cast<double>(bytes) / ms / 1e6);
+      std::printf(
+          "weights alone (every projection and the LM head, batch %lld, one graph): "
+          "%.2f ms, %.0f GB/s\n",
+          static_cast<long long>(b), ms, static_cast<double>(bytes) / ms / 1e6);
       weight_pass.push_back({{"batch", b}, {"ms", ms}, {"bytes", bytes}});
     }
   }

@@ -22,7 +22,6 @@
 #include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
 #include "common/model/recording_attention.h"
-#include "common/model/softmax_attention.h"
 #include "common/model/student_attention.h"
 #include "nlohmann/json.hpp"
 
@@ -297,11 +296,7 @@ absl::Status Pipeline::Setup() {
     if (!a.ok()) return a.status();
     student_->SetAttention(l, *std::move(a));
     teacher_.loaded.model->SetAttention(
-        l, std::make_unique<RecordingAttention>(
-               std::make_unique<model::SoftmaxAttention>(c.num_attention_heads,
-                                                         c.num_key_value_heads, c.head_dim,
-                                                         c.sliding_window),
-               &records_[static_cast<size_t>(l)]));
+        l, RecordingAttention::Softmax(c, &records_[static_cast<size_t>(l)]));
   }
   absl::StatusOr<model::LoraAdapters> lora =
       model::NewLoraAdapters(c, o_.lora, o_.seed + 17, device_);

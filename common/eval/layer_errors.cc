@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/eval/token_scores.h"
 #include "common/model/recording_attention.h"
-#include "common/model/softmax_attention.h"
 
 namespace linearize::eval {
 
@@ -36,11 +35,8 @@ absl::StatusOr<std::vector<LayerError>> CompareAttentionLayers(const model::Llam
   std::vector<model::LayerRecord> records(static_cast<size_t>(c.num_hidden_layers));
   std::vector<int64_t> layers;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    (*probe)->SetAttention(
-        l, std::make_unique<model::RecordingAttention>(
-               std::make_unique<model::SoftmaxAttention>(
-                   c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.sliding_window),
-               &records[static_cast<size_t>(l)]));
+    (*probe)->SetAttention(l,
+                           model::RecordingAttention::Softmax(c, &records[static_cast<size_t>(l)]));
     if (student.attention(l).name() != "softmax") layers.push_back(l);
   }
   std::vector<double> err(layers.size(), 0), ref(layers.size(), 0);

@@ -10,7 +10,9 @@
 #include <string_view>
 #include <utility>
 
+#include "common/io/model_config.h"
 #include "common/model/attention.h"
+#include "common/model/softmax_attention.h"
 
 namespace linearize::model {
 
@@ -25,6 +27,15 @@ class RecordingAttention final : public AttentionLayer {
   // `record` must outlive this layer.
   RecordingAttention(std::unique_ptr<AttentionLayer> inner, LayerRecord* record)
       : inner_(std::move(inner)), record_(record) {}
+  // A recording softmax attention of a `config` layer: a teacher layer as it
+  // is, plus the record.
+  static std::unique_ptr<RecordingAttention> Softmax(const io::ModelConfig& config,
+                                                     LayerRecord* record) {
+    return std::make_unique<RecordingAttention>(
+        std::make_unique<SoftmaxAttention>(config.num_attention_heads, config.num_key_value_heads,
+                                           config.head_dim, config.sliding_window),
+        record);
+  }
   std::string_view name() const override { return inner_->name(); }
   at::Tensor Forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      AttentionState* state, int64_t position) const override {

@@ -12,15 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "linearize/v1/evaluation_service.grpc.pb.h"
+#include "services/cli/rpc_error.h"
 #include "services/common/client.h"
 
 namespace linearize::cli {
 namespace {
-
-absl::Status RpcError(const grpc::Status& s) {
-  const auto code = static_cast<absl::StatusCode>(s.error_code());
-  return absl::Status(code, absl::StrCat(absl::StatusCodeToString(code), ": ", s.error_message()));
-}
 
 // The CLI's task list as the service's tasks (names as the local report's
 // sections; the server fills in its defaults).

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/util/json_util.h"
 #include "linearize/v1/job_service.grpc.pb.h"
+#include "services/cli/rpc_error.h"
 #include "services/cli/job_format.h"
 #include "services/common/client.h"
 
@@ -25,11 +26,6 @@ namespace {
 
 using Stub = v1::JobService::Stub;
 
-// A failed call as the user sees it: "<CODE>: <the server's message>".
-absl::Status RpcError(const grpc::Status& s) {
-  const auto code = static_cast<absl::StatusCode>(s.error_code());
-  return absl::Status(code, absl::StrCat(absl::StatusCodeToString(code), ": ", s.error_message()));
-}
 absl::Status Prefixed(const absl::Status& s) {
   if (s.ok()) return s;
   return absl::Status(s.code(),
