@@ -18,7 +18,8 @@
 //
 //   bench_decode [--shape llama3-8b|tiny] [--device cuda|cpu] [--recipes softmax,lolcats]
 //                [--contexts 1024,8192,32768,131072] [--batches 1,64] [--steps 32]
-//                [--warmup 3] [--sdp-cudnn off|on] [--out FILE.json]
+//                [--warmup 3] [--sdp-cudnn off|on] [--fuse on|off] [--profile off|on]
+//                [--out FILE.json]
 // Prints a table; writes JSON to --out (default $OUT/decode_bench.json, else
 // ./decode_bench.json). `--shape tiny --device cpu` is a seconds-long smoke run.
 #include <ATen/ATen.h>
@@ -46,6 +47,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/kernel_profile.h"
 #include "common/io/model_config.h"
 #include "common/model/decode_graph.h"
 #include "common/model/linear_attention_config.h"
@@ -69,6 +71,11 @@ struct Args {
   // SDPA's cuDNN backend: LlamaModel::Create switches it off on CUDA; "on"
   // turns it back on after the models are made, to measure what it costs.
   bool sdp_cudnn = false;
+  // LlamaModel::FuseProjections (one q/k/v GEMM, one gate/up GEMM, residuals
+  // added by the GEMMs); "off" measures the separate projections.
+  bool fuse = true;
+  // Kineto profile of batch-1 decode steps: GPU time per kernel.
+  bool profile = false;
   std::string out;
 };
 
@@ -113,6 +120,10 @@ std::optional<Args> ParseArgs(int argc, char** argv) {
       a.out = value;
     else if (flag == "--sdp-cudnn")
       a.sdp_cudnn = value == "on";
+    else if (flag == "--fuse")
+      a.fuse = value != "off";
+    else if (flag == "--profile")
+      a.profile = value == "on";
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return std::nullopt;
@@ -261,6 +272,7 @@ struct Result {
   double ttft_ms = 0, step_ms = 0, tokens_per_s = 0;
   int64_t state_bytes_per_session = 0, peak_bytes = 0, needed_bytes = 0;
   double graph_max_rel_diff = 0;  // graph path: replayed vs plain step logits
+  int64_t graph_kernels = 0;       // graph path: kernel launches per step
 };
 
 nlohmann::json ToJson(const Result& r) {
@@ -275,7 +287,8 @@ nlohmann::json ToJson(const Result& r) {
           {"state_bytes_per_session", r.state_bytes_per_session},
           {"peak_bytes", r.peak_bytes},
           {"needed_bytes", r.needed_bytes},
-          {"graph_max_rel_diff", r.graph_max_rel_diff}};
+          {"graph_max_rel_diff", r.graph_max_rel_diff},
+          {"graph_kernels", r.graph_kernels}};
 }
 
 // Times `steps` decode steps (after `warmup`) of `step`, which takes the ids
@@ -378,6 +391,7 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
             absl::StatusOr<std::unique_ptr<lm::DecodeGraph>> graph =
                 lm::DecodeGraph::Capture(model, m.get());
             if (!graph.ok()) throw std::runtime_error(std::string(graph.status().message()));
+            r.graph_kernels = (*graph)->kernels_per_step();
             // The replayed step must equal the plain one, three steps in a row.
             at::Tensor x = ids;
             for (int i = 0; i < 3; ++i) {
@@ -414,7 +428,8 @@ void RunModel(const Args& a, const std::string& recipe, const lm::LlamaModel& mo
                   << (r.status == "ok" ? std::to_string(r.tokens_per_s) + " tok/s"
                                        : r.status.substr(0, 300))
                   << (path == "graph"
-                          ? ", max rel diff vs plain " + std::to_string(r.graph_max_rel_diff)
+                          ? ", max rel diff vs plain " + std::to_string(r.graph_max_rel_diff) +
+                                ", " + std::to_string(r.graph_kernels) + " kernels/step"
                           : "")
                   << "\n";
         results->push_back(r);
@@ -446,12 +461,21 @@ double WeightPassMs(const lm::ModelWeights& w, int64_t batch, const at::Device& 
   const at::Tensor xq = at::randn({batch, w.layers[0].o_proj.size(1)}, w.embed.options());
   const auto pass = [&] {
     for (const lm::LayerWeights& l : w.layers) {
-      at::linear(x, l.q_proj);
-      at::linear(x, l.k_proj);
-      at::linear(x, l.v_proj);
+      // Fused weights (back to back) are read as the fused model reads them.
+      if (const at::Tensor qkv = lm::AdjacentRows({l.q_proj, l.k_proj, l.v_proj}); qkv.defined()) {
+        at::linear(x, qkv);
+      } else {
+        at::linear(x, l.q_proj);
+        at::linear(x, l.k_proj);
+        at::linear(x, l.v_proj);
+      }
       at::linear(xq, l.o_proj);
-      at::linear(x, l.gate_proj);
-      at::linear(x, l.up_proj);
+      if (const at::Tensor gate_up = lm::AdjacentRows({l.gate_proj, l.up_proj}); gate_up.defined()) {
+        at::linear(x, gate_up);
+      } else {
+        at::linear(x, l.gate_proj);
+        at::linear(x, l.up_proj);
+      }
       at::linear(xi, l.down_proj);
     }
     at::linear(x, w.lm_head);
@@ -481,6 +505,47 @@ double WeightPassMs(const lm::ModelWeights& w, int64_t batch, const at::Device& 
 #endif
 }
 
+// Batch-1 decode steps of `model` (after a 128-token prompt, so a window is
+// full) under the profiler: GPU time per kernel, printed and returned as JSON.
+nlohmann::json ProfileDecode(const std::string& recipe, const lm::LlamaModel& model,
+                             const at::Device& dev) {
+  at::manual_seed(7);
+  const at::Tensor prompt =
+      at::randint(model.vocab_size(), {1, 128}, at::TensorOptions().dtype(at::kLong));
+  std::unique_ptr<lm::Memory> memory = model.NewMemory(1, 256);
+  at::Tensor ids = NextIds(Unwrap(
+      model.Forward(prompt.to(dev), memory.get(), lm::LlamaModel::Logits::kLast), "prefill"));
+  const auto step = [&] {
+    ids = NextIds(Unwrap(model.Forward(ids.to(dev), memory.get(), lm::LlamaModel::Logits::kLast),
+                         "decode"));
+  };
+  for (int i = 0; i < 3; ++i) step();
+  Sync(dev);
+  const int steps = 5;
+  const std::vector<linearize::bench::KernelTime> rows =
+      linearize::bench::ProfileKernels([&] { step(); Sync(dev); }, steps);
+  double total = 0, launches = 0;
+  for (const auto& r : rows) {
+    total += r.us_per_step;
+    launches += r.launches_per_step;
+  }
+  std::printf("\nGPU time per decode step by kernel (%s, batch 1, %d profiled eager steps): "
+              "%.0f us in %.0f launches\n\n| us/step | launches | kernel |\n|---|---|---|\n",
+              recipe.c_str(), steps, total, launches);
+  nlohmann::json j = {{"recipe", recipe}, {"us_per_step", total}, {"launches", launches}};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i < 25) {
+      std::printf("| %.1f | %.0f | %s |\n", rows[i].us_per_step, rows[i].launches_per_step,
+                  rows[i].name.substr(0, 110).c_str());
+    }
+    j["kernels"].push_back({{"name", rows[i].name},
+                            {"us_per_step", rows[i].us_per_step},
+                            {"launches_per_step", rows[i].launches_per_step}});
+  }
+  if (rows.empty()) std::printf("(the profiler recorded no GPU activity)\n");
+  return j;
+}
+
 int main(int argc, char** argv) {
   const std::optional<Args> args = ParseArgs(argc, argv);
   if (!args) return 2;
@@ -499,8 +564,19 @@ int main(int argc, char** argv) {
   const at::TensorOptions opts =
       at::TensorOptions().dtype(dev.is_cuda() ? at::kBFloat16 : at::kFloat).device(dev);
   lm::ModelWeights weights = RandomWeights(config, opts);
+  if (a.fuse) {
+    // Fused once: every model below is made from the fused weights, whose
+    // q/k/v and gate/up it finds back to back (no copies).
+    absl::StatusOr<std::unique_ptr<lm::LlamaModel>> m = lm::LlamaModel::Create(config, weights);
+    if (!m.ok()) {
+      std::cerr << m.status() << "\n";
+      return 1;
+    }
+    (*m)->FuseProjections();
+    weights = (*m)->weights();
+  }
   std::vector<Result> results;
-  nlohmann::json weight_pass;
+  nlohmann::json weight_pass, profiles = nlohmann::json::array();
   if (dev.is_cuda()) {
     int64_t bytes = 0;
     for (const lm::LayerWeights& l : weights.layers) {
@@ -525,6 +601,7 @@ int main(int argc, char** argv) {
       std::cerr << model.status() << "\n";
       return 1;
     }
+    if (a.fuse) (*model)->FuseProjections();
     if (a.sdp_cudnn) at::globalContext().setSDPUseCuDNN(true);
     if (recipe != "softmax") {
       absl::StatusOr<lm::Recipe> r = lm::ParseRecipe(recipe);
@@ -546,6 +623,7 @@ int main(int argc, char** argv) {
       }
     }
     RunModel(a, recipe, **model, dev, &results);
+    if (a.profile) profiles.push_back(ProfileDecode(recipe, **model, dev));
   }
 
   // Table: tokens/s per (recipe, batch, path) x context, then TTFT and state.
@@ -595,6 +673,7 @@ int main(int argc, char** argv) {
   j["steps"] = a.steps;
   j["warmup"] = a.warmup;
   j["sdp_cudnn"] = a.sdp_cudnn;
+  j["fused_projections"] = a.fuse;
   j["config"] = {{"vocab", config.vocab_size},
                  {"hidden", config.hidden_size},
                  {"intermediate", config.intermediate_size},
@@ -608,6 +687,7 @@ int main(int argc, char** argv) {
 #endif
   for (const Result& r : results) j["results"].push_back(ToJson(r));
   j["weight_pass"] = weight_pass;
+  if (a.profile) j["profiles"] = profiles;
   std::string out = a.out;
   if (out.empty()) {
     const char* dir = std::getenv("OUT");

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/convert/adamw.h"
+#include "common/convert/block_inputs.h"
 #include "common/convert/export.h"
 #include "common/convert/fs_util.h"
 #include "common/convert/precision.h"
@@ -148,6 +149,10 @@ absl::Status CheckOptions(const ConvertOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("block_first and block_count must be >= 0, got ",
                                                    o.block_first, ", ", o.block_count));
   }
+  if (o.block_count == 0 && (!o.block_inputs.empty() || !o.write_block_outputs.empty())) {
+    return absl::InvalidArgumentError(
+        "block_inputs / write_block_outputs: only for a block run (set block_count)");
+  }
   if (o.block_count > 0 && o.attention.recipe == model::Recipe::kLinear) {
     return absl::InvalidArgumentError(
         "block_count: the linear baseline has no attention transfer to split into blocks");
@@ -183,9 +188,12 @@ class Pipeline {
   absl::Status Setup();
   absl::Status LoadCheckpoint();
   absl::Status SaveCheckpoint();
-  at::Tensor Batch(int stage, int64_t micro);
-  // Sum over converted layers of the student/teacher attention MSE on `ids`.
-  at::Tensor AttentionLoss(const at::Tensor& ids);
+  // The training rows of micro-batch `micro` (int64 indices into data_.train).
+  at::Tensor BatchRows(int stage, int64_t micro);
+  // Sum over converted layers of the student/teacher attention MSE on `ids`;
+  // `block_in`: the teacher's cached stream entering the block for these
+  // rows, or undefined.
+  at::Tensor AttentionLoss(const at::Tensor& ids, const at::Tensor& block_in);
   double ValidationMse();
   double ValidationPerplexity(const model::LlamaModel& m);
   at::Tensor NextTokenLoss(const at::Tensor& ids);
@@ -220,6 +228,7 @@ class Pipeline {
   std::unique_ptr<model::LlamaModel> student_;
   std::vector<model::StudentTensors> students_;  // per layer (empty: softmax)
   std::vector<LayerRecord> records_;
+  std::optional<BlockInputs> block_inputs_;  // ConvertOptions::block_inputs, read
   std::shared_ptr<model::LoraAdapters> lora_;
   std::unique_ptr<AdamW> adam_;
   TokenData data_;
@@ -320,7 +329,7 @@ void Pipeline::SetStudentTrainable(bool on) {
   }
 }
 
-at::Tensor Pipeline::Batch(int stage, int64_t micro) {
+at::Tensor Pipeline::BatchRows(int stage, int64_t micro) {
   const int64_t n = data_.train.size(0);
   std::vector<int64_t> rows;
   for (int64_t b = 0; b < o_.batch_size; ++b) {
@@ -336,15 +345,25 @@ at::Tensor Pipeline::Batch(int stage, int64_t micro) {
     }
     rows.push_back(it->second[static_cast<size_t>(idx % n)]);
   }
-  return data_.train.index_select(0, at::tensor(rows, at::kLong))
-      .to(device_);
+  return at::tensor(rows, at::kLong);
 }
 
-at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids) {
+at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids, const at::Tensor& block_in) {
   const AutocastScope autocast(device_, o_.bf16);
   {
+    // The teacher's forward fills records_; a block needs only its layers
+    // (from cached inputs) or the layers up to its end.
     at::NoGradGuard no_grad;
-    absl::StatusOr<at::Tensor> h = teacher_.loaded.model->ForwardHidden(ids);
+    const model::LlamaModel& t = *teacher_.loaded.model;
+    absl::StatusOr<at::Tensor> h;
+    if (block_in.defined()) {
+      h = t.ForwardLayers(block_in, o_.block_first, o_.block_count);
+    } else if (o_.block_count > 0) {
+      h = t.Embed(ids);
+      if (h.ok()) h = t.ForwardLayers(*h, 0, o_.block_first + o_.block_count);
+    } else {
+      h = t.ForwardHidden(ids);
+    }
     TORCH_CHECK(h.ok(), std::string(h.status().message()));
   }
   at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));
@@ -365,7 +384,9 @@ double Pipeline::ValidationMse() {
   for (int64_t i = 0; i < n; i += o_.batch_size) {
     const int64_t b = std::min(o_.batch_size, n - i);
     const at::Tensor ids = data_.validation.narrow(0, i, b).to(device_);
-    sum += AttentionLoss(ids).item<double>() * static_cast<double>(b);
+    const at::Tensor block_in =
+        block_inputs_ ? block_inputs_->validation.narrow(0, i, b) : at::Tensor();
+    sum += AttentionLoss(ids, block_in).item<double>() * static_cast<double>(b);
     rows += b;
   }
   return sum / static_cast<double>(rows);
@@ -477,10 +498,13 @@ absl::Status Pipeline::TrainStage(int stage) {
     double loss_sum = 0;
     for (int64_t a = 0; a < o_.grad_accum; ++a) {
       const int64_t micro = st_.step * o_.grad_accum + a;
-      const at::Tensor ids = Batch(stage, micro);
+      const at::Tensor rows = BatchRows(stage, micro);
+      const at::Tensor ids = data_.train.index_select(0, rows).to(device_);
       at::Tensor loss;
       if (stage == 1) {
-        const at::Tensor mse = AttentionLoss(ids);
+        const at::Tensor block_in =
+            block_inputs_ ? block_inputs_->train.index_select(0, rows) : at::Tensor();
+        const at::Tensor mse = AttentionLoss(ids, block_in);
         loss = mse * o_.mse_weight;
         loss_sum += mse.item<double>() / static_cast<double>(o_.grad_accum);
       } else {
@@ -658,6 +682,12 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
       if (absl::Status s = MakeDirs(o_.out_dir); !s.ok()) return s;
       if (o_.attention.recipe == model::Recipe::kLinear) st_.stage = 2;
     }
+    if (!o_.block_inputs.empty()) {
+      absl::StatusOr<BlockInputs> in = ReadBlockInputs(
+          o_.block_inputs, o_.block_first, teacher_.loaded.config.hidden_size, data_);
+      if (!in.ok()) return in.status();
+      block_inputs_ = *std::move(in);
+    }
     tokens_per_step_ = o_.batch_size * o_.grad_accum * o_.data.seq_len;
     const bool transfer = o_.attention.recipe != model::Recipe::kLinear;
     const int64_t tokens1 = transfer ? o_.tokens / 2 : 0;
@@ -675,6 +705,17 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
       if (absl::Status s = TrainStage(1); !s.ok()) return s;
       r.final_val_mse = ValidationMse();
       if (o_.block_count > 0) {  // a block's stage 1 ends the run (block_merge.h)
+        if (!o_.write_block_outputs.empty()) {
+          Notify("block_outputs");
+          const AutocastScope autocast(device_, o_.bf16);
+          absl::StatusOr<BlockInputs> next = ComputeBlockInputs(
+              *teacher_.loaded.model, data_, o_.block_first + o_.block_count, o_.batch_size,
+              block_inputs_ ? &*block_inputs_ : nullptr);
+          if (!next.ok()) return next.status();
+          if (absl::Status s = WriteBlockInputs(o_.write_block_outputs, *next, data_); !s.ok()) {
+            return s;
+          }
+        }
         r.seconds = seconds_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
         if (absl::Status s = SaveCheckpoint(); !s.ok()) return s;
         r.out_dir = o_.out_dir;

@@ -82,13 +82,20 @@ struct ConvertOptions {
   // early stopping) the merged result equals a whole-model stage 1.
   int64_t block_first = 0;
   int64_t block_count = 0;
+  // With a block: a file of the teacher's residual stream entering
+  // block_first for every sequence (block_inputs.h), so that each step runs
+  // only the block's layers of the teacher; and a file to write the stream
+  // leaving the block into once stage 1 is done (the next block's inputs).
+  std::string block_inputs;
+  std::string write_block_outputs;
   std::string out_dir;
   bool resume = false;  // continue from <out>/checkpoint
   uint64_t seed = 0;
 };
 
 struct ProgressEvent {
-  std::string stage;  // "data", "attention_transfer", "finetune", "evaluate", "export"
+  std::string stage;  // "data", "attention_transfer", "finetune", "evaluate", "block_outputs",
+                      // "export"
   int64_t step = 0;   // optimizer steps done in this stage
   int64_t total = 0;  // planned steps of this stage
   double tokens_per_second = 0;

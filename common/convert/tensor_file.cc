@@ -54,9 +54,11 @@ absl::Status WriteTensorFile(const std::string& path, const NamedTensorList& ten
   return io::WriteSafetensors(path, out, metadata);
 }
 
-absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensorFile(const std::string& path) {
+absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensorFile(
+    const std::string& path, std::map<std::string, std::string>* metadata) {
   absl::StatusOr<std::unique_ptr<io::SafetensorsFile>> file = io::SafetensorsFile::Open(path);
   if (!file.ok()) return file.status();
+  if (metadata != nullptr) *metadata = (*file)->metadata();
   std::map<std::string, at::Tensor> out;
   for (const io::TensorView& v : (*file)->tensors()) {
     absl::StatusOr<at::ScalarType> type = ToScalar(v.dtype);

@@ -25,11 +25,35 @@ struct DecodeGraph::Impl {
   at::Tensor positions;  // [B] int64 on the GPU: each row's RoPE position
   at::Tensor logits;     // [B, V] float32, rewritten by every replay
 #ifdef LINEARIZE_WITH_CUDA
-  at::cuda::CUDAGraph graph;
+  // Kept after instantiation so that its kernels can be counted.
+  at::cuda::CUDAGraph graph{/*keep_graph=*/true};
 #endif
+  int64_t kernels = 0;
 };
 
+#ifdef LINEARIZE_WITH_CUDA
+namespace {
+
+int64_t CountKernels(cudaGraph_t graph) {
+  size_t n = 0;
+  if (cudaGraphGetNodes(graph, nullptr, &n) != cudaSuccess) return 0;
+  std::vector<cudaGraphNode_t> nodes(n);
+  if (cudaGraphGetNodes(graph, nodes.data(), &n) != cudaSuccess) return 0;
+  int64_t kernels = 0;
+  for (cudaGraphNode_t node : nodes) {
+    cudaGraphNodeType type;
+    if (cudaGraphNodeGetType(node, &type) == cudaSuccess && type == cudaGraphNodeTypeKernel) {
+      ++kernels;
+    }
+  }
+  return kernels;
+}
+
+}  // namespace
+#endif
+
 DecodeGraph::DecodeGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+int64_t DecodeGraph::kernels_per_step() const { return impl_->kernels; }
 DecodeGraph::~DecodeGraph() = default;
 
 absl::StatusOr<std::unique_ptr<DecodeGraph>> DecodeGraph::Capture(const LlamaModel& model,
@@ -85,6 +109,8 @@ absl::StatusOr<std::unique_ptr<DecodeGraph>> DecodeGraph::Capture(const LlamaMod
         model.LmHead(model.HiddenUnchecked(impl->ids, memory, impl->positions)).view({b, -1});
     capturing = false;
     impl->graph.capture_end();
+    impl->kernels = CountKernels(impl->graph.raw_cuda_graph());
+    impl->graph.instantiate();
   } catch (const c10::Error& e) {
     if (capturing) {  // end the broken capture so the stream is usable again
       cudaGraph_t broken = nullptr;

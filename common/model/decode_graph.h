@@ -37,6 +37,9 @@ class DecodeGraph {
   // caller sampled them from this model's logits).
   absl::StatusOr<at::Tensor> Step(const at::Tensor& ids);
 
+  // Kernel launches in one step (what the fusions in LlamaModel cut).
+  int64_t kernels_per_step() const;
+
  private:
   struct Impl;
   explicit DecodeGraph(std::unique_ptr<Impl> impl);

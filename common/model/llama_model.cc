@@ -9,6 +9,8 @@
 #include "common/model/mlp.h"
 #include "common/model/softmax_attention.h"
 #include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rope/rope.h"
+#include "kernels/swiglu/swiglu.h"
 
 namespace linearize::model {
 namespace {
@@ -111,6 +113,39 @@ absl::StatusOr<at::Tensor> LlamaModel::ForwardHidden(const at::Tensor& ids,
   try {
     if (absl::Status s = CheckInput(ids, memory); !s.ok()) return s;
     return HiddenUnchecked(ids.to(device()), memory);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<at::Tensor> LlamaModel::Embed(const at::Tensor& ids) const {
+  try {
+    if (absl::Status s = CheckInput(ids, nullptr); !s.ok()) return s;
+    return at::embedding(weights_.embed, ids.to(device()));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("embedding failed: ", e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<at::Tensor> LlamaModel::ForwardLayers(const at::Tensor& hidden, int64_t first,
+                                                     int64_t count) const {
+  const io::ModelConfig& c = config_;
+  if (first < 0 || count < 0 || first + count > c.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("layers [", first, ", ", first + count,
+                                                   ") are outside the model's ",
+                                                   c.num_hidden_layers, " layers"));
+  }
+  if (hidden.dim() != 3 || hidden.size(2) != c.hidden_size || hidden.size(1) < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("hidden states must be [B, T, ", c.hidden_size,
+                                                   "], got ", ShapeString(hidden.sizes())));
+  }
+  try {
+    // A fused model may accumulate into its input; the caller's stays intact.
+    at::Tensor x = hidden.to(device(), dtype());
+    if (fused() && x.is_same(hidden)) x = x.clone();
+    const auto [cos, sin] = rope_.CosSin(0, x.size(1), dtype());
+    for (int64_t i = first; i < first + count; ++i) x = Layer(i, x, cos, sin, nullptr, 0);
+    return x;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("forward failed: ", e.what_without_backtrace()));
   }
@@ -253,22 +288,102 @@ at::Tensor LlamaModel::Layer(int64_t i, const at::Tensor& x, const at::Tensor& c
   const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
   const at::Tensor h = kernels::RmsNorm(x, l.input_norm, c.rms_norm_eps);
   // [B, T, heads * D] -> [B, heads, T, D]
-  const at::Tensor q = Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ)
-                           .view({b, t, c.num_attention_heads, c.head_dim})
-                           .transpose(1, 2);
-  const at::Tensor k = Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK)
-                           .view({b, t, c.num_key_value_heads, c.head_dim})
-                           .transpose(1, 2);
-  const at::Tensor v = Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)
-                           .view({b, t, c.num_key_value_heads, c.head_dim})
-                           .transpose(1, 2);
+  const auto [q_rows, k_rows, v_rows] = ProjectQkv(h, i);
+  const at::Tensor q = q_rows.view({b, t, c.num_attention_heads, c.head_dim}).transpose(1, 2);
+  const at::Tensor k = k_rows.view({b, t, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
+  const at::Tensor v = v_rows.view({b, t, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
   AttentionState* state = memory != nullptr ? memory->layer(static_cast<size_t>(i)) : nullptr;
-  AttentionInputs in{ApplyRotary(q, cos, sin), ApplyRotary(k, cos, sin), v, q, k, h};
+  AttentionInputs in{kernels::Rotary(q, cos, sin), kernels::Rotary(k, cos, sin), v, q, k, h};
   const at::Tensor a = attention_[static_cast<size_t>(i)]->Forward(in, state, position);
-  at::Tensor y = x + Project(a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
-                             l.o_proj, l.o_bias, i, LoraTarget::kO);
-  return y + SwiGlu(kernels::RmsNorm(y, l.post_norm, c.rms_norm_eps), l.gate_proj, l.up_proj,
-                    l.down_proj);
+  const at::Tensor y =
+      AddProjected(x, a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
+                   l.o_proj, l.o_bias, i, LoraTarget::kO);
+  return AddMlp(y, kernels::RmsNorm(y, l.post_norm, c.rms_norm_eps), i);
+}
+
+std::array<at::Tensor, 3> LlamaModel::ProjectQkv(const at::Tensor& h, int64_t i) const {
+  const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+  if (fused_.empty()) {
+    return {Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ),
+            Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK),
+            Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)};
+  }
+  const FusedLayer& f = fused_[static_cast<size_t>(i)];
+  const at::Tensor qkv = Linear(h, f.qkv, f.qkv_bias);
+  const int64_t nq = l.q_proj.size(0), nkv = l.k_proj.size(0);
+  std::array<at::Tensor, 3> out = {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nkv),
+                                   qkv.narrow(-1, nq + nkv, nkv)};
+  if (lora_ != nullptr) {
+    const LoraTarget targets[3] = {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV};
+    for (size_t j = 0; j < out.size(); ++j) {
+      if (at::Tensor delta = lora_->Delta(i, targets[j], h); delta.defined()) out[j] = out[j] + delta;
+    }
+  }
+  return out;
+}
+
+at::Tensor LlamaModel::AddProjected(const at::Tensor& residual, const at::Tensor& x,
+                                    const at::Tensor& w, const at::Tensor& bias, int64_t layer,
+                                    std::optional<LoraTarget> target) const {
+  if (fused_.empty()) {
+    return residual + (target ? Project(x, w, bias, layer, *target) : Linear(x, w, bias));
+  }
+  // One GEMM with beta = 1 adds the residual in its epilogue: a kernel less
+  // per projection, which a batch-1 decode step (launch-bound) feels. Out of
+  // place, addmm first copies the residual into its result; when nothing
+  // can need the residual again (no autograd, no checkpointing keeping the
+  // layer's input) the GEMM accumulates into it instead.
+  const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+  at::Tensor y;
+  if (!at::GradMode::is_enabled() && !checkpointing_ && residual.is_contiguous()) {
+    y = residual;
+    y.view({-1, residual.size(-1)}).addmm_(x2, w.t());
+  } else {
+    y = at::addmm(residual.reshape({-1, residual.size(-1)}), x2, w.t()).view(residual.sizes());
+  }
+  if (bias.defined()) y = y + bias;
+  if (target && lora_ != nullptr) {
+    if (at::Tensor delta = lora_->Delta(layer, *target, x); delta.defined()) y = y + delta;
+  }
+  return y;
+}
+
+at::Tensor LlamaModel::AddMlp(const at::Tensor& residual, const at::Tensor& h, int64_t i) const {
+  const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+  if (fused_.empty()) return residual + SwiGlu(h, l.gate_proj, l.up_proj, l.down_proj);
+  const at::Tensor gated = kernels::SiluMul(at::linear(h, fused_[static_cast<size_t>(i)].gate_up));
+  return AddProjected(residual, gated, l.down_proj, {}, i, std::nullopt);
+}
+
+void LlamaModel::FuseProjections() {
+  if (!fused_.empty()) return;
+  at::NoGradGuard no_grad;
+  for (LayerWeights& l : weights_.layers) {
+    FusedLayer f;
+    const int64_t nq = l.q_proj.size(0), nkv = l.k_proj.size(0), inner = l.gate_proj.size(0);
+    // A model made from a fused model's weights finds them back to back.
+    f.qkv = AdjacentRows({l.q_proj, l.k_proj, l.v_proj});
+    if (!f.qkv.defined()) f.qkv = at::cat({l.q_proj, l.k_proj, l.v_proj});
+    l.q_proj = f.qkv.narrow(0, 0, nq);
+    l.k_proj = f.qkv.narrow(0, nq, nkv);
+    l.v_proj = f.qkv.narrow(0, nq + nkv, nkv);
+    if (l.q_bias.defined() || l.k_bias.defined() || l.v_bias.defined()) {
+      const auto bias = [&](const at::Tensor& b, int64_t n) {
+        return b.defined() ? b : at::zeros({n}, f.qkv.options());
+      };
+      f.qkv_bias = at::cat({bias(l.q_bias, nq), bias(l.k_bias, nkv), bias(l.v_bias, nkv)});
+      at::Tensor* slots[3] = {&l.q_bias, &l.k_bias, &l.v_bias};
+      const int64_t starts[3] = {0, nq, nq + nkv}, sizes[3] = {nq, nkv, nkv};
+      for (int j = 0; j < 3; ++j) {
+        if (slots[j]->defined()) *slots[j] = f.qkv_bias.narrow(0, starts[j], sizes[j]);
+      }
+    }
+    f.gate_up = AdjacentRows({l.gate_proj, l.up_proj});
+    if (!f.gate_up.defined()) f.gate_up = at::cat({l.gate_proj, l.up_proj});
+    l.gate_proj = f.gate_up.narrow(0, 0, inner);
+    l.up_proj = f.gate_up.narrow(0, inner, inner);
+    fused_.push_back(std::move(f));
+  }
 }
 
 at::Tensor LlamaModel::HiddenUnchecked(const at::Tensor& ids, Memory* memory,

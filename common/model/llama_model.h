@@ -6,8 +6,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -53,6 +55,15 @@ class LlamaModel {
   void SetActivationCheckpointing(bool on) { checkpointing_ = on; }
   const LoraAdapters* lora() const { return lora_.get(); }
 
+  // For serving: concatenates each layer's q/k/v weights (and biases) and its
+  // gate/up weights, so that a step runs one GEMM per group, and lets the
+  // o/down GEMMs add the residual. The separate weights become views of the
+  // fused ones, so no memory is added unless another model shares them.
+  // Results equal the unfused model's up to rounding; LoRA adapters still
+  // apply. Call before capturing a DecodeGraph. Idempotent.
+  void FuseProjections();
+  bool fused() const { return !fused_.empty(); }
+
   // A fresh memory for `batch` sequences; `capacity` is a hint of the tokens
   // it will hold (0: grow as needed).
   std::unique_ptr<Memory> NewMemory(int64_t batch, int64_t capacity = 0) const;
@@ -80,6 +91,15 @@ class LlamaModel {
   // The same, stopping at the final RMSNorm: [B, T, H] in the model's dtype.
   absl::StatusOr<at::Tensor> ForwardHidden(const at::Tensor& ids,
                                            Memory* memory = nullptr) const;
+  // ids [B, T] -> token embeddings [B, T, H], what layer 0 takes.
+  absl::StatusOr<at::Tensor> Embed(const at::Tensor& ids) const;
+  // Layers [first, first + count) on the residual stream `hidden` [B, T, H]
+  // of whole sequences (positions from 0, no memory): the stream leaving
+  // layer first + count - 1, before the final norm. Blockwise attention
+  // transfer runs one block of the teacher from cached inputs with it.
+  // INVALID_ARGUMENT names a bad range or shape.
+  absl::StatusOr<at::Tensor> ForwardLayers(const at::Tensor& hidden, int64_t first,
+                                           int64_t count) const;
   // hidden [..., H] -> logits [..., V] float32 (to score long sequences a
   // chunk at a time).
   at::Tensor LmHead(const at::Tensor& hidden) const;
@@ -91,7 +111,8 @@ class LlamaModel {
   // memory->position() for RoPE when defined.
   at::Tensor HiddenUnchecked(const at::Tensor& ids, Memory* memory,
                              const at::Tensor& row_positions = {}) const;
-  // Decoder layer i on x [B, T, H] (memory: its state, or null).
+  // Decoder layer i on x [B, T, H] (memory: its state, or null). A fused
+  // model outside autograd reuses x's memory for the result.
   at::Tensor Layer(int64_t i, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                    Memory* memory, int64_t position) const;
   friend struct CheckpointedLayer;
@@ -99,6 +120,15 @@ class LlamaModel {
   // x W^T + bias, plus the LoRA term when one is set for (layer, target).
   at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                      int64_t layer, LoraTarget target) const;
+  // Layer i's q, k, v projections [B, T, heads * D] of the normalised input.
+  std::array<at::Tensor, 3> ProjectQkv(const at::Tensor& h, int64_t i) const;
+  // residual + x W^T (+ bias, + LoRA when `target` has one). A fused model
+  // outside autograd accumulates into `residual` and returns it.
+  at::Tensor AddProjected(const at::Tensor& residual, const at::Tensor& x, const at::Tensor& w,
+                          const at::Tensor& bias, int64_t layer,
+                          std::optional<LoraTarget> target) const;
+  // residual + the SwiGLU MLP of layer i on the normalised input.
+  at::Tensor AddMlp(const at::Tensor& residual, const at::Tensor& h, int64_t i) const;
 
   io::ModelConfig config_;
   ModelWeights weights_;
@@ -106,6 +136,11 @@ class LlamaModel {
   std::vector<std::unique_ptr<AttentionLayer>> attention_;
   std::shared_ptr<const LoraAdapters> lora_;
   bool checkpointing_ = false;
+  struct FusedLayer {
+    at::Tensor qkv, qkv_bias;  // [(Hq + 2 Hkv) D, H], [(Hq + 2 Hkv) D] or undefined
+    at::Tensor gate_up;        // [2 I, H]
+  };
+  std::vector<FusedLayer> fused_;  // empty until FuseProjections
 };
 
 }  // namespace linearize::model

@@ -92,12 +92,4 @@ std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSinRows(const at::Tensor& 
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
-at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  const at::Tensor x1 = x.narrow(-1, 0, half);
-  const at::Tensor x2 = x.narrow(-1, half, half);
-  const at::Tensor rotated = at::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
-}
-
 }  // namespace linearize::model

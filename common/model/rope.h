@@ -40,7 +40,6 @@ class RotaryEmbedding {
   at::Tensor inv_freq_;
 };
 
-// x * cos + rotate_half(x) * sin for x [B, H, T, D] and cos/sin [T, D].
-at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+// Applying cos/sin to q and k: kernels::Rotary (kernels/rope/rope.h).
 
 }  // namespace linearize::model

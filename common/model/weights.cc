@@ -124,4 +124,20 @@ absl::Status ValidateWeights(const io::ModelConfig& config, const ModelWeights& 
   return absl::OkStatus();
 }
 
+at::Tensor AdjacentRows(std::initializer_list<at::Tensor> parts) {
+  const at::Tensor& first = *parts.begin();
+  int64_t rows = 0;
+  const char* next = nullptr;
+  for (const at::Tensor& p : parts) {
+    if (!p.defined() || p.dim() != 2 || !p.is_contiguous() || p.size(1) != first.size(1) ||
+        p.scalar_type() != first.scalar_type() || !p.storage().is_alias_of(first.storage()) ||
+        (next != nullptr && static_cast<const char*>(p.const_data_ptr()) != next)) {
+      return {};
+    }
+    rows += p.size(0);
+    next = static_cast<const char*>(p.const_data_ptr()) + p.nbytes();
+  }
+  return first.as_strided({rows, first.size(1)}, {first.size(1), 1}, first.storage_offset());
+}
+
 }  // namespace linearize::model

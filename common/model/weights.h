@@ -8,6 +8,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -67,5 +68,10 @@ absl::Status ValidateWeights(const io::ModelConfig& config, const ModelWeights& 
 
 // "[64, 32]"
 std::string ShapeString(at::IntArrayRef shape);
+
+// The row blocks `parts` (2-D, same column count) as one matrix without a
+// copy when they lie back to back in one storage, as q/k/v and gate/up do
+// after LlamaModel::FuseProjections; undefined otherwise.
+at::Tensor AdjacentRows(std::initializer_list<at::Tensor> parts);
 
 }  // namespace linearize::model

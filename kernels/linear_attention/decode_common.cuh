@@ -34,7 +34,7 @@ __device__ __forceinline__ float WarpMax(float x) {
   return x;
 }
 
-// Hedgehog logits of x[d] with w [d][fh] (global, float32) into out[0..fh),
+// Hedgehog logits of x[d] with w [d][fh] (global; fh <= 128) into out[0..fh),
 // then the two softmaxes in place: out[0..fh) = softmax(l), out[fh..2fh) =
 // softmax(-l). `slot` 0 or 1 picks the thread range and the warp, so two
 // vectors can be mapped at once. Elu+1 (w == nullptr): out[i] = elu(x_i) + 1.
@@ -48,23 +48,35 @@ struct MapJob {
 template <typename W>
 __device__ inline void FeatureMaps2(const MapJob<W> (&jobs)[2], int d, int fh) {
   const int tid = threadIdx.x;
-  // Logits (or elu+1): job j uses threads [j * 128, j * 128 + 128).
+  // Logits (or elu+1): job j uses threads [j * 128, j * 128 + 128). An
+  // output sums d products; 128 / fh threads share it, each taking every
+  // (128 / fh)-th input, so each thread has few loads of w, all in flight at
+  // once (a 128-long chain of dependent global loads was most of a step).
+  __shared__ float partial[2][128];
   const int j = tid / 128, i0 = tid % 128;
   const MapJob<W> job = j == 0 ? jobs[0] : jobs[1];
+  const int slices = fh > 0 && fh <= 128 ? 128 / fh : 1;
   if (job.out != nullptr) {
     if (job.w == nullptr) {
       for (int i = i0; i < d; i += 128) {
         const float x = job.x[i];
         job.out[i] = x > 0.f ? x + 1.f : __expf(x);
       }
-    } else {
-      for (int f = i0; f < fh; f += 128) {
-        float acc = 0.f;
-#pragma unroll 8
-        for (int k = 0; k < d; ++k) acc = fmaf(job.x[k], Load(job.w, int64_t(k) * fh + f), acc);
-        job.out[f] = acc;
+    } else if (i0 < slices * fh) {
+      const int f = i0 % fh, slice = i0 / fh;
+      float acc = 0.f;
+#pragma unroll 16
+      for (int k = slice; k < d; k += slices) {
+        acc = fmaf(job.x[k], Load(job.w, int64_t(k) * fh + f), acc);
       }
+      partial[j][i0] = acc;
     }
+  }
+  __syncthreads();
+  if (job.out != nullptr && job.w != nullptr && i0 < fh) {
+    float sum = 0.f;
+    for (int slice = 0; slice < slices; ++slice) sum += partial[j][slice * fh + i0];
+    job.out[i0] = sum;
   }
   __syncthreads();
   // Softmaxes: warp j normalises job j.

@@ -139,11 +139,28 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
   p.q_weight = hedgehog ? qw.data_ptr() : nullptr;
   p.k_weight = hedgehog ? kw.data_ptr() : nullptr;
   p.k_weight_heads = hedgehog ? kw.size(0) : 0;
-  const at::Tensor logit = weights.window_logit.to(at::kFloat).contiguous();
-  p.window_logit = logit.data_ptr<float>();
+  // A float32 or bf16 logit is read as stored: a cast here would be a kernel
+  // per layer per decode step. Other dtypes (float64 in tests) are cast.
+  at::Tensor logit = weights.window_logit;
+  if (!detail::KernelElementType(logit.scalar_type(), &p.logit_type)) {
+    logit = logit.to(at::kFloat);
+    p.logit_type = ElementType::kF32;
+  }
+  logit = logit.contiguous();
+  p.window_logit = logit.data_ptr();
+  // As many CTAs per (row, head) as fit in one wave of the GPU, up to 4.
+  const int64_t sms = detail::CurrentSmCount();
+  for (const int64_t splits : {4, 2}) {
+    if (p.batch * p.heads * splits <= sms && p.head_dim % (4 * splits) == 0) {
+      p.column_splits = splits;
+      break;
+    }
+  }
   if (!LolcatsDecodeSupported(p)) return std::nullopt;
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   at::Tensor y = at::empty(q.sizes(), q.options());
+  const at::Tensor evicted = at::empty(state.k_sum.sizes(), state.k_sum.options());
+  p.evicted_features = evicted.data_ptr<float>();
   p.kv = state.kv.data_ptr<float>();
   p.k_sum = state.k_sum.data_ptr<float>();
   p.k_window = state.k_window.data_ptr();

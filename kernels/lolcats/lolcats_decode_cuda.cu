@@ -1,9 +1,15 @@
-// LoLCATs decode, two launches: (1) one CTA per (row, head) evicts the key
-// leaving the window into S, z (one read-modify-write sweep that also reads
-// phi(q) S), scores the window (the new key from the input, the others from
-// the ring) and writes y; (2) one CTA per row writes k, v into the ring and
-// advances the position. The ring write waits for (1) because (1) still
-// reads the slot's old key.
+// LoLCATs decode, two launches. (1) `column_splits` CTAs per (row, head),
+// each owning a block of the output's columns: each maps q (and the key
+// leaving the window) through the feature maps, adds that key's outer
+// product into its columns of S while reading phi(q) S there (one
+// read-modify-write sweep), scores the whole window (the new key from the
+// input, the others from the ring) and writes its columns of y. z is only
+// read: every split needs all of it; the leaving key's features go to a
+// scratch buffer. (2) one CTA per row adds those features to z, writes k, v
+// into the ring and advances the position. (2) waits for (1) because (1)
+// still reads the slot's old key and the old z. At batch 1 an 8B model has
+// 32 heads for 132 SMs: splitting the columns fills the GPU and shortens
+// each CTA's chain of dependent loads.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -16,6 +22,50 @@ namespace {
 using decode::kDecodeThreads;
 constexpr int kMaxWindow = 1024;
 
+// The column block [c0, c0 + dc) of a head's state S [f][d] (row-major
+// float32, global): if add_k != nullptr, S[:, block] += add_k add_v[block]^T;
+// then num[0..dc) = phi_q S[:, block] (after the update). smem: add_k [f],
+// add_v [d], phi_q [f]; scratch >= kDecodeThreads * 4 floats. dc % 4 == 0.
+__device__ inline void SweepColumns(float* S, int f, int d, int c0, int dc, const float* add_k,
+                                    const float* add_v, const float* phi_q, float* scratch,
+                                    float* num) {
+  const int tid = threadIdx.x;
+  const int cols4 = dc / 4, groups = kDecodeThreads / cols4;
+  const int c4 = tid % cols4, grp = tid / cols4;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (grp < groups) {
+    float4 v4 = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (add_k != nullptr) v4 = reinterpret_cast<const float4*>(add_v + c0)[c4];
+    float4* s4 = reinterpret_cast<float4*>(S + c0);
+    const int row4 = d / 4;
+#pragma unroll 8
+    for (int r = grp; r < f; r += groups) {
+      float4 s = s4[r * row4 + c4];
+      if (add_k != nullptr) {
+        const float a = add_k[r];
+        s.x = fmaf(a, v4.x, s.x);
+        s.y = fmaf(a, v4.y, s.y);
+        s.z = fmaf(a, v4.z, s.z);
+        s.w = fmaf(a, v4.w, s.w);
+        s4[r * row4 + c4] = s;
+      }
+      const float qf = phi_q[r];
+      acc.x = fmaf(qf, s.x, acc.x);
+      acc.y = fmaf(qf, s.y, acc.y);
+      acc.z = fmaf(qf, s.z, acc.z);
+      acc.w = fmaf(qf, s.w, acc.w);
+    }
+    reinterpret_cast<float4*>(scratch)[grp * cols4 + c4] = acc;
+  }
+  __syncthreads();
+  for (int c = tid; c < dc; c += kDecodeThreads) {
+    float sum = 0.f;
+    for (int g = 0; g < groups; ++g) sum += scratch[g * dc + c];
+    num[c] = sum;
+  }
+  __syncthreads();
+}
+
 template <typename T, typename W>
 __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDecodeParams p) {
   __shared__ __align__(16) float xq[decode::kMaxHeadDim], xk[decode::kMaxHeadDim],
@@ -24,10 +74,13 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
   __shared__ __align__(16) float scratch[kDecodeThreads * 4];
   __shared__ float weights[kMaxWindow];
   __shared__ float lin_den, win_den, win_max;
-  const int64_t bh = blockIdx.x;
+  const int splits = static_cast<int>(p.column_splits);
+  const int64_t bh = blockIdx.x / splits;
+  const int split = static_cast<int>(blockIdx.x % splits);
   const int64_t b = bh / p.heads, h = bh % p.heads;
   const int64_t hk = h / (p.heads / p.kv_heads);
   const int d = static_cast<int>(p.head_dim), f = static_cast<int>(p.feature_dim);
+  const int dc = d / splits, c0 = split * dc;  // this CTA's output columns
   const int w = static_cast<int>(p.window);
   const int64_t pos = p.position[b];
   const int new_slot = static_cast<int>(pos % w);
@@ -53,12 +106,22 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
   jobs[0] = {xq, qw != nullptr ? qw + h * d * fh : nullptr, phq};
   jobs[1] = {xk, kw != nullptr ? kw + hw * d * fh : nullptr, evict ? phk : nullptr};
   decode::FeatureMaps2(jobs, d, fh);
-  decode::StateSweep(p.kv + bh * f * d, p.k_sum + bh * f, f, d, evict ? phk : nullptr, vv, phq,
-                     scratch, num, &lin_den);
+  if (evict && split == 0) {  // z takes them in the ring-write kernel
+    for (int i = threadIdx.x; i < f; i += kDecodeThreads) p.evicted_features[bh * f + i] = phk[i];
+  }
+  SweepColumns(p.kv + bh * f * d, f, d, c0, dc, evict ? phk : nullptr, vv, phq, scratch, num);
 
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // phi(q) . z after the leaving key joins it: the last warp.
+  if (warp == kDecodeThreads / 32 - 1) {
+    const float* z = p.k_sum + bh * f;
+    float part = 0.f;
+    for (int r = lane; r < f; r += 32) part = fmaf(phq[r], z[r] + (evict ? phk[r] : 0.f), part);
+    part = decode::WarpSum(part);
+    if (lane == 0) lin_den = part;
+  }
   // Window scores, 4 threads per slot (independent loads in flight). Slot s
   // holds position pos - ((pos - s) mod W) once k is written; valid if >= 0.
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   constexpr int kParts = 4;
   for (int base = 0; base < w; base += kDecodeThreads / kParts) {
     const int s = base + static_cast<int>(threadIdx.x) / kParts;
@@ -67,7 +130,7 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     float dot = 0.f;
     if (held >= 0) {
       const T* key = s == new_slot ? k_new : ring_k + int64_t(s) * d;
-#pragma unroll 8
+#pragma unroll 32
       for (int i = part; i < d; i += kParts) dot = fmaf(xq[i], decode::Load(key, i), dot);
     }
     dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -82,7 +145,11 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     if (lane == 0) win_max = mx;
   }
   __syncthreads();
-  const float gate = 1.f / (1.f + __expf(-p.window_logit[h]));
+  const float logit =
+      p.logit_type == ElementType::kF32
+          ? decode::Load(static_cast<const float*>(p.window_logit), h)
+          : decode::Load(static_cast<const __nv_bfloat16*>(p.window_logit), h);
+  const float gate = 1.f / (1.f + __expf(-logit));
   for (int s = threadIdx.x; s < w; s += kDecodeThreads) {
     const float x = weights[s];
     weights[s] = x == -INFINITY ? 0.f : gate * __expf(x - win_max);
@@ -94,44 +161,56 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     sum = decode::WarpSum(sum);
     if (lane == 0) win_den = sum;
   }
-  __syncthreads();
-  // Weighted values: thread halves take even / odd slots, loads unrolled;
-  // slots with weight 0 (never written) are not read.
-  for (int i = threadIdx.x; i < 2 * d; i += kDecodeThreads) {
-    const int col = i % d, half = i / d;
+  // Weighted values of this CTA's columns: kDecodeThreads / dc threads per
+  // column take every few slots; slots with weight 0 (never written) are
+  // not read.
+  const int parts = kDecodeThreads / dc;
+  const int col = static_cast<int>(threadIdx.x) % dc, vpart = static_cast<int>(threadIdx.x) / dc;
+  if (vpart < parts) {
     float acc = 0.f;
 #pragma unroll 8
-    for (int s = half; s < w; s += 2) {
+    for (int s = vpart; s < w; s += parts) {
       const float a = weights[s];
       const float val = a == 0.f          ? 0.f
-                        : s == new_slot ? decode::Load(v_new, col)
-                                        : decode::Load(ring_v, int64_t(s) * d + col);
+                        : s == new_slot ? decode::Load(v_new, c0 + col)
+                                        : decode::Load(ring_v, int64_t(s) * d + c0 + col);
       acc = fmaf(a, val, acc);
     }
-    scratch[i] = acc;
+    scratch[vpart * dc + col] = acc;
   }
   __syncthreads();
   const float inv = 1.f / (win_den + lin_den);
-  T* y = static_cast<T*>(p.y) + bh * d;
-  for (int i = threadIdx.x; i < d; i += kDecodeThreads) {
-    decode::Store(y, i, (num[i] + scratch[i] + scratch[d + i]) * inv);
+  T* y = static_cast<T*>(p.y) + bh * d + c0;
+  for (int i = threadIdx.x; i < dc; i += kDecodeThreads) {
+    float win = 0.f;
+    for (int v = 0; v < parts; ++v) win += scratch[v * dc + i];
+    decode::Store(y, i, (num[i] + win) * inv);
   }
 }
 
+constexpr int kRingThreads = 1024;  // an 8B model's row: 2048 ring values, 4096 z entries
+
 template <typename T>
-__global__ void RingWriteKernel(const LolcatsDecodeParams p) {
+__global__ void __launch_bounds__(kRingThreads) RingWriteKernel(const LolcatsDecodeParams p) {
   const int64_t b = blockIdx.x;
   const int64_t pos = p.position[b];
   const int64_t slot = pos % p.window, d = p.head_dim;
-  T* ring_k = static_cast<T*>(p.k_window);
-  T* ring_v = static_cast<T*>(p.v_window);
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
-  for (int64_t e = threadIdx.x; e < p.kv_heads * d; e += blockDim.x) {
+  T* __restrict__ ring_k = static_cast<T*>(p.k_window);
+  T* __restrict__ ring_v = static_cast<T*>(p.v_window);
+  const T* __restrict__ k = static_cast<const T*>(p.k);
+  const T* __restrict__ v = static_cast<const T*>(p.v);
+  for (int64_t e = threadIdx.x; e < p.kv_heads * d; e += kRingThreads) {
     const int64_t hk = e / d, i = e % d;
     const int64_t dst = ((b * p.kv_heads + hk) * p.window + slot) * d + i;
     ring_k[dst] = k[(b * p.kv_heads + hk) * d + i];
     ring_v[dst] = v[(b * p.kv_heads + hk) * d + i];
+  }
+  if (pos >= p.window) {  // the key at pos - W left the window: its features join z
+    const int64_t n = p.heads * p.feature_dim;
+    float* __restrict__ z = p.k_sum + b * n;
+    const float* __restrict__ add = p.evicted_features + b * n;
+#pragma unroll 4
+    for (int64_t e = threadIdx.x; e < n; e += kRingThreads) z[e] += add[e];
   }
   __syncthreads();  // every thread has read the position
   if (threadIdx.x == 0) p.position[b] = pos + 1;
@@ -140,7 +219,7 @@ __global__ void RingWriteKernel(const LolcatsDecodeParams p) {
 template <typename T>
 const char* Launch(const LolcatsDecodeParams& p) {
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
-  const unsigned grid = static_cast<unsigned>(p.batch * p.heads);
+  const unsigned grid = static_cast<unsigned>(p.batch * p.heads * p.column_splits);
   if (p.weight_type == ElementType::kF32) {
     AttendKernel<T, float><<<grid, kDecodeThreads, 0, stream>>>(p);
   } else {
@@ -148,7 +227,7 @@ const char* Launch(const LolcatsDecodeParams& p) {
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  RingWriteKernel<T><<<static_cast<unsigned>(p.batch), 256, 0, stream>>>(p);
+  RingWriteKernel<T><<<static_cast<unsigned>(p.batch), kRingThreads, 0, stream>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
@@ -167,11 +246,14 @@ bool LolcatsDecodeSupported(const LolcatsDecodeParams& p) {
          p.heads % p.kv_heads == 0 &&
          (p.type == ElementType::kF32 || p.type == ElementType::kBF16) &&
          (p.weight_type == ElementType::kF32 || p.weight_type == ElementType::kBF16) &&
-         p.window_logit != nullptr;
+         p.window_logit != nullptr &&
+         (p.column_splits == 1 || p.column_splits == 2 || p.column_splits == 4) &&
+         p.head_dim % (4 * p.column_splits) == 0;
 }
 
 const char* LaunchLolcatsDecode(const LolcatsDecodeParams& p) {
   if (!LolcatsDecodeSupported(p)) return "LolcatsDecode: unsupported sizes or element type";
+  if (p.evicted_features == nullptr) return "LolcatsDecode: no scratch for the evicted features";
   return p.type == ElementType::kF32 ? Launch<float>(p) : Launch<__nv_bfloat16>(p);
 }
 

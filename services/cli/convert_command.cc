@@ -115,6 +115,13 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
                   "Blockwise stage 1: the first layer of this run's block");
   cmd->add_option("--block-count", args.block_count,
                   "Blockwise stage 1: layers in the block (the run stops after stage 1)");
+  cmd->add_option("--block-inputs", args.block_inputs,
+                  "Blockwise stage 1: the teacher's hidden states entering the block (a file "
+                  "written by the previous block's --write-block-outputs); each step then runs "
+                  "only the block's layers of the teacher");
+  cmd->add_option("--write-block-outputs", args.write_block_outputs,
+                  "Blockwise stage 1: after training, write the teacher's hidden states leaving "
+                  "the block to this file (the next block's --block-inputs)");
   cmd->add_option("--stage1-blocks", args.stage1_blocks,
                   "Checkpoints of blockwise stage-1 runs to join into --out, then go on to "
                   "stage 2");
@@ -170,6 +177,8 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.activation_checkpointing = args.activation_checkpointing;
   o.block_first = args.block_first;
   o.block_count = args.block_count;
+  o.block_inputs = args.block_inputs;
+  o.write_block_outputs = args.write_block_outputs;
   if (!args.stage1_blocks.empty()) {
     if (absl::Status s = convert::MergeStage1Checkpoints(args.stage1_blocks, o.out_dir + "/checkpoint");
         !s.ok()) {

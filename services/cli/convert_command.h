@@ -42,6 +42,8 @@ struct ConvertArgs {
   int threads = 0;  // 0: LibTorch's default
   int64_t block_first = 0, block_count = 0;  // blockwise stage 1 (0: all layers)
   std::vector<std::string> stage1_blocks;     // block checkpoints to join, then stage 2
+  std::string block_inputs;          // cached teacher stream entering the block
+  std::string write_block_outputs;   // where to write the stream leaving it
   bool activation_checkpointing = false;
   std::string device = "cpu";
   std::string dtype = "float32";  // or bfloat16

@@ -50,6 +50,7 @@ absl::Status RunGenerate(const GenerateArgs& args) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, ": has no tokenizer (tokenizer.json or tokenizer.model)"));
   }
+  loaded->model->FuseProjections();  // generation only: one GEMM for q/k/v, one for gate/up
 
   std::string text = args.prompt;
   if (args.chat) {

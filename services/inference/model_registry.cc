@@ -96,6 +96,8 @@ absl::StatusOr<std::shared_ptr<ServedModel>> ModelRegistry::Load(const std::stri
   if (loaded->tokenizer == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": has no tokenizer to serve with"));
   }
+  // Served, never trained here: one GEMM for q/k/v and one for gate/up.
+  loaded->model->FuseProjections();
   auto served = std::make_shared<ServedModel>();
   served->name = name;
   served->path = path;

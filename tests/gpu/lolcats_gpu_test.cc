@@ -141,6 +141,11 @@ const Case kCases[] = {
     {"T100_B2_gqa", 2, 4, 2, 100, 128, 64, 64, false},
     {"T300_window16", 2, 2, 2, 300, 64, 32, 16, true},
     {"T1111_D128", 1, 4, 2, 1111, 128, 64, 64, false},
+    // The decode kernel splits each head's columns over 4, 2 or 1 CTAs,
+    // whichever fills one wave of the GPU (132 SMs on an H100): the cases
+    // above take 4 splits, these 2 (64 rows x heads) and 1 (192).
+    {"T90_B2_H32_two_splits", 2, 32, 8, 90, 128, 64, 64, false},
+    {"T70_B6_H32_one_split", 6, 32, 8, 70, 64, 32, 64, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(

@@ -232,6 +232,58 @@ TEST(ConvertPipeline, BlockwiseTransferMergesIntoTheWholeRunsStudent) {
   EXPECT_EQ(Convert(outside).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Blocks one after another: block 0 writes the teacher's stream leaving it,
+// block 1 trains from that file, running only its own teacher layer each
+// step, and ends where block 1 computing its inputs itself ends.
+TEST(ConvertPipeline, BlockFromCachedInputsEqualsBlockFromTheTeacher) {
+  TempDir dir;
+  const std::string data = WriteTextFile(dir, "train.txt", MakeText(3000, 5));
+  auto options = [&](const std::string& out, int64_t first) {
+    ConvertOptions o = SmallOptions(dir.path() + "/" + out, model::Recipe::kLolcats);
+    o.data.files = {data};
+    o.tokens = 2 * 15 * 4 * 64;
+    o.stage1.eval_every = 5;
+    o.block_first = first;
+    o.block_count = 1;
+    return o;
+  };
+  const std::string stream = dir.path() + "/stream_1.safetensors";
+  ConvertOptions first = options("block0", 0);
+  first.write_block_outputs = stream;
+  auto r0 = Convert(first);
+  ASSERT_TRUE(r0.ok()) << r0.status();
+  ASSERT_TRUE(PathExists(stream));
+
+  auto plain = Convert(options("block1", 1));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ConvertOptions cached_options = options("block1_cached", 1);
+  cached_options.block_inputs = stream;
+  auto cached = Convert(cached_options);
+  ASSERT_TRUE(cached.ok()) << cached.status();
+  EXPECT_EQ(cached->initial_val_mse, plain->initial_val_mse);
+  EXPECT_EQ(cached->final_val_mse, plain->final_val_mse);
+  EXPECT_EQ(cached->last_loss, plain->last_loss);
+  EXPECT_LT(cached->final_val_mse, cached->initial_val_mse);
+
+  // Inputs of another layer, or of other data, are refused by name.
+  ConvertOptions wrong_layer = options("wrong_layer", 0);
+  wrong_layer.block_inputs = stream;
+  absl::Status s = Convert(wrong_layer).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("enter layer 1 but the block starts at layer 0"), std::string::npos)
+      << s;
+  ConvertOptions other_data = options("other_data", 1);
+  other_data.data.files = {WriteTextFile(dir, "other.txt", MakeText(3000, 6))};
+  other_data.block_inputs = stream;
+  s = Convert(other_data).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("other token data"), std::string::npos) << s;
+  ConvertOptions no_block = options("no_block", 0);
+  no_block.block_count = 0;
+  no_block.block_inputs = stream;
+  EXPECT_EQ(Convert(no_block).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Activation checkpointing changes memory, not results: the same losses and
 // student as the plain run, up to the order of gradient sums.
 TEST(ConvertPipeline, ActivationCheckpointingGivesTheSameStudent) {

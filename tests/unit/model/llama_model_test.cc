@@ -18,6 +18,7 @@
 #include "common/model/lora.h"
 #include "common/model/softmax_attention.h"
 #include "gtest/gtest.h"
+#include "kernels/rmsnorm/rmsnorm.h"
 #include "tests/unit/model/model_test_util.h"
 
 namespace linearize::model {
@@ -134,6 +135,82 @@ TEST_P(FixtureModelTest, LastLogitsAreTheLastRow) {
   ASSERT_TRUE(last.ok()) << last.status();
   ASSERT_EQ(last->size(1), 1);
   EXPECT_LT(RelativeError((*last)[0][0], Logits(*model_, ids)[0][-1]), 1e-6);
+}
+
+// A forward split into layer blocks (blockwise attention transfer) is the
+// plain forward: embed, then layers [0, k), then [k, L), then the final
+// norm and LM head give the same logits.
+TEST_P(FixtureModelTest, LayerBlocksComposeIntoTheForward) {
+  const at::Tensor ids = Ids(ref_.input_ids);
+  absl::StatusOr<at::Tensor> x = model_->Embed(ids);
+  ASSERT_TRUE(x.ok()) << x.status();
+  const int64_t layers = model_->num_layers(), k = layers / 2;
+  absl::StatusOr<at::Tensor> mid = model_->ForwardLayers(*x, 0, k);
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  absl::StatusOr<at::Tensor> out = model_->ForwardLayers(*mid, k, layers - k);
+  ASSERT_TRUE(out.ok()) << out.status();
+  absl::StatusOr<at::Tensor> hidden = model_->ForwardHidden(ids);
+  ASSERT_TRUE(hidden.ok()) << hidden.status();
+  const at::Tensor normed = kernels::RmsNorm(*out, model_->weights().final_norm,
+                                             model_->config().rms_norm_eps);
+  EXPECT_TRUE(at::equal(normed, *hidden));
+  absl::Status range = model_->ForwardLayers(*x, k, layers).status();
+  EXPECT_EQ(range.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(range.message().find("outside the model's"), std::string::npos) << range;
+  EXPECT_EQ(model_->ForwardLayers(ids, 0, 1).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// FuseProjections: one q/k/v GEMM, one gate/up GEMM and the residuals added
+// by the o/down GEMMs give transformers' logits and the unfused model's, on
+// every fixture (qwen2's q/k/v biases included), with a KV cache and with
+// LoRA adapters that are not merged; the separate weights become views.
+TEST_P(FixtureModelTest, FusedProjectionsGiveTheSameLogits) {
+  std::unique_ptr<LlamaModel> fused = LoadFixture(GetParam());
+  ASSERT_NE(fused, nullptr);
+  fused->FuseProjections();
+  ASSERT_TRUE(fused->fused());
+  const LayerWeights& l = fused->weights().layers[0];
+  EXPECT_TRUE(AdjacentRows({l.q_proj, l.k_proj, l.v_proj}).defined());
+  EXPECT_TRUE(AdjacentRows({l.gate_proj, l.up_proj}).defined());
+  // A model made from the fused weights shares them instead of copying.
+  absl::StatusOr<std::unique_ptr<LlamaModel>> again =
+      LlamaModel::Create(fused->config(), fused->weights());
+  ASSERT_TRUE(again.ok()) << again.status();
+  (*again)->FuseProjections();
+  EXPECT_EQ((*again)->weights().layers[0].q_proj.data_ptr(), l.q_proj.data_ptr());
+
+  const at::Tensor ids = Ids(ref_.input_ids);
+  const at::Tensor plain = Logits(*model_, ids);
+  EXPECT_LT(RelativeError(Logits(*fused, ids)[0], ref_.logits), kLogitTolerance);
+  EXPECT_LT(RelativeError(Logits(*fused, ids), plain), kCacheTolerance);
+  {
+    // Outside autograd the o/down GEMMs accumulate into the residual in place.
+    at::NoGradGuard no_grad;
+    EXPECT_LT(RelativeError(Logits(*fused, ids), plain), kCacheTolerance);
+    std::unique_ptr<Memory> memory = fused->NewMemory(1);
+    std::vector<at::Tensor> parts = {Logits(*fused, ids.slice(1, 0, 4), memory.get())};
+    for (int64_t i = 4; i < ids.size(1); ++i) {
+      parts.push_back(Logits(*fused, ids.slice(1, i, i + 1), memory.get()));
+    }
+    EXPECT_LT(RelativeError(at::cat(parts, 1), plain), kCacheTolerance);
+  }
+
+  LoraOptions options;
+  absl::StatusOr<LoraAdapters> lora =
+      NewLoraAdapters(fused->config(), options, /*seed=*/5, c10::Device(c10::kCPU));
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  {
+    at::NoGradGuard no_grad;
+    for (auto& layer : lora->layers) {
+      for (LoraPair& pair : layer) pair.b.normal_(0, 0.05);  // B = 0 would change nothing
+    }
+  }
+  auto shared = std::make_shared<const LoraAdapters>(*std::move(lora));
+  model_->SetLora(shared);
+  fused->SetLora(shared);
+  const at::Tensor with_lora = Logits(*model_, ids);
+  EXPECT_GT(RelativeError(with_lora, plain), 1e-3);
+  EXPECT_LT(RelativeError(Logits(*fused, ids), with_lora), kCacheTolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,

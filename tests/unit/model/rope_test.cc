@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "kernels/rope/rope.h"
 
 namespace linearize::model {
 namespace {
@@ -67,12 +68,12 @@ TEST(RotaryEmbedding, RejectsBadConfigs) {
 
 // rotate_half convention: position p rotates the pair (x[i], x[i + D/2]) by
 // p * inv_freq[i].
-TEST(ApplyRotary, RotatesHalfPairs) {
+TEST(Rotary, RotatesHalfPairs) {
   absl::StatusOr<RotaryEmbedding> rope = RotaryEmbedding::Create(Config(4, 100.0));
   ASSERT_TRUE(rope.ok());
   const auto [cos, sin] = rope->CosSin(/*start=*/3, /*length=*/1, at::kFloat);
   const at::Tensor x = at::tensor({1.0f, 2.0f, 3.0f, 4.0f}).view({1, 1, 1, 4});
-  const at::Tensor y = ApplyRotary(x, cos, sin).flatten();
+  const at::Tensor y = kernels::Rotary(x, cos, sin).flatten();
   const double a0 = 3 * 1.0, a1 = 3 * 0.1;  // inv_freq = 1, 100^-0.5
   EXPECT_NEAR(y[0].item<float>(), 1 * std::cos(a0) - 3 * std::sin(a0), 1e-5);
   EXPECT_NEAR(y[2].item<float>(), 3 * std::cos(a0) + 1 * std::sin(a0), 1e-5);

@@ -1,0 +1,26 @@
+// The plain struct the rotary CUDA kernel sees (rope_cuda.cu): pointers,
+// sizes, strides and the stream, no LibTorch types.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/rmsnorm/rmsnorm_params.h"  // ElementType
+
+namespace linearize::kernels {
+
+struct RotaryParams {
+  const void* x = nullptr;  // [B, H, T, D], strides below (the last one is 1)
+  int64_t x_stride_b = 0, x_stride_h = 0, x_stride_t = 0;
+  const void* cos = nullptr;  // [Bc, T, D] contiguous, Bc = 1 (shared) or B
+  const void* sin = nullptr;
+  int64_t cs_stride_b = 0;  // T * D per row, or 0 when shared by the batch
+  void* y = nullptr;        // [B, H, T, D] contiguous
+  int64_t batch = 0, heads = 0, length = 0, head_dim = 0;  // head_dim even
+  ElementType type = ElementType::kF32;
+  void* stream = nullptr;
+};
+
+// Launches the kernel; returns the launch error string, or nullptr on success.
+const char* LaunchRotary(const RotaryParams& params);
+
+}  // namespace linearize::kernels
