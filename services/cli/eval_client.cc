@@ -83,7 +83,7 @@ absl::Status RunEvalOnServer(const EvalArgs& args) {
   options.target = args.server;
   options.tls.ca_file = args.tls_ca;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = server::CreateChannel(options);
-  if (!channel.ok()) return channel.status();
+  if (!channel.ok()) return WithCodeName(channel.status());
   auto stub = v1::EvaluationService::NewStub(*channel);
   grpc::ClientContext ctx;
   server::AttachBearerToken(&ctx, args.token);

@@ -26,19 +26,13 @@ namespace {
 
 using Stub = v1::JobService::Stub;
 
-absl::Status Prefixed(const absl::Status& s) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(),
-                      absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message()));
-}
-
 absl::StatusOr<std::unique_ptr<Stub>> Connect(const SchedulerConnection& c) {
   server::ClientOptions options;
   options.target = c.address;
   options.tls.ca_file = c.tls_ca;
   options.tls_server_name = c.tls_server_name;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = server::CreateChannel(options);
-  if (!channel.ok()) return Prefixed(channel.status());
+  if (!channel.ok()) return WithCodeName(channel.status());
   return v1::JobService::NewStub(*channel);
 }
 

@@ -9,9 +9,17 @@
 
 namespace linearize::cli {
 
+// The same form for a local failure on the way to a call (e.g. a channel
+// that cannot be made); OK stays OK.
+inline absl::Status WithCodeName(const absl::Status& s) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(),
+                      absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message()));
+}
+
 inline absl::Status RpcError(const grpc::Status& s) {
-  const auto code = static_cast<absl::StatusCode>(s.error_code());
-  return absl::Status(code, absl::StrCat(absl::StatusCodeToString(code), ": ", s.error_message()));
+  return WithCodeName(
+      absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
 }
 
 }  // namespace linearize::cli
