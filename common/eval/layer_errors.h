@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/eval/token_scores.h"
 #include "common/model/llama_model.h"
 
 namespace linearize::eval {
@@ -30,5 +31,17 @@ absl::StatusOr<std::vector<LayerError>> CompareAttentionLayers(const model::Llam
                                                                const model::LlamaModel& student,
                                                                std::span<const int32_t> ids,
                                                                int64_t chunk = 0);
+
+struct ComparisonWithLayers {
+  Comparison comparison;
+  std::vector<LayerError> layers;
+};
+// CompareModels and CompareAttentionLayers in one pass of the teacher over
+// the text (the layer errors on CompareModels' chunks), for a report that
+// has both.
+absl::StatusOr<ComparisonWithLayers> CompareModelsAndLayers(const model::LlamaModel& teacher,
+                                                            const model::LlamaModel& student,
+                                                            std::span<const int32_t> ids,
+                                                            int64_t chunk = 0);
 
 }  // namespace linearize::eval

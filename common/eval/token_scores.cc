@@ -121,9 +121,10 @@ absl::StatusOr<PositionCurve> CurveByPosition(const TokenNll& scores, int64_t bu
   return curve;
 }
 
-absl::StatusOr<Comparison> CompareModels(const model::LlamaModel& teacher,
-                                         const model::LlamaModel& student,
-                                         std::span<const int32_t> ids, int64_t chunk) {
+absl::StatusOr<Comparison> CompareModels(
+    const model::LlamaModel& teacher, const model::LlamaModel& student,
+    std::span<const int32_t> ids, int64_t chunk,
+    const std::function<absl::Status(const at::Tensor& chunk_ids)>& after_teacher) {
   if (teacher.vocab_size() != student.vocab_size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("teacher and student vocabularies differ: ", teacher.vocab_size(), " vs ",
@@ -154,6 +155,9 @@ absl::StatusOr<Comparison> CompareModels(const model::LlamaModel& teacher,
           teacher, chunk_ids,
           [&](int64_t, const at::Tensor& logp) { teacher_slices.push_back(logp); });
       if (!st.ok()) return st;
+      if (after_teacher) {
+        if (st = after_teacher(chunk_ids); !st.ok()) return st;
+      }
       size_t k = 0;
       st = ForEachLogProbSlice(student, chunk_ids, [&](int64_t first, const at::Tensor& sl) {
         const at::Tensor& tl = teacher_slices.at(k++);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -51,9 +52,13 @@ struct Comparison {
   double top1_agreement = 0;      // fraction of positions with the same argmax
 };
 // INVALID_ARGUMENT when the vocabularies differ in size or the ids do not fit.
-// `chunk` 0: the smaller of the two models' contexts.
-absl::StatusOr<Comparison> CompareModels(const model::LlamaModel& teacher,
-                                         const model::LlamaModel& student,
-                                         std::span<const int32_t> ids, int64_t chunk = 0);
+// `chunk` 0: the smaller of the two models' contexts. `after_teacher`, when
+// set, runs after the teacher's forward of each chunk, before the
+// student's (a caller that records the teacher's activations reads them
+// there); its error ends the comparison.
+absl::StatusOr<Comparison> CompareModels(
+    const model::LlamaModel& teacher, const model::LlamaModel& student,
+    std::span<const int32_t> ids, int64_t chunk = 0,
+    const std::function<absl::Status(const at::Tensor& chunk_ids)>& after_teacher = {});
 
 }  // namespace linearize::eval

@@ -60,7 +60,8 @@ class LlamaModel {
   // o/down GEMMs add the residual. The separate weights become views of the
   // fused ones, so no memory is added unless another model shares them.
   // Results equal the unfused model's up to rounding; LoRA adapters still
-  // apply. Call before capturing a DecodeGraph. Idempotent.
+  // apply. Call once after loading, before serving or capturing a
+  // DecodeGraph (not while a forward runs). Idempotent.
   void FuseProjections();
   bool fused() const { return !fused_.empty(); }
 

@@ -275,16 +275,12 @@ absl::Status RunEval(const EvalArgs& args) {
     for (const auto& ids : text_ids) all.insert(all.end(), ids.begin(), ids.end());
     const int64_t context = std::min(teacher.config().max_position_embeddings,
                                      student.config().max_position_embeddings);
-    std::cerr << "teacher vs student\n";
-    absl::StatusOr<eval::Comparison> c =
-        eval::CompareModels(teacher, student, all, std::min(args.chunk, context));
+    std::cerr << "teacher vs student, and attention output by layer\n";
+    absl::StatusOr<eval::ComparisonWithLayers> c =
+        eval::CompareModelsAndLayers(teacher, student, all, std::min(args.chunk, context));
     if (!c.ok()) return Annotate(c.status(), "kl");
-    report.comparisons.push_back({"student", *c});
-    std::cerr << "attention output by layer\n";
-    absl::StatusOr<std::vector<eval::LayerError>> layers =
-        eval::CompareAttentionLayers(teacher, student, all, std::min(args.chunk, context));
-    if (!layers.ok()) return Annotate(layers.status(), "kl");
-    for (const eval::LayerError& e : *layers) report.attention_layers.push_back({"student", e});
+    report.comparisons.push_back({"student", c->comparison});
+    for (const eval::LayerError& e : c->layers) report.attention_layers.push_back({"student", e});
   }
   if (absl::Status st = eval::WriteReport(report, args.out); !st.ok()) return st;
   std::cout << eval::ReportMarkdown(report);

@@ -103,6 +103,22 @@ TEST(LayerErrors, AConvertedStudentIsCloseButNotExact) {
     EXPECT_LT(e.relative, 1.0) << e.layer;  // but the window carries most of it
     EXPECT_TRUE(std::isfinite(e.mse));
   }
+  // One pass of the teacher for both: the same layer errors (the chunks
+  // agree, 2 x 100 tokens) and the comparison CompareModels gives.
+  absl::StatusOr<ComparisonWithLayers> both =
+      CompareModelsAndLayers(*teacher->model, *student->model, ids, 100);
+  ASSERT_TRUE(both.ok()) << both.status();
+  absl::StatusOr<Comparison> alone = CompareModels(*teacher->model, *student->model, ids, 100);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(both->comparison.kl, alone->kl);
+  EXPECT_EQ(both->comparison.teacher_perplexity, alone->teacher_perplexity);
+  EXPECT_EQ(both->comparison.top1_agreement, alone->top1_agreement);
+  ASSERT_EQ(both->layers.size(), r->size());
+  for (size_t i = 0; i < r->size(); ++i) {
+    EXPECT_EQ(both->layers[i].layer, (*r)[i].layer);
+    EXPECT_EQ(both->layers[i].tokens, (*r)[i].tokens);
+    EXPECT_NEAR(both->layers[i].relative, (*r)[i].relative, 1e-12);
+  }
   EXPECT_FALSE(CompareAttentionLayers(*teacher->model, *student->model, {}, 100).ok());
   EXPECT_FALSE(CompareAttentionLayers(*teacher->model, *student->model, ids, 1).ok());
   const std::vector<int32_t> bad = {1, 2, static_cast<int32_t>(c.vocab_size)};
