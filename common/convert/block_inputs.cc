@@ -25,10 +25,26 @@ void Hash(const at::Tensor& ids, uint64_t* h) {
   }
 }
 
-// The stream entering `layer` for `ids` rows, from `start` (the stream
-// entering layer `start_layer`) or the embeddings.
-absl::StatusOr<at::Tensor> StreamAt(const model::LlamaModel& teacher, const at::Tensor& ids,
-                                    const at::Tensor& start, int64_t start_layer, int64_t layer) {
+absl::StatusOr<at::Tensor> ComputeSplit(const model::LlamaModel& teacher, const at::Tensor& ids,
+                                        int64_t layer, int64_t batch, const at::Tensor& from,
+                                        int64_t from_layer) {
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < ids.size(0); i += batch) {
+    const int64_t n = std::min(batch, ids.size(0) - i);
+    absl::StatusOr<at::Tensor> x =
+        TeacherStream(teacher, ids.narrow(0, i, n),
+                      from.defined() ? from.narrow(0, i, n) : at::Tensor(), from_layer, layer);
+    if (!x.ok()) return x.status();
+    parts.push_back(x->cpu());
+  }
+  return at::cat(parts);
+}
+
+}  // namespace
+
+absl::StatusOr<at::Tensor> TeacherStream(const model::LlamaModel& teacher, const at::Tensor& ids,
+                                         const at::Tensor& start, int64_t start_layer,
+                                         int64_t layer) {
   at::Tensor x = start;
   if (!x.defined()) {
     absl::StatusOr<at::Tensor> e = teacher.Embed(ids);
@@ -37,23 +53,6 @@ absl::StatusOr<at::Tensor> StreamAt(const model::LlamaModel& teacher, const at::
   }
   return teacher.ForwardLayers(x, start_layer, layer - start_layer);
 }
-
-absl::StatusOr<at::Tensor> ComputeSplit(const model::LlamaModel& teacher, const at::Tensor& ids,
-                                        int64_t layer, int64_t batch, const at::Tensor& from,
-                                        int64_t from_layer) {
-  std::vector<at::Tensor> parts;
-  for (int64_t i = 0; i < ids.size(0); i += batch) {
-    const int64_t n = std::min(batch, ids.size(0) - i);
-    absl::StatusOr<at::Tensor> x =
-        StreamAt(teacher, ids.narrow(0, i, n), from.defined() ? from.narrow(0, i, n) : at::Tensor(),
-                 from_layer, layer);
-    if (!x.ok()) return x.status();
-    parts.push_back(x->cpu());
-  }
-  return at::cat(parts);
-}
-
-}  // namespace
 
 std::string DataFingerprint(const TokenData& data) {
   uint64_t h = 1469598103934665603ULL;

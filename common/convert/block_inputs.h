@@ -35,6 +35,13 @@ std::string DataFingerprint(const TokenData& data);
 absl::StatusOr<BlockInputs> ReadBlockInputs(const std::string& path, int64_t layer, int64_t hidden,
                                             const TokenData& data);
 
+// The teacher's stream entering layer `layer` for the sequences `ids`:
+// from `start` (their stream entering layer `start_layer`) when defined,
+// else from the embeddings (start_layer must then be 0).
+absl::StatusOr<at::Tensor> TeacherStream(const model::LlamaModel& teacher, const at::Tensor& ids,
+                                         const at::Tensor& start, int64_t start_layer,
+                                         int64_t layer);
+
 // The teacher's stream entering layer `layer` for every sequence of `data`,
 // run `batch` rows at a time: from `from` when given (inputs of an earlier
 // layer), else from the embeddings.

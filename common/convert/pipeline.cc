@@ -355,15 +355,11 @@ at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids, const at::Tensor& bloc
     // (from cached inputs) or the layers up to its end.
     at::NoGradGuard no_grad;
     const model::LlamaModel& t = *teacher_.loaded.model;
-    absl::StatusOr<at::Tensor> h;
-    if (block_in.defined()) {
-      h = t.ForwardLayers(block_in, o_.block_first, o_.block_count);
-    } else if (o_.block_count > 0) {
-      h = t.Embed(ids);
-      if (h.ok()) h = t.ForwardLayers(*h, 0, o_.block_first + o_.block_count);
-    } else {
-      h = t.ForwardHidden(ids);
-    }
+    const absl::StatusOr<at::Tensor> h =
+        o_.block_count == 0
+            ? t.ForwardHidden(ids)
+            : TeacherStream(t, ids, block_in, block_in.defined() ? o_.block_first : 0,
+                            o_.block_first + o_.block_count);
     TORCH_CHECK(h.ok(), std::string(h.status().message()));
   }
   at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));

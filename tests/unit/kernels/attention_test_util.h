@@ -96,6 +96,24 @@ inline std::vector<at::Tensor> Grads(
   return g;
 }
 
+// The hybrid attentions' states (lolcats::State, lizard::State: a linear
+// state kv, k_sum, and a window ring k_window, v_window, with position).
+template <typename State>
+State CloneState(const State& s) {
+  return State{s.kv.clone(), s.k_sum.clone(), s.k_window.clone(), s.v_window.clone(),
+               s.position.clone()};
+}
+
+// The linear state up to rounding, the ring and positions exactly.
+template <typename State>
+void ExpectCloseState(const State& a, const State& b, const std::string& what) {
+  EXPECT_LT(RelErr(a.kv, b.kv), 1e-9) << what;
+  EXPECT_LT(RelErr(a.k_sum, b.k_sum), 1e-9) << what;
+  EXPECT_TRUE(at::equal(a.k_window, b.k_window)) << what;
+  EXPECT_TRUE(at::equal(a.v_window, b.v_window)) << what;
+  EXPECT_TRUE(at::equal(a.position, b.position)) << what;
+}
+
 // Runs `body` and returns the c10::Error message it throws ("" if none).
 inline std::string ErrorOf(const std::function<void()>& body) {
   try {

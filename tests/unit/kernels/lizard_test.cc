@@ -13,7 +13,9 @@
 namespace linearize::kernels::lizard {
 namespace {
 
+using testing::CloneState;
 using testing::ErrorOf;
+using testing::ExpectCloseState;
 using testing::GradCheck;
 using testing::Grads;
 using testing::Randn;
@@ -260,20 +262,6 @@ TEST(Lizard, PrefillThenDecodeAndRowsAtDifferentPositions) {
   EXPECT_LT(RelErr(at::cat(yb, 2), ForwardReference(b.in, b.w, o)), 1e-9);
 }
 
-State Clone(const State& s) {
-  return State{s.kv.clone(), s.k_sum.clone(), s.k_window.clone(), s.v_window.clone(),
-               s.position.clone()};
-}
-
-// The gated state up to rounding, the ring and positions exactly.
-void ExpectCloseState(const State& a, const State& b, const std::string& what) {
-  EXPECT_LT(RelErr(a.kv, b.kv), 1e-9) << what;
-  EXPECT_LT(RelErr(a.k_sum, b.k_sum), 1e-9) << what;
-  EXPECT_TRUE(at::equal(a.k_window, b.k_window)) << what;
-  EXPECT_TRUE(at::equal(a.v_window, b.v_window)) << what;
-  EXPECT_TRUE(at::equal(a.position, b.position)) << what;
-}
-
 TEST(Lizard, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
   at::manual_seed(38);
   struct Config {
@@ -300,13 +288,13 @@ TEST(Lizard, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
         const Case c = RandomCase(s);
         const PrefillResult whole = Prefill(c.in, c.w, o);
         const PrefillResult pa = Prefill(Slice(c.in, 0, a), c.w, o);
-        const State before = Clone(pa.state);
+        const State before = CloneState(pa.state);
         const PrefillResult pb = Prefill(Slice(c.in, a, b), c.w, o, &pa.state);
         EXPECT_LT(RelErr(pb.y, whole.y.narrow(2, a, b)), 1e-9) << what;
         ExpectCloseState(pb.state, whole.state, what);
         ExpectCloseState(pa.state, before, what + " (initial state untouched)");
         // b DecodeSteps from the first part's state.
-        State st = Clone(pa.state);
+        State st = CloneState(pa.state);
         EXPECT_LT(RelErr(pb.y, DecodeAll(st, c, o, a)), 1e-9) << what;
         ExpectCloseState(pb.state, st, what);
       }
@@ -351,7 +339,7 @@ TEST(Lizard, PrefillFromAStateAtPositionZeroOrEmptyPromptOrMixedRows) {
   const PrefillResult same = Prefill(Slice(c.in, 9, 0), c.w, o, &plain.state);
   EXPECT_EQ(same.y.size(2), 0);
   ExpectCloseState(same.state, plain.state, "empty prompt");
-  State mixed = Clone(plain.state);
+  State mixed = CloneState(plain.state);
   mixed.position[0] = 3;
   const std::string msg = ErrorOf([&] { Prefill(c.in, c.w, o, &mixed); });
   EXPECT_NE(msg.find("lizard::Prefill: the initial state's rows sit at different positions"),

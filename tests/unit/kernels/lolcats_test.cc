@@ -12,7 +12,9 @@
 namespace linearize::kernels::lolcats {
 namespace {
 
+using testing::CloneState;
 using testing::ErrorOf;
+using testing::ExpectCloseState;
 using testing::GradCheck;
 using testing::Grads;
 using testing::Randn;
@@ -173,20 +175,6 @@ Case Slice(const Case& c, int64_t from, int64_t len) {
   return Case{c.q.narrow(2, from, len), c.k.narrow(2, from, len), c.v.narrow(2, from, len), c.w};
 }
 
-State Clone(const State& s) {
-  return State{s.kv.clone(), s.k_sum.clone(), s.k_window.clone(), s.v_window.clone(),
-               s.position.clone()};
-}
-
-// The linear state up to rounding, the ring and positions exactly.
-void ExpectCloseState(const State& a, const State& b, const std::string& what) {
-  EXPECT_LT(RelErr(a.kv, b.kv), 1e-9) << what;
-  EXPECT_LT(RelErr(a.k_sum, b.k_sum), 1e-9) << what;
-  EXPECT_TRUE(at::equal(a.k_window, b.k_window)) << what;
-  EXPECT_TRUE(at::equal(a.v_window, b.v_window)) << what;
-  EXPECT_TRUE(at::equal(a.position, b.position)) << what;
-}
-
 TEST(Lolcats, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
   at::manual_seed(28);
   struct Config {
@@ -210,13 +198,13 @@ TEST(Lolcats, PrefillFromAStateEqualsOnePrefillAndDecodeSteps) {
           const PrefillResult whole = Prefill(c.q, c.k, c.v, c.w, o);
           const Case first = Slice(c, 0, a), second = Slice(c, a, b);
           const PrefillResult pa = Prefill(first.q, first.k, first.v, c.w, o);
-          const State before = Clone(pa.state);
+          const State before = CloneState(pa.state);
           const PrefillResult pb = Prefill(second.q, second.k, second.v, c.w, o, &pa.state);
           EXPECT_LT(RelErr(pb.y, whole.y.narrow(2, a, b)), 1e-9) << what;
           ExpectCloseState(pb.state, whole.state, what);
           ExpectCloseState(pa.state, before, what + " (initial state untouched)");
           // b DecodeSteps from the first part's state.
-          State st = Clone(pa.state);
+          State st = CloneState(pa.state);
           EXPECT_LT(RelErr(pb.y, DecodeAll(st, c, o, a)), 1e-9) << what;
           ExpectCloseState(pb.state, st, what);
         }
@@ -261,7 +249,7 @@ TEST(Lolcats, PrefillFromAStateAtPositionZeroOrEmptyPromptOrMixedRows) {
   EXPECT_EQ(same.y.size(2), 0);
   ExpectCloseState(same.state, plain.state, "empty prompt");
   // Rows at different positions cannot continue together.
-  State mixed = Clone(plain.state);
+  State mixed = CloneState(plain.state);
   mixed.position[1] = 5;
   const std::string msg = ErrorOf([&] { Prefill(c.q, c.k, c.v, c.w, o, &mixed); });
   EXPECT_NE(msg.find("lolcats::Prefill: the initial state's rows sit at different positions"),
