@@ -18,7 +18,8 @@
 //
 //   bench_decode [--shape llama3-8b|tiny] [--device cuda|cpu] [--recipes softmax,lolcats]
 //                [--contexts 1024,8192,32768,131072] [--batches 1,64] [--steps 32]
-//                [--warmup 3] [--sdp-cudnn off|on] [--fuse on|off] [--profile off|on]
+//                [--warmup 3] [--sdp-cudnn off|on] [--fuse on|off] [--gemv on|off]
+//                [--profile off|on]
 //                [--out FILE.json]
 // Prints a table; writes JSON to --out (default $OUT/decode_bench.json, else
 // ./decode_bench.json). `--shape tiny --device cpu` is a seconds-long smoke run.
@@ -53,6 +54,7 @@
 #include "common/model/linear_attention_config.h"
 #include "common/model/llama_model.h"
 #include "common/model/student_attention.h"
+#include "kernels/gemv/gemv.h"
 #include "nlohmann/json.hpp"
 
 namespace {
@@ -74,6 +76,8 @@ struct Args {
   // LlamaModel::FuseProjections (one q/k/v GEMM, one gate/up GEMM, residuals
   // added by the GEMMs); "off" measures the separate projections.
   bool fuse = true;
+  // kernels::Linear's small-batch kernel for 1-4 rows; "off": cuBLAS everywhere.
+  bool gemv = true;
   // Kineto profile of batch-1 decode steps: GPU time per kernel.
   bool profile = false;
   std::string out;
@@ -122,6 +126,8 @@ std::optional<Args> ParseArgs(int argc, char** argv) {
       a.sdp_cudnn = value == "on";
     else if (flag == "--fuse")
       a.fuse = value != "off";
+    else if (flag == "--gemv")
+      a.gemv = value != "off";
     else if (flag == "--profile")
       a.profile = value == "on";
     else {
@@ -451,8 +457,10 @@ std::string Cell(const Result* r, const std::string& what) {
 
 // Milliseconds for one pass of every weight matrix (the 7 projections of
 // each layer and the LM head) over `batch` rows, captured as one CUDA graph:
-// what cuBLAS alone needs to read the weights once, the decode step's floor
-// as reached on this GPU (no attention, norms or element-wise kernels).
+// what the products alone need to read the weights once, the decode step's
+// floor as reached on this GPU (no attention, norms or element-wise
+// kernels); through kernels::Linear, so with cuBLAS or the small-batch
+// kernel as SetGemvEnabled says.
 double WeightPassMs(const lm::ModelWeights& w, int64_t batch, const at::Device& dev) {
 #ifdef LINEARIZE_WITH_CUDA
   const int64_t hidden = w.embed.size(1), inter = w.layers[0].gate_proj.size(0);
@@ -463,22 +471,22 @@ double WeightPassMs(const lm::ModelWeights& w, int64_t batch, const at::Device& 
     for (const lm::LayerWeights& l : w.layers) {
       // Fused weights (back to back) are read as the fused model reads them.
       if (const at::Tensor qkv = lm::AdjacentRows({l.q_proj, l.k_proj, l.v_proj}); qkv.defined()) {
-        at::linear(x, qkv);
+        linearize::kernels::Linear(x, qkv);
       } else {
-        at::linear(x, l.q_proj);
-        at::linear(x, l.k_proj);
-        at::linear(x, l.v_proj);
+        linearize::kernels::Linear(x, l.q_proj);
+        linearize::kernels::Linear(x, l.k_proj);
+        linearize::kernels::Linear(x, l.v_proj);
       }
-      at::linear(xq, l.o_proj);
+      linearize::kernels::Linear(xq, l.o_proj);
       if (const at::Tensor gate_up = lm::AdjacentRows({l.gate_proj, l.up_proj}); gate_up.defined()) {
-        at::linear(x, gate_up);
+        linearize::kernels::Linear(x, gate_up);
       } else {
-        at::linear(x, l.gate_proj);
-        at::linear(x, l.up_proj);
+        linearize::kernels::Linear(x, l.gate_proj);
+        linearize::kernels::Linear(x, l.up_proj);
       }
-      at::linear(xi, l.down_proj);
+      linearize::kernels::Linear(xi, l.down_proj);
     }
-    at::linear(x, w.lm_head);
+    linearize::kernels::Linear(x, w.lm_head);
   };
   const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool();
   at::cuda::CUDAGraph graph;
@@ -587,14 +595,21 @@ int main(int argc, char** argv) {
     }
     bytes += static_cast<int64_t>(weights.lm_head.nbytes());
     for (const int64_t b : a.batches) {
-      const double ms = WeightPassMs(weights, b, dev);
-      std::printf(
-          "weights alone (every projection and the LM head, batch %lld, one graph): "
-          "%.2f ms, %.0f GB/s\n",
-          static_cast<long long>(b), ms, static_cast<double>(bytes) / ms / 1e6);
-      weight_pass.push_back({{"batch", b}, {"ms", ms}, {"bytes", bytes}});
+      for (const bool gemv : {false, true}) {
+        if (gemv && b > 4) continue;  // the kernel takes 1-4 rows
+        linearize::kernels::SetGemvEnabled(gemv);
+        const double ms = WeightPassMs(weights, b, dev);
+        const char* how = gemv ? "small-batch kernel" : "cuBLAS";
+        std::printf(
+            "weights alone (every projection and the LM head, batch %lld, %s, one graph): "
+            "%.2f ms, %.0f GB/s\n",
+            static_cast<long long>(b), how, ms, static_cast<double>(bytes) / ms / 1e6);
+        weight_pass.push_back(
+            {{"batch", b}, {"products", how}, {"ms", ms}, {"bytes", bytes}});
+      }
     }
   }
+  linearize::kernels::SetGemvEnabled(a.gemv);
   for (const std::string& recipe : a.recipes) {
     absl::StatusOr<std::unique_ptr<lm::LlamaModel>> model = lm::LlamaModel::Create(config, weights);
     if (!model.ok()) {
@@ -674,6 +689,7 @@ int main(int argc, char** argv) {
   j["warmup"] = a.warmup;
   j["sdp_cudnn"] = a.sdp_cudnn;
   j["fused_projections"] = a.fuse;
+  j["small_batch_gemv"] = a.gemv;
   j["config"] = {{"vocab", config.vocab_size},
                  {"hidden", config.hidden_size},
                  {"intermediate", config.intermediate_size},

@@ -69,6 +69,10 @@ class AttentionLayer {
     return Forward(in.q, in.k, in.v, state, position);
   }
 
+  // Whether Forward(AttentionInputs) reads `hidden`; when not, the model may
+  // fold the input norm into the q/k/v product and leave hidden undefined.
+  virtual bool needs_hidden() const { return false; }
+
   // An empty state for `batch` sequences; `capacity` is a hint of how many
   // tokens will be held (0: the implementation's default).
   virtual std::unique_ptr<AttentionState> NewState(int64_t batch, int64_t capacity,

@@ -8,18 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/mlp.h"
 #include "common/model/softmax_attention.h"
+#include "kernels/gemv/gemv.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rope/rope.h"
 #include "kernels/swiglu/swiglu.h"
 
 namespace linearize::model {
-namespace {
 
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
-  return bias.defined() ? at::linear(x, w, bias) : at::linear(x, w);
-}
-
-}  // namespace
+using kernels::Linear;
 
 LlamaModel::LlamaModel(io::ModelConfig config, ModelWeights weights, RotaryEmbedding rope)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(std::move(rope)) {}
@@ -238,7 +234,7 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
 }
 
 at::Tensor LlamaModel::LmHead(const at::Tensor& hidden) const {
-  return at::linear(hidden, weights_.lm_head).to(at::kFloat);
+  return Linear(hidden, weights_.lm_head).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
@@ -286,37 +282,49 @@ at::Tensor LlamaModel::Layer(int64_t i, const at::Tensor& x, const at::Tensor& c
   const int64_t b = x.size(0);
   const int64_t t = x.size(1);
   const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
-  const at::Tensor h = kernels::RmsNorm(x, l.input_norm, c.rms_norm_eps);
+  at::Tensor h;
   // [B, T, heads * D] -> [B, heads, T, D]
-  const auto [q_rows, k_rows, v_rows] = ProjectQkv(h, i);
+  const auto [q_rows, k_rows, v_rows] = ProjectQkv(x, i, &h);
   const at::Tensor q = q_rows.view({b, t, c.num_attention_heads, c.head_dim}).transpose(1, 2);
   const at::Tensor k = k_rows.view({b, t, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
   const at::Tensor v = v_rows.view({b, t, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
   AttentionState* state = memory != nullptr ? memory->layer(static_cast<size_t>(i)) : nullptr;
-  AttentionInputs in{kernels::Rotary(q, cos, sin), kernels::Rotary(k, cos, sin), v, q, k, h};
+  const auto [q_rotated, k_rotated] = kernels::RotaryQk(q, k, cos, sin);
+  AttentionInputs in{q_rotated, k_rotated, v, q, k, h};
   const at::Tensor a = attention_[static_cast<size_t>(i)]->Forward(in, state, position);
   const at::Tensor y =
       AddProjected(x, a.transpose(1, 2).reshape({b, t, c.num_attention_heads * c.head_dim}),
                    l.o_proj, l.o_bias, i, LoraTarget::kO);
-  return AddMlp(y, kernels::RmsNorm(y, l.post_norm, c.rms_norm_eps), i);
+  return AddMlp(y, i);
 }
 
-std::array<at::Tensor, 3> LlamaModel::ProjectQkv(const at::Tensor& h, int64_t i) const {
+std::array<at::Tensor, 3> LlamaModel::ProjectQkv(const at::Tensor& x, int64_t i,
+                                                  at::Tensor* h) const {
   const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+  const double eps = config_.rms_norm_eps;
   if (fused_.empty()) {
-    return {Project(h, l.q_proj, l.q_bias, i, LoraTarget::kQ),
-            Project(h, l.k_proj, l.k_bias, i, LoraTarget::kK),
-            Project(h, l.v_proj, l.v_bias, i, LoraTarget::kV)};
+    *h = kernels::RmsNorm(x, l.input_norm, eps);
+    return {Project(*h, l.q_proj, l.q_bias, i, LoraTarget::kQ),
+            Project(*h, l.k_proj, l.k_bias, i, LoraTarget::kK),
+            Project(*h, l.v_proj, l.v_bias, i, LoraTarget::kV)};
   }
   const FusedLayer& f = fused_[static_cast<size_t>(i)];
-  const at::Tensor qkv = Linear(h, f.qkv, f.qkv_bias);
+  at::Tensor qkv;
+  if (lora_ == nullptr && !attention_[static_cast<size_t>(i)]->needs_hidden()) {
+    qkv = kernels::NormLinear(x, l.input_norm, eps, f.qkv, f.qkv_bias);
+  } else {
+    *h = kernels::RmsNorm(x, l.input_norm, eps);
+    qkv = Linear(*h, f.qkv, f.qkv_bias);
+  }
   const int64_t nq = l.q_proj.size(0), nkv = l.k_proj.size(0);
   std::array<at::Tensor, 3> out = {qkv.narrow(-1, 0, nq), qkv.narrow(-1, nq, nkv),
                                    qkv.narrow(-1, nq + nkv, nkv)};
   if (lora_ != nullptr) {
     const LoraTarget targets[3] = {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV};
     for (size_t j = 0; j < out.size(); ++j) {
-      if (at::Tensor delta = lora_->Delta(i, targets[j], h); delta.defined()) out[j] = out[j] + delta;
+      if (at::Tensor delta = lora_->Delta(i, targets[j], *h); delta.defined()) {
+        out[j] = out[j] + delta;
+      }
     }
   }
   return out;
@@ -337,7 +345,7 @@ at::Tensor LlamaModel::AddProjected(const at::Tensor& residual, const at::Tensor
   at::Tensor y;
   if (!at::GradMode::is_enabled() && !checkpointing_ && residual.is_contiguous()) {
     y = residual;
-    y.view({-1, residual.size(-1)}).addmm_(x2, w.t());
+    kernels::AddLinear(y, x2, w);
   } else {
     y = at::addmm(residual.reshape({-1, residual.size(-1)}), x2, w.t()).view(residual.sizes());
   }
@@ -348,10 +356,16 @@ at::Tensor LlamaModel::AddProjected(const at::Tensor& residual, const at::Tensor
   return y;
 }
 
-at::Tensor LlamaModel::AddMlp(const at::Tensor& residual, const at::Tensor& h, int64_t i) const {
+at::Tensor LlamaModel::AddMlp(const at::Tensor& residual, int64_t i) const {
   const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
-  if (fused_.empty()) return residual + SwiGlu(h, l.gate_proj, l.up_proj, l.down_proj);
-  const at::Tensor gated = kernels::SiluMul(at::linear(h, fused_[static_cast<size_t>(i)].gate_up));
+  const double eps = config_.rms_norm_eps;
+  if (fused_.empty()) {
+    return residual +
+           SwiGlu(kernels::RmsNorm(residual, l.post_norm, eps), l.gate_proj, l.up_proj, l.down_proj);
+  }
+  // Norm, gate/up product and SwiGLU gate: one kernel at decode batch sizes.
+  const at::Tensor gated =
+      kernels::NormGateUp(residual, l.post_norm, eps, fused_[static_cast<size_t>(i)].gate_up);
   return AddProjected(residual, gated, l.down_proj, {}, i, std::nullopt);
 }
 

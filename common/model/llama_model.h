@@ -121,15 +121,18 @@ class LlamaModel {
   // x W^T + bias, plus the LoRA term when one is set for (layer, target).
   at::Tensor Project(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                      int64_t layer, LoraTarget target) const;
-  // Layer i's q, k, v projections [B, T, heads * D] of the normalised input.
-  std::array<at::Tensor, 3> ProjectQkv(const at::Tensor& h, int64_t i) const;
+  // Layer i's q, k, v projections [B, T, heads * D] of its input x. *h gets
+  // the normalised input, or stays undefined when nothing but the products
+  // needs it (a fused model without LoRA whose attention reads no hidden):
+  // then the norm folds into the fused product.
+  std::array<at::Tensor, 3> ProjectQkv(const at::Tensor& x, int64_t i, at::Tensor* h) const;
   // residual + x W^T (+ bias, + LoRA when `target` has one). A fused model
   // outside autograd accumulates into `residual` and returns it.
   at::Tensor AddProjected(const at::Tensor& residual, const at::Tensor& x, const at::Tensor& w,
                           const at::Tensor& bias, int64_t layer,
                           std::optional<LoraTarget> target) const;
-  // residual + the SwiGLU MLP of layer i on the normalised input.
-  at::Tensor AddMlp(const at::Tensor& residual, const at::Tensor& h, int64_t i) const;
+  // residual + the SwiGLU MLP of layer i on the residual's post-attention norm.
+  at::Tensor AddMlp(const at::Tensor& residual, int64_t i) const;
 
   io::ModelConfig config_;
   ModelWeights weights_;

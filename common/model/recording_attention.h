@@ -37,6 +37,8 @@ class RecordingAttention final : public AttentionLayer {
         record);
   }
   std::string_view name() const override { return inner_->name(); }
+  // The record keeps every input, hidden included (a Lizard student learns from it).
+  bool needs_hidden() const override { return true; }
   at::Tensor Forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      AttentionState* state, int64_t position) const override {
     return Forward(AttentionInputs{q, k, v, at::Tensor(), at::Tensor(), at::Tensor()}, state,

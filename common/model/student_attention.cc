@@ -164,6 +164,7 @@ class LizardAttention final : public StudentAttention {
     options_.window = c.window;
   }
   std::string_view name() const override { return "lizard"; }
+  bool needs_hidden() const override { return true; }
   const StudentTensors& tensors() const override { return tensors_; }
 
   at::Tensor Forward(const at::Tensor&, const at::Tensor&, const at::Tensor&, AttentionState*,

@@ -90,6 +90,17 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
   const T* v_new = static_cast<const T*>(p.v) + (b * p.kv_heads + hk) * d;
   const T* ring_k = static_cast<const T*>(p.k_window) + (b * p.kv_heads + hk) * w * d;
   const T* ring_v = static_cast<const T*>(p.v_window) + (b * p.kv_heads + hk) * w * d;
+  const int fh = p.q_weight != nullptr ? f / 2 : d;
+  const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
+  const W* qw = static_cast<const W*>(p.q_weight);
+  const W* kw = static_cast<const W*>(p.k_weight);
+  // Everything this CTA reads after q is known now: start it all at once.
+  if (qw != nullptr) decode::PrefetchL2(qw + h * d * fh, int64_t(d) * fh * sizeof(W));
+  if (kw != nullptr && evict) decode::PrefetchL2(kw + hw * d * fh, int64_t(d) * fh * sizeof(W));
+  decode::PrefetchL2(p.kv + bh * f * d, int64_t(f) * d * sizeof(float));
+  decode::PrefetchL2(p.k_sum + bh * f, int64_t(f) * sizeof(float));
+  decode::PrefetchL2(ring_k, int64_t(w) * d * sizeof(T));
+  decode::PrefetchL2(ring_v, int64_t(w) * d * sizeof(T));
   for (int i = threadIdx.x; i < d; i += kDecodeThreads) {
     xq[i] = decode::Load(q, i);
     if (evict) {
@@ -98,10 +109,6 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     }
   }
   __syncthreads();
-  const int fh = p.q_weight != nullptr ? f / 2 : d;
-  const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
-  const W* qw = static_cast<const W*>(p.q_weight);
-  const W* kw = static_cast<const W*>(p.k_weight);
   decode::MapJob<W> jobs[2];
   jobs[0] = {xq, qw != nullptr ? qw + h * d * fh : nullptr, phq};
   jobs[1] = {xk, kw != nullptr ? kw + hw * d * fh : nullptr, evict ? phk : nullptr};

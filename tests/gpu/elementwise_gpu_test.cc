@@ -48,6 +48,28 @@ TEST_P(ElementwiseGpu, RotaryPerRowDecodeMatchesReference) {
   EXPECT_LT(testing::RelativeError(y, RotaryReference(k, cos, sin)), Tolerance(type));
 }
 
+// q and k of a GQA layer in one launch, one decode token per row.
+TEST_P(ElementwiseGpu, RotaryQkMatchesReference) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const at::ScalarType type = GetParam();
+  at::manual_seed(25);
+  const at::Tensor qkv = at::randn({3, 1, (32 + 2 * 8) * 128}) * 2;
+  const auto heads = [](const at::Tensor& rows, int64_t start, int64_t n) {
+    return rows.narrow(-1, start * 128, n * 128).view({3, 1, n, 128}).transpose(1, 2);
+  };
+  const at::Tensor angle = at::rand({3, 1, 1, 128}) * 100;
+  const at::Tensor cos = angle.cos(), sin = angle.sin();
+  testing::PoisonCudaAllocator();
+  const at::Tensor gpu = qkv.to(at::kCUDA, type);
+  const auto [q, k] = RotaryQk(heads(gpu, 0, 32), heads(gpu, 32, 8), cos.to(at::kCUDA, type),
+                               sin.to(at::kCUDA, type));
+  ASSERT_FALSE(q.isnan().any().item<bool>() || k.isnan().any().item<bool>());
+  EXPECT_LT(testing::RelativeError(q, RotaryReference(heads(qkv, 0, 32), cos, sin)),
+            Tolerance(type));
+  EXPECT_LT(testing::RelativeError(k, RotaryReference(heads(qkv, 32, 8), cos, sin)),
+            Tolerance(type));
+}
+
 TEST_P(ElementwiseGpu, SiluMulMatchesReference) {
   ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
   const at::ScalarType type = GetParam();

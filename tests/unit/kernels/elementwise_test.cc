@@ -75,6 +75,19 @@ TEST(Rotary, RefusesShapesItCannotRotate) {
   EXPECT_THROW(Rotary(at::randn({2, 3, 8}), at::randn({3, 8}), at::randn({3, 8})), c10::Error);
 }
 
+// q and k with their own head counts (GQA) in one call.
+TEST(RotaryQk, RotatesBothLikeRotary) {
+  at::manual_seed(15);
+  const at::Tensor q = at::randn({2, 4, 3, 8}, at::kDouble),
+                   k = at::randn({2, 2, 3, 8}, at::kDouble);
+  const at::Tensor cos = at::randn({2, 1, 3, 8}, at::kDouble);
+  const at::Tensor sin = at::randn({2, 1, 3, 8}, at::kDouble);
+  const auto [qr, kr] = RotaryQk(q, k, cos, sin);
+  ExpectRotated(q, cos, sin, qr);
+  ExpectRotated(k, cos, sin, kr);
+  EXPECT_THROW(RotaryQk(q, at::randn({2, 2, 4, 8}, at::kDouble), cos, sin), c10::Error);
+}
+
 TEST(SiluMul, MatchesHandWrittenLoop) {
   at::manual_seed(14);
   const at::Tensor gate_up = at::randn({2, 3, 10}, at::kDouble) * 3;
