@@ -1,9 +1,13 @@
-// float32 <-> element type conversions shared by the element-wise kernels
-// (.cu only, no ATen).
+// float32 <-> element type conversions shared by the element-wise kernels,
+// and the launch of a kernel templated on the element type (.cu only, no
+// ATen).
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/rmsnorm/rmsnorm_params.h"  // ElementType
 
 namespace linearize::kernels::elementwise {
 
@@ -18,6 +22,19 @@ template <> __device__ __forceinline__ __half FromFloat<__half>(float v) {
 }
 template <> __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+
+// Calls launch(T{}) with T the C++ type of `type`, then returns the launch
+// error string, or nullptr on success.
+template <typename F>
+const char* LaunchForType(ElementType type, F&& launch) {
+  switch (type) {
+    case ElementType::kF32: launch(float{}); break;
+    case ElementType::kF16: launch(__half{}); break;
+    case ElementType::kBF16: launch(__nv_bfloat16{}); break;
+  }
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace linearize::kernels::elementwise

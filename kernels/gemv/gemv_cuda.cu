@@ -199,7 +199,7 @@ bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 bool GemvSupported(const GemvParams& p) {
   const int64_t bytes = ElementBytes(p.type);
   return p.rows >= 1 && p.rows <= kGemvMaxRows && p.n >= 1 && p.k >= 1 &&
-         p.n < (int64_t{1} << 31) * 8 && (p.k * bytes) % 16 == 0 &&
+         (p.n + kWarps - 1) / kWarps <= 0x7fffffff && (p.k * bytes) % 16 == 0 &&
          (p.x_stride * bytes) % 16 == 0 && Aligned16(p.x) && Aligned16(p.w) && p.y != nullptr &&
          (p.norm_weight == nullptr || Aligned16(p.norm_weight)) &&
          (p.norm_weight == nullptr || p.residual == nullptr) &&
@@ -208,13 +208,7 @@ bool GemvSupported(const GemvParams& p) {
 
 const char* LaunchGemv(const GemvParams& p) {
   if (!GemvSupported(p)) return "Gemv: unsupported sizes or alignment";
-  switch (p.type) {
-    case ElementType::kF32: Launch<float>(p); break;
-    case ElementType::kF16: Launch<__half>(p); break;
-    case ElementType::kBF16: Launch<__nv_bfloat16>(p); break;
-  }
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return elementwise::LaunchForType(p.type, [&](auto t) { Launch<decltype(t)>(p); });
 }
 
 }  // namespace linearize::kernels

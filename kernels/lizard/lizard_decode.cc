@@ -3,14 +3,20 @@
 //   k_window/v_window slot i % W <- kw_i, v_i; window softmax over the slots
 //   holding positions max(0, i - W + 1)..i plus the sink logits;
 //   y = y_gla + alpha y_win.
+// CUDA tensors take the batched decode kernels (lizard_cuda.h) when they apply.
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lizard/lizard_args.h"
+
+#ifdef LINEARIZE_WITH_CUDA
+#include "kernels/lizard/lizard_cuda.h"
+#endif
 
 namespace linearize::kernels::lizard {
 namespace {
@@ -43,6 +49,12 @@ at::Tensor DecodeStep(State& state, const Inputs& in, const Weights& weights,
   const int64_t slots = options.window;
   CheckState(kOp, state, dims, FeatureDim(weights.maps, dims.head_dim), slots, in.q);
 
+#ifdef LINEARIZE_WITH_CUDA
+  // Batched decode kernels (lizard_decode_cuda.cu) for the inputs they cover.
+  if (std::optional<at::Tensor> y = internal::DecodeStepCuda(state, in, weights, options)) {
+    return *y;
+  }
+#endif
   const c10::NoGradGuard no_grad;
   const at::ScalarType ct = state.kv.scalar_type();
   const int64_t b = dims.batch, hq = dims.q_heads;

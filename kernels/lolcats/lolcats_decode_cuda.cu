@@ -22,50 +22,6 @@ namespace {
 using decode::kDecodeThreads;
 constexpr int kMaxWindow = 1024;
 
-// The column block [c0, c0 + dc) of a head's state S [f][d] (row-major
-// float32, global): if add_k != nullptr, S[:, block] += add_k add_v[block]^T;
-// then num[0..dc) = phi_q S[:, block] (after the update). smem: add_k [f],
-// add_v [d], phi_q [f]; scratch >= kDecodeThreads * 4 floats. dc % 4 == 0.
-__device__ inline void SweepColumns(float* S, int f, int d, int c0, int dc, const float* add_k,
-                                    const float* add_v, const float* phi_q, float* scratch,
-                                    float* num) {
-  const int tid = threadIdx.x;
-  const int cols4 = dc / 4, groups = kDecodeThreads / cols4;
-  const int c4 = tid % cols4, grp = tid / cols4;
-  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (grp < groups) {
-    float4 v4 = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (add_k != nullptr) v4 = reinterpret_cast<const float4*>(add_v + c0)[c4];
-    float4* s4 = reinterpret_cast<float4*>(S + c0);
-    const int row4 = d / 4;
-#pragma unroll 8
-    for (int r = grp; r < f; r += groups) {
-      float4 s = s4[r * row4 + c4];
-      if (add_k != nullptr) {
-        const float a = add_k[r];
-        s.x = fmaf(a, v4.x, s.x);
-        s.y = fmaf(a, v4.y, s.y);
-        s.z = fmaf(a, v4.z, s.z);
-        s.w = fmaf(a, v4.w, s.w);
-        s4[r * row4 + c4] = s;
-      }
-      const float qf = phi_q[r];
-      acc.x = fmaf(qf, s.x, acc.x);
-      acc.y = fmaf(qf, s.y, acc.y);
-      acc.z = fmaf(qf, s.z, acc.z);
-      acc.w = fmaf(qf, s.w, acc.w);
-    }
-    reinterpret_cast<float4*>(scratch)[grp * cols4 + c4] = acc;
-  }
-  __syncthreads();
-  for (int c = tid; c < dc; c += kDecodeThreads) {
-    float sum = 0.f;
-    for (int g = 0; g < groups; ++g) sum += scratch[g * dc + c];
-    num[c] = sum;
-  }
-  __syncthreads();
-}
-
 template <typename T, typename W>
 __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDecodeParams p) {
   __shared__ __align__(16) float xq[decode::kMaxHeadDim], xk[decode::kMaxHeadDim],
@@ -116,7 +72,8 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
   if (evict && split == 0) {  // z takes them in the ring-write kernel
     for (int i = threadIdx.x; i < f; i += kDecodeThreads) p.evicted_features[bh * f + i] = phk[i];
   }
-  SweepColumns(p.kv + bh * f * d, f, d, c0, dc, evict ? phk : nullptr, vv, phq, scratch, num);
+  decode::SweepColumns(p.kv + bh * f * d, f, d, c0, dc, 1.f, evict ? phk : nullptr, vv, phq,
+                       scratch, num);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // phi(q) . z after the leaving key joins it: the last warp.

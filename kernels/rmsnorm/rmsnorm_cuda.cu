@@ -66,13 +66,7 @@ void Launch(const RmsNormParams& p) {
 
 const char* LaunchRmsNorm(const RmsNormParams& p) {
   if (p.rows == 0) return nullptr;
-  switch (p.type) {
-    case ElementType::kF32: Launch<float>(p); break;
-    case ElementType::kF16: Launch<__half>(p); break;
-    case ElementType::kBF16: Launch<__nv_bfloat16>(p); break;
-  }
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return elementwise::LaunchForType(p.type, [&](auto t) { Launch<decltype(t)>(p); });
 }
 
 }  // namespace linearize::kernels

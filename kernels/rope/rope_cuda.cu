@@ -60,13 +60,8 @@ const char* LaunchRotary(const RotaryParams& p) {
   const int64_t pairs0 = Pairs(p, 0);
   const int64_t pairs = pairs0 + (p.num_jobs == 2 ? Pairs(p, 1) : 0);
   if (pairs == 0) return nullptr;
-  switch (p.type) {
-    case ElementType::kF32: Launch<float>(p, pairs0, pairs); break;
-    case ElementType::kF16: Launch<__half>(p, pairs0, pairs); break;
-    case ElementType::kBF16: Launch<__nv_bfloat16>(p, pairs0, pairs); break;
-  }
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return elementwise::LaunchForType(p.type,
+                                    [&](auto t) { Launch<decltype(t)>(p, pairs0, pairs); });
 }
 
 }  // namespace linearize::kernels

@@ -37,13 +37,7 @@ void Launch(const SiluMulParams& p) {
 
 const char* LaunchSiluMul(const SiluMulParams& p) {
   if (p.rows * p.inner == 0) return nullptr;
-  switch (p.type) {
-    case ElementType::kF32: Launch<float>(p); break;
-    case ElementType::kF16: Launch<__half>(p); break;
-    case ElementType::kBF16: Launch<__nv_bfloat16>(p); break;
-  }
-  const cudaError_t err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return elementwise::LaunchForType(p.type, [&](auto t) { Launch<decltype(t)>(p); });
 }
 
 }  // namespace linearize::kernels

@@ -63,7 +63,8 @@ TEST_P(DecodeGraphGpu, ReplaysEqualPlainSteps) {
 INSTANTIATE_TEST_SUITE_P(Recipes, DecodeGraphGpu,
                          ::testing::Values(Case{Recipe::kLolcats, at::kFloat, 1},
                                            Case{Recipe::kLolcats, at::kBFloat16, 3},
-                                           Case{Recipe::kLinear, at::kFloat, 3}));
+                                           Case{Recipe::kLinear, at::kFloat, 3},
+                                           Case{Recipe::kLizard, at::kBFloat16, 2}));
 
 TEST(DecodeGraphGpuRefusals, KvCachesAndHostSyncsAreRefusedAndTheModelStaysUsable) {
   ASSERT_TRUE(at::hasCUDA());

@@ -1,12 +1,16 @@
 // Lizard's gated branch on the chunked CUDA kernel (float32 features, split
 // bf16 mma), through ForwardParallel and Prefill, against ForwardReference /
-// the CPU Prefill in float64, with mild and strong (down to -inf) gates.
+// the CPU Prefill in float64, with mild and strong (down to -inf) gates; and
+// the batched decode kernels: DecodeStep with rows at different positions
+// (states of two prompt lengths joined along the batch, the window branch
+// with its own q/k) against the float64 CPU DecodeStep.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <limits>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "kernels/lizard/lizard_attention.h"
 #include "tests/gpu/attention_gpu_util.h"
@@ -46,8 +50,12 @@ TEST_P(LizardGpu, ForwardAndPrefillMatchFloat64) {
   w.maps = testing::MapsSeen(testing::RandomHedgehog(c.hq, c.hq, c.d, c.fh), dtype);
   w.meta_logits = at::randn({c.hq, 4}, at::kDouble);
   w.alpha = at::randn({c.hq}, at::kDouble);
-  Inputs gpu{OnGpu(cpu.q, dtype), OnGpu(cpu.k, dtype), OnGpu(cpu.v, dtype),
-             cpu.log_gamma.to(at::kFloat).cuda(), {}, {}};
+  Inputs gpu{OnGpu(cpu.q, dtype),
+             OnGpu(cpu.k, dtype),
+             OnGpu(cpu.v, dtype),
+             cpu.log_gamma.to(at::kFloat).cuda(),
+             {},
+             {}};
   Weights gw{testing::MapsOnGpu(w.maps, dtype), w.meta_logits.to(at::kFloat).cuda(),
              w.alpha.to(at::kFloat).cuda()};
   const double tol = testing::Tol(dtype);
@@ -67,6 +75,92 @@ TEST_P(LizardGpu, ForwardAndPrefillMatchFloat64) {
   EXPECT_LT(RelativeError(g.y, ref.y), tol) << "Prefill y";
   EXPECT_LT(RelativeError(g.state.kv, ref.state.kv), tol) << "Prefill kv";
   EXPECT_LT(RelativeError(g.state.k_sum, ref.state.k_sum), tol) << "Prefill k_sum";
+}
+
+// Random log gates for [B, H, T]: mild, or with strong ones (-30 and -inf) mixed in.
+at::Tensor RandomLogGamma(int64_t b, int64_t h, int64_t t, bool strong) {
+  at::Tensor lg = at::log_sigmoid(at::randn({b, h, t}, at::kDouble) + 2.0);
+  if (strong) {
+    const at::Tensor pos = at::arange(t, at::kLong).view({1, 1, t}).expand_as(lg);
+    lg = at::where(pos.remainder(7) == 3, at::full({}, -30.0, at::kDouble), lg);
+    lg = at::where(pos.remainder(50) == 20,
+                   at::full({}, -std::numeric_limits<double>::infinity(), at::kDouble), lg);
+  }
+  return lg;
+}
+
+State Join(const State& a, const State& b) {
+  return State{at::cat({a.kv, b.kv}), at::cat({a.k_sum, b.k_sum}),
+               at::cat({a.k_window, b.k_window}), at::cat({a.v_window, b.v_window}),
+               at::cat({a.position, b.position})};
+}
+
+TEST_P(LizardGpu, DecodeRowsAtDifferentPositions) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const auto [c, dtype] = GetParam();
+  at::manual_seed(505 + c.t + c.d);
+  const int64_t steps = 3;
+  const int64_t lens[2] = {c.t, std::max<int64_t>(1, c.t / 3)};
+  // One sequence per row: prompt then `steps` decode tokens.
+  std::vector<Inputs> seqs;
+  for (const int64_t len : lens) {
+    const int64_t n = len + steps;
+    seqs.push_back(Inputs{
+        at::randn({1, c.hq, n, c.d}, at::kDouble), at::randn({1, c.hkv, n, c.d}, at::kDouble),
+        at::randn({1, c.hkv, n, c.d}, at::kDouble), RandomLogGamma(1, c.hkv, n, c.strong),
+        at::randn({1, c.hq, n, c.d}, at::kDouble), at::randn({1, c.hkv, n, c.d}, at::kDouble)});
+  }
+  Weights w;
+  w.maps = testing::RandomHedgehog(c.hq, c.hq, c.d, c.fh);
+  w.meta_logits = at::randn({c.hq, 4}, at::kDouble);
+  w.alpha = at::randn({c.hq}, at::kDouble);
+  const Weights rw{testing::MapsSeen(w.maps, dtype), w.meta_logits, w.alpha};
+  const Weights gw{testing::MapsOnGpu(w.maps, dtype), w.meta_logits.to(at::kFloat).cuda(),
+                   w.alpha.to(at::kFloat).cuda()};
+  Options o;
+  o.window = 16;  // small, so the prompts wrap the ring
+  // Positions [from, from + n) of row r's sequence, on the CPU (float64
+  // after rounding to dtype) or on the GPU.
+  const auto slice = [&](bool gpu, int r, int64_t from, int64_t n) {
+    const Inputs& seq = seqs[static_cast<size_t>(r)];
+    const auto cut = [&](const at::Tensor& t) {
+      const at::Tensor piece = t.narrow(2, from, n);
+      return gpu ? OnGpu(piece, dtype) : Seen(piece, dtype);
+    };
+    const at::Tensor lg = seq.log_gamma.narrow(2, from, n);
+    return Inputs{cut(seq.q),        cut(seq.k),
+                  cut(seq.v),        gpu ? lg.to(at::kFloat).cuda() : lg,
+                  cut(seq.q_window), cut(seq.k_window)};
+  };
+  // Both rows' token at their own position (prompt length + step).
+  const auto token = [&](bool gpu, int64_t step) {
+    const Inputs a = slice(gpu, 0, lens[0] + step, 1), b = slice(gpu, 1, lens[1] + step, 1);
+    return Inputs{at::cat({a.q, b.q}),
+                  at::cat({a.k, b.k}),
+                  at::cat({a.v, b.v}),
+                  at::cat({a.log_gamma, b.log_gamma}),
+                  at::cat({a.q_window, b.q_window}),
+                  at::cat({a.k_window, b.k_window})};
+  };
+  State ref = Join(Prefill(slice(false, 0, 0, lens[0]), rw, o).state,
+                   Prefill(slice(false, 1, 0, lens[1]), rw, o).state);
+  State gpu = Join(Prefill(slice(true, 0, 0, lens[0]), gw, o).state,
+                   Prefill(slice(true, 1, 0, lens[1]), gw, o).state);
+  const double tol = testing::Tol(dtype);
+  for (int64_t s = 0; s < steps; ++s) {
+    const at::Tensor ry = DecodeStep(ref, token(false, s), rw, o);
+    testing::PoisonCudaAllocator();
+    const testing::LaunchCounter launches;
+    const at::Tensor gy = DecodeStep(gpu, token(true, s), gw, o);
+    EXPECT_EQ(launches.Launches(), 1) << "the decode kernels did not run";
+    ASSERT_TRUE(testing::AllFinite(gy));
+    EXPECT_LT(RelativeError(gy, ry), tol) << "DecodeStep " << s;
+  }
+  EXPECT_LT(RelativeError(gpu.kv, ref.kv), tol) << "kv";
+  EXPECT_LT(RelativeError(gpu.k_sum, ref.k_sum), tol) << "k_sum";
+  EXPECT_LT(RelativeError(gpu.k_window, ref.k_window), tol) << "k_window";
+  EXPECT_LT(RelativeError(gpu.v_window, ref.v_window), tol) << "v_window";
+  EXPECT_TRUE(at::equal(gpu.position.cpu(), ref.position)) << "position";
 }
 
 const Case kCases[] = {
