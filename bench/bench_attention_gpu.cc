@@ -2,11 +2,11 @@
 // machine has no Google Benchmark). bf16, B = 1, 32 heads, D = 128, Hedgehog
 // F = 128 (Fh = 64):
 //   prefill T in {2k, 4k, 8k, 16k, 32k}: our kernels (chunked kernel alone on
-//   precomputed features, baseline and LoLCATs entry points) against
+//   precomputed features, baseline, LoLCATs and Lizard entry points) against
 //   at::scaled_dot_product_attention (causal) and the LibTorch forms of the
 //   same entry points (CUDA kernels switched off);
 //   decode at batch {1, 16, 64, 256} (32 query heads, 8 kv heads): our decode
-//   kernels against the LibTorch DecodeStep.
+//   kernels (baseline, LoLCATs, Lizard) against the LibTorch DecodeStep.
 // Prints a table and writes JSON to argv[1], else $OUT/attention_bench.json,
 // else ./attention_bench.json. `--profile` instead runs one T = 32k forward of
 // the baseline and of LoLCATs (for ncu) and exits. Each row: median of `reps` timed runs after
@@ -32,6 +32,7 @@
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/linear_attention/linear_attention.h"
+#include "kernels/lizard/lizard_attention.h"
 #include "kernels/lolcats/lolcats_attention.h"
 
 namespace {
@@ -136,6 +137,16 @@ int main(int argc, char** argv) {
   lk::lolcats::Weights lw{maps, at::randn({h}, bf.dtype(at::kFloat))};
   lk::lolcats::Options lo;
   lo.window = w;
+  // Lizard: its own default window (128) and 4 sinks, gates mild.
+  lk::lizard::Weights zw{maps, at::randn({h, 4}, bf.dtype(at::kFloat)),
+                         at::randn({h}, bf.dtype(at::kFloat))};
+  const lk::lizard::Options zo;
+  const auto lizard_inputs = [&](int64_t b, int64_t hk, int64_t t) {
+    return lk::lizard::Inputs{at::randn({b, h, t, d}, bf), at::randn({b, hk, t, d}, bf),
+                              at::randn({b, hk, t, d}, bf),
+                              at::log_sigmoid(at::randn({b, hk, t}, bf.dtype(at::kFloat)) + 3),
+                              at::randn({b, h, t, d}, bf), at::randn({b, hk, t, d}, bf)};
+  };
   if (profile) {
     const int64_t t = 32768;
     const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
@@ -203,6 +214,19 @@ int main(int argc, char** argv) {
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(true);
     }
+    {  // gated branch on the chunked kernel; the window branch is LibTorch
+      const lk::lizard::Inputs in = lizard_inputs(1, h, t);
+      Row r{"lizard", "cuda", t};
+      r.ms = TimeMs([&] { lk::lizard::ForwardParallel(in, zw, zo); }, reps);
+      r.bytes = io + 2.0 * tok * d * 2;  // + the window branch's own q, k
+      r.flops = tok * (chunk_flops + map_flops + 2.0 * 2.0 * 2.0 * zo.window * d);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(false);
+      r.impl = "libtorch";
+      r.ms = TimeMs([&] { lk::lizard::ForwardParallel(in, zw, zo); }, 3, 1);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(true);
+    }
     {
       Row r{"sdpa_causal", "aten", t};
       r.ms = TimeMs([&] { at::scaled_dot_product_attention(q, k, v, {}, 0.0, true); }, reps);
@@ -239,6 +263,15 @@ int main(int argc, char** argv) {
       r2.bytes = state_bytes + 2.0 * b * hkv * w * d * 2 + 4.0 * b * h * d * 2;
       r2.flops = dec_flops + double(b) * h * 4.0 * w * d;
       Add(rows, ceil, r2);
+      // Lizard from a full window: a gated state update and a 128-slot window.
+      lk::lizard::Weights dzw{dmaps, zw.meta_logits, zw.alpha};
+      lk::lizard::State zs = lk::lizard::Prefill(lizard_inputs(b, hkv, zo.window), dzw, zo).state;
+      const lk::lizard::Inputs one = lizard_inputs(b, hkv, 1);
+      Row r3{"decode_lizard", cuda ? "cuda" : "libtorch", 1, b};
+      r3.ms = TimeMs([&] { lk::lizard::DecodeStep(zs, one, dzw, zo); }, 7, 3, 20);
+      r3.bytes = state_bytes + 2.0 * b * hkv * zo.window * d * 2 + 6.0 * b * h * d * 2;
+      r3.flops = dec_flops + double(b) * h * 4.0 * zo.window * d;
+      Add(rows, ceil, r3);
     }
     lk::detail::SetCudaAttentionEnabled(true);
   }
