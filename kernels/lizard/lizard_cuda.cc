@@ -9,6 +9,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lizard/lizard_args.h"
 #include "kernels/lizard/lizard_decode_params.h"
+#include "kernels/lolcats/lolcats_window_params.h"
 
 namespace linearize::kernels::lizard::internal {
 
@@ -90,6 +91,51 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const W
   p.stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchLizardDecode(p);
   TORCH_CHECK(err == nullptr, "lizard::DecodeStep: CUDA launch failed: ", err);
+  detail::CountCudaAttentionLaunch();
+  return y;
+}
+
+std::optional<at::Tensor> WindowCombineCuda(const Inputs& in, const Weights& weights,
+                                            const Options& options,
+                                            const detail::LinearTerms& gla) {
+  LolcatsWindowParams p;
+  const at::Tensor& qw = WindowQ(in);
+  const at::Tensor& kw = WindowK(in);
+  if (!detail::KernelElementType(in.q.scalar_type(), &p.type) ||
+      !detail::CudaKernelApplies(in.q.device(), {&qw, &kw, &in.v, &weights.meta_logits,
+                                                 &weights.alpha, &gla.num, &gla.den}) ||
+      kw.scalar_type() != qw.scalar_type() || in.v.scalar_type() != qw.scalar_type() ||
+      gla.num.scalar_type() != at::kFloat || gla.den.scalar_type() != at::kFloat ||
+      weights.meta_logits.size(1) == 0) {
+    return std::nullopt;
+  }
+  p.batch = qw.size(0);
+  p.heads = qw.size(1);
+  p.kv_heads = kw.size(1);
+  p.length = qw.size(2);
+  p.head_dim = qw.size(3);
+  p.window = options.window;
+  p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+  p.eps = static_cast<float>(options.eps);
+  p.sink_count = weights.meta_logits.size(1);
+  const at::Tensor sinks = weights.meta_logits.to(at::kFloat).contiguous();
+  const at::Tensor alpha = weights.alpha.to(at::kFloat).contiguous();
+  p.sinks = sinks.data_ptr<float>();
+  p.alpha = alpha.data_ptr<float>();
+  if (!LolcatsWindowSupported(p)) return std::nullopt;
+  const c10::cuda::CUDAGuard guard(in.q.device());
+  const at::Tensor q = qw.contiguous(), k = kw.contiguous(), v = in.v.contiguous();
+  const at::Tensor num = gla.num.contiguous(), den = gla.den.contiguous();
+  at::Tensor y = at::empty(in.q.sizes(), in.q.options());
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.lin_num = num.data_ptr<float>();
+  p.lin_den = den.data_ptr<float>();
+  p.y = y.data_ptr();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchLolcatsWindow(p);
+  TORCH_CHECK(err == nullptr, "lizard: window kernel launch failed: ", err);
   detail::CountCudaAttentionLaunch();
   return y;
 }

@@ -20,6 +20,7 @@
 
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
+#include "kernels/lizard/lizard_cuda.h"
 #endif
 
 namespace linearize::kernels::lizard {
@@ -115,19 +116,26 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
     return out;
   }
   // The gated branch takes the CUDA kernel (chunked_linear_cuda.cu) when it
-  // covers the inputs; otherwise (and for autograd) the LibTorch form below,
-  // which runs on any device. The window branch stays LibTorch.
+  // covers the inputs, and then the window branch the hybrids' window kernel
+  // (lolcats_window_cuda.cu), which also adds the two; otherwise (and for
+  // autograd) the LibTorch forms below, which run on any device.
   std::optional<detail::LinearTerms> cuda_gla;
+  std::optional<at::Tensor> cuda_y;
 #ifdef LINEARIZE_WITH_CUDA
   cuda_gla =
       detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
+  if (cuda_gla) cuda_y = internal::WindowCombineCuda(in, weights, options, *cuda_gla);
 #endif
   const detail::LinearTerms gla =
       cuda_gla ? *cuda_gla
                : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
-  const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
-  out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
-              .to(in.q.scalar_type());
+  if (cuda_y) {
+    out.y = *cuda_y;
+  } else {
+    const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
+    out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
+                .to(in.q.scalar_type());
+  }
   if (want_state) {
     out.state.kv = gla.kv.detach();
     out.state.k_sum = gla.k_sum.detach();

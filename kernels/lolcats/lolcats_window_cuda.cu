@@ -1,9 +1,11 @@
-// LoLCATs sliding-window softmax terms on tensor cores, combined with the
-// precomputed linear terms under one normaliser. One CTA (4 warps, 16 query
-// rows each) per 64-query chunk of one (b, h): scores against the 128-key
-// band (previous and current chunk; W <= 64 keeps every window inside it),
-// exact window max c_i, weights g exp(s - c_i) kept in registers as the A
-// operand of the value product (no shared-memory round trip).
+// Sliding-window softmax terms of both hybrids on tensor cores, combined with
+// the precomputed linear terms: under one normaliser (LoLCATs) or each
+// normalised on its own, with sinks (Lizard). One CTA (4 warps, 16 query rows
+// each) per 64-query chunk of one (b, h): scores against a band of the
+// current chunk and the 64 (W <= 64) or 128 (W <= 128, bf16: the float32
+// split planes would not fit in shared memory) keys before it, exact window
+// max c_i, weights exp(s - c_i) kept in registers as the A operand of the
+// value product (no shared-memory round trip).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -17,10 +19,10 @@ namespace {
 
 using tiles::bf16;
 constexpr int kC = 64;
-constexpr int kBand = 2 * kC;
 constexpr int kThreads = 128;
+constexpr int kMaxSinks = 8;
 
-template <typename T, int D>
+template <typename T, int D, int kBand>
 struct WCfg {
   static constexpr bool kSplit = std::is_same_v<T, float>;
   static constexpr int kPlanes = kSplit ? 2 : 1;
@@ -30,9 +32,10 @@ struct WCfg {
   static constexpr int kBytes = kPlanes * (kQ + 2 * kK) * 2;
 };
 
-template <typename T, int D>
+template <typename T, int D, int kBand>
 __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWindowParams p) {
-  using Cf = WCfg<T, D>;
+  using Cf = WCfg<T, D, kBand>;
+  constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   constexpr bool S = Cf::kSplit;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sq = reinterpret_cast<bf16*>(smem_raw);
@@ -44,7 +47,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   const T* q = static_cast<const T*>(p.q) + bh * p.length * D;
   const T* k = static_cast<const T*>(p.k) + (b * p.kv_heads + hk) * p.length * D;
   const T* v = static_cast<const T*>(p.v) + (b * p.kv_heads + hk) * p.length * D;
-  const int64_t q0 = n * kC, k0 = q0 - kC;  // band row u holds key position k0 + u
+  const int64_t q0 = n * kC, k0 = q0 - kBefore;  // band row u holds key position k0 + u
   tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, Cf::kQ, q, q0, p.length);
   tiles::LoadTile<T, kBand, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
   tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
@@ -56,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
   // Band tiles (8 keys) any of the warp's rows can see.
-  const int lo_tile = max(0, (r0 + kC + 1 - w) / 8), hi_tile = (r0 + kC + 15) / 8;
+  const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
   float s[kBand / 8][4] = {};
 #pragma unroll
   for (int kk = 0; kk < D; kk += 16) {
@@ -74,8 +77,17 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       }
     }
   }
-  // Mask to the window, exact max per row, weights g exp(s - c).
-  const float gate = p.gate[h];
+  // Mask to the window, exact max per row (with the sinks), weights g exp(s - c).
+  const bool lizard = p.sinks != nullptr;
+  const float gate = lizard ? 1.f : p.gate[h];
+  const int m_count = lizard ? static_cast<int>(p.sink_count) : 0;
+  float sink[kMaxSinks];
+  float sink_max = -INFINITY;
+#pragma unroll
+  for (int m = 0; m < kMaxSinks; ++m) {
+    sink[m] = m < m_count ? p.sinks[h * m_count + m] : -INFINITY;
+    sink_max = fmaxf(sink_max, sink[m]);
+  }
   float den[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -94,6 +106,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    mx = fmaxf(mx, sink_max);
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < kBand / 8; ++j) {
@@ -106,6 +119,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+#pragma unroll
+    for (int m = 0; m < kMaxSinks; ++m) sum += m < m_count ? __expf(sink[m] - mx) : 0.f;
     den[half] = sum;
   }
   // num = weights (registers, as A fragments) x band values.
@@ -130,41 +145,57 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     const int64_t i = q0 + r0 + g + 8 * half;
     if (i >= p.length) continue;
     const int64_t row = bh * p.length + i;
-    float d = den[half];
-    if (p.lin_den != nullptr) d += p.lin_den[row];
-    const float inv = 1.f / d;
+    const float lin_den = p.lin_den != nullptr ? p.lin_den[row] : 0.f;
+    // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
+    // eps) + alpha o / den.
+    const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + lin_den);
+    const float lin_scale = lizard ? 1.f / (lin_den + p.eps) : inv;
     T* y = static_cast<T*>(p.y) + row * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       const int col = 8 * j + 2 * t;
-      float x0 = o[j][2 * half], x1 = o[j][2 * half + 1];
+      float x0 = o[j][2 * half] * inv, x1 = o[j][2 * half + 1] * inv;
       if (p.lin_num != nullptr) {
         const float2 l = *reinterpret_cast<const float2*>(p.lin_num + row * D + col);
-        x0 += l.x;
-        x1 += l.y;
+        x0 = fmaf(l.x, lin_scale, x0);
+        x1 = fmaf(l.y, lin_scale, x1);
       }
-      tiles::StoreOut2(y + col, x0 * inv, x1 * inv);
+      tiles::StoreOut2(y + col, x0, x1);
     }
   }
 }
 
-template <typename T, int D>
-const char* Launch(const LolcatsWindowParams& p) {
-  using Cf = WCfg<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D>,
+template <typename T, int D, int kBand>
+const char* LaunchBand(const LolcatsWindowParams& p) {
+  using Cf = WCfg<T, D, kBand>;
+  cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D, kBand>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  LolcatsWindowKernel<T, D><<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  LolcatsWindowKernel<T, D, kBand>
+      <<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <typename T, int D>
+const char* Launch(const LolcatsWindowParams& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return LaunchBand<T, D, 2 * kC>(p);  // W <= 64 (Supported)
+  } else {
+    return p.window <= kC ? LaunchBand<T, D, 2 * kC>(p) : LaunchBand<T, D, 3 * kC>(p);
+  }
 }
 
 }  // namespace
 
 bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
-  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= kC &&
+  const bool lizard = p.sinks != nullptr || p.sink_count > 0;
+  const int64_t max_window = lizard && p.type == ElementType::kBF16 ? 2 * kC : kC;
+  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= max_window &&
+         (!lizard || (p.sinks != nullptr && p.sink_count >= 1 && p.sink_count <= kMaxSinks &&
+                      p.alpha != nullptr)) &&
          (p.type == ElementType::kF32 || p.type == ElementType::kBF16) && p.batch >= 1 &&
          p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.kv_heads >= 1 &&
          p.heads % p.kv_heads == 0 && p.length >= 1;
@@ -172,6 +203,7 @@ bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
 
 const char* LaunchLolcatsWindow(const LolcatsWindowParams& p) {
   if (!LolcatsWindowSupported(p)) return "LolcatsWindow: unsupported sizes or element type";
+  if (p.sinks == nullptr && p.gate == nullptr) return "LolcatsWindow: no gate (LoLCATs) or sinks";
   const bool f32 = p.type == ElementType::kF32;
   if (p.head_dim == 64) return f32 ? Launch<float, 64>(p) : Launch<bf16, 64>(p);
   return f32 ? Launch<float, 128>(p) : Launch<bf16, 128>(p);

@@ -1,9 +1,15 @@
-// The plain struct the LoLCATs window CUDA kernel sees
+// The plain struct the sliding-window CUDA kernel of both hybrids sees
 // (lolcats_window_cuda.cu), no LibTorch types. For query i (0-based), window
-// keys j in [max(0, i - W + 1), i], s_ij = q_i . k_j * scale, c_i = their max:
-//   y_i = (g sum_win exp(s_ij - c_i) v_j + lin_num_i) / (g sum_win exp(s_ij - c_i) + lin_den_i)
-// lin_num / lin_den are the linear part over keys j <= i - W (from the
-// chunked linear kernel with key_delay = W), one shared normaliser.
+// keys j in [max(0, i - W + 1), i], s_ij = q_i . k_j * scale, c_i = their max
+// (and the sinks'):
+//   LoLCATs (sinks == nullptr): one shared normaliser,
+//     y_i = (g sum_win exp(s_ij - c_i) v_j + lin_num_i) / (g sum_win exp(s_ij - c_i) + lin_den_i)
+//     with lin_num / lin_den the linear part over keys j <= i - W (the
+//     chunked kernel with key_delay = W);
+//   Lizard (sinks != nullptr): each branch normalised on its own,
+//     y_i = lin_num_i / (lin_den_i + eps)
+//         + alpha_h sum_win exp(s_ij - c_i) v_j / (sum_win exp(s_ij - c_i) + sum_m exp(l_m - c_i))
+//     with lin_num / lin_den the gated branch over keys j <= i.
 #pragma once
 
 #include <cstdint>
@@ -16,13 +22,17 @@ struct LolcatsWindowParams {
   const void* q = nullptr;  // [B, H, T, D] contiguous, element type `type`
   const void* k = nullptr;  // [B, Hkv, T, D]; query head h reads h / (H / Hkv)
   const void* v = nullptr;  // [B, Hkv, T, D]
-  const float* gate = nullptr;     // [H] g = sigmoid(window logit)
+  const float* gate = nullptr;     // [H] g = sigmoid(window logit); LoLCATs only
+  const float* sinks = nullptr;    // [H, M] Lizard's meta-memory logits l_m, or null (LoLCATs)
+  int64_t sink_count = 0;          // M, 0..8
+  const float* alpha = nullptr;    // [H] Lizard's window-branch weight
+  float eps = 0.f;                 // Lizard: added to the gated branch's denominator
   const float* lin_num = nullptr;  // [B, H, T, D] float32, or null (no linear terms)
   const float* lin_den = nullptr;  // [B, H, T] float32, or null
   void* y = nullptr;               // [B, H, T, D], element type `type`
   int64_t batch = 0, heads = 0, kv_heads = 0, length = 0;
   int64_t head_dim = 0;  // 64 or 128
-  int64_t window = 64;   // 1..64
+  int64_t window = 64;   // 1..64, or up to 128 for Lizard in bf16
   float scale = 1.f;     // 1 / sqrt(D)
   ElementType type = ElementType::kBF16;  // kF32 or kBF16
   void* stream = nullptr;

@@ -1,6 +1,8 @@
 // Lizard's gated branch on the chunked CUDA kernel (float32 features, split
-// bf16 mma), through ForwardParallel and Prefill, against ForwardReference /
-// the CPU Prefill in float64, with mild and strong (down to -inf) gates; and
+// bf16 mma) and its window branch on the hybrids' window kernel (windows of
+// 16, 64 and 128 keys, 4 sinks), through ForwardParallel and Prefill, against
+// ForwardReference / the CPU Prefill in float64, with mild and strong (down
+// to -inf) gates; and
 // the batched decode kernels: DecodeStep with rows at different positions
 // (states of two prompt lengths joined along the batch, the window branch
 // with its own q/k) against the float64 CPU DecodeStep.
@@ -26,6 +28,7 @@ struct Case {
   const char* name;
   int64_t b, hq, hkv, t, d, fh;
   bool strong;
+  int64_t window;
 };
 
 class LizardGpu : public ::testing::TestWithParam<std::tuple<Case, at::ScalarType>> {};
@@ -58,20 +61,24 @@ TEST_P(LizardGpu, ForwardAndPrefillMatchFloat64) {
              {}};
   Weights gw{testing::MapsOnGpu(w.maps, dtype), w.meta_logits.to(at::kFloat).cuda(),
              w.alpha.to(at::kFloat).cuda()};
+  Options o;
+  o.window = c.window;
   const double tol = testing::Tol(dtype);
-  const at::Tensor ref_y = ForwardReference(cpu, w);
+  const at::Tensor ref_y = ForwardReference(cpu, w, o);
   testing::PoisonCudaAllocator();
   {
     const testing::LaunchCounter launches;
-    const at::Tensor y = ForwardParallel(gpu, gw);
-    // Two feature maps and the chunked kernel (the window branch is LibTorch).
-    EXPECT_EQ(launches.Launches(), 3) << "the CUDA kernels did not all run";
+    const at::Tensor y = ForwardParallel(gpu, gw, o);
+    // Two feature maps and the chunked kernel, then the window kernel where
+    // it takes the window (bf16 up to 128 keys, float32 up to 64; else LibTorch).
+    const bool window_kernel = c.window <= (dtype == at::kBFloat16 ? 128 : 64);
+    EXPECT_EQ(launches.Launches(), window_kernel ? 4 : 3) << "the CUDA kernels did not all run";
     ASSERT_TRUE(testing::AllFinite(y));
     EXPECT_LT(RelativeError(y, ref_y), tol) << "ForwardParallel";
   }
-  const PrefillResult ref = Prefill(cpu, w);
+  const PrefillResult ref = Prefill(cpu, w, o);
   testing::PoisonCudaAllocator();
-  const PrefillResult g = Prefill(gpu, gw);
+  const PrefillResult g = Prefill(gpu, gw, o);
   EXPECT_LT(RelativeError(g.y, ref.y), tol) << "Prefill y";
   EXPECT_LT(RelativeError(g.state.kv, ref.state.kv), tol) << "Prefill kv";
   EXPECT_LT(RelativeError(g.state.k_sum, ref.state.k_sum), tol) << "Prefill k_sum";
@@ -164,9 +171,10 @@ TEST_P(LizardGpu, DecodeRowsAtDifferentPositions) {
 }
 
 const Case kCases[] = {
-    {"T1", 1, 2, 2, 1, 64, 32, false},
-    {"T100_B2_gqa", 2, 4, 2, 100, 64, 64, false},
-    {"T300_strong", 2, 2, 1, 300, 128, 64, true},
+    {"T1", 1, 2, 2, 1, 64, 32, false, 128},
+    {"T100_B2_gqa_W16", 2, 4, 2, 100, 64, 64, false, 16},
+    {"T300_strong", 2, 2, 1, 300, 128, 64, true, 128},
+    {"T200_W64", 1, 2, 2, 200, 128, 64, false, 64},
 };
 
 INSTANTIATE_TEST_SUITE_P(
