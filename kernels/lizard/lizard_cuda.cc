@@ -6,7 +6,10 @@
 
 #include <cmath>
 
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/linear_attention_cuda.h"
+#include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lizard/lizard_args.h"
 #include "kernels/lizard/lizard_decode_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
@@ -95,17 +98,17 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const W
   return y;
 }
 
-std::optional<at::Tensor> WindowCombineCuda(const Inputs& in, const Weights& weights,
-                                            const Options& options,
-                                            const detail::LinearTerms& gla) {
+namespace {
+
+// The window kernel's sizes and weights for these inputs, or nullopt when it
+// does not take them. `keep` holds the float32 copies the params point to.
+std::optional<LolcatsWindowParams> WindowParams(const Inputs& in, const Weights& weights,
+                                                const Options& options, at::Tensor (&keep)[2]) {
   LolcatsWindowParams p;
   const at::Tensor& qw = WindowQ(in);
   const at::Tensor& kw = WindowK(in);
-  if (!detail::KernelElementType(in.q.scalar_type(), &p.type) ||
-      !detail::CudaKernelApplies(in.q.device(), {&qw, &kw, &in.v, &weights.meta_logits,
-                                                 &weights.alpha, &gla.num, &gla.den}) ||
+  if (!detail::KernelElementType(qw.scalar_type(), &p.type) ||
       kw.scalar_type() != qw.scalar_type() || in.v.scalar_type() != qw.scalar_type() ||
-      gla.num.scalar_type() != at::kFloat || gla.den.scalar_type() != at::kFloat ||
       weights.meta_logits.size(1) == 0) {
     return std::nullopt;
   }
@@ -118,26 +121,76 @@ std::optional<at::Tensor> WindowCombineCuda(const Inputs& in, const Weights& wei
   p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
   p.eps = static_cast<float>(options.eps);
   p.sink_count = weights.meta_logits.size(1);
-  const at::Tensor sinks = weights.meta_logits.to(at::kFloat).contiguous();
-  const at::Tensor alpha = weights.alpha.to(at::kFloat).contiguous();
-  p.sinks = sinks.data_ptr<float>();
-  p.alpha = alpha.data_ptr<float>();
+  keep[0] = weights.meta_logits.to(at::kFloat).contiguous();
+  keep[1] = weights.alpha.to(at::kFloat).contiguous();
+  p.sinks = keep[0].data_ptr<float>();
+  p.alpha = keep[1].data_ptr<float>();
   if (!LolcatsWindowSupported(p)) return std::nullopt;
+  return p;
+}
+
+}  // namespace
+
+std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const Weights& weights,
+                                         const Options& options, bool want_state) {
+  const FeatureMaps& maps = weights.maps;
+  const at::Tensor& qw = WindowQ(in);
+  const at::Tensor& kw = WindowK(in);
+  if (!in.q.defined() || maps.kind != FeatureMapKind::kHedgehog ||
+      !detail::CudaKernelApplies(in.q.device(),
+                                 {&in.q, &in.k, &in.v, &in.log_gamma, &qw, &kw, &maps.q_weight,
+                                  &maps.k_weight, &weights.meta_logits, &weights.alpha})) {
+    return std::nullopt;
+  }
+  const detail::QkvDims dims = Check(op, in, weights, options);
+  at::Tensor keep[2];
+  std::optional<LolcatsWindowParams> wp = WindowParams(in, weights, options, keep);
+  if (dims.length == 0 || !wp) return std::nullopt;
   const c10::cuda::CUDAGuard guard(in.q.device());
+  // Gated branch: num and den over keys j <= i (and the final state).
+  detail::CudaLinearInputs lin_in;
+  lin_in.v = in.v;
+  lin_in.log_gamma = in.log_gamma;
+  lin_in.want_y = false;
+  lin_in.want_num_den = true;
+  lin_in.want_state = want_state;
+  std::optional<detail::CudaLinearOutputs> lin;
+  if (in.q.scalar_type() == at::kBFloat16) {  // Hedgehog maps fused into the chunked kernel
+    lin_in.phi_q = in.q;
+    lin_in.phi_k = in.k;
+    lin_in.q_weight = maps.q_weight;
+    lin_in.k_weight = maps.k_weight;
+    lin = detail::ChunkedCausalLinearCuda(lin_in);
+  }
+  if (!lin) {
+    lin_in.q_weight = lin_in.k_weight = at::Tensor();
+    lin_in.phi_q = QueryFeatures(maps, in.q);
+    lin_in.phi_k = detail::KeyFeaturesForKernel(maps, in.k, dims.q_heads);
+    lin = detail::ChunkedCausalLinearCuda(lin_in);
+  }
+  if (!lin) return std::nullopt;
+  // Window branch, added to the gated one.
   const at::Tensor q = qw.contiguous(), k = kw.contiguous(), v = in.v.contiguous();
-  const at::Tensor num = gla.num.contiguous(), den = gla.den.contiguous();
-  at::Tensor y = at::empty(in.q.sizes(), in.q.options());
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.v = v.data_ptr();
-  p.lin_num = num.data_ptr<float>();
-  p.lin_den = den.data_ptr<float>();
-  p.y = y.data_ptr();
-  p.stream = at::cuda::getCurrentCUDAStream().stream();
-  const char* err = LaunchLolcatsWindow(p);
-  TORCH_CHECK(err == nullptr, "lizard: window kernel launch failed: ", err);
+  PrefillResult out;
+  out.y = at::empty(in.q.sizes(), in.q.options());
+  wp->q = q.data_ptr();
+  wp->k = k.data_ptr();
+  wp->v = v.data_ptr();
+  wp->lin_num = lin->num.data_ptr<float>();
+  wp->lin_den = lin->den.data_ptr<float>();
+  wp->y = out.y.data_ptr();
+  wp->stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchLolcatsWindow(*wp);
+  TORCH_CHECK(err == nullptr, op, ": window kernel launch failed: ", err);
   detail::CountCudaAttentionLaunch();
-  return y;
+  if (want_state) {
+    out.state.kv = lin->kv;
+    out.state.k_sum = lin->k_sum;
+    out.state.k_window = detail::RingFromSequence(kw.detach(), options.window);
+    out.state.v_window = detail::RingFromSequence(in.v.detach(), options.window);
+    out.state.position = at::full({dims.batch}, dims.length, in.q.options().dtype(at::kLong));
+  }
+  return out;
 }
 
 }  // namespace linearize::kernels::lizard::internal

@@ -1,7 +1,7 @@
 // CUDA paths of the Lizard entry points (compiled only with
 // LINEARIZE_WITH_CUDA): the batched decode kernels (lizard_decode_cuda.cu),
-// and the window branch of a prefill from the empty state on the hybrids'
-// window kernel (lolcats_window_cuda.cu), which also adds the gated branch.
+// and a prefill from the empty state on the chunked kernel and the hybrids'
+// window kernel (lolcats_window_cuda.cu).
 // Each returns nullopt when its kernels do not cover the inputs, and the
 // caller runs the LibTorch form. Internal to kernels/lizard/.
 #pragma once
@@ -10,7 +10,6 @@
 
 #include <optional>
 
-#include "kernels/linear_attention/chunked_linear.h"
 #include "kernels/lizard/lizard_attention.h"
 
 namespace linearize::kernels::lizard::internal {
@@ -19,9 +18,11 @@ namespace linearize::kernels::lizard::internal {
 std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const Weights& weights,
                                          const Options& options);
 
-// y = gla.num / (gla.den + eps) + alpha y_win for a prompt from the empty
-// state: gla the gated branch's float32 terms from the chunked kernel.
-std::optional<at::Tensor> WindowCombineCuda(const Inputs& in, const Weights& weights,
-                                            const Options& options, const detail::LinearTerms& gla);
+// A prompt from the empty state: the gated branch on the chunked kernel
+// (Hedgehog maps fused in for bf16, kv heads and gates read as given), then
+// the window kernel, which adds the two branches. Called before Prepare
+// (checks as it does, same messages); y and, with want_state, the state.
+std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const Weights& weights,
+                                         const Options& options, bool want_state);
 
 }  // namespace linearize::kernels::lizard::internal

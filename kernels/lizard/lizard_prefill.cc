@@ -96,6 +96,16 @@ PrefillResult Continue(const internal::Prepared& p, const Inputs& in, const Opti
 
 PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, const Options& options,
                   bool want_state, const State* initial) {
+#ifdef LINEARIZE_WITH_CUDA
+  // A prompt from the empty state on the CUDA kernels, from the inputs as
+  // given (bf16, kv heads), before Prepare expands them.
+  if (initial == nullptr) {
+    if (std::optional<PrefillResult> r =
+            internal::PrefillCuda(op, in, weights, options, want_state)) {
+      return *std::move(r);
+    }
+  }
+#endif
   const internal::Prepared p = internal::Prepare(op, in, weights, options);
   const detail::QkvDims& dims = p.dims;
   if (initial != nullptr) {
@@ -116,26 +126,20 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
     return out;
   }
   // The gated branch takes the CUDA kernel (chunked_linear_cuda.cu) when it
-  // covers the inputs, and then the window branch the hybrids' window kernel
-  // (lolcats_window_cuda.cu), which also adds the two; otherwise (and for
-  // autograd) the LibTorch forms below, which run on any device.
+  // covers the inputs (here when PrefillCuda above did not take the whole
+  // prompt); otherwise (and for autograd) the LibTorch form, which runs on
+  // any device. The window branch is LibTorch here.
   std::optional<detail::LinearTerms> cuda_gla;
-  std::optional<at::Tensor> cuda_y;
 #ifdef LINEARIZE_WITH_CUDA
   cuda_gla =
       detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
-  if (cuda_gla) cuda_y = internal::WindowCombineCuda(in, weights, options, *cuda_gla);
 #endif
   const detail::LinearTerms gla =
       cuda_gla ? *cuda_gla
                : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
-  if (cuda_y) {
-    out.y = *cuda_y;
-  } else {
-    const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
-    out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
-                .to(in.q.scalar_type());
-  }
+  const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
+  out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
+              .to(in.q.scalar_type());
   if (want_state) {
     out.state.kv = gla.kv.detach();
     out.state.k_sum = gla.k_sum.detach();
