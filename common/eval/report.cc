@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -378,11 +379,6 @@ absl::Status ParseReport(const Json& j, const std::string& file, EvalReport* r) 
 
 #undef LNZ_FIELD
 
-std::string Basename(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace
 
 absl::StatusOr<EvalReport> ReadReportJson(const std::string& path) {
@@ -414,7 +410,8 @@ absl::StatusOr<EvalReport> MergeReports(
     if (!r.teacher.empty()) {
       if (out.teacher.empty()) {
         out.teacher = r.teacher;
-      } else if (Basename(out.teacher) != Basename(r.teacher)) {
+      } else if (std::filesystem::path(out.teacher).filename() !=
+                 std::filesystem::path(r.teacher).filename()) {
         return absl::InvalidArgumentError(absl::StrCat("MergeReports: run \"", label,
                                                        "\" has teacher ", r.teacher, ", not ",
                                                        out.teacher));

@@ -118,65 +118,6 @@ __device__ inline void FeatureMaps2(const MapJob<W> (&jobs)[2], int d, int fh) {
   __syncthreads();
 }
 
-// One sweep over the state S [f][d] (row-major float32, global) and z [f]:
-//   if add_k != nullptr: S += add_k add_v^T, z += add_k
-//   num[0..d) = phi_q S (after the update), *den = phi_q . z (after).
-// smem: add_k [f], add_v [d], phi_q [f]; scratch >= kDecodeThreads * 4 floats.
-// d % 4 == 0, d <= kMaxHeadDim.
-__device__ inline void StateSweep(float* S, float* z, int f, int d, const float* add_k,
-                                  const float* add_v, const float* phi_q, float* scratch,
-                                  float* num, float* den) {
-  const int tid = threadIdx.x;
-  const int cols4 = d / 4, groups = kDecodeThreads / cols4;
-  const int c4 = tid % cols4, grp = tid / cols4;
-  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (grp < groups) {
-    float4 v4 = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (add_k != nullptr) v4 = reinterpret_cast<const float4*>(add_v)[c4];
-    float4* s4 = reinterpret_cast<float4*>(S);
-#pragma unroll 8
-    for (int r = grp; r < f; r += groups) {
-      float4 s = s4[r * cols4 + c4];
-      if (add_k != nullptr) {
-        const float a = add_k[r];
-        s.x = fmaf(a, v4.x, s.x);
-        s.y = fmaf(a, v4.y, s.y);
-        s.z = fmaf(a, v4.z, s.z);
-        s.w = fmaf(a, v4.w, s.w);
-        s4[r * cols4 + c4] = s;
-      }
-      const float qf = phi_q[r];
-      acc.x = fmaf(qf, s.x, acc.x);
-      acc.y = fmaf(qf, s.y, acc.y);
-      acc.z = fmaf(qf, s.z, acc.z);
-      acc.w = fmaf(qf, s.w, acc.w);
-    }
-    reinterpret_cast<float4*>(scratch)[grp * cols4 + c4] = acc;
-  }
-  // z and phi_q . z: the last warp.
-  const int warp = tid / 32, lane = tid % 32;
-  if (warp == kDecodeThreads / 32 - 1) {
-    float part = 0.f;
-    for (int r = lane; r < f; r += 32) {
-      float zr = z[r];
-      if (add_k != nullptr) {
-        zr += add_k[r];
-        z[r] = zr;
-      }
-      part = fmaf(phi_q[r], zr, part);
-    }
-    part = WarpSum(part);
-    if (lane == 0) *den = part;
-  }
-  __syncthreads();
-  for (int c = tid; c < d; c += kDecodeThreads) {
-    float s = 0.f;
-    for (int gI = 0; gI < groups; ++gI) s += scratch[gI * d + c];
-    num[c] = s;
-  }
-  __syncthreads();
-}
-
 // The column block [c0, c0 + dc) of a head's state S [f][d] (row-major
 // float32, global): if add_k != nullptr, S[:, block] = decay S[:, block] +
 // add_k add_v[block]^T; then num[0..dc) = phi_q S[:, block] (after the
@@ -220,6 +161,104 @@ __device__ inline void SweepColumns(float* S, int f, int d, int c0, int dc, floa
     num[c] = sum;
   }
   __syncthreads();
+}
+
+
+// One sweep over the whole state S [f][d] (row-major float32, global) and z [f]:
+//   if add_k != nullptr: S += add_k add_v^T, z += add_k
+//   num[0..d) = phi_q S (after the update), *den = phi_q . z (after).
+// smem as SweepColumns.
+__device__ inline void StateSweep(float* S, float* z, int f, int d, const float* add_k,
+                                  const float* add_v, const float* phi_q, float* scratch,
+                                  float* num, float* den) {
+  SweepColumns(S, f, d, 0, d, 1.f, add_k, add_v, phi_q, scratch, num);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp == 0) {
+    float part = 0.f;
+    for (int r = lane; r < f; r += 32) {
+      float zr = z[r];
+      if (add_k != nullptr) {
+        zr += add_k[r];
+        z[r] = zr;
+      }
+      part = fmaf(phi_q[r], zr, part);
+    }
+    part = WarpSum(part);
+    if (lane == 0) *den = part;
+  }
+  __syncthreads();
+}
+
+// Window scores of one (row, head): weights[s] = q . k_s * scale for the W
+// ring slots that hold a position (slot s holds pos - ((pos - s) mod W) once
+// the new key is in; valid if >= 0), -inf for the others. The new key (slot
+// pos % W) is read from k_new, the others from the ring. 4 threads per slot,
+// so their loads are in flight together. q: smem [d]. Ends with a barrier.
+template <typename T>
+__device__ inline void WindowScores(const float* q, const T* ring_k, const T* k_new, int64_t pos,
+                                    int w, int d, float scale, float* weights) {
+  constexpr int kParts = 4;
+  const int new_slot = static_cast<int>(pos % w);
+  for (int base = 0; base < w; base += kDecodeThreads / kParts) {
+    const int s = base + static_cast<int>(threadIdx.x) / kParts;
+    const int part = threadIdx.x % kParts;
+    const int64_t held = s < w ? pos - ((pos - s) % w + w) % w : -1;
+    float dot = 0.f;
+    if (held >= 0) {
+      const T* key = s == new_slot ? k_new : ring_k + int64_t(s) * d;
+#pragma unroll 32
+      for (int i = part; i < d; i += kParts) dot = fmaf(q[i], Load(key, i), dot);
+    }
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    if (s < w && part == 0) weights[s] = held >= 0 ? dot * scale : -INFINITY;
+  }
+  __syncthreads();
+}
+
+// out[i] = sum_s weights[s] v_s[c0 + i] for the CTA's columns i < dc (the
+// new value, slot pos % W, from v_new; slots of weight 0 are not read):
+// kDecodeThreads / dc threads per column take every few slots. scratch >=
+// kDecodeThreads floats; out: smem [dc]. Ends with a barrier.
+template <typename T>
+__device__ inline void WindowValues(const float* weights, const T* ring_v, const T* v_new,
+                                    int64_t pos, int w, int d, int c0, int dc, float* scratch,
+                                    float* out) {
+  const int new_slot = static_cast<int>(pos % w);
+  const int parts = kDecodeThreads / dc;
+  const int col = static_cast<int>(threadIdx.x) % dc, vpart = static_cast<int>(threadIdx.x) / dc;
+  if (vpart < parts) {
+    float acc = 0.f;
+#pragma unroll 8
+    for (int s = vpart; s < w; s += parts) {
+      const float a = weights[s];
+      const float val = a == 0.f          ? 0.f
+                        : s == new_slot ? Load(v_new, c0 + col)
+                                        : Load(ring_v, int64_t(s) * d + c0 + col);
+      acc = fmaf(a, val, acc);
+    }
+    scratch[vpart * dc + col] = acc;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < dc; i += kDecodeThreads) {
+    float sum = 0.f;
+    for (int v = 0; v < parts; ++v) sum += scratch[v * dc + i];
+    out[i] = sum;
+  }
+  __syncthreads();
+}
+
+// Row b's new keys and values [kv_heads][d] into ring slot `slot` of
+// [B][kv_heads][W][d] rings: the second launch of a hybrid's decode step.
+template <typename T>
+__device__ inline void RingStore(T* ring_k, T* ring_v, const T* k, const T* v, int64_t b,
+                                 int64_t kv_heads, int64_t window, int64_t slot, int64_t d) {
+  for (int64_t e = threadIdx.x; e < kv_heads * d; e += blockDim.x) {
+    const int64_t hk = e / d, i = e % d;
+    const int64_t dst = ((b * kv_heads + hk) * window + slot) * d + i;
+    ring_k[dst] = k[(b * kv_heads + hk) * d + i];
+    ring_v[dst] = v[(b * kv_heads + hk) * d + i];
+  }
 }
 
 }  // namespace linearize::kernels::decode

@@ -24,7 +24,8 @@ constexpr int kMaxMeta = 32;
 template <typename T, typename W>
 __global__ void __launch_bounds__(kDecodeThreads) LizardAttendKernel(const LizardDecodeParams p) {
   __shared__ __align__(16) float xq[decode::kMaxHeadDim], xk[decode::kMaxHeadDim],
-      vv[decode::kMaxHeadDim], xw[decode::kMaxHeadDim], num[decode::kMaxHeadDim];
+      vv[decode::kMaxHeadDim], xw[decode::kMaxHeadDim], num[decode::kMaxHeadDim],
+      win[decode::kMaxHeadDim];
   __shared__ __align__(16) float phq[decode::kMaxFeatures], phk[decode::kMaxFeatures];
   __shared__ __align__(16) float scratch[kDecodeThreads * 4];
   __shared__ float weights[kMaxWindow];
@@ -39,7 +40,6 @@ __global__ void __launch_bounds__(kDecodeThreads) LizardAttendKernel(const Lizar
   const int dc = d / splits, c0 = split * dc;  // this CTA's output columns
   const int w = static_cast<int>(p.window);
   const int64_t pos = p.position[b];
-  const int new_slot = static_cast<int>(pos % w);
   const int64_t kv_row = (b * p.kv_heads + hk) * d;
   const T* ring_k = static_cast<const T*>(p.k_window) + (b * p.kv_heads + hk) * w * d;
   const T* ring_v = static_cast<const T*>(p.v_window) + (b * p.kv_heads + hk) * w * d;
@@ -81,24 +81,7 @@ __global__ void __launch_bounds__(kDecodeThreads) LizardAttendKernel(const Lizar
     part = decode::WarpSum(part);
     if (lane == 0) lin_den = part + p.eps;
   }
-  // Window scores, 4 threads per slot. Slot s holds position
-  // pos - ((pos - s) mod W) once k is written; valid if >= 0.
-  constexpr int kParts = 4;
-  for (int base = 0; base < w; base += kDecodeThreads / kParts) {
-    const int s = base + static_cast<int>(threadIdx.x) / kParts;
-    const int part = threadIdx.x % kParts;
-    const int64_t held = s < w ? pos - ((pos - s) % w + w) % w : -1;
-    float dot = 0.f;
-    if (held >= 0) {
-      const T* key = s == new_slot ? kw_new : ring_k + int64_t(s) * d;
-#pragma unroll 32
-      for (int i = part; i < d; i += kParts) dot = fmaf(xw[i], decode::Load(key, i), dot);
-    }
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    if (s < w && part == 0) weights[s] = held >= 0 ? dot * p.scale : -INFINITY;
-  }
-  __syncthreads();
+  decode::WindowScores(xw, ring_k, kw_new, pos, w, d, p.scale, weights);
   const float* meta = p.meta > 0 ? p.meta_logits + h * p.meta : nullptr;
   if (warp == 0) {  // the shift: the largest of the scores and the sinks
     float mx = -INFINITY;
@@ -120,28 +103,11 @@ __global__ void __launch_bounds__(kDecodeThreads) LizardAttendKernel(const Lizar
     sum = decode::WarpSum(sum);
     if (lane == 0) win_den = sum;
   }
-  // Weighted values of this CTA's columns (slots with weight 0 are not read).
-  const int parts = kDecodeThreads / dc;
-  const int col = static_cast<int>(threadIdx.x) % dc, vpart = static_cast<int>(threadIdx.x) / dc;
-  if (vpart < parts) {
-    float acc = 0.f;
-#pragma unroll 8
-    for (int s = vpart; s < w; s += parts) {
-      const float a = weights[s];
-      const float val = a == 0.f          ? 0.f
-                        : s == new_slot ? decode::Load(v_new, c0 + col)
-                                        : decode::Load(ring_v, int64_t(s) * d + c0 + col);
-      acc = fmaf(a, val, acc);
-    }
-    scratch[vpart * dc + col] = acc;
-  }
-  __syncthreads();
+  decode::WindowValues(weights, ring_v, v_new, pos, w, d, c0, dc, scratch, win);
   const float alpha = p.alpha[h];
   T* y = static_cast<T*>(p.y) + bh * d + c0;
   for (int i = threadIdx.x; i < dc; i += kDecodeThreads) {
-    float win = 0.f;
-    for (int v = 0; v < parts; ++v) win += scratch[v * dc + i];
-    decode::Store(y, i, num[i] / lin_den + alpha * win / win_den);
+    decode::Store(y, i, num[i] / lin_den + alpha * win[i] / win_den);
   }
 }
 
@@ -156,12 +122,7 @@ __global__ void __launch_bounds__(kRingThreads) LizardRingKernel(const LizardDec
   T* __restrict__ ring_v = static_cast<T*>(p.v_window);
   const T* __restrict__ k = static_cast<const T*>(p.k_window_new);
   const T* __restrict__ v = static_cast<const T*>(p.v);
-  for (int64_t e = threadIdx.x; e < p.kv_heads * d; e += kRingThreads) {
-    const int64_t hk = e / d, i = e % d;
-    const int64_t dst = ((b * p.kv_heads + hk) * p.window + slot) * d + i;
-    ring_k[dst] = k[(b * p.kv_heads + hk) * d + i];
-    ring_v[dst] = v[(b * p.kv_heads + hk) * d + i];
-  }
+  decode::RingStore(ring_k, ring_v, k, v, b, p.kv_heads, p.window, slot, d);
   const int64_t f = p.feature_dim, n = p.heads * f;
   float* __restrict__ z = p.k_sum + b * n;
   const float* __restrict__ add = p.new_features + b * n;

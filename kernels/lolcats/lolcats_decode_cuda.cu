@@ -25,7 +25,7 @@ constexpr int kMaxWindow = 1024;
 template <typename T, typename W>
 __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDecodeParams p) {
   __shared__ __align__(16) float xq[decode::kMaxHeadDim], xk[decode::kMaxHeadDim],
-      vv[decode::kMaxHeadDim], num[decode::kMaxHeadDim];
+      vv[decode::kMaxHeadDim], num[decode::kMaxHeadDim], win[decode::kMaxHeadDim];
   __shared__ __align__(16) float phq[decode::kMaxFeatures], phk[decode::kMaxFeatures];
   __shared__ __align__(16) float scratch[kDecodeThreads * 4];
   __shared__ float weights[kMaxWindow];
@@ -84,24 +84,7 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     part = decode::WarpSum(part);
     if (lane == 0) lin_den = part;
   }
-  // Window scores, 4 threads per slot (independent loads in flight). Slot s
-  // holds position pos - ((pos - s) mod W) once k is written; valid if >= 0.
-  constexpr int kParts = 4;
-  for (int base = 0; base < w; base += kDecodeThreads / kParts) {
-    const int s = base + static_cast<int>(threadIdx.x) / kParts;
-    const int part = threadIdx.x % kParts;
-    const int64_t held = s < w ? pos - ((pos - s) % w + w) % w : -1;
-    float dot = 0.f;
-    if (held >= 0) {
-      const T* key = s == new_slot ? k_new : ring_k + int64_t(s) * d;
-#pragma unroll 32
-      for (int i = part; i < d; i += kParts) dot = fmaf(xq[i], decode::Load(key, i), dot);
-    }
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    if (s < w && part == 0) weights[s] = held >= 0 ? dot * p.scale : -INFINITY;
-  }
-  __syncthreads();
+  decode::WindowScores(xq, ring_k, k_new, pos, w, d, p.scale, weights);
   if (warp == 0) {
     float mx = -INFINITY;
     for (int s = lane; s < w; s += 32) mx = fmaxf(mx, weights[s]);
@@ -125,30 +108,11 @@ __global__ void __launch_bounds__(kDecodeThreads) AttendKernel(const LolcatsDeco
     sum = decode::WarpSum(sum);
     if (lane == 0) win_den = sum;
   }
-  // Weighted values of this CTA's columns: kDecodeThreads / dc threads per
-  // column take every few slots; slots with weight 0 (never written) are
-  // not read.
-  const int parts = kDecodeThreads / dc;
-  const int col = static_cast<int>(threadIdx.x) % dc, vpart = static_cast<int>(threadIdx.x) / dc;
-  if (vpart < parts) {
-    float acc = 0.f;
-#pragma unroll 8
-    for (int s = vpart; s < w; s += parts) {
-      const float a = weights[s];
-      const float val = a == 0.f          ? 0.f
-                        : s == new_slot ? decode::Load(v_new, c0 + col)
-                                        : decode::Load(ring_v, int64_t(s) * d + c0 + col);
-      acc = fmaf(a, val, acc);
-    }
-    scratch[vpart * dc + col] = acc;
-  }
-  __syncthreads();
+  decode::WindowValues(weights, ring_v, v_new, pos, w, d, c0, dc, scratch, win);
   const float inv = 1.f / (win_den + lin_den);
   T* y = static_cast<T*>(p.y) + bh * d + c0;
   for (int i = threadIdx.x; i < dc; i += kDecodeThreads) {
-    float win = 0.f;
-    for (int v = 0; v < parts; ++v) win += scratch[v * dc + i];
-    decode::Store(y, i, (num[i] + win) * inv);
+    decode::Store(y, i, (num[i] + win[i]) * inv);
   }
 }
 
@@ -163,12 +127,7 @@ __global__ void __launch_bounds__(kRingThreads) RingWriteKernel(const LolcatsDec
   T* __restrict__ ring_v = static_cast<T*>(p.v_window);
   const T* __restrict__ k = static_cast<const T*>(p.k);
   const T* __restrict__ v = static_cast<const T*>(p.v);
-  for (int64_t e = threadIdx.x; e < p.kv_heads * d; e += kRingThreads) {
-    const int64_t hk = e / d, i = e % d;
-    const int64_t dst = ((b * p.kv_heads + hk) * p.window + slot) * d + i;
-    ring_k[dst] = k[(b * p.kv_heads + hk) * d + i];
-    ring_v[dst] = v[(b * p.kv_heads + hk) * d + i];
-  }
+  decode::RingStore(ring_k, ring_v, k, v, b, p.kv_heads, p.window, slot, d);
   if (pos >= p.window) {  // the key at pos - W left the window: its features join z
     const int64_t n = p.heads * p.feature_dim;
     float* __restrict__ z = p.k_sum + b * n;

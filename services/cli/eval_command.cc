@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -35,11 +36,6 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-std::string Basename(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 absl::Status Annotate(const absl::Status& st, std::string_view what) {
@@ -186,7 +182,8 @@ absl::Status RunEval(const EvalArgs& args) {
         if (!nll.ok()) return Annotate(nll.status(), texts[i]);
         absl::StatusOr<eval::PositionCurve> curve = eval::CurveByPosition(*nll, args.bucket);
         if (!curve.ok()) return Annotate(curve.status(), "--bucket");
-        report.perplexity.push_back({s.label, Basename(texts[i]), *ppl, *curve});
+        report.perplexity.push_back(
+            {s.label, std::filesystem::path(texts[i]).filename().string(), *ppl, *curve});
       }
     }
     if (tasks.contains("recall")) {
