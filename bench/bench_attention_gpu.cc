@@ -5,6 +5,8 @@
 //   precomputed features, baseline, LoLCATs and Lizard entry points) against
 //   at::scaled_dot_product_attention (causal) and the LibTorch forms of the
 //   same entry points (CUDA kernels switched off);
+//   training T in the same set: forward + backward of the same attentions
+//   (CUDA kernels on and off) and of SDPA, gradients to every input;
 //   decode at batch {1, 16, 64, 256} (32 query heads, 8 kv heads): our decode
 //   kernels (baseline, LoLCATs, Lizard) against the LibTorch DecodeStep.
 // Prints a table and writes JSON to argv[1], else $OUT/attention_bench.json,
@@ -17,6 +19,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -62,6 +65,20 @@ double TimeMs(const std::function<void()>& fn, int reps, int warmup = 2, int inn
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
+
+// Median milliseconds of a training step's attention: `fwd` (returns the
+// differentiable outputs) and the backward to `inputs`, with random output
+// gradients drawn once.
+double TimeFwdBwd(const std::function<std::vector<at::Tensor>()>& fwd,
+                  const std::vector<at::Tensor>& inputs, int reps, int warmup = 2) {
+  const c10::AutoGradMode grad(true);
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& o : fwd()) grads.push_back(at::randn_like(o));
+  return TimeMs([&] { torch::autograd::grad(fwd(), inputs, grads); }, reps, warmup);
+}
+
+// A copy of x that autograd tracks.
+at::Tensor Leaf(const at::Tensor& x) { return x.detach().clone().requires_grad_(true); }
 
 struct Ceilings {
   double bytes_per_ms = 0;  // device-to-device copy, read + written
@@ -156,12 +173,17 @@ int main(int argc, char** argv) {
     at::cuda::getCurrentCUDAStream().synchronize();
     return 0;
   }
+  // LINEARIZE_BENCH_PARTS: a subset of "prefill,train,decode" (default all).
+  const char* parts_env = std::getenv("LINEARIZE_BENCH_PARTS");
+  const std::string parts = parts_env != nullptr ? parts_env : "prefill,train,decode";
+  const auto part = [&](const char* name) { return parts.find(name) != std::string::npos; };
   const Ceilings ceil = Measure();
   std::printf("%s: copy %.0f GB/s, bf16 matmul %.0f TFLOP/s\n", device.c_str(),
               ceil.bytes_per_ms / 1e6, ceil.flops_per_ms / 1e9);
 
   std::vector<Row> rows;
   for (const int64_t t : {2048, 4096, 8192, 16384, 32768}) {
+    if (!part("prefill")) break;
     const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
                      v = at::randn({1, h, t, d}, bf);
     const double tok = double(t) * h;
@@ -236,12 +258,99 @@ int main(int argc, char** argv) {
     }
   }
 
+
+  // Training: forward + backward of each attention (inputs, feature maps and
+  // window/gate parameters all require gradients), CUDA kernels on and off.
+  for (const int64_t t : {2048, 4096, 8192, 16384, 32768}) {
+    if (!part("train")) break;
+    const at::Tensor q = Leaf(at::randn({1, h, t, d}, bf)), k = Leaf(at::randn({1, h, t, d}, bf)),
+                     v = Leaf(at::randn({1, h, t, d}, bf));
+    const double tok = double(t) * h;
+    const int reps = t >= 16384 ? 5 : 8;
+    // Forward + backward moves about 3x the forward's bytes (q, k, v, y, dy
+    // read again; dq, dk, dv written) and about 3x its FLOPs.
+    const double io = 3.0 * 4.0 * tok * d * 2;
+    const double chunk_flops = 3.0 * 2.0 * (64.0 * f + 64.0 * d + 2.0 * f * d);
+    lk::FeatureMaps tmaps = maps;
+    tmaps.q_weight = Leaf(maps.q_weight);
+    tmaps.k_weight = Leaf(maps.k_weight);
+    const auto both = [&](Row r, const std::function<std::vector<at::Tensor>()>& fwd,
+                          const std::vector<at::Tensor>& inputs) {
+      r.impl = "cuda";
+      r.ms = TimeFwdBwd(fwd, inputs, reps);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(false);
+      r.impl = "libtorch";
+      r.ms = TimeFwdBwd(fwd, inputs, 3, 1);
+      Add(rows, ceil, r);
+      lk::detail::SetCudaAttentionEnabled(true);
+    };
+    {  // the chunked form alone on precomputed bf16 features, plain and gated
+      const at::Tensor pq = Leaf(lk::HedgehogFeatureMap(q.detach(), maps.q_weight));
+      const at::Tensor pk = Leaf(lk::HedgehogFeatureMap(k.detach(), maps.k_weight));
+      const at::Tensor lg =
+          Leaf(at::log_sigmoid(at::randn({1, h, t}, bf.dtype(at::kFloat)) + 3));
+      Row r{"chunked_linear_fwd_bwd", "", t};
+      r.bytes = 3.0 * tok * (2.0 * f + 2.0 * d) * 2;
+      r.flops = tok * chunk_flops;
+      both(r, [&] {
+        const lk::detail::LinearTerms lt = lk::detail::ChunkedCausalLinear(pq, pk, v, {}, 64);
+        return std::vector<at::Tensor>{lt.num, lt.den};
+      }, {pq, pk, v});
+      r.op = "chunked_gated_fwd_bwd";
+      both(r, [&] {
+        const lk::detail::LinearTerms lt = lk::detail::ChunkedCausalLinear(pq, pk, v, lg, 64);
+        return std::vector<at::Tensor>{lt.num, lt.den};
+      }, {pq, pk, v, lg});
+    }
+    {
+      Row r{"linear_attention_fwd_bwd", "", t};
+      r.bytes = io;
+      r.flops = tok * chunk_flops;
+      both(r, [&] { return std::vector<at::Tensor>{
+                        lk::linear_attention::ForwardParallel(q, k, v, tmaps)}; },
+           {q, k, v, tmaps.q_weight, tmaps.k_weight});
+    }
+    {
+      lk::lolcats::Weights tw{tmaps, Leaf(lw.window_logit)};
+      Row r{"lolcats_fwd_bwd", "", t};
+      r.bytes = io;
+      r.flops = tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 128 * d);
+      both(r, [&] { return std::vector<at::Tensor>{
+                        lk::lolcats::ForwardParallel(q, k, v, tw, lo)}; },
+           {q, k, v, tmaps.q_weight, tmaps.k_weight, tw.window_logit});
+    }
+    {
+      lk::lizard::Inputs zin = lizard_inputs(1, h, t);
+      for (at::Tensor* x : {&zin.q, &zin.k, &zin.v, &zin.log_gamma, &zin.q_window, &zin.k_window}) {
+        *x = Leaf(*x);
+      }
+      lk::lizard::Weights tzw{tmaps, Leaf(zw.meta_logits), Leaf(zw.alpha)};
+      Row r{"lizard_fwd_bwd", "", t};
+      r.bytes = io + 3.0 * 2.0 * tok * d * 2;
+      r.flops = tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 2.0 * zo.window * d);
+      both(r, [&] { return std::vector<at::Tensor>{lk::lizard::ForwardParallel(zin, tzw, zo)}; },
+           {zin.q, zin.k, zin.v, zin.log_gamma, zin.q_window, zin.k_window, tmaps.q_weight,
+            tmaps.k_weight, tzw.meta_logits, tzw.alpha});
+    }
+    {
+      Row r{"sdpa_causal_fwd_bwd", "aten", t};
+      r.ms = TimeFwdBwd([&] { return std::vector<at::Tensor>{
+                                  at::scaled_dot_product_attention(q, k, v, {}, 0.0, true)}; },
+                        {q, k, v}, reps);
+      r.bytes = io;
+      r.flops = 3.5 * 2.0 * double(t) * double(t) * d * h;  // backward ~2.5x the forward
+      Add(rows, ceil, r);
+    }
+  }
+
   // Decode: one token per session, 32 query heads over 8 kv heads.
   const int64_t hkv = 8;
   lk::FeatureMaps dmaps = maps;
   dmaps.k_weight = (at::randn({hkv, d, fh}, bf.dtype(at::kFloat)) / std::sqrt(double(d))).to(at::kBFloat16);
   lk::lolcats::Weights dlw{dmaps, lw.window_logit};
   for (const int64_t b : {1, 16, 64, 256}) {
+    if (!part("decode")) break;
     const at::Tensor q = at::randn({b, h, 1, d}, bf), k = at::randn({b, hkv, 1, d}, bf),
                      v = at::randn({b, hkv, 1, d}, bf);
     const double state_bytes = 2.0 * b * h * (f * d + f) * 4;  // read + write, float32

@@ -3,7 +3,12 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
+
+#ifdef LINEARIZE_WITH_CUDA
+#include "kernels/linear_attention/chunked_linear_grad.h"
+#endif
 
 namespace linearize::kernels::detail {
 namespace {
@@ -40,6 +45,15 @@ LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k
                                 const at::Tensor& kv0, const at::Tensor& k_sum0) {
   TORCH_CHECK(kv0.defined() == k_sum0.defined(),
               "ChunkedCausalLinear: pass both kv0 and k_sum0 or neither");
+#ifdef LINEARIZE_WITH_CUDA
+  // Training on the GPU: the CUDA forward and backward kernels as one
+  // differentiable op (chunked_linear_grad.h), from the empty state.
+  if (!kv0.defined()) {
+    if (std::optional<LinearTerms> t = ChunkedCausalLinearTrainCuda(phi_q, phi_k, v, log_gamma)) {
+      return std::move(*t);
+    }
+  }
+#endif
   const int64_t length = phi_q.size(2);
   const int64_t c = std::min(chunk, length);
   const int64_t n = (length + c - 1) / c;
@@ -61,10 +75,13 @@ LinearTerms ChunkedCausalLinear(const at::Tensor& phi_q, const at::Tensor& phi_k
         at::constant_pad_nd(lg.narrow(-1, 1, c - 1), {0, 1}).flip(-1).cumsum(-1).flip(-1);
     const at::Tensor seg = SegmentSums(lg);  // b_i - b_j for j <= i, summed directly
     const at::Tensor zero = at::zeros({}, a.options());
-    a = a * at::where(causal, at::exp(at::where(causal, seg, zero)), zero);
-    q_decay = at::exp(b);
-    chunk_decay = at::exp(b.select(-1, c - 1));
-    k_in = k * at::exp(after).unsqueeze(-1);
+    // The decays in the features' dtype (gates may come in float32 beside
+    // bfloat16 features).
+    const at::ScalarType ft = a.scalar_type();
+    a = a * at::where(causal, at::exp(at::where(causal, seg, zero)), zero).to(ft);
+    q_decay = at::exp(b).to(ft);
+    chunk_decay = at::exp(b.select(-1, c - 1)).to(ft);
+    k_in = k * at::exp(after).unsqueeze(-1).to(ft);
   } else {
     a = at::where(causal, a, at::zeros_like(a));
   }

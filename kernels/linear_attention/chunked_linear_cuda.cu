@@ -31,6 +31,9 @@
 #include <type_traits>
 
 #include "kernels/linear_attention/chunked_linear_params.h"
+#include "kernels/linear_attention/chunk_gates.cuh"
+#include "kernels/linear_attention/chunk_plan.h"
+#include "kernels/linear_attention/chunk_scan.cuh"
 #include "kernels/linear_attention/tile_mma.cuh"
 
 namespace linearize::kernels {
@@ -80,60 +83,6 @@ struct Cfg {
   static_assert(!kFuse || !kSplit, "fused maps are bf16-only (shared memory)");
   static_assert(kBytes <= 227 * 1024, "shared memory");
 };
-
-// ---- gates ---------------------------------------------------------------------
-
-// Inclusive prefix of a chunk's 64 log gates, lane l holding positions l and
-// 32 + l: float64 finite part and the number of -inf gates.
-struct Prefix {
-  double f0, f1;
-  int c0, c1;
-};
-
-__device__ __forceinline__ Prefix ScanGates(const float* lg) {
-  const int lane = threadIdx.x & 31;
-  Prefix p;
-  const float a = lg[lane], b = lg[32 + lane];
-  p.c0 = isinf(a) ? 1 : 0;
-  p.c1 = isinf(b) ? 1 : 0;
-  p.f0 = p.c0 ? 0.0 : double(a);
-  p.f1 = p.c1 ? 0.0 : double(b);
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double x0 = __shfl_up_sync(0xffffffffu, p.f0, off);
-    const double x1 = __shfl_up_sync(0xffffffffu, p.f1, off);
-    const int y0 = __shfl_up_sync(0xffffffffu, p.c0, off);
-    const int y1 = __shfl_up_sync(0xffffffffu, p.c1, off);
-    if (lane >= off) {
-      p.f0 += x0;
-      p.f1 += x1;
-      p.c0 += y0;
-      p.c1 += y1;
-    }
-  }
-  p.f1 += __shfl_sync(0xffffffffu, p.f0, 31);
-  p.c1 += __shfl_sync(0xffffffffu, p.c0, 31);
-  return p;
-}
-
-// exp(b_i - b_j) for j <= i (0 when a -inf gate lies between).
-__device__ __forceinline__ float Decay(double fi, int ci, double fj, int cj) {
-  return ci > cj ? 0.f : __expf(float(fi - fj));
-}
-
-// Warp 0 publishes exp(b_i) (query decays), exp(b_last - b_j) (key decays) and
-// exp(b_last) (chunk decay); returns b_last.
-__device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
-                                              float* chunk_dec, double& last_f, int& last_c) {
-  const int lane = threadIdx.x & 31;
-  last_f = __shfl_sync(0xffffffffu, p.f1, 31);
-  last_c = __shfl_sync(0xffffffffu, p.c1, 31);
-  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
-  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
-  k_dec[lane] = Decay(last_f, last_c, p.f0, p.c0);
-  k_dec[32 + lane] = Decay(last_f, last_c, p.f1, p.c1);
-  if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
-}
 
 // ---- shared-memory layout -----------------------------------------------------
 
@@ -351,7 +300,7 @@ __device__ void ScaleKeys(const Smem<Cf>& sm, int buf) {
 
 // Phase 1: A = phi_q phi_k^T masked to j <= i, times exp(b_i - b_j) if gated.
 template <class Cf>
-__device__ void Phase1(const Smem<Cf>& sm, int buf, bool gated, const Prefix& pre) {
+__device__ void Phase1(const Smem<Cf>& sm, int buf, bool gated, const gates::Prefix& pre) {
   constexpr bool S = Cf::kSplit;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * (warp & 3), c0 = 32 * (warp >> 2);
@@ -374,63 +323,13 @@ __device__ void Phase1(const Smem<Cf>& sm, int buf, bool gated, const Prefix& pr
         tiles::Mma3<S>(acc[2 * p + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
       }
     }
-    const int i0 = r0 + g, i1 = i0 + 8;
-    double fi0 = 0, fi1 = 0;
-    int ci0 = 0, ci1 = 0;
-    if (gated) {  // rows live in half r0 / 32 (warp-uniform)
-      const bool hi_half = r0 >= 32;
-      fi0 = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, i0 & 31);
-      fi1 = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, i1 & 31);
-      ci0 = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, i0 & 31);
-      ci1 = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, i1 & 31);
-    }
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int j = c0 + 8 * nt + 2 * t + e;
-        float w0 = j <= i0 ? 1.f : 0.f, w1 = j <= i1 ? 1.f : 0.f;
-        if (gated) {
-          const bool hi_half = c0 >= 32;
-          const double fj = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, j & 31);
-          const int cj = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, j & 31);
-          if (j <= i0) w0 = Decay(fi0, ci0, fj, cj);
-          if (j <= i1) w1 = Decay(fi1, ci1, fj, cj);
-        }
-        acc[nt][e] *= w0;
-        acc[nt][2 + e] *= w1;
-      }
-    }
+    gates::MaskAndDecay(acc, r0, c0, gated, pre);
   }
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
     const int col = c0 + 8 * nt + 2 * t;
     tiles::StorePair<S>(a_tile, Cf::kA, (r0 + g) * Cf::SA + col, acc[nt][0], acc[nt][1]);
     tiles::StorePair<S>(a_tile, Cf::kA, (r0 + g + 8) * Cf::SA + col, acc[nt][2], acc[nt][3]);
-  }
-}
-
-// acc[j] += A_frag (rows r0.., k-slice k0) * B[k0.., n-tile tile0 + j] for the
-// warp's nt n-tiles, B stored row-major [k][n] (smem `b`, stride sb, lo plane
-// at b + lo_b).
-template <bool S, int kMaxTiles>
-__device__ __forceinline__ void MmaRowTiles(float (&acc)[kMaxTiles][4], const uint32_t (&ah)[4],
-                                            const uint32_t (&al)[4], const bf16* b, int sb,
-                                            int lo_b, int tile0, int nt, int k0) {
-#pragma unroll
-  for (int j = 0; j < kMaxTiles; j += 2) {
-    if (j + 1 < kMaxTiles && j + 1 < nt) {
-      uint32_t bh[4], bl[4] = {};
-      tiles::LoadB2T(bh, b, sb, 8 * (tile0 + j), k0);
-      if constexpr (S) tiles::LoadB2T(bl, b + lo_b, sb, 8 * (tile0 + j), k0);
-      tiles::Mma3<S>(acc[j], ah, al, bh[0], bh[1], bl[0], bl[1]);
-      tiles::Mma3<S>(acc[(j + 1) % kMaxTiles], ah, al, bh[2], bh[3], bl[2], bl[3]);
-    } else if (j < nt) {
-      uint32_t bh[2], bl[2] = {};
-      tiles::LoadB1T(bh, b, sb, 8 * (tile0 + j), k0);
-      if constexpr (S) tiles::LoadB1T(bl, b + lo_b, sb, 8 * (tile0 + j), k0);
-      tiles::Mma3<S>(acc[j], ah, al, bh[0], bh[1], bl[0], bl[1]);
-    }
   }
 }
 
@@ -452,7 +351,7 @@ __device__ void Phase2(const Smem<Cf>& sm, int buf, bool gated, bool state_nonze
       uint32_t ah[4], al[4] = {};
       tiles::LoadA(ah, q, Cf::SQ, r0, k0);
       if constexpr (S) tiles::LoadA(al, q + Cf::kQ, Cf::SQ, r0, k0);
-      MmaRowTiles<S>(acc, ah, al, sm.S(), Cf::SS, Cf::kS, tile0, nt, k0);
+      tiles::MmaRowTiles<S>(acc, ah, al, sm.S(), Cf::SS, Cf::kS, tile0, nt, k0);
     }
     if (gated) {
       const float d0 = sm.q_dec[r0 + g], d1 = sm.q_dec[r0 + g + 8];
@@ -469,7 +368,7 @@ __device__ void Phase2(const Smem<Cf>& sm, int buf, bool gated, bool state_nonze
     uint32_t ah[4], al[4] = {};
     tiles::LoadA(ah, sm.A(), Cf::SA, r0, 16 * kk);
     if constexpr (S) tiles::LoadA(al, sm.A() + Cf::kA, Cf::SA, r0, 16 * kk);
-    MmaRowTiles<S>(acc, ah, al, sm.V(buf), Cf::SV, Cf::kV, tile0, nt, 16 * kk);
+    tiles::MmaRowTiles<S>(acc, ah, al, sm.V(buf), Cf::SV, Cf::kV, tile0, nt, 16 * kk);
   }
   if (ch == 1 && t == 0) {
     sm.den[r0 + g] = acc[Cf::NT1 - 1][0];
@@ -509,7 +408,7 @@ __device__ void Phase3(const Smem<Cf>& sm, int buf, bool gated, float (&st)[Cf::
     uint32_t ah[4], al[4] = {};
     tiles::LoadAT(ah, k, Cf::SQ, m.f0, k0);
     if constexpr (S) tiles::LoadAT(al, k + Cf::kQ, Cf::SQ, m.f0, k0);
-    MmaRowTiles<S>(st, ah, al, sm.V(buf), Cf::SV, Cf::kV, m.tile0, m.nt, k0);
+    tiles::MmaRowTiles<S>(st, ah, al, sm.V(buf), Cf::SV, Cf::kV, m.tile0, m.nt, k0);
   }
 }
 
@@ -626,10 +525,10 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
     }
     if (gated) {
       if (threadIdx.x < 32) {
-        const Prefix pre = ScanGates(sm.gates + buf * kC);
+        const gates::Prefix pre = gates::ScanGates(sm.gates + buf * kC);
         double lf;
         int lc;
-        PublishDecays(pre, sm.q_dec, sm.k_dec, sm.chunk_dec, lf, lc);
+        gates::PublishDecays(pre, sm.q_dec, sm.k_dec, sm.chunk_dec, lf, lc);
         total_f += lf;
         total_c += lc;
       }
@@ -643,23 +542,6 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
   const int64_t slot = s.bh * p.blocks + blk;
   StateGlobal<Cf, true>(ws.states + slot * Cf::F * Cf::DA, st);
   if (threadIdx.x == 0) ws.decays[slot] = total_c > 0 ? 0.f : float(exp(total_f));
-}
-
-// Scan over blocks: slot k <- state before block k (in place).
-template <class Cf>
-__global__ void ScanStatesKernel(const ChunkedLinearParams p) {
-  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
-  const int64_t bh = blockIdx.y;
-  const int e = blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= Cf::F * Cf::DA) return;
-  float run = 0.f;
-  for (int64_t k = 0; k < p.blocks; ++k) {
-    const int64_t slot = bh * p.blocks + k;
-    float* x = ws.states + slot * Cf::F * Cf::DA + e;
-    const float u = k + 1 < p.blocks ? *x : 0.f;
-    *x = run;
-    run = ws.decays[slot] * run + u;
-  }
 }
 
 // Pass 2 (or the only pass): outputs of one block, from its prefix state.
@@ -704,13 +586,13 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
       Phase0(sm, buf, /*with_q=*/true, c * kC, p.length, p.key_delay);
       __syncthreads();
     }
-    Prefix pre{};
+    gates::Prefix pre{};
     if (gated) {
-      pre = ScanGates(sm.gates + buf * kC);
+      pre = gates::ScanGates(sm.gates + buf * kC);
       if (warp == 0) {
         double lf;
         int lc;
-        PublishDecays(pre, sm.q_dec, sm.k_dec, sm.chunk_dec, lf, lc);
+        gates::PublishDecays(pre, sm.q_dec, sm.k_dec, sm.chunk_dec, lf, lc);
       }
     }
     Phase1(sm, buf, gated, pre);
@@ -779,7 +661,9 @@ const char* Launch(const ChunkedLinearParams& p) {
     if (err != cudaSuccess) return cudaGetErrorString(err);
     const dim3 grid2(static_cast<unsigned>((Cf::F * Cf::DA + 255) / 256),
                      static_cast<unsigned>(p.batch * p.heads));
-    ScanStatesKernel<Cf><<<grid2, 256, 0, stream>>>(p);
+    const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+    ScanBlockStatesKernel<false>
+        <<<grid2, 256, 0, stream>>>(ws.states, ws.decays, p.blocks, Cf::F * Cf::DA);
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
@@ -848,26 +732,9 @@ bool ChunkedLinearSupported(const ChunkedLinearParams& p) {
 
 void PlanChunkedLinear(ChunkedLinearParams& p) {
   const int64_t n = (p.length + kC - 1) / kC;
-  const int64_t bh = p.batch * p.heads;
   const int per_sm = Dispatch(p, OccupancyFn{});
-  const int64_t slots = std::max<int64_t>(1, int64_t(p.sm_count) * per_sm);
-  const auto waves = [&](int64_t ctas) { return double((ctas + slots - 1) / slots); };
-  // Cost in chunk-times: pass 2 runs L chunks per wave; pass 1 about a third
-  // of that (state update only); each pass adds a little fixed cost.
-  int64_t best_l = n;
-  double best = waves(bh) * double(n);
-  for (int64_t l = 1; l < n && bh <= 65535; ++l) {
-    const int64_t nb = (n + l - 1) / l;
-    if (nb > 65535) continue;
-    const double cost = waves(bh * nb) * (double(l) + 0.5) +
-                        waves(bh * (nb - 1)) * (0.35 * double(l) + 0.5) + 1.0;
-    if (cost < best) {
-      best = cost;
-      best_l = l;
-    }
-  }
-  p.block_chunks = best_l;
-  p.blocks = (n + best_l - 1) / best_l;
+  p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm);
+  p.blocks = (n + p.block_chunks - 1) / p.block_chunks;
 }
 
 int64_t ChunkedLinearWorkspaceBytes(const ChunkedLinearParams& p) {

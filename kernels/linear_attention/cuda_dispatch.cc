@@ -42,4 +42,12 @@ bool KernelElementType(at::ScalarType type, ElementType* out) {
 
 int CurrentSmCount() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
 
+int64_t DecodeColumnSplits(int64_t batch, int64_t heads, int64_t head_dim) {
+  const int64_t sms = CurrentSmCount();
+  for (const int64_t splits : {4, 2}) {
+    if (batch * heads * splits <= sms && head_dim % (4 * splits) == 0) return splits;
+  }
+  return 1;
+}
+
 }  // namespace linearize::kernels::detail

@@ -18,8 +18,8 @@ bool CudaAttentionEnabled();
 void SetCudaAttentionEnabled(bool enabled);
 
 // True when a kernel may run for these tensors: all defined ones are CUDA
-// tensors on `device`, and no autograd graph is needed through them (the
-// kernels have no backward yet).
+// tensors on `device`, and no autograd graph is needed through them
+// (training goes through chunked_linear_grad.h instead).
 bool CudaKernelApplies(const at::Device& device, std::initializer_list<const at::Tensor*> tensors);
 
 // Number of attention/feature-map kernel launches made through the
@@ -33,5 +33,10 @@ bool KernelElementType(at::ScalarType type, ElementType* out);
 
 // Number of multiprocessors of the current device.
 int CurrentSmCount();
+
+// CTAs per (row, head) for the hybrids' decode kernels, which split a head's
+// output columns: as many as fit in one wave of the current device, up to 4
+// (each CTA keeps at least 4 columns per split), else 1.
+int64_t DecodeColumnSplits(int64_t batch, int64_t heads, int64_t head_dim);
 
 }  // namespace linearize::kernels::detail

@@ -168,6 +168,33 @@ __device__ __forceinline__ void StorePair(bf16* hi, int lo_offset, int index, fl
   }
 }
 
+// ---- row-block products ----------------------------------------------------
+
+// acc[j] += A_frag (rows r0.., k-slice k0) * B[k0.., n-tile tile0 + j] for the
+// warp's nt n-tiles, B stored row-major [k][n] (smem `b`, stride sb, lo plane
+// at b + lo_b).
+template <bool S, int kMaxTiles>
+__device__ __forceinline__ void MmaRowTiles(float (&acc)[kMaxTiles][4], const uint32_t (&ah)[4],
+                                            const uint32_t (&al)[4], const bf16* b, int sb,
+                                            int lo_b, int tile0, int nt, int k0) {
+#pragma unroll
+  for (int j = 0; j < kMaxTiles; j += 2) {
+    if (j + 1 < kMaxTiles && j + 1 < nt) {
+      uint32_t bh[4], bl[4] = {};
+      LoadB2T(bh, b, sb, 8 * (tile0 + j), k0);
+      if constexpr (S) LoadB2T(bl, b + lo_b, sb, 8 * (tile0 + j), k0);
+      Mma3<S>(acc[j], ah, al, bh[0], bh[1], bl[0], bl[1]);
+      Mma3<S>(acc[(j + 1) % kMaxTiles], ah, al, bh[2], bh[3], bl[2], bl[3]);
+    } else if (j < nt) {
+      uint32_t bh[2], bl[2] = {};
+      LoadB1T(bh, b, sb, 8 * (tile0 + j), k0);
+      if constexpr (S) LoadB1T(bl, b + lo_b, sb, 8 * (tile0 + j), k0);
+      Mma3<S>(acc[j], ah, al, bh[0], bh[1], bl[0], bl[1]);
+    }
+  }
+}
+
+
 // ---- cp.async -----------------------------------------------------------------
 
 // 16-byte copy global -> shared; copies 0 bytes (zero-fills) when !valid.

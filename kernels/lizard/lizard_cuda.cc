@@ -66,14 +66,7 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const W
   p.meta = meta.size(1);
   p.meta_logits = p.meta > 0 ? meta.data_ptr<float>() : nullptr;
   p.alpha = alpha.data_ptr<float>();
-  // As many CTAs per (row, head) as fit in one wave of the GPU, up to 4.
-  const int64_t sms = detail::CurrentSmCount();
-  for (const int64_t splits : {4, 2}) {
-    if (p.batch * p.heads * splits <= sms && p.head_dim % (4 * splits) == 0) {
-      p.column_splits = splits;
-      break;
-    }
-  }
+  p.column_splits = detail::DecodeColumnSplits(p.batch, p.heads, p.head_dim);
   if (!LizardDecodeSupported(p)) return std::nullopt;
   const at::Tensor q = in.q.contiguous(), k = in.k.contiguous(), v = in.v.contiguous();
   const at::Tensor qw = qw_in.contiguous(), kw = kw_in.contiguous();

@@ -148,14 +148,7 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
   }
   logit = logit.contiguous();
   p.window_logit = logit.data_ptr();
-  // As many CTAs per (row, head) as fit in one wave of the GPU, up to 4.
-  const int64_t sms = detail::CurrentSmCount();
-  for (const int64_t splits : {4, 2}) {
-    if (p.batch * p.heads * splits <= sms && p.head_dim % (4 * splits) == 0) {
-      p.column_splits = splits;
-      break;
-    }
-  }
+  p.column_splits = detail::DecodeColumnSplits(p.batch, p.heads, p.head_dim);
   if (!LolcatsDecodeSupported(p)) return std::nullopt;
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   at::Tensor y = at::empty(q.sizes(), q.options());

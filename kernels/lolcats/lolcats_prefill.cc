@@ -15,12 +15,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "kernels/linear_attention/chunked_linear.h"
 #include "kernels/lolcats/lolcats_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/lolcats/lolcats_cuda.h"
+#include "kernels/lolcats/lolcats_grad.h"
 #endif
 
 namespace linearize::kernels::lolcats {
@@ -172,13 +174,25 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     }
     return out;
   }
-  // CUDA tensors the kernels do not cover (and autograd) take the LibTorch
-  // form below, which runs on any device.
-  const Terms win = WindowTerms(p, options);
+  // CUDA tensors the kernels do not cover take the LibTorch form below, which
+  // runs on any device. Training on the GPU (autograd, bf16 or autocast)
+  // runs the linear part's chunked form on the kernels (chunked_linear_grad.h)
+  // and the window terms too (lolcats_grad.h).
   const Terms lin = options.window_kind == WindowKind::kTerrace
                         ? TerraceLinearTerms(p, options.window)
                         : SlidingLinearTerms(p, options.window, options.chunk);
-  out.y = ((win.num + lin.num) / (win.den + lin.den)).to(q.scalar_type());
+  std::optional<at::Tensor> y;
+#ifdef LINEARIZE_WITH_CUDA
+  if (options.window_kind == WindowKind::kSliding) {
+    y = internal::WindowCombineTrainCuda(p.q, p.k, p.v, p.g.reshape({-1}), lin.num,
+                                         lin.den.squeeze(-1), options.window);
+  }
+#endif
+  if (!y) {
+    const Terms win = WindowTerms(p, options);
+    y = (win.num + lin.num) / (win.den + lin.den);
+  }
+  out.y = y->to(q.scalar_type());
   if (want_state) {
     // Keys before Start(T - 1) have left the window: they form the linear state.
     const int64_t older = internal::Spec(options).Start(dims.length - 1);

@@ -150,6 +150,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     // eps) + alpha o / den.
     const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + lin_den);
     const float lin_scale = lizard ? 1.f / (lin_den + p.eps) : inv;
+    if (t == 0 && p.row_den != nullptr) p.row_den[row] = den[half] + lin_den;
     T* y = static_cast<T*>(p.y) + row * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {

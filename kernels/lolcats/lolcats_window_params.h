@@ -30,6 +30,9 @@ struct LolcatsWindowParams {
   const float* lin_num = nullptr;  // [B, H, T, D] float32, or null (no linear terms)
   const float* lin_den = nullptr;  // [B, H, T] float32, or null
   void* y = nullptr;               // [B, H, T, D], element type `type`
+  // Optional, LoLCATs only: the shared normaliser of each row,
+  // g sum_win exp(s_ij - c_i) + lin_den_i, [B, H, T] (the backward needs it).
+  float* row_den = nullptr;
   int64_t batch = 0, heads = 0, kv_heads = 0, length = 0;
   int64_t head_dim = 0;  // 64 or 128
   int64_t window = 64;   // 1..64, or up to 128 for Lizard in bf16

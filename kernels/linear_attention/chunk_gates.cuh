@@ -1,0 +1,99 @@
+// Gate prefixes for the chunked (gated) linear attention kernels (.cu only):
+// the in-chunk prefix sums of 64 log gates as a float64 finite part plus a
+// count of -inf gates, so b_i - b_j is exact to float32 rounding and a gate of
+// exactly 0 between j and i gives weight 0. Every exponent formed is <= 0.
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace linearize::kernels::gates {
+
+// Inclusive prefix of a chunk's 64 log gates, lane l holding positions l and
+// 32 + l: float64 finite part and the number of -inf gates.
+struct Prefix {
+  double f0, f1;
+  int c0, c1;
+};
+
+__device__ __forceinline__ Prefix ScanGates(const float* lg) {
+  const int lane = threadIdx.x & 31;
+  Prefix p;
+  const float a = lg[lane], b = lg[32 + lane];
+  p.c0 = isinf(a) ? 1 : 0;
+  p.c1 = isinf(b) ? 1 : 0;
+  p.f0 = p.c0 ? 0.0 : double(a);
+  p.f1 = p.c1 ? 0.0 : double(b);
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const double x0 = __shfl_up_sync(0xffffffffu, p.f0, off);
+    const double x1 = __shfl_up_sync(0xffffffffu, p.f1, off);
+    const int y0 = __shfl_up_sync(0xffffffffu, p.c0, off);
+    const int y1 = __shfl_up_sync(0xffffffffu, p.c1, off);
+    if (lane >= off) {
+      p.f0 += x0;
+      p.f1 += x1;
+      p.c0 += y0;
+      p.c1 += y1;
+    }
+  }
+  p.f1 += __shfl_sync(0xffffffffu, p.f0, 31);
+  p.c1 += __shfl_sync(0xffffffffu, p.c0, 31);
+  return p;
+}
+
+// exp(b_i - b_j) for j <= i (0 when a -inf gate lies between).
+__device__ __forceinline__ float Decay(double fi, int ci, double fj, int cj) {
+  return ci > cj ? 0.f : __expf(float(fi - fj));
+}
+
+// Warp 0 publishes exp(b_i) (query decays), exp(b_last - b_j) (key decays) and
+// exp(b_last) (chunk decay); returns b_last.
+__device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
+                                              float* chunk_dec, double& last_f, int& last_c) {
+  const int lane = threadIdx.x & 31;
+  last_f = __shfl_sync(0xffffffffu, p.f1, 31);
+  last_c = __shfl_sync(0xffffffffu, p.c1, 31);
+  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
+  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
+  k_dec[lane] = Decay(last_f, last_c, p.f0, p.c0);
+  k_dec[32 + lane] = Decay(last_f, last_c, p.f1, p.c1);
+  if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
+}
+
+// A warp's 16 x 32 score tile (rows r0 + g (+8), columns c0 + 8 nt + 2t (+1),
+// the mma C layout) masked to j <= i and, if gated, times exp(b_i - b_j).
+// `pre` is the warp's own copy of the chunk's prefix (lanes hold positions l
+// and 32 + l). All lanes of the warp must call it.
+__device__ __forceinline__ void MaskAndDecay(float (&acc)[4][4], int r0, int c0, bool gated,
+                                             const Prefix& pre) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int i0 = r0 + g, i1 = i0 + 8;
+  double fi0 = 0, fi1 = 0;
+  int ci0 = 0, ci1 = 0;
+  if (gated) {  // rows live in half r0 / 32 (warp-uniform)
+    const bool hi_half = r0 >= 32;
+    fi0 = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, i0 & 31);
+    fi1 = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, i1 & 31);
+    ci0 = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, i0 & 31);
+    ci1 = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, i1 & 31);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int j = c0 + 8 * nt + 2 * t + e;
+      float w0 = j <= i0 ? 1.f : 0.f, w1 = j <= i1 ? 1.f : 0.f;
+      if (gated) {
+        const bool hi_half = c0 >= 32;
+        const double fj = __shfl_sync(0xffffffffu, hi_half ? pre.f1 : pre.f0, j & 31);
+        const int cj = __shfl_sync(0xffffffffu, hi_half ? pre.c1 : pre.c0, j & 31);
+        if (j <= i0) w0 = Decay(fi0, ci0, fj, cj);
+        if (j <= i1) w1 = Decay(fi1, ci1, fj, cj);
+      }
+      acc[nt][e] *= w0;
+      acc[nt][2 + e] *= w1;
+    }
+  }
+}
+
+}  // namespace linearize::kernels::gates

@@ -1,0 +1,637 @@
+// Backward of the chunked causal (optionally gated) linear attention on
+// tensor cores, bfloat16 inputs, chunk C = 64 (chunked_linear_bwd_params.h
+// has the math). Two kernels, each one CTA of 8 warps per sequence block:
+//
+//   DqKernel (chunks in order), with the forward's state S = sum k^T [v | 1]:
+//     A'   = [d_num | d_den] [v | 1]^T masked, decayed      (64 x 64)
+//     d_q  = exp(b_i) [d_num | d_den] S^T + A' K
+//     S    = exp(b_last) S + (K exp(b_last - b_j))^T [v | 1]
+//   DkvKernel (chunks in reverse), with dS = sum over later queries of
+//   exp(B_i - B_chunk_end) q_i^T [d_num | d_den]:
+//     P    = Q K^T masked, decayed;  A' as above
+//     d_k  = exp(b_last - b_j) [v | 1] dS^T + A'^T Q
+//     d_v  = exp(b_last - b_j) K dS[:, :D] + P^T d_num
+//     dS   = exp(b_last) dS + (Q exp(b_i))^T [d_num | d_den]
+//
+// The denominator rides along as an extra column of v (ones) and of d_num
+// (d_den), padded with zeros to D + 16 so that it is also a contraction
+// dimension. States are float32 registers plus a bf16 copy in shared memory.
+// Gate exponents come from the forward's prefix helpers (chunk_gates.cuh).
+// Long sequences with few (b, h) use the forward's two-pass scheme in both
+// directions: block-local states, a scan (chunk_scan.cuh), then the blocks.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/linear_attention/chunk_gates.cuh"
+#include "kernels/linear_attention/chunk_plan.h"
+#include "kernels/linear_attention/chunk_scan.cuh"
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/tile_mma.cuh"
+
+namespace linearize::kernels {
+namespace {
+
+using tiles::bf16;
+
+constexpr int kC = 64;
+constexpr int kThreads = 256;
+
+template <int FF, int DD>
+struct Cfg {
+  static constexpr int F = FF, D = DD;
+  static constexpr int DP = D + 16;  // [v | 1 | 0 ...] and [d_num | d_den | 0 ...]
+  static constexpr int SQ = tiles::Stride(F);
+  static constexpr int SP = tiles::Stride(DP);
+  static constexpr int SA = tiles::Stride(kC);
+  static constexpr int kQ = kC * SQ, kV = kC * SP, kS = F * SP, kA = kC * SA;
+  // Q, K, [v | 1], [d_num | d_den], the state copy, P, A'.
+  static constexpr int kElems = 2 * kQ + 2 * kV + kS + 2 * kA;
+  static constexpr int kBytes = kElems * 2 + (3 * kC + 4) * 4;
+  // State [F][DP]: F/16 row tiles over 8 warps; F = 64 also splits the columns.
+  static constexpr int kMT = F / 16;
+  static constexpr int kStateSplit = 8 / kMT;
+  static constexpr int NTS = DP / 8 / kStateSplit;
+  static constexpr int NQ = F / 16;  // d_q / d_k n-tiles per warp (half the columns)
+  static constexpr int NV = D / 16;  // d_v n-tiles per warp
+  static constexpr int kStateElems = F * DP;
+  static_assert(kMT * kStateSplit == 8, "F must be 64 or 128");
+  static_assert((DP / 8) % kStateSplit == 0, "state columns split evenly");
+  static_assert(kBytes <= 227 * 1024, "shared memory");
+};
+
+template <class Cf>
+struct Smem {
+  bf16 *q, *k, *v, *dout, *state, *p, *a;
+  float *gates, *q_dec, *k_dec, *chunk_dec;
+  __device__ explicit Smem(unsigned char* raw) {
+    q = reinterpret_cast<bf16*>(raw);
+    k = q + Cf::kQ;
+    v = k + Cf::kQ;
+    dout = v + Cf::kV;
+    state = dout + Cf::kV;
+    p = state + Cf::kS;
+    a = p + Cf::kA;
+    gates = reinterpret_cast<float*>(raw + Cf::kElems * 2);
+    q_dec = gates + kC;
+    k_dec = q_dec + kC;
+    chunk_dec = k_dec + kC;
+  }
+};
+
+// Per-(b, h) global pointers.
+template <class Cf>
+struct Seq {
+  const bf16 *q, *k, *v;
+  const float *g, *dnum, *dden;
+  float *dq, *dk, *dv;
+  int64_t bh;
+  __device__ Seq(const ChunkedLinearBwdParams& p, int b, int h) {
+    const int64_t t = p.length;
+    bh = int64_t(b) * p.heads + h;
+    const int64_t hk = h / (p.heads / p.k_heads), hv = h / (p.heads / p.v_heads);
+    q = static_cast<const bf16*>(p.phi_q) + bh * t * Cf::F;
+    k = static_cast<const bf16*>(p.phi_k) + (int64_t(b) * p.k_heads + hk) * t * Cf::F;
+    v = static_cast<const bf16*>(p.v) + (int64_t(b) * p.v_heads + hv) * t * Cf::D;
+    g = nullptr;
+    if (p.log_gamma != nullptr) {
+      g = p.log_gamma + (int64_t(b) * p.g_heads + h / (p.heads / p.g_heads)) * t;
+    }
+    dnum = p.d_num + bh * t * Cf::D;
+    dden = p.d_den + bh * t;
+    dq = p.d_q + bh * t * Cf::F;
+    dk = p.d_k + bh * t * Cf::F;
+    dv = p.d_v + bh * t * Cf::D;
+  }
+};
+
+// The constant columns: [v | 1 | 0 ...] and [d_num | d_den | 0 ...].
+template <class Cf>
+__device__ void InitPads(const Smem<Cf>& sm) {
+  constexpr int kPad = Cf::DP - Cf::D;
+  for (int i = threadIdx.x; i < kC * kPad; i += kThreads) {
+    const int row = i / kPad, col = Cf::D + i % kPad;
+    sm.v[row * Cf::SP + col] = __float2bfloat16_rn(col == Cf::D ? 1.f : 0.f);
+    if (col > Cf::D) sm.dout[row * Cf::SP + col] = __float2bfloat16_rn(0.f);
+  }
+}
+
+enum Load : unsigned { kLoadQ = 1, kLoadK = 2, kLoadV = 4, kLoadDout = 8 };
+
+// Loads the parts of chunk `chunk` named in `what` (and the gates), then
+// waits and synchronises. Rows past the end are zero (gates 0).
+template <class Cf>
+__device__ void LoadChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int64_t chunk, int64_t length,
+                          unsigned what) {
+  const int64_t start = chunk * kC;
+  if (what & kLoadQ) tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.q, Cf::SQ, 0, s.q, start, length);
+  if (what & kLoadK) tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.k, Cf::SQ, 0, s.k, start, length);
+  if (what & kLoadV) tiles::LoadTile<bf16, kC, Cf::D, kThreads>(sm.v, Cf::SP, 0, s.v, start, length);
+  tiles::CpAsyncCommit();
+  if (what & kLoadDout) {
+    constexpr int kPerRow = Cf::D / 4;
+    for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
+      const int row = i / kPerRow, col = (i % kPerRow) * 4;
+      const int64_t pos = start + row;
+      float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (pos < length) x = *reinterpret_cast<const float4*>(s.dnum + pos * Cf::D + col);
+      *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
+          make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+    }
+    if (threadIdx.x < kC) {
+      const int64_t pos = start + threadIdx.x;
+      sm.dout[threadIdx.x * Cf::SP + Cf::D] = __float2bfloat16_rn(pos < length ? s.dden[pos] : 0.f);
+    }
+  }
+  if (s.g != nullptr && threadIdx.x < kC) {
+    const int64_t pos = start + threadIdx.x;
+    sm.gates[threadIdx.x] = pos < length ? s.g[pos] : 0.f;
+  }
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+}
+
+// Every warp scans the chunk's gates (MaskAndDecay needs its own copy); warp
+// 0 publishes the decays. Call after LoadChunk, before a barrier.
+__device__ __forceinline__ gates::Prefix ChunkGates(const float* gate_smem, float* q_dec,
+                                                    float* k_dec, float* chunk_dec,
+                                                    double* total_f, int* total_c) {
+  const gates::Prefix pre = gates::ScanGates(gate_smem);
+  if ((threadIdx.x >> 5) == 0) {
+    double lf;
+    int lc;
+    gates::PublishDecays(pre, q_dec, k_dec, chunk_dec, lf, lc);
+    *total_f += lf;
+    *total_c += lc;
+  }
+  return pre;
+}
+
+// out = X Y^T over kK columns of the row-major tiles x, y (64 x 64), masked to
+// j <= i and decayed, as bf16. Warp: rows 16 (warp % 4), columns 32 (warp / 4).
+template <class Cf, int kK>
+__device__ void Scores(const bf16* x, int sx, const bf16* y, int sy, bf16* out, bool gated,
+                       const gates::Prefix& pre) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * (warp & 3), c0 = 32 * (warp >> 2);
+  float acc[4][4] = {};
+  if (c0 <= r0 + 15) {
+#pragma unroll
+    for (int k0 = 0; k0 < kK; k0 += 16) {
+      uint32_t a[4];
+      tiles::LoadA(a, x, sx, r0, k0);
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        uint32_t b[4];
+        tiles::LoadB2(b, y, sy, c0 + 16 * p, k0);
+        tiles::Mma(acc[2 * p], a, b[0], b[1]);
+        tiles::Mma(acc[2 * p + 1], a, b[2], b[3]);
+      }
+    }
+    gates::MaskAndDecay(acc, r0, c0, gated, pre);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt) {
+    const int col = c0 + 8 * nt + 2 * t;
+    *reinterpret_cast<uint32_t*>(out + (r0 + g) * Cf::SA + col) = tiles::Pack(acc[nt][0], acc[nt][1]);
+    *reinterpret_cast<uint32_t*>(out + (r0 + g + 8) * Cf::SA + col) =
+        tiles::Pack(acc[nt][2], acc[nt][3]);
+  }
+}
+
+// acc[j] += a * B[k0.., n-tile tile0 + j]; B stored as X[n][k] (kNK) or
+// row-major X[k][n]. kTiles is even.
+template <bool kNK, int kTiles>
+__device__ __forceinline__ void MmaTiles(float (&acc)[kTiles][4], const uint32_t (&a)[4],
+                                         const bf16* x, int sx, int tile0, int k0) {
+  static_assert(kTiles % 2 == 0, "pairs of n-tiles");
+#pragma unroll
+  for (int j = 0; j < kTiles; j += 2) {
+    uint32_t b[4];
+    if constexpr (kNK) {
+      tiles::LoadB2(b, x, sx, 8 * (tile0 + j), k0);
+    } else {
+      tiles::LoadB2T(b, x, sx, 8 * (tile0 + j), k0);
+    }
+    tiles::Mma(acc[j], a, b[0], b[1]);
+    tiles::Mma(acc[j + 1], a, b[2], b[3]);
+  }
+}
+
+// Rows of the warp's C tiles times dec[row].
+template <int kTiles>
+__device__ __forceinline__ void ScaleAccRows(float (&acc)[kTiles][4], const float* dec, int r0) {
+  const int g = (threadIdx.x & 31) >> 2;
+  const float d0 = dec[r0 + g], d1 = dec[r0 + g + 8];
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    acc[j][0] *= d0;
+    acc[j][1] *= d0;
+    acc[j][2] *= d1;
+    acc[j][3] *= d1;
+  }
+}
+
+// Writes the warp's rows (those inside the sequence) of a [T][kCols] float32 output.
+template <int kTiles, int kCols>
+__device__ __forceinline__ void StoreRows(float* out, const float (&acc)[kTiles][4], int64_t start,
+                                          int r0, int tile0, int64_t length) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t pos = start + r0 + g + 8 * half;
+    if (pos >= length) continue;
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j) {
+      const int col = 8 * (tile0 + j) + 2 * t;
+      tiles::StoreOut2(out + pos * kCols + col, acc[j][2 * half], acc[j][2 * half + 1]);
+    }
+  }
+}
+
+// tile[row][0..cols) *= dec[row] (bf16, in place).
+__device__ void ScaleTileRows(bf16* tile, int stride, int cols, const float* dec) {
+  for (int i = threadIdx.x; i < kC * cols / 2; i += kThreads) {
+    const int row = i / (cols / 2), col = (i % (cols / 2)) * 2;
+    uint32_t* p = reinterpret_cast<uint32_t*>(tile + row * stride + col);
+    const float2 x = tiles::Unpack(*p);
+    *p = tiles::Pack(x.x * dec[row], x.y * dec[row]);
+  }
+}
+
+// The warp's part of a [F][DP] state: rows f0 + g (+8), n-tiles tile0 + j.
+template <class Cf>
+struct StateMap {
+  int f0, tile0;
+  __device__ StateMap() {
+    const int warp = threadIdx.x >> 5;
+    f0 = 16 * (warp % Cf::kMT);
+    tile0 = (warp / Cf::kMT) * Cf::NTS;
+  }
+};
+
+// st = chunk_dec st + X^T Y: X [64][F] (stride sx, already decayed), Y [64][DP].
+template <class Cf>
+__device__ void UpdateState(const bf16* x, int sx, const bf16* y, bool gated, float chunk_dec,
+                            float (&st)[Cf::NTS][4]) {
+  const StateMap<Cf> m;
+  if (gated) {
+#pragma unroll
+    for (int j = 0; j < Cf::NTS; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[j][e] *= chunk_dec;
+    }
+  }
+#pragma unroll
+  for (int k0 = 0; k0 < kC; k0 += 16) {
+    uint32_t a[4];
+    tiles::LoadAT(a, x, sx, m.f0, k0);
+    tiles::MmaRowTiles<false>(st, a, a, y, Cf::SP, 0, m.tile0, Cf::NTS, k0);
+  }
+}
+
+template <class Cf>
+__device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]) {
+  const StateMap<Cf> m;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < Cf::NTS; ++j) {
+    const int col = 8 * (m.tile0 + j) + 2 * t;
+    *reinterpret_cast<uint32_t*>(sm.state + (m.f0 + g) * Cf::SP + col) =
+        tiles::Pack(st[j][0], st[j][1]);
+    *reinterpret_cast<uint32_t*>(sm.state + (m.f0 + g + 8) * Cf::SP + col) =
+        tiles::Pack(st[j][2], st[j][3]);
+  }
+}
+
+// Global [F][DP] float32 state <-> registers.
+template <class Cf, bool kStore>
+__device__ void StateGlobal(float* base, float (&st)[Cf::NTS][4]) {
+  const StateMap<Cf> m;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < Cf::NTS; ++j) {
+    const int col = 8 * (m.tile0 + j) + 2 * t;
+    float2* p0 = reinterpret_cast<float2*>(base + (m.f0 + g) * Cf::DP + col);
+    float2* p1 = reinterpret_cast<float2*>(base + (m.f0 + g + 8) * Cf::DP + col);
+    if constexpr (kStore) {
+      *p0 = make_float2(st[j][0], st[j][1]);
+      *p1 = make_float2(st[j][2], st[j][3]);
+    } else {
+      const float2 a = *p0, b = *p1;
+      st[j][0] = a.x;
+      st[j][1] = a.y;
+      st[j][2] = b.x;
+      st[j][3] = b.y;
+    }
+  }
+}
+
+// Workspace: the forward states (for d_q), then the backward states (for
+// d_k, d_v), each [BH][blocks][F][DP] with its decays [BH][blocks].
+template <class Cf>
+struct Workspace {
+  float *fwd, *fwd_decays, *bwd, *bwd_decays;
+  __device__ __host__ Workspace(void* base, int64_t bh, int64_t blocks) {
+    const int64_t n = bh * blocks;
+    fwd = static_cast<float*>(base);
+    bwd = fwd + n * Cf::kStateElems;
+    fwd_decays = bwd + n * Cf::kStateElems;
+    bwd_decays = fwd_decays + n;
+  }
+};
+
+// The state a block starts from: its scanned workspace slot (forward: the
+// earlier blocks' S; reverse: the later blocks' dS), or zero for the block
+// where the scan starts.
+template <class Cf, bool kReverse>
+__device__ void EntryState(const ChunkedLinearBwdParams& p, const Seq<Cf>& s, int64_t blk,
+                           float (&st)[Cf::NTS][4]) {
+  if (blk == (kReverse ? p.blocks - 1 : 0)) return;
+  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+  StateGlobal<Cf, false>((kReverse ? ws.bwd : ws.fwd) + (s.bh * p.blocks + blk) * Cf::kStateElems,
+                         st);
+}
+
+struct BlockRange {
+  int64_t begin, end;
+  __device__ BlockRange(const ChunkedLinearBwdParams& p, int64_t blk) {
+    const int64_t n_chunks = (p.length + kC - 1) / kC;
+    begin = blk * p.block_chunks;
+    end = std::min<int64_t>(n_chunks, begin + p.block_chunks);
+  }
+};
+
+// Pass 1: a block's local state and total decay. Forward (kReverse false):
+// S over blocks 0 .. n-2; backward: dS over blocks 1 .. n-1, chunks in reverse.
+template <class Cf, bool kReverse>
+__global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLinearBwdParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const Smem<Cf> sm(smem_raw);
+  const int64_t blk = blockIdx.x + (kReverse ? 1 : 0);
+  const int h = blockIdx.y, b = blockIdx.z;
+  const Seq<Cf> s(p, b, h);
+  const bool gated = s.g != nullptr;
+  const BlockRange r(p, blk);
+  InitPads(sm);
+  float st[Cf::NTS][4] = {};
+  double total_f = 0;
+  int total_c = 0;
+  for (int64_t i = 0; i < r.end - r.begin; ++i) {
+    const int64_t c = kReverse ? r.end - 1 - i : r.begin + i;
+    __syncthreads();
+    LoadChunk(sm, s, c, p.length, kReverse ? (kLoadQ | kLoadDout) : (kLoadK | kLoadV));
+    bf16* x = kReverse ? sm.q : sm.k;
+    if (gated) {
+      ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &total_f, &total_c);
+      __syncthreads();
+      ScaleTileRows(x, Cf::SQ, Cf::F, kReverse ? sm.q_dec : sm.k_dec);
+      __syncthreads();
+    }
+    UpdateState<Cf>(x, Cf::SQ, kReverse ? sm.dout : sm.v, gated, *sm.chunk_dec, st);
+  }
+  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+  const int64_t slot = s.bh * p.blocks + blk;
+  StateGlobal<Cf, true>((kReverse ? ws.bwd : ws.fwd) + slot * Cf::kStateElems, st);
+  if (threadIdx.x == 0) {
+    (kReverse ? ws.bwd_decays : ws.fwd_decays)[slot] = total_c > 0 ? 0.f : float(exp(total_f));
+  }
+}
+
+// d_q of one block, chunks in order, from the block's prefix state.
+template <class Cf>
+__global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const Smem<Cf> sm(smem_raw);
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const Seq<Cf> s(p, b, h);
+  const bool gated = s.g != nullptr;
+  const BlockRange r(p, blk);
+  const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
+  const int tile0 = (warp >> 2) * Cf::NQ;
+  InitPads(sm);
+  float st[Cf::NTS][4] = {};
+  EntryState<Cf, false>(p, s, blk, st);
+  StoreStateSmem(sm, st);
+  double unused_f = 0;
+  int unused_c = 0;
+  for (int64_t c = r.begin; c < r.end; ++c) {
+    __syncthreads();
+    LoadChunk(sm, s, c, p.length, kLoadK | kLoadV | kLoadDout);
+    gates::Prefix pre{};
+    if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
+    Scores<Cf, Cf::DP>(sm.dout, Cf::SP, sm.v, Cf::SP, sm.a, gated, pre);
+    __syncthreads();
+
+    float acc[Cf::NQ][4] = {};
+    if (blk > 0 || c > r.begin) {  // the state is not empty
+#pragma unroll
+      for (int k0 = 0; k0 < Cf::DP; k0 += 16) {
+        uint32_t a[4];
+        tiles::LoadA(a, sm.dout, Cf::SP, r0, k0);
+        MmaTiles<true>(acc, a, sm.state, Cf::SP, tile0, k0);
+      }
+      if (gated) ScaleAccRows(acc, sm.q_dec, r0);
+    }
+    for (int kk = 0; kk <= rb; ++kk) {
+      uint32_t a[4];
+      tiles::LoadA(a, sm.a, Cf::SA, r0, 16 * kk);
+      MmaTiles<false>(acc, a, sm.k, Cf::SQ, tile0, 16 * kk);
+    }
+    StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length);
+    __syncthreads();
+    if (gated) {
+      ScaleTileRows(sm.k, Cf::SQ, Cf::F, sm.k_dec);
+      __syncthreads();
+    }
+    UpdateState<Cf>(sm.k, Cf::SQ, sm.v, gated, *sm.chunk_dec, st);
+    __syncthreads();
+    StoreStateSmem(sm, st);
+  }
+}
+
+// d_k and d_v of one block, chunks in reverse, from the state of the later blocks.
+template <class Cf>
+__global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const Smem<Cf> sm(smem_raw);
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const Seq<Cf> s(p, b, h);
+  const bool gated = s.g != nullptr;
+  const BlockRange r(p, blk);
+  const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
+  const int half = warp >> 2;
+  InitPads(sm);
+  float st[Cf::NTS][4] = {};
+  EntryState<Cf, true>(p, s, blk, st);
+  StoreStateSmem(sm, st);
+  const bool last_block = blk == p.blocks - 1;
+  double unused_f = 0;
+  int unused_c = 0;
+  for (int64_t c = r.end - 1; c >= r.begin; --c) {
+    __syncthreads();
+    LoadChunk(sm, s, c, p.length, kLoadQ | kLoadK | kLoadV | kLoadDout);
+    gates::Prefix pre{};
+    if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
+    Scores<Cf, Cf::F>(sm.q, Cf::SQ, sm.k, Cf::SQ, sm.p, gated, pre);
+    Scores<Cf, Cf::DP>(sm.dout, Cf::SP, sm.v, Cf::SP, sm.a, gated, pre);
+    __syncthreads();
+    const bool state_nonzero = !last_block || c < r.end - 1;
+    {  // d_k = exp(b_last - b_j) [v | 1] dS^T + A'^T Q
+      const int tile0 = half * Cf::NQ;
+      float acc[Cf::NQ][4] = {};
+      if (state_nonzero) {
+#pragma unroll
+        for (int k0 = 0; k0 < Cf::DP; k0 += 16) {
+          uint32_t a[4];
+          tiles::LoadA(a, sm.v, Cf::SP, r0, k0);
+          MmaTiles<true>(acc, a, sm.state, Cf::SP, tile0, k0);
+        }
+        if (gated) ScaleAccRows(acc, sm.k_dec, r0);
+      }
+      for (int kk = rb; kk < 4; ++kk) {
+        uint32_t a[4];
+        tiles::LoadAT(a, sm.a, Cf::SA, r0, 16 * kk);
+        MmaTiles<false>(acc, a, sm.q, Cf::SQ, tile0, 16 * kk);
+      }
+      StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length);
+    }
+    {  // d_v = exp(b_last - b_j) K dS[:, :D] + P^T d_num
+      const int tile0 = half * Cf::NV;
+      float acc[Cf::NV][4] = {};
+      if (state_nonzero) {
+#pragma unroll
+        for (int k0 = 0; k0 < Cf::F; k0 += 16) {
+          uint32_t a[4];
+          tiles::LoadA(a, sm.k, Cf::SQ, r0, k0);
+          MmaTiles<false>(acc, a, sm.state, Cf::SP, tile0, k0);
+        }
+        if (gated) ScaleAccRows(acc, sm.k_dec, r0);
+      }
+      for (int kk = rb; kk < 4; ++kk) {
+        uint32_t a[4];
+        tiles::LoadAT(a, sm.p, Cf::SA, r0, 16 * kk);
+        MmaTiles<false>(acc, a, sm.dout, Cf::SP, tile0, 16 * kk);
+      }
+      StoreRows<Cf::NV, Cf::D>(s.dv, acc, c * kC, r0, tile0, p.length);
+    }
+    __syncthreads();
+    if (gated) {
+      ScaleTileRows(sm.q, Cf::SQ, Cf::F, sm.q_dec);
+      __syncthreads();
+    }
+    UpdateState<Cf>(sm.q, Cf::SQ, sm.dout, gated, *sm.chunk_dec, st);
+    __syncthreads();
+    StoreStateSmem(sm, st);
+  }
+}
+
+// ---- host side -------------------------------------------------------------------
+
+template <typename Kernel>
+const char* SetSmem(Kernel kernel, int bytes) {
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+const char* LastError() {
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <class Cf>
+const char* Launch(const ChunkedLinearBwdParams& p) {
+  const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
+  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  const char* err = nullptr;
+  if (p.blocks > 1) {
+    const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+    const dim3 grid1(static_cast<unsigned>(p.blocks - 1), grid.y, grid.z);
+    const dim3 scan_grid(static_cast<unsigned>((Cf::kStateElems + 255) / 256),
+                         static_cast<unsigned>(p.batch * p.heads));
+    if ((err = SetSmem(BlockStatesKernel<Cf, false>, Cf::kBytes))) return err;
+    if ((err = SetSmem(BlockStatesKernel<Cf, true>, Cf::kBytes))) return err;
+    BlockStatesKernel<Cf, false><<<grid1, kThreads, Cf::kBytes, stream>>>(p);
+    BlockStatesKernel<Cf, true><<<grid1, kThreads, Cf::kBytes, stream>>>(p);
+    ScanBlockStatesKernel<false>
+        <<<scan_grid, 256, 0, stream>>>(ws.fwd, ws.fwd_decays, p.blocks, Cf::kStateElems);
+    ScanBlockStatesKernel<true>
+        <<<scan_grid, 256, 0, stream>>>(ws.bwd, ws.bwd_decays, p.blocks, Cf::kStateElems);
+    if ((err = LastError())) return err;
+  }
+  if ((err = SetSmem(DqKernel<Cf>, Cf::kBytes))) return err;
+  if ((err = SetSmem(DkvKernel<Cf>, Cf::kBytes))) return err;
+  DqKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  DkvKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  return LastError();
+}
+
+template <typename Fn>
+auto Dispatch(const ChunkedLinearBwdParams& p, const Fn& fn) {
+  const int f = static_cast<int>(p.feature_dim), d = static_cast<int>(p.head_dim);
+  if (f == 64 && d == 64) return fn.template operator()<Cfg<64, 64>>();
+  if (f == 64 && d == 128) return fn.template operator()<Cfg<64, 128>>();
+  if (f == 128 && d == 64) return fn.template operator()<Cfg<128, 64>>();
+  return fn.template operator()<Cfg<128, 128>>();
+}
+
+struct LaunchFn {
+  const ChunkedLinearBwdParams& p;
+  template <class Cf>
+  const char* operator()() const { return Launch<Cf>(p); }
+};
+struct OccupancyFn {
+  template <class Cf>
+  int operator()() const {
+    int blocks = 1;
+    cudaFuncSetAttribute(DkvKernel<Cf>, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, DkvKernel<Cf>, kThreads, Cf::kBytes);
+    return std::max(1, blocks);
+  }
+};
+struct StateElemsFn {
+  template <class Cf>
+  int64_t operator()() const { return Cf::kStateElems; }
+};
+
+}  // namespace
+
+bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& p) {
+  const bool dims = (p.feature_dim == 64 || p.feature_dim == 128) &&
+                    (p.head_dim == 64 || p.head_dim == 128);
+  const bool heads = p.heads >= 1 && p.k_heads >= 1 && p.v_heads >= 1 &&
+                     p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 &&
+                     (p.log_gamma == nullptr || (p.g_heads >= 1 && p.heads % p.g_heads == 0));
+  const bool sizes = p.batch >= 1 && p.batch <= 65535 && p.heads <= 65535 && p.length >= 1;
+  const bool io = p.phi_q && p.phi_k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v;
+  return dims && heads && sizes && io;
+}
+
+void PlanChunkedLinearBwd(ChunkedLinearBwdParams& p) {
+  const int64_t n = (p.length + kC - 1) / kC;
+  const int per_sm = Dispatch(p, OccupancyFn{});
+  p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm);
+  p.blocks = (n + p.block_chunks - 1) / p.block_chunks;
+}
+
+int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& p) {
+  if (p.blocks <= 1) return 0;
+  const int64_t slots = p.batch * p.heads * p.blocks;
+  return 2 * (slots * Dispatch(p, StateElemsFn{}) + slots) * 4;
+}
+
+const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& p) {
+  if (!ChunkedLinearBwdSupported(p)) return "ChunkedLinearBwd: unsupported sizes or missing tensors";
+  if (p.blocks < 1 || p.block_chunks < 1 ||
+      p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+    return "ChunkedLinearBwd: call PlanChunkedLinearBwd before launching";
+  }
+  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinearBwd: workspace missing";
+  return Dispatch(p, LaunchFn{p});
+}
+
+}  // namespace linearize::kernels

@@ -1,0 +1,51 @@
+// The plain struct the chunked linear attention backward kernels see
+// (kernels/linear_attention/chunked_linear_bwd_cuda.cu): pointers, sizes, the
+// stream; no LibTorch types. Given the forward of ChunkedLinearParams
+// (num_i = sum_{j<=i} w_ij (q_i . k_j) v_j, den_i = sum_{j<=i} w_ij (q_i . k_j),
+// w_ij = exp(sum_{j<s<=i} log_gamma_s), 1 ungated) and the gradients of num
+// and den, they give, per query head h,
+//   d_q_i = sum_{j<=i} w_ij (d_num_i . v_j + d_den_i) k_j
+//   d_k_j = sum_{i>=j} w_ij (d_num_i . v_j + d_den_i) q_i
+//   d_v_j = sum_{i>=j} w_ij (q_i . k_j) d_num_i
+// (the key/value heads' gradients are the sums over their query heads; the
+// gates' gradient follows from q . d_q - k . d_k, see chunked_linear_grad.h).
+#pragma once
+
+#include <cstdint>
+
+namespace linearize::kernels {
+
+struct ChunkedLinearBwdParams {
+  // Inputs, contiguous: features and values in bfloat16, the rest float32.
+  const void* phi_q = nullptr;       // [B, H, T, F]
+  const void* phi_k = nullptr;       // [B, Hk, T, F], query head h reads h / (H / Hk)
+  const void* v = nullptr;           // [B, Hv, T, D]
+  const float* log_gamma = nullptr;  // optional [B, Hg, T], <= 0 (-inf allowed)
+  const float* d_num = nullptr;      // [B, H, T, D]
+  const float* d_den = nullptr;      // [B, H, T]
+  int64_t batch = 0, heads = 0, k_heads = 0, v_heads = 0, g_heads = 0;
+  int64_t length = 0;       // T >= 1
+  int64_t feature_dim = 0;  // F: 64 or 128
+  int64_t head_dim = 0;     // D: 64 or 128
+
+  // Outputs, float32, per query head, every element written:
+  float* d_q = nullptr;  // [B, H, T, F]
+  float* d_k = nullptr;  // [B, H, T, F]
+  float* d_v = nullptr;  // [B, H, T, D]
+
+  int sm_count = 132;
+  // Two-pass split as in the forward (PlanChunkedLinearBwd sets blocks /
+  // block_chunks; ChunkedLinearBwdWorkspaceBytes bytes of scratch).
+  void* workspace = nullptr;
+  int64_t blocks = 1;
+  int64_t block_chunks = 0;
+  void* stream = nullptr;  // cudaStream_t
+};
+
+bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& params);
+void PlanChunkedLinearBwd(ChunkedLinearBwdParams& params);
+int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& params);
+// Launches; returns the launch error string, or nullptr on success.
+const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& params);
+
+}  // namespace linearize::kernels

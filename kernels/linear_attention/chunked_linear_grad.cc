@@ -1,0 +1,176 @@
+#include "kernels/linear_attention/chunked_linear_grad.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/core/GradMode.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
+#include "kernels/linear_attention/cuda_dispatch.h"
+
+namespace linearize::kernels::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool KernelDim(int64_t x) { return x == 64 || x == 128; }
+
+// [B, H, T, X] per query head -> [B, Hx, T, X], summing each group.
+at::Tensor SumGroups(const at::Tensor& x, int64_t groups_to) {
+  const int64_t h = x.size(1);
+  if (groups_to == h) return x;
+  return x.view({x.size(0), groups_to, h / groups_to, x.size(2), x.size(3)}).sum(2);
+}
+
+at::Tensor ExpandHeads(const at::Tensor& x, int64_t h) {
+  return x.size(1) == h ? x : at::repeat_interleave(x, h / x.size(1), 1);
+}
+
+// Custom functions cannot take undefined tensors: no gate is an empty one.
+at::Tensor GateOrNone(const at::Tensor& log_gamma) {
+  return log_gamma.numel() > 0 ? log_gamma : at::Tensor();
+}
+
+struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
+                               const at::Tensor& phi_k, const at::Tensor& v,
+                               const at::Tensor& gate_or_empty) {
+    const at::Tensor log_gamma = GateOrNone(gate_or_empty);
+    const at::Tensor q = phi_q.to(at::kBFloat16), k = phi_k.to(at::kBFloat16),
+                     vb = v.to(at::kBFloat16);
+    CudaLinearInputs in;
+    in.phi_q = q;
+    in.phi_k = k;
+    in.v = vb;
+    in.log_gamma = log_gamma;
+    in.want_y = false;
+    in.want_num_den = in.want_state = true;
+    std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(in);
+    TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
+    ctx->save_for_backward({q, k, vb, gate_or_empty});
+    ctx->saved_data["q_type"] = static_cast<int64_t>(phi_q.scalar_type());
+    ctx->saved_data["k_type"] = static_cast<int64_t>(phi_k.scalar_type());
+    ctx->saved_data["v_type"] = static_cast<int64_t>(v.scalar_type());
+    ctx->mark_non_differentiable({out->kv, out->k_sum});
+    return {out->num, out->den, out->kv, out->k_sum};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const auto type = [&](const char* key) {
+      return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
+    };
+    const LinearGrads g = ChunkedCausalLinearBackwardCuda(saved[0], saved[1], saved[2],
+                                                          GateOrNone(saved[3]), grads[0], grads[1]);
+    at::Tensor d_gate = g.d_log_gamma;
+    if (d_gate.defined()) d_gate = d_gate.to(saved[3].scalar_type());
+    return {g.d_phi_q.to(type("q_type")), g.d_phi_k.to(type("k_type")), g.d_v.to(type("v_type")),
+            d_gate};
+  }
+};
+
+}  // namespace
+
+LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                            const at::Tensor& v, const at::Tensor& log_gamma,
+                                            const at::Tensor& d_num, const at::Tensor& d_den) {
+  const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2), f = phi_q.size(3);
+  const int64_t d = v.size(3);
+  const c10::cuda::CUDAGuard guard(phi_q.device());
+  const at::Tensor q = phi_q.contiguous(), k = phi_k.contiguous(), vc = v.contiguous();
+  const at::Tensor gc = log_gamma.defined() ? log_gamma.to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor dn = d_num.to(at::kFloat).contiguous();
+  const at::Tensor dd = d_den.to(at::kFloat).contiguous();
+  const at::TensorOptions f32 = phi_q.options().dtype(at::kFloat);
+  const at::Tensor dq = at::empty({b, h, t, f}, f32), dk = at::empty({b, h, t, f}, f32),
+                   dv = at::empty({b, h, t, d}, f32);
+
+  ChunkedLinearBwdParams p;
+  p.phi_q = q.data_ptr();
+  p.phi_k = k.data_ptr();
+  p.v = vc.data_ptr();
+  p.log_gamma = gc.defined() ? gc.data_ptr<float>() : nullptr;
+  p.d_num = dn.data_ptr<float>();
+  p.d_den = dd.data_ptr<float>();
+  p.batch = b;
+  p.heads = h;
+  p.k_heads = k.size(1);
+  p.v_heads = vc.size(1);
+  p.g_heads = gc.defined() ? gc.size(1) : 0;
+  p.length = t;
+  p.feature_dim = f;
+  p.head_dim = d;
+  p.d_q = dq.data_ptr<float>();
+  p.d_k = dk.data_ptr<float>();
+  p.d_v = dv.data_ptr<float>();
+  p.sm_count = CurrentSmCount();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k.scalar_type() == at::kBFloat16 &&
+                  vc.scalar_type() == at::kBFloat16 && ChunkedLinearBwdSupported(p),
+              "ChunkedCausalLinearBackwardCuda: unsupported inputs (bfloat16, F and D in {64, "
+              "128}, heads dividing the query heads), got phi_q ",
+              phi_q.sizes(), " ", phi_q.scalar_type(), ", v ", v.sizes());
+  PlanChunkedLinearBwd(p);
+  at::Tensor workspace;
+  if (const int64_t bytes = ChunkedLinearBwdWorkspaceBytes(p); bytes > 0) {
+    workspace = at::empty({bytes}, phi_q.options().dtype(at::kByte));
+    p.workspace = workspace.data_ptr();
+  }
+  const char* err = LaunchChunkedLinearBwd(p);
+  TORCH_CHECK(err == nullptr, "ChunkedCausalLinearBackwardCuda: CUDA launch failed: ", err);
+  CountCudaAttentionLaunch();
+
+  LinearGrads out;
+  out.d_phi_q = dq;
+  out.d_phi_k = SumGroups(dk, k.size(1));
+  out.d_v = SumGroups(dv, vc.size(1));
+  if (gc.defined()) {
+    // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
+    // (per query head), and log_gamma_s enters every B_t with t >= s.
+    const at::Tensor db = (q.to(at::kFloat) * dq).sum(-1) -
+                          (ExpandHeads(k, h).to(at::kFloat) * dk).sum(-1);  // [B, H, T]
+    const at::Tensor db_g =
+        db.view({b, gc.size(1), h / gc.size(1), t}).sum(2);  // [B, Hg, T]
+    out.d_log_gamma = db_g.flip(-1).cumsum(-1).flip(-1);
+  }
+  return out;
+}
+
+std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                        const at::Tensor& phi_k,
+                                                        const at::Tensor& v,
+                                                        const at::Tensor& log_gamma) {
+  if (!c10::GradMode::is_enabled() || !CudaAttentionEnabled()) return std::nullopt;
+  const bool needs_grad = phi_q.requires_grad() || phi_k.requires_grad() || v.requires_grad() ||
+                          (log_gamma.defined() && log_gamma.requires_grad());
+  if (!needs_grad || !phi_q.is_cuda() || phi_q.dim() != 4 || phi_k.dim() != 4 || v.dim() != 4) {
+    return std::nullopt;
+  }
+  for (const at::Tensor* x : {&phi_k, &v, &log_gamma}) {
+    if (x->defined() && x->device() != phi_q.device()) return std::nullopt;
+  }
+  const auto usable = [&](const at::Tensor& x) {
+    return x.scalar_type() == at::kBFloat16 ||
+           (x.scalar_type() == at::kFloat && at::autocast::is_autocast_enabled(at::kCUDA));
+  };
+  if (!usable(phi_q) || !usable(phi_k) || !usable(v)) return std::nullopt;
+  const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2);
+  const bool shapes = KernelDim(phi_q.size(3)) && KernelDim(v.size(3)) &&
+                      phi_k.size(3) == phi_q.size(3) && t >= 1 && phi_k.size(0) == b &&
+                      v.size(0) == b && phi_k.size(2) == t && v.size(2) == t &&
+                      h % phi_k.size(1) == 0 && h % v.size(1) == 0 &&
+                      (!log_gamma.defined() ||
+                       (log_gamma.dim() == 3 && log_gamma.size(0) == b && log_gamma.size(2) == t &&
+                        h % log_gamma.size(1) == 0));
+  if (!shapes) return std::nullopt;
+  const at::Tensor gate_or_empty =
+      log_gamma.defined() ? log_gamma : at::empty({0}, phi_q.options().dtype(at::kFloat));
+  const variable_list out = ChunkedLinearFunction::apply(phi_q, phi_k, v, gate_or_empty);
+  return LinearTerms{out[0], out[1], out[2], out[3]};
+}
+
+}  // namespace linearize::kernels::detail

@@ -1,0 +1,172 @@
+#include "kernels/lolcats/lolcats_grad.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/core/GradMode.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+
+#include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/lolcats/lolcats_window_bwd_params.h"
+#include "kernels/lolcats/lolcats_window_params.h"
+
+namespace linearize::kernels::lolcats::internal {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// [B, H, T, D] per query head -> [B, Hkv, T, D].
+at::Tensor SumGroups(const at::Tensor& x, int64_t kv_heads) {
+  const int64_t h = x.size(1);
+  if (kv_heads == h) return x;
+  return x.view({x.size(0), kv_heads, h / kv_heads, x.size(2), x.size(3)}).sum(2);
+}
+
+void FillShape(const at::Tensor& q, const at::Tensor& k, int64_t* batch, int64_t* heads,
+               int64_t* kv_heads, int64_t* length, int64_t* head_dim) {
+  *batch = q.size(0);
+  *heads = q.size(1);
+  *kv_heads = k.size(1);
+  *length = q.size(2);
+  *head_dim = q.size(3);
+}
+
+struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, const at::Tensor& gate,
+                               const at::Tensor& lin_num, const at::Tensor& lin_den,
+                               int64_t window) {
+    const at::Tensor qb = q.to(at::kBFloat16).contiguous(), kb = k.to(at::kBFloat16).contiguous(),
+                     vb = v.to(at::kBFloat16).contiguous();
+    const at::Tensor g = gate.to(at::kFloat).contiguous();
+    const at::Tensor ln = lin_num.to(at::kFloat).contiguous();
+    const at::Tensor ld = lin_den.to(at::kFloat).contiguous();
+    at::Tensor y = at::empty(qb.sizes(), qb.options());
+    at::Tensor z = at::empty({q.size(0), q.size(1), q.size(2)}, g.options());
+    LolcatsWindowParams p;
+    FillShape(q, k, &p.batch, &p.heads, &p.kv_heads, &p.length, &p.head_dim);
+    p.window = window;
+    p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+    p.type = ElementType::kBF16;
+    p.q = qb.data_ptr();
+    p.k = kb.data_ptr();
+    p.v = vb.data_ptr();
+    p.gate = g.data_ptr<float>();
+    p.lin_num = ln.data_ptr<float>();
+    p.lin_den = ld.data_ptr<float>();
+    p.y = y.data_ptr();
+    p.row_den = z.data_ptr<float>();
+    p.stream = at::cuda::getCurrentCUDAStream().stream();
+    const char* err = LaunchLolcatsWindow(p);
+    TORCH_CHECK(err == nullptr, "lolcats window (training): CUDA launch failed: ", err);
+    detail::CountCudaAttentionLaunch();
+    ctx->save_for_backward({qb, kb, vb, g, y, z, ln, ld});
+    ctx->saved_data["window"] = window;
+    ctx->saved_data["q_type"] = static_cast<int64_t>(q.scalar_type());
+    ctx->saved_data["k_type"] = static_cast<int64_t>(k.scalar_type());
+    ctx->saved_data["v_type"] = static_cast<int64_t>(v.scalar_type());
+    ctx->saved_data["g_type"] = static_cast<int64_t>(gate.scalar_type());
+    return {y};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &gate = s[3], &y = s[4], &z = s[5];
+    const at::Tensor &lin_num = s[6], &lin_den = s[7];
+    const auto type = [&](const char* key) {
+      return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
+    };
+    // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both parts.
+    const at::Tensor dy = grads[0].to(at::kFloat);
+    const at::Tensor inv_z = z.reciprocal();
+    const at::Tensor d_den = -(dy * y.to(at::kFloat)).sum(-1) * inv_z;
+    const at::Tensor d_num = dy * inv_z.unsqueeze(-1);
+    const at::Tensor dn_b = d_num.to(at::kBFloat16).contiguous();
+    const at::Tensor dz = d_den.contiguous();
+    // c_i's gradient, -sum_j t_ij, in closed form (the sum over t cancels):
+    // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; and d_g = -sum_i dc_i / g.
+    const at::Tensor dc = ((d_num * lin_num).sum(-1) + d_den * lin_den).contiguous();
+    const at::Tensor dg = -dc.sum(at::IntArrayRef{0, 2}) / gate;
+
+    const at::TensorOptions f32 = dy.options();
+    const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
+                     dv = at::empty(q.sizes(), f32);
+    const at::Tensor row_max = at::empty(z.sizes(), f32);
+    const at::Tensor argmax = at::empty(z.sizes(), f32.dtype(at::kInt));
+    LolcatsWindowBwdParams p;
+    FillShape(q, k, &p.batch, &p.heads, &p.kv_heads, &p.length, &p.head_dim);
+    p.window = ctx->saved_data["window"].toInt();
+    p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+    p.q = q.data_ptr();
+    p.k = k.data_ptr();
+    p.v = v.data_ptr();
+    p.d_num = dn_b.data_ptr();
+    p.d_den = dz.data_ptr<float>();
+    p.dc = dc.data_ptr<float>();
+    p.gate = gate.data_ptr<float>();
+    p.d_q = dq.data_ptr<float>();
+    p.d_k = dk.data_ptr<float>();
+    p.d_v = dv.data_ptr<float>();
+    p.row_max = row_max.data_ptr<float>();
+    p.argmax = argmax.data_ptr<int>();
+    p.stream = at::cuda::getCurrentCUDAStream().stream();
+    const char* err = LaunchLolcatsWindowBwd(p);
+    TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
+    detail::CountCudaAttentionLaunch();
+    return {dq.to(type("q_type")),
+            SumGroups(dk, k.size(1)).to(type("k_type")),
+            SumGroups(dv, v.size(1)).to(type("v_type")),
+            dg.to(type("g_type")),
+            d_num,
+            d_den,
+            at::Tensor()};
+  }
+};
+
+}  // namespace
+
+std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::Tensor& k,
+                                                 const at::Tensor& v, const at::Tensor& gate,
+                                                 const at::Tensor& lin_num,
+                                                 const at::Tensor& lin_den, int64_t window) {
+  if (!c10::GradMode::is_enabled() || !detail::CudaAttentionEnabled() || !q.is_cuda()) {
+    return std::nullopt;
+  }
+  bool needs_grad = false;
+  for (const at::Tensor* x : {&q, &k, &v, &gate, &lin_num, &lin_den}) {
+    if (!x->defined() || x->device() != q.device()) return std::nullopt;
+    needs_grad = needs_grad || x->requires_grad();
+  }
+  if (!needs_grad) return std::nullopt;
+  const bool autocast = at::autocast::is_autocast_enabled(at::kCUDA);
+  for (const at::Tensor* x : {&q, &k, &v}) {
+    if (x->scalar_type() != at::kBFloat16 && !(autocast && x->scalar_type() == at::kFloat)) {
+      return std::nullopt;
+    }
+  }
+  if (q.dim() != 4 || k.dim() != 4 || lin_den.dim() != 3) return std::nullopt;
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const bool shapes = v.sizes() == k.sizes() && k.size(0) == b &&
+                      k.size(2) == t && k.size(3) == d && h % k.size(1) == 0 &&
+                      gate.numel() == h && lin_num.sizes() == q.sizes() &&
+                      lin_den.size(0) == b && lin_den.size(1) == h &&
+                      lin_den.size(2) == t && t >= 1;
+  LolcatsWindowParams fp;
+  FillShape(q, k, &fp.batch, &fp.heads, &fp.kv_heads, &fp.length, &fp.head_dim);
+  fp.window = window;
+  fp.type = ElementType::kBF16;
+  LolcatsWindowBwdParams bp;
+  FillShape(q, k, &bp.batch, &bp.heads, &bp.kv_heads, &bp.length, &bp.head_dim);
+  bp.window = window;
+  if (!shapes || !LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp)) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  return WindowCombineFunction::apply(q, k, v, gate.reshape({h}), lin_num, lin_den, window)[0];
+}
+
+}  // namespace linearize::kernels::lolcats::internal

@@ -1,0 +1,288 @@
+// Backward of the LoLCATs sliding-window terms on tensor cores, bf16 inputs,
+// W <= 64 (the math is in lolcats_window_bwd_params.h). Two kernels, 4 warps
+// of 16 rows each, no atomics:
+//   QueryKernel, one CTA per 64-query chunk, against the band of the chunk
+//     and the 64 keys before it (as the forward): recomputes the scores and
+//     the row max, then ds = a (dN v^T + dZ) (+ dc at the argmax) and d_q;
+//     writes c_i and the argmax for the second kernel;
+//   KeyKernel, one CTA per 64-key chunk, against the 128 queries that can see
+//     those keys (the chunk and the next): recomputes s^T and t^T from c_i,
+//     then d_k = scale ds^T q and d_v = a^T dN.
+// Score tiles stay in registers and become the A operands of the products
+// (CToA), as in the forward.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/lolcats/lolcats_window_bwd_params.h"
+
+namespace linearize::kernels {
+namespace {
+
+using tiles::bf16;
+constexpr int kC = 64;
+constexpr int kThreads = 128;
+
+template <int D>
+struct Cfg {
+  static constexpr int SD = tiles::Stride(D);
+  static constexpr int kRows = 6 * kC;  // q/k/v/dN tiles: 64 + 128 + 128 + 64 rows
+  static constexpr int kBytes = kRows * SD * 2 + 4 * 2 * kC * 4;  // + per-query floats
+};
+
+struct Seq {
+  const bf16 *q, *k, *v, *dn;
+  int64_t bh, row0;  // row0: (b, h)'s first row in [B, H, T] arrays
+  template <int D>
+  __device__ static Seq Make(const LolcatsWindowBwdParams& p, int64_t b, int64_t h) {
+    Seq s;
+    const int64_t hk = h / (p.heads / p.kv_heads);
+    s.bh = b * p.heads + h;
+    s.row0 = s.bh * p.length;
+    s.q = static_cast<const bf16*>(p.q) + s.row0 * D;
+    s.dn = static_cast<const bf16*>(p.d_num) + s.row0 * D;
+    s.k = static_cast<const bf16*>(p.k) + (b * p.kv_heads + hk) * p.length * D;
+    s.v = static_cast<const bf16*>(p.v) + (b * p.kv_heads + hk) * p.length * D;
+    return s;
+  }
+};
+
+// acc[j] (+)= x(rows r0.., kK columns) * y(rows 8 tile0 .. , same columns)^T.
+template <int kK, int kTiles>
+__device__ __forceinline__ void RowsTimesRowsT(float (&acc)[kTiles][4], const bf16* x, int sx,
+                                               int r0, const bf16* y, int sy, int tile0) {
+#pragma unroll
+  for (int kk = 0; kk < kK; kk += 16) {
+    uint32_t a[4];
+    tiles::LoadA(a, x, sx, r0, kk);
+#pragma unroll
+    for (int j = 0; j < kTiles; j += 2) {
+      uint32_t b[4];
+      tiles::LoadB2(b, y, sy, 8 * (tile0 + j), kk);
+      tiles::Mma(acc[j], a, b[0], b[1]);
+      tiles::Mma(acc[j + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+// out[D/8] += C-tiles `w` (16 rows x 16 kTiles/2 columns, as A fragments) * rows of y.
+template <int D, int kTiles>
+__device__ __forceinline__ void WeightsTimesRows(float (&out)[D / 8][4], const float (&w)[kTiles][4],
+                                                 const bf16* y, int sy) {
+#pragma unroll
+  for (int kk = 0; kk < kTiles / 2; ++kk) {
+    uint32_t a[4], unused[4];
+    tiles::CToA<false>(w[2 * kk], w[2 * kk + 1], a, unused);
+#pragma unroll
+    for (int j = 0; j < D / 8; j += 2) {
+      uint32_t b[4];
+      tiles::LoadB2T(b, y, sy, 8 * j, 16 * kk);
+      tiles::Mma(out[j], a, b[0], b[1]);
+      tiles::Mma(out[j + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdParams p) {
+  using Cf = Cfg<D>;
+  constexpr int kBand = 2 * kC;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sk = sq + kC * Cf::SD;
+  bf16* sv = sk + kBand * Cf::SD;
+  bf16* sdn = sv + kBand * Cf::SD;
+  const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const Seq s = Seq::Make<D>(p, b, h);
+  const int64_t q0 = n * kC, k0 = q0 - kC;  // band row u holds key k0 + u
+  tiles::LoadTile<bf16, kC, D, kThreads>(sq, Cf::SD, 0, s.q, q0, p.length);
+  tiles::LoadTile<bf16, kBand, D, kThreads>(sk, Cf::SD, 0, s.k, k0, p.length);
+  tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
+  tiles::LoadTile<bf16, kC, D, kThreads>(sdn, Cf::SD, 0, s.dn, q0, p.length);
+  tiles::CpAsyncCommit();
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * warp;
+  const int w = static_cast<int>(p.window);
+  const float gate = p.gate[h];
+  float sc[kBand / 8][4] = {}, dp[kBand / 8][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0);
+  RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 0);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    const int64_t row = s.row0 + (i < p.length ? i : 0);
+    const float dz = i < p.length ? p.d_den[row] : 0.f;
+    // Row max and its first position (keys in increasing order per thread).
+    float mx = -INFINITY;
+    int64_t arg = INT64_MAX;
+#pragma unroll
+    for (int j = 0; j < kBand / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int64_t pos = k0 + 8 * j + 2 * t + e;
+        const bool valid = pos >= 0 && pos <= i && pos > i - w;
+        float& x = sc[j][2 * half + e];
+        x = valid ? x * p.scale : -INFINITY;
+        if (x > mx) {
+          mx = x;
+          arg = pos;
+        }
+      }
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      const float om = __shfl_xor_sync(0xffffffffu, mx, off);
+      const int64_t oa = __shfl_xor_sync(0xffffffffu, arg, off);
+      if (om > mx || (om == mx && oa < arg)) {
+        mx = om;
+        arg = oa;
+      }
+    }
+    // ds = g exp(s - c) (dN . v + dZ), plus dc at the argmax.
+    const float dc = i < p.length ? p.dc[row] : 0.f;
+#pragma unroll
+    for (int j = 0; j < kBand / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float x = sc[j][2 * half + e];
+        float ds = x == -INFINITY ? 0.f : gate * __expf(x - mx) * (dp[j][2 * half + e] + dz);
+        if (k0 + 8 * j + 2 * t + e == arg) ds += dc;
+        sc[j][2 * half + e] = ds;
+      }
+    }
+    if (i < p.length && t == 0) {
+      p.row_max[row] = mx;
+      p.argmax[row] = static_cast<int>(arg);
+    }
+  }
+  // d_q = scale ds K_band.
+  float o[D / 8][4] = {};
+  WeightsTimesRows<D>(o, sc, sk, Cf::SD);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    if (i >= p.length) continue;
+    float* out = p.d_q + (s.row0 + i) * D;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      tiles::StoreOut2(out + 8 * j + 2 * t, o[j][2 * half] * p.scale,
+                       o[j][2 * half + 1] * p.scale);
+    }
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdParams p) {
+  using Cf = Cfg<D>;
+  constexpr int kQueries = 2 * kC;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sk = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sv = sk + kC * Cf::SD;
+  bf16* sq = sv + kC * Cf::SD;
+  bf16* sdn = sq + kQueries * Cf::SD;
+  float* s_c = reinterpret_cast<float*>(smem_raw + Cf::kRows * Cf::SD * 2);
+  float* s_dz = s_c + kQueries;
+  float* s_dc = s_dz + kQueries;
+  int* s_arg = reinterpret_cast<int*>(s_dc + kQueries);
+  const int64_t m = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const Seq s = Seq::Make<D>(p, b, h);
+  const int64_t j0 = m * kC;  // keys j0 .., queries j0 .. j0 + 127
+  tiles::LoadTile<bf16, kC, D, kThreads>(sk, Cf::SD, 0, s.k, j0, p.length);
+  tiles::LoadTile<bf16, kC, D, kThreads>(sv, Cf::SD, 0, s.v, j0, p.length);
+  tiles::LoadTile<bf16, kQueries, D, kThreads>(sq, Cf::SD, 0, s.q, j0, p.length);
+  tiles::LoadTile<bf16, kQueries, D, kThreads>(sdn, Cf::SD, 0, s.dn, j0, p.length);
+  tiles::CpAsyncCommit();
+  for (int u = threadIdx.x; u < kQueries; u += kThreads) {
+    const int64_t i = j0 + u;
+    const bool in = i < p.length;
+    const int64_t row = s.row0 + (in ? i : 0);
+    s_c[u] = in ? p.row_max[row] : 0.f;
+    s_dz[u] = in ? p.d_den[row] : 0.f;
+    s_dc[u] = in ? p.dc[row] : 0.f;
+    s_arg[u] = in ? p.argmax[row] : -1;
+  }
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * warp;
+  const int w = static_cast<int>(p.window);
+  const float gate = p.gate[h];
+  float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+#pragma unroll
+  for (int qc = 0; qc < 2; ++qc) {
+    // Rows: the warp's 16 keys; columns: 64 queries u = 64 qc + column.
+    float sc[kC / 8][4] = {}, dp[kC / 8][4] = {};
+    RowsTimesRowsT<D>(sc, sk, Cf::SD, r0, sq + qc * kC * Cf::SD, Cf::SD, 0);
+    RowsTimesRowsT<D>(dp, sv, Cf::SD, r0, sdn + qc * kC * Cf::SD, Cf::SD, 0);
+#pragma unroll
+    for (int jt = 0; jt < kC / 8; ++jt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t j = j0 + r0 + g + 8 * (e >> 1);
+        const int u = qc * kC + 8 * jt + 2 * t + (e & 1);
+        const int64_t i = j0 + u;
+        const bool valid = i < p.length && j < p.length && i >= j && i - j < w;
+        const float a = valid ? gate * __expf(sc[jt][e] * p.scale - s_c[u]) : 0.f;
+        const float tv = a * (dp[jt][e] + s_dz[u]);
+        sc[jt][e] = a;                                                 // -> d_v
+        dp[jt][e] = tv + (valid && s_arg[u] == j ? s_dc[u] : 0.f);  // ds -> d_k
+      }
+    }
+    WeightsTimesRows<D>(dv, sc, sdn + qc * kC * Cf::SD, Cf::SD);
+    WeightsTimesRows<D>(dk, dp, sq + qc * kC * Cf::SD, Cf::SD);
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t j = j0 + r0 + g + 8 * half;
+    if (j >= p.length) continue;
+    float* ok = p.d_k + (s.row0 + j) * D;
+    float* ov = p.d_v + (s.row0 + j) * D;
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) {
+      const int col = 8 * c + 2 * t;
+      tiles::StoreOut2(ok + col, dk[c][2 * half] * p.scale, dk[c][2 * half + 1] * p.scale);
+      tiles::StoreOut2(ov + col, dv[c][2 * half], dv[c][2 * half + 1]);
+    }
+  }
+}
+
+template <int D>
+const char* Launch(const LolcatsWindowBwdParams& p) {
+  using Cf = Cfg<D>;
+  const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
+  const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  for (const void* kernel : {reinterpret_cast<const void*>(QueryKernel<D>),
+                             reinterpret_cast<const void*>(KeyKernel<D>)}) {
+    const cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  QueryKernel<D><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  KeyKernel<D><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  const cudaError_t err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace
+
+bool LolcatsWindowBwdSupported(const LolcatsWindowBwdParams& p) {
+  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= kC &&
+         p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 &&
+         p.kv_heads >= 1 && p.heads % p.kv_heads == 0 && p.length >= 1 && p.length < (1 << 30);
+}
+
+const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
+  if (!LolcatsWindowBwdSupported(p)) return "LolcatsWindowBwd: unsupported sizes";
+  if (!(p.q && p.k && p.v && p.d_num && p.d_den && p.dc && p.gate && p.d_q && p.d_k && p.d_v &&
+        p.row_max && p.argmax)) {
+    return "LolcatsWindowBwd: missing tensors";
+  }
+  return p.head_dim == 64 ? Launch<64>(p) : Launch<128>(p);
+}
+
+}  // namespace linearize::kernels

@@ -1,0 +1,173 @@
+// Training (forward + backward) of the LoLCATs and Lizard hybrids through
+// their entry points on the GPU under bf16 autocast, as the converter trains
+// them: the chunked linear part, and LoLCATs' window terms, on the CUDA
+// kernels. Gradients for q, k, v, the feature maps and the window/gate
+// parameters against LibTorch autograd of the same entry point in float64 on
+// the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/lizard/lizard_attention.h"
+#include "kernels/lolcats/lolcats_attention.h"
+#include "tests/gpu/attention_gpu_util.h"
+
+namespace linearize::kernels {
+namespace {
+
+using testing::RelativeError;
+
+struct Case {
+  const char* name;
+  int64_t b, hq, hkv, t, d, fh, window;
+};
+
+// Leaves on `device` in `type` from float64 CPU tensors (rounded through bf16
+// first, so both sides start from the same values).
+std::vector<at::Tensor> Leaves(const std::vector<at::Tensor>& xs, at::Device device,
+                               at::ScalarType type) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& x : xs) {
+    out.push_back(testing::Seen(x, at::kBFloat16).to(type).to(device).requires_grad_(true));
+  }
+  return out;
+}
+
+class AutocastOn {
+ public:
+  AutocastOn() { at::autocast::set_autocast_enabled(at::kCUDA, true); }
+  ~AutocastOn() {
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+};
+
+// Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
+// float32 parameters, autocast) and on the CPU (float64), back-propagates the
+// same random output weights, and compares every gradient. `params_from`:
+// index of the first parameter (float32 on the GPU).
+void ExpectSameGradients(
+    const std::vector<at::Tensor>& inputs, size_t params_from,
+    const std::function<at::Tensor(const std::vector<at::Tensor>&)>& forward,
+    const std::vector<std::string>& names, int min_launches) {
+  std::vector<at::Tensor> cpu = Leaves(inputs, at::kCPU, at::kDouble);
+  const at::Tensor y_ref = forward(cpu);
+  const at::Tensor w = at::randn(y_ref.sizes(), at::kDouble);
+  (y_ref * w).sum().backward();
+
+  testing::PoisonCudaAllocator();
+  std::vector<at::Tensor> gpu;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    gpu.push_back(Leaves({inputs[i]}, at::kCUDA, i < params_from ? at::kBFloat16 : at::kFloat)[0]);
+  }
+  const testing::LaunchCounter launches;
+  {
+    const AutocastOn autocast;
+    const at::Tensor y = forward(gpu);
+    (y.to(at::kFloat) * w.to(at::kFloat).cuda()).sum().backward();
+    EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
+  }
+  EXPECT_GE(launches.Launches(), min_launches) << "the CUDA kernels ran forward and backward";
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!cpu[i].grad().defined()) {  // unused (the maps while no key has left the window)
+      EXPECT_TRUE(!gpu[i].grad().defined() || gpu[i].grad().abs().max().item<double>() == 0)
+          << names[i];
+      continue;
+    }
+    ASSERT_TRUE(gpu[i].grad().defined()) << names[i];
+    ASSERT_TRUE(testing::AllFinite(gpu[i].grad())) << names[i];
+    EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
+        << "d " << names[i];
+  }
+}
+
+class LolcatsGradGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LolcatsGradGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const Case c = GetParam();
+  at::manual_seed(21 + c.t + c.d);
+  const kernels::FeatureMaps m = testing::RandomHedgehog(c.hq, c.hkv, c.d, c.fh);
+  const std::vector<at::Tensor> inputs = {
+      at::randn({c.b, c.hq, c.t, c.d}, at::kDouble), at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble),
+      at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), m.q_weight, m.k_weight,
+      at::randn({c.hq}, at::kDouble)};
+  lolcats::Options o;
+  o.window = c.window;
+  const auto forward = [&](const std::vector<at::Tensor>& x) {
+    lolcats::Weights w;
+    w.maps.kind = FeatureMapKind::kHedgehog;
+    w.maps.q_weight = x[3];
+    w.maps.k_weight = x[4];
+    w.window_logit = x[5];
+    return lolcats::ForwardParallel(x[0], x[1], x[2], w, o);
+  };
+  // Window forward and backward, plus the chunked ones once keys leave the window.
+  const int launches = c.t > c.window ? 4 : 2;
+  ExpectSameGradients(inputs, 3, forward, {"q", "k", "v", "q_map", "k_map", "window_logit"},
+                      launches);
+}
+
+const Case kLolcatsCases[] = {
+    {"T1", 1, 2, 2, 1, 64, 32, 64},
+    {"T40_shorter_than_window", 1, 2, 1, 40, 64, 32, 64},
+    {"T300_gqa_W64", 2, 4, 2, 300, 64, 32, 64},
+    {"T777_D128_W16", 1, 4, 4, 777, 128, 64, 16},
+    {"T3000_two_pass", 1, 2, 2, 3000, 128, 64, 64},
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LolcatsGradGpu, ::testing::ValuesIn(kLolcatsCases),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+class LizardGradGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const Case c = GetParam();
+  at::manual_seed(31 + c.t + c.d);
+  const kernels::FeatureMaps m = testing::RandomHedgehog(c.hq, c.hkv, c.d, c.fh);
+  const auto qkv = [&](int64_t h) { return at::randn({c.b, h, c.t, c.d}, at::kDouble); };
+  const std::vector<at::Tensor> inputs = {
+      qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
+      // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
+      at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 3),
+      m.q_weight, m.k_weight, at::randn({c.hq, 4}, at::kDouble),
+      at::rand({c.hq}, at::kDouble) + 0.5};
+  lizard::Options o;
+  o.window = c.window;
+  const auto forward = [&](const std::vector<at::Tensor>& x) {
+    const at::Tensor log_gamma = x[5].is_cuda() ? x[5].to(at::kFloat) : x[5];
+    const lizard::Inputs in{x[0], x[1], x[2], log_gamma, x[3], x[4]};
+    lizard::Weights w;
+    w.maps.kind = FeatureMapKind::kHedgehog;
+    w.maps.q_weight = x[6];
+    w.maps.k_weight = x[7];
+    w.meta_logits = x[8];
+    w.alpha = x[9];
+    return lizard::ForwardParallel(in, w, o);
+  };
+  // The gated branch's chunked kernel, forward and backward.
+  ExpectSameGradients(inputs, 6, forward,
+                      {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
+                       "meta_logits", "alpha"},
+                      2);
+}
+
+const Case kLizardCases[] = {
+    {"T90_gqa_W32", 2, 4, 2, 90, 64, 32, 32},
+    {"T1100_D128_W128", 1, 2, 2, 1100, 128, 64, 128},
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LizardGradGpu, ::testing::ValuesIn(kLizardCases),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+}  // namespace
+}  // namespace linearize::kernels
