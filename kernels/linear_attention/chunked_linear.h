@@ -24,6 +24,9 @@
 // reset) gives 0, not NaN. The recurrence over chunks is a loop (gated) or an
 // exclusive cumsum (ungated).
 // Memory O(T * (C + F)) plus one [F, D] state per chunk; differentiable.
+// With CUDA, when autograd records from the empty state in bfloat16 (or
+// float32 under CUDA autocast), it runs as the CUDA forward and backward
+// kernels instead (chunked_linear_grad.h); num and den are float32 then.
 #pragma once
 
 #include <ATen/core/Tensor.h>

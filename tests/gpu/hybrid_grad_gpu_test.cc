@@ -80,6 +80,12 @@ void ExpectSameGradients(
     }
     ASSERT_TRUE(gpu[i].grad().defined()) << names[i];
     ASSERT_TRUE(testing::AllFinite(gpu[i].grad())) << names[i];
+    if (cpu[i].grad().abs().max().item<double>() < 1e-9) {
+      // Exactly zero in exact arithmetic (LoLCATs' window gate while no key
+      // has left the window: y does not depend on it), rounding noise here.
+      EXPECT_LT(gpu[i].grad().abs().max().item<double>(), 1e-6) << "d " << names[i];
+      continue;
+    }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
         << "d " << names[i];
   }

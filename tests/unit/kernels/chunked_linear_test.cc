@@ -1,0 +1,58 @@
+// The chunked form's internals shared by the CPU and CUDA paths: mixed
+// dtypes in the LibTorch form (float32 gates beside bfloat16 features, as the
+// Lizard branch passes them under autocast), and how the two-pass CUDA
+// kernels cut sequences into blocks (host arithmetic, no GPU needed).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "kernels/linear_attention/chunk_plan.h"
+#include "kernels/linear_attention/chunked_linear.h"
+
+namespace linearize::kernels {
+namespace {
+
+TEST(ChunkedLinear, Float32GatesBesideBfloat16Features) {
+  at::manual_seed(3);
+  const at::Tensor q = (at::rand({2, 3, 150, 16}, at::kDouble) + 0.1).to(at::kBFloat16);
+  const at::Tensor k = (at::rand({2, 3, 150, 16}, at::kDouble) + 0.1).to(at::kBFloat16);
+  const at::Tensor v = at::randn({2, 3, 150, 8}, at::kDouble).to(at::kBFloat16);
+  const at::Tensor g = -at::rand({2, 3, 150}, at::kFloat);
+  const detail::LinearTerms got = detail::ChunkedCausalLinear(q, k, v, g, 64);
+  const detail::LinearTerms ref = detail::ChunkedCausalLinear(
+      q.to(at::kDouble), k.to(at::kDouble), v.to(at::kDouble), g.to(at::kDouble), 64);
+  EXPECT_EQ(got.num.scalar_type(), at::kBFloat16);
+  const auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a.to(at::kDouble) - b).abs().max() / b.abs().max()).item<double>();
+  };
+  EXPECT_LT(rel(got.num, ref.num), 2e-2);
+  EXPECT_LT(rel(got.den, ref.den), 2e-2);
+  EXPECT_LT(rel(got.kv, ref.kv), 2e-2);
+}
+
+TEST(ChunkPlan, OneBlockWhenTheSequencesFillTheDevice) {
+  EXPECT_EQ(PlanBlockChunks(/*chunks=*/512, /*bh=*/264, /*slots=*/132), 512);
+  EXPECT_EQ(PlanBlockChunks(1, 1, 132), 1);
+}
+
+TEST(ChunkPlan, FewLongSequencesAreCutIntoBlocksThatCoverThem) {
+  for (const int64_t chunks : {2, 7, 64, 512, 513}) {
+    for (const int64_t bh : {1, 8, 32}) {
+      const int64_t l = PlanBlockChunks(chunks, bh, 132);
+      const int64_t blocks = (chunks + l - 1) / l;
+      EXPECT_GE(l, 1);
+      EXPECT_LE(l, chunks);
+      EXPECT_GE(blocks * l, chunks);
+      // 32 sequences of 512 chunks on 132 slots: more than one block each,
+      // and no more CTAs in pass 2 than a few waves.
+      if (chunks == 512 && bh == 32) {
+        EXPECT_GT(blocks, 1);
+        EXPECT_LE(bh * blocks, 4 * 132);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace linearize::kernels
