@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
 namespace linearize::kernels::detail {
 
 at::ScalarType ComputeType(at::ScalarType input) {
@@ -54,6 +56,15 @@ void CheckChunk(const char* op, int64_t chunk) {
 at::Tensor ExpandKvHeads(const at::Tensor& x, int64_t q_heads) {
   const int64_t group = q_heads / x.size(1);
   return group == 1 ? x : at::repeat_interleave(x, group, /*dim=*/1);
+}
+
+at::Tensor SumToKvHeads(const at::Tensor& x, int64_t kv_heads) {
+  const int64_t q_heads = x.size(1);
+  if (kv_heads == q_heads) return x;
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes[1] = q_heads / kv_heads;
+  sizes.insert(sizes.begin() + 1, kv_heads);
+  return x.reshape(sizes).sum(2);
 }
 
 }  // namespace linearize::kernels::detail

@@ -32,4 +32,8 @@ void CheckChunk(const char* op, int64_t chunk);
 // x [B, Hkv, ...] -> [B, Hq, ...]: query head h reads kv head h / (Hq / Hkv).
 at::Tensor ExpandKvHeads(const at::Tensor& x, int64_t q_heads);
 
+// The adjoint of ExpandKvHeads: x [B, Hq, ...] -> [B, Hkv, ...], each kv
+// head the sum of its query heads (gradients per query head -> per kv head).
+at::Tensor SumToKvHeads(const at::Tensor& x, int64_t kv_heads);
+
 }  // namespace linearize::kernels::detail

@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
@@ -18,17 +19,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 bool KernelDim(int64_t x) { return x == 64 || x == 128; }
-
-// [B, H, T, X] per query head -> [B, Hx, T, X], summing each group.
-at::Tensor SumGroups(const at::Tensor& x, int64_t groups_to) {
-  const int64_t h = x.size(1);
-  if (groups_to == h) return x;
-  return x.view({x.size(0), groups_to, h / groups_to, x.size(2), x.size(3)}).sum(2);
-}
-
-at::Tensor ExpandHeads(const at::Tensor& x, int64_t h) {
-  return x.size(1) == h ? x : at::repeat_interleave(x, h / x.size(1), 1);
-}
 
 // Custom functions cannot take undefined tensors: no gate is an empty one.
 at::Tensor GateOrNone(const at::Tensor& log_gamma) {
@@ -126,16 +116,14 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
 
   LinearGrads out;
   out.d_phi_q = dq;
-  out.d_phi_k = SumGroups(dk, k.size(1));
-  out.d_v = SumGroups(dv, vc.size(1));
+  out.d_phi_k = SumToKvHeads(dk, k.size(1));
+  out.d_v = SumToKvHeads(dv, vc.size(1));
   if (gc.defined()) {
     // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
     // (per query head), and log_gamma_s enters every B_t with t >= s.
     const at::Tensor db = (q.to(at::kFloat) * dq).sum(-1) -
-                          (ExpandHeads(k, h).to(at::kFloat) * dk).sum(-1);  // [B, H, T]
-    const at::Tensor db_g =
-        db.view({b, gc.size(1), h / gc.size(1), t}).sum(2);  // [B, Hg, T]
-    out.d_log_gamma = db_g.flip(-1).cumsum(-1).flip(-1);
+                          (ExpandKvHeads(k, h).to(at::kFloat) * dk).sum(-1);  // [B, H, T]
+    out.d_log_gamma = SumToKvHeads(db, gc.size(1)).flip(-1).cumsum(-1).flip(-1);  // [B, Hg, T]
   }
   return out;
 }

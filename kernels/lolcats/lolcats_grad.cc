@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
@@ -18,13 +19,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// [B, H, T, D] per query head -> [B, Hkv, T, D].
-at::Tensor SumGroups(const at::Tensor& x, int64_t kv_heads) {
-  const int64_t h = x.size(1);
-  if (kv_heads == h) return x;
-  return x.view({x.size(0), kv_heads, h / kv_heads, x.size(2), x.size(3)}).sum(2);
-}
 
 void FillShape(const at::Tensor& q, const at::Tensor& k, int64_t* batch, int64_t* heads,
                int64_t* kv_heads, int64_t* length, int64_t* head_dim) {
@@ -118,8 +112,8 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
     return {dq.to(type("q_type")),
-            SumGroups(dk, k.size(1)).to(type("k_type")),
-            SumGroups(dv, v.size(1)).to(type("v_type")),
+            detail::SumToKvHeads(dk, k.size(1)).to(type("k_type")),
+            detail::SumToKvHeads(dv, v.size(1)).to(type("v_type")),
             dg.to(type("g_type")),
             d_num,
             d_den,

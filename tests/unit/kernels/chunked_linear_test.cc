@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <vector>
 
+#include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunk_plan.h"
 #include "kernels/linear_attention/chunked_linear.h"
 
@@ -29,6 +31,23 @@ TEST(ChunkedLinear, Float32GatesBesideBfloat16Features) {
   EXPECT_LT(rel(got.num, ref.num), 2e-2);
   EXPECT_LT(rel(got.den, ref.den), 2e-2);
   EXPECT_LT(rel(got.kv, ref.kv), 2e-2);
+}
+
+// Gradients per query head become per kv head by the adjoint of the
+// expansion: <Expand(x), y> = <x, Sum(y)>, for 3-d (gates) and 4-d tensors.
+TEST(KvHeads, SumIsTheAdjointOfExpand) {
+  at::manual_seed(5);
+  for (const std::vector<int64_t>& kv_shape :
+       {std::vector<int64_t>{2, 3, 7}, std::vector<int64_t>{2, 2, 5, 4}}) {
+    const at::Tensor x = at::randn(kv_shape, at::kDouble);
+    const at::Tensor ex = detail::ExpandKvHeads(x, 4 * kv_shape[1]);
+    const at::Tensor y = at::randn(ex.sizes(), at::kDouble);
+    const at::Tensor sy = detail::SumToKvHeads(y, kv_shape[1]);
+    EXPECT_EQ(sy.sizes(), x.sizes());
+    EXPECT_NEAR((ex * y).sum().item<double>(), (x * sy).sum().item<double>(), 1e-10);
+  }
+  const at::Tensor same = at::randn({1, 3, 2});
+  EXPECT_TRUE(detail::SumToKvHeads(same, 3).equal(same));
 }
 
 TEST(ChunkPlan, OneBlockWhenTheSequencesFillTheDevice) {
