@@ -74,7 +74,12 @@ double TimeFwdBwd(const std::function<std::vector<at::Tensor>()>& fwd,
   const c10::AutoGradMode grad(true);
   std::vector<at::Tensor> grads;
   for (const at::Tensor& o : fwd()) grads.push_back(at::randn_like(o));
-  return TimeMs([&] { torch::autograd::grad(fwd(), inputs, grads); }, reps, warmup);
+  return TimeMs(
+      [&] {
+        torch::autograd::grad(fwd(), inputs, grads, /*retain_graph=*/std::nullopt,
+                              /*create_graph=*/false, /*allow_unused=*/true);
+      },
+      reps, warmup);
 }
 
 // A copy of x that autograd tracks.
