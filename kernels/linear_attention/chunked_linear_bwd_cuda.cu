@@ -292,6 +292,19 @@ __device__ void UpdateState(const bf16* x, int sx, const bf16* y, bool gated, fl
   }
 }
 
+// Folds the chunk into the state once every warp is done with its outputs:
+// X's rows decayed if gated (by q_dec or k_dec), then st = chunk_dec st + X^T Y.
+template <class Cf>
+__device__ void FoldChunk(const Smem<Cf>& sm, bf16* x, const float* dec, const bf16* y,
+                          bool gated, float (&st)[Cf::NTS][4]) {
+  __syncthreads();
+  if (gated) {
+    ScaleTileRows(x, Cf::SQ, Cf::F, dec);
+    __syncthreads();
+  }
+  UpdateState<Cf>(x, Cf::SQ, y, gated, *sm.chunk_dec, st);
+}
+
 template <class Cf>
 __device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]) {
   const StateMap<Cf> m;
@@ -383,14 +396,12 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
     const int64_t c = kReverse ? r.end - 1 - i : r.begin + i;
     __syncthreads();
     LoadChunk(sm, s, c, p.length, kReverse ? (kLoadQ | kLoadDout) : (kLoadK | kLoadV));
-    bf16* x = kReverse ? sm.q : sm.k;
-    if (gated) {
-      ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &total_f, &total_c);
-      __syncthreads();
-      ScaleTileRows(x, Cf::SQ, Cf::F, kReverse ? sm.q_dec : sm.k_dec);
-      __syncthreads();
+    if (gated) ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &total_f, &total_c);
+    if constexpr (kReverse) {
+      FoldChunk(sm, sm.q, sm.q_dec, sm.dout, gated, st);
+    } else {
+      FoldChunk(sm, sm.k, sm.k_dec, sm.v, gated, st);
     }
-    UpdateState<Cf>(x, Cf::SQ, kReverse ? sm.dout : sm.v, gated, *sm.chunk_dec, st);
   }
   const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
   const int64_t slot = s.bh * p.blocks + blk;
@@ -441,12 +452,7 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
       MmaTiles<false>(acc, a, sm.k, Cf::SQ, tile0, 16 * kk);
     }
     StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length);
-    __syncthreads();
-    if (gated) {
-      ScaleTileRows(sm.k, Cf::SQ, Cf::F, sm.k_dec);
-      __syncthreads();
-    }
-    UpdateState<Cf>(sm.k, Cf::SQ, sm.v, gated, *sm.chunk_dec, st);
+    FoldChunk(sm, sm.k, sm.k_dec, sm.v, gated, st);
     __syncthreads();
     StoreStateSmem(sm, st);
   }
@@ -517,12 +523,7 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
       }
       StoreRows<Cf::NV, Cf::D>(s.dv, acc, c * kC, r0, tile0, p.length);
     }
-    __syncthreads();
-    if (gated) {
-      ScaleTileRows(sm.q, Cf::SQ, Cf::F, sm.q_dec);
-      __syncthreads();
-    }
-    UpdateState<Cf>(sm.q, Cf::SQ, sm.dout, gated, *sm.chunk_dec, st);
+    FoldChunk(sm, sm.q, sm.q_dec, sm.dout, gated, st);
     __syncthreads();
     StoreStateSmem(sm, st);
   }
@@ -605,10 +606,9 @@ bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& p) {
                     (p.head_dim == 64 || p.head_dim == 128);
   const bool heads = p.heads >= 1 && p.k_heads >= 1 && p.v_heads >= 1 &&
                      p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 &&
-                     (p.log_gamma == nullptr || (p.g_heads >= 1 && p.heads % p.g_heads == 0));
+                     p.g_heads >= 0 && (p.g_heads == 0 || p.heads % p.g_heads == 0);
   const bool sizes = p.batch >= 1 && p.batch <= 65535 && p.heads <= 65535 && p.length >= 1;
-  const bool io = p.phi_q && p.phi_k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v;
-  return dims && heads && sizes && io;
+  return dims && heads && sizes;
 }
 
 void PlanChunkedLinearBwd(ChunkedLinearBwdParams& p) {
@@ -625,7 +625,11 @@ int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& p) {
 }
 
 const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& p) {
-  if (!ChunkedLinearBwdSupported(p)) return "ChunkedLinearBwd: unsupported sizes or missing tensors";
+  if (!ChunkedLinearBwdSupported(p)) return "ChunkedLinearBwd: unsupported sizes";
+  if (!(p.phi_q && p.phi_k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v) ||
+      (p.log_gamma != nullptr) != (p.g_heads > 0)) {
+    return "ChunkedLinearBwd: missing tensors";
+  }
   if (p.blocks < 1 || p.block_chunks < 1 ||
       p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
     return "ChunkedLinearBwd: call PlanChunkedLinearBwd before launching";

@@ -20,7 +20,7 @@ struct ChunkedLinearBwdParams {
   const void* phi_q = nullptr;       // [B, H, T, F]
   const void* phi_k = nullptr;       // [B, Hk, T, F], query head h reads h / (H / Hk)
   const void* v = nullptr;           // [B, Hv, T, D]
-  const float* log_gamma = nullptr;  // optional [B, Hg, T], <= 0 (-inf allowed)
+  const float* log_gamma = nullptr;  // optional [B, Hg, T], <= 0 (-inf allowed); Hg = 0 without
   const float* d_num = nullptr;      // [B, H, T, D]
   const float* d_den = nullptr;      // [B, H, T]
   int64_t batch = 0, heads = 0, k_heads = 0, v_heads = 0, g_heads = 0;
@@ -42,6 +42,7 @@ struct ChunkedLinearBwdParams {
   void* stream = nullptr;  // cudaStream_t
 };
 
+// Whether the kernels cover these sizes (pointers are checked at launch).
 bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& params);
 void PlanChunkedLinearBwd(ChunkedLinearBwdParams& params);
 int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& params);

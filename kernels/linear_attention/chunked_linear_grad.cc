@@ -1,9 +1,7 @@
 #include "kernels/linear_attention/chunked_linear_grad.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/core/GradMode.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -18,53 +16,14 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool KernelDim(int64_t x) { return x == 64 || x == 128; }
-
-// Custom functions cannot take undefined tensors: no gate is an empty one.
-at::Tensor GateOrNone(const at::Tensor& log_gamma) {
-  return log_gamma.numel() > 0 ? log_gamma : at::Tensor();
-}
-
-struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
-                               const at::Tensor& phi_k, const at::Tensor& v,
-                               const at::Tensor& gate_or_empty) {
-    const at::Tensor log_gamma = GateOrNone(gate_or_empty);
-    const at::Tensor q = phi_q.to(at::kBFloat16), k = phi_k.to(at::kBFloat16),
-                     vb = v.to(at::kBFloat16);
-    CudaLinearInputs in;
-    in.phi_q = q;
-    in.phi_k = k;
-    in.v = vb;
-    in.log_gamma = log_gamma;
-    in.want_y = false;
-    in.want_num_den = in.want_state = true;
-    std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(in);
-    TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
-    ctx->save_for_backward({q, k, vb, gate_or_empty});
-    ctx->saved_data["q_type"] = static_cast<int64_t>(phi_q.scalar_type());
-    ctx->saved_data["k_type"] = static_cast<int64_t>(phi_k.scalar_type());
-    ctx->saved_data["v_type"] = static_cast<int64_t>(v.scalar_type());
-    ctx->mark_non_differentiable({out->kv, out->k_sum});
-    return {out->num, out->den, out->kv, out->k_sum};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const auto type = [&](const char* key) {
-      return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
-    };
-    const LinearGrads g = ChunkedCausalLinearBackwardCuda(saved[0], saved[1], saved[2],
-                                                          GateOrNone(saved[3]), grads[0], grads[1]);
-    at::Tensor d_gate = g.d_log_gamma;
-    if (d_gate.defined()) d_gate = d_gate.to(saved[3].scalar_type());
-    return {g.d_phi_q.to(type("q_type")), g.d_phi_k.to(type("k_type")), g.d_v.to(type("v_type")),
-            d_gate};
-  }
+struct LinearGrads {
+  at::Tensor d_phi_q, d_phi_k, d_v, d_log_gamma;  // in the inputs' heads, float32
 };
 
-}  // namespace
-
+// The backward alone: gradients of num and den's inputs (bfloat16 phi_q
+// [B, H, T, F], phi_k [B, Hk, T, F], v [B, Hv, T, D], optional float32
+// log_gamma [B, Hg, T]), given float32 d_num [B, H, T, D] and d_den [B, H, T].
+// The sizes were checked by ChunkedCausalLinearTrainCuda.
 LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                             const at::Tensor& v, const at::Tensor& log_gamma,
                                             const at::Tensor& d_num, const at::Tensor& d_den) {
@@ -99,11 +58,6 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.d_v = dv.data_ptr<float>();
   p.sm_count = CurrentSmCount();
   p.stream = at::cuda::getCurrentCUDAStream().stream();
-  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k.scalar_type() == at::kBFloat16 &&
-                  vc.scalar_type() == at::kBFloat16 && ChunkedLinearBwdSupported(p),
-              "ChunkedCausalLinearBackwardCuda: unsupported inputs (bfloat16, F and D in {64, "
-              "128}, heads dividing the query heads), got phi_q ",
-              phi_q.sizes(), " ", phi_q.scalar_type(), ", v ", v.sizes());
   PlanChunkedLinearBwd(p);
   at::Tensor workspace;
   if (const int64_t bytes = ChunkedLinearBwdWorkspaceBytes(p); bytes > 0) {
@@ -128,33 +82,71 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   return out;
 }
 
+// Custom functions cannot take undefined tensors: no gate is an empty one.
+at::Tensor GateOrNone(const at::Tensor& log_gamma) {
+  return log_gamma.numel() > 0 ? log_gamma : at::Tensor();
+}
+
+struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
+                               const at::Tensor& phi_k, const at::Tensor& v,
+                               const at::Tensor& gate_or_empty) {
+    const at::Tensor log_gamma = GateOrNone(gate_or_empty);
+    const at::Tensor q = phi_q.to(at::kBFloat16), k = phi_k.to(at::kBFloat16),
+                     vb = v.to(at::kBFloat16);
+    CudaLinearInputs in;
+    in.phi_q = q;
+    in.phi_k = k;
+    in.v = vb;
+    in.log_gamma = log_gamma;
+    in.want_y = false;
+    in.want_num_den = in.want_state = true;
+    std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(in);
+    TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
+    ctx->save_for_backward({q, k, vb, gate_or_empty});
+    ctx->mark_non_differentiable({out->kv, out->k_sum});
+    return {out->num, out->den, out->kv, out->k_sum};
+  }
+
+  // Float32 gradients; autograd casts each to its input's dtype.
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const LinearGrads g = ChunkedCausalLinearBackwardCuda(saved[0], saved[1], saved[2],
+                                                          GateOrNone(saved[3]), grads[0], grads[1]);
+    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma};
+  }
+};
+
+}  // namespace
+
 std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma) {
-  if (!c10::GradMode::is_enabled() || !CudaAttentionEnabled()) return std::nullopt;
-  const bool needs_grad = phi_q.requires_grad() || phi_k.requires_grad() || v.requires_grad() ||
-                          (log_gamma.defined() && log_gamma.requires_grad());
-  if (!needs_grad || !phi_q.is_cuda() || phi_q.dim() != 4 || phi_k.dim() != 4 || v.dim() != 4) {
+  if (!CudaTrainingApplies(phi_q.device(), {&phi_q, &phi_k, &v, &log_gamma}) ||
+      !TrainsInBfloat16(phi_q) || !TrainsInBfloat16(phi_k) || !TrainsInBfloat16(v) ||
+      phi_q.dim() != 4 || phi_k.dim() != 4 || v.dim() != 4 ||
+      (log_gamma.defined() && log_gamma.dim() != 3)) {
     return std::nullopt;
   }
-  for (const at::Tensor* x : {&phi_k, &v, &log_gamma}) {
-    if (x->defined() && x->device() != phi_q.device()) return std::nullopt;
-  }
-  const auto usable = [&](const at::Tensor& x) {
-    return x.scalar_type() == at::kBFloat16 ||
-           (x.scalar_type() == at::kFloat && at::autocast::is_autocast_enabled(at::kCUDA));
+  // The backward kernel's own size rules (the forward's are the same or wider).
+  ChunkedLinearBwdParams p;
+  p.batch = phi_q.size(0);
+  p.heads = phi_q.size(1);
+  p.k_heads = phi_k.size(1);
+  p.v_heads = v.size(1);
+  p.g_heads = log_gamma.defined() ? log_gamma.size(1) : 0;
+  p.length = phi_q.size(2);
+  p.feature_dim = phi_q.size(3);
+  p.head_dim = v.size(3);
+  const auto same_bt = [&](const at::Tensor& x) {
+    return x.size(0) == p.batch && x.size(2) == p.length;
   };
-  if (!usable(phi_q) || !usable(phi_k) || !usable(v)) return std::nullopt;
-  const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2);
-  const bool shapes = KernelDim(phi_q.size(3)) && KernelDim(v.size(3)) &&
-                      phi_k.size(3) == phi_q.size(3) && t >= 1 && phi_k.size(0) == b &&
-                      v.size(0) == b && phi_k.size(2) == t && v.size(2) == t &&
-                      h % phi_k.size(1) == 0 && h % v.size(1) == 0 &&
-                      (!log_gamma.defined() ||
-                       (log_gamma.dim() == 3 && log_gamma.size(0) == b && log_gamma.size(2) == t &&
-                        h % log_gamma.size(1) == 0));
-  if (!shapes) return std::nullopt;
+  if (!ChunkedLinearBwdSupported(p) || !same_bt(phi_k) || !same_bt(v) ||
+      phi_k.size(3) != p.feature_dim ||
+      (log_gamma.defined() && (p.g_heads < 1 || !same_bt(log_gamma)))) {
+    return std::nullopt;
+  }
   const at::Tensor gate_or_empty =
       log_gamma.defined() ? log_gamma : at::empty({0}, phi_q.options().dtype(at::kFloat));
   const variable_list out = ChunkedLinearFunction::apply(phi_q, phi_k, v, gate_or_empty);

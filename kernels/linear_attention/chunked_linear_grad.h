@@ -18,23 +18,11 @@ namespace linearize::kernels::detail {
 // Runs when autograd needs it (grad mode on and an input requires grad) and
 // the kernels cover the inputs: CUDA, bfloat16, or float32 under CUDA autocast
 // (computed in bfloat16 then, as autocast's matmuls are), F and D in {64,
-// 128}. num and den come back in float32, gradients in the inputs' dtypes.
+// 128}. num and den come back in float32 (gradients in the inputs' dtypes).
 // Otherwise nullopt, and the caller takes the LibTorch form.
 std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma);
-
-struct LinearGrads {
-  at::Tensor d_phi_q, d_phi_k, d_v, d_log_gamma;  // in the inputs' heads, float32
-};
-
-// The backward alone: gradients of ChunkedCausalLinear's num and den with
-// respect to its inputs (bfloat16 phi_q [B, H, T, F], phi_k [B, Hk, T, F],
-// v [B, Hv, T, D], optional float32 log_gamma [B, Hg, T]), given float32
-// d_num [B, H, T, D] and d_den [B, H, T].
-LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
-                                            const at::Tensor& v, const at::Tensor& log_gamma,
-                                            const at::Tensor& d_num, const at::Tensor& d_den);
 
 }  // namespace linearize::kernels::detail

@@ -1,6 +1,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/core/GradMode.h>
 
@@ -26,6 +27,23 @@ bool CudaKernelApplies(const at::Device& device,
     if (grad && t->requires_grad()) return false;
   }
   return true;
+}
+
+bool CudaTrainingApplies(const at::Device& device,
+                         std::initializer_list<const at::Tensor*> tensors) {
+  if (!g_enabled || !device.is_cuda() || !c10::GradMode::is_enabled()) return false;
+  bool needs_grad = false;
+  for (const at::Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    if (t->device() != device) return false;
+    needs_grad = needs_grad || t->requires_grad();
+  }
+  return needs_grad;
+}
+
+bool TrainsInBfloat16(const at::Tensor& x) {
+  return x.scalar_type() == at::kBFloat16 ||
+         (x.scalar_type() == at::kFloat && at::autocast::is_autocast_enabled(at::kCUDA));
 }
 
 bool KernelElementType(at::ScalarType type, ElementType* out) {

@@ -22,6 +22,15 @@ void SetCudaAttentionEnabled(bool enabled);
 // (training goes through chunked_linear_grad.h instead).
 bool CudaKernelApplies(const at::Device& device, std::initializer_list<const at::Tensor*> tensors);
 
+// The training twin: kernels switched on, `device` is CUDA, all defined
+// tensors are on it, grad mode is on and at least one of them requires grad.
+bool CudaTrainingApplies(const at::Device& device,
+                         std::initializer_list<const at::Tensor*> tensors);
+
+// Whether the training kernels take x as it is: bfloat16, or float32 while
+// CUDA autocast is on (they compute it in bfloat16, as autocast's matmuls do).
+bool TrainsInBfloat16(const at::Tensor& x);
+
 // Number of attention/feature-map kernel launches made through the
 // dispatchers since start (tests use it to prove a kernel, not the LibTorch
 // fallback, produced a result). Not synchronised, like the switch above.

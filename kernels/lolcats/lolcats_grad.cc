@@ -1,9 +1,7 @@
 #include "kernels/lolcats/lolcats_grad.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/core/GradMode.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -60,20 +58,14 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, g, y, z, ln, ld});
     ctx->saved_data["window"] = window;
-    ctx->saved_data["q_type"] = static_cast<int64_t>(q.scalar_type());
-    ctx->saved_data["k_type"] = static_cast<int64_t>(k.scalar_type());
-    ctx->saved_data["v_type"] = static_cast<int64_t>(v.scalar_type());
-    ctx->saved_data["g_type"] = static_cast<int64_t>(gate.scalar_type());
     return {y};
   }
 
+  // Float32 gradients; autograd casts each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &q = s[0], &k = s[1], &v = s[2], &gate = s[3], &y = s[4], &z = s[5];
     const at::Tensor &lin_num = s[6], &lin_den = s[7];
-    const auto type = [&](const char* key) {
-      return static_cast<at::ScalarType>(ctx->saved_data[key].toInt());
-    };
     // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both parts.
     const at::Tensor dy = grads[0].to(at::kFloat);
     const at::Tensor inv_z = z.reciprocal();
@@ -111,10 +103,10 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     const char* err = LaunchLolcatsWindowBwd(p);
     TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
-    return {dq.to(type("q_type")),
-            detail::SumToKvHeads(dk, k.size(1)).to(type("k_type")),
-            detail::SumToKvHeads(dv, v.size(1)).to(type("v_type")),
-            dg.to(type("g_type")),
+    return {dq,
+            detail::SumToKvHeads(dk, k.size(1)),
+            detail::SumToKvHeads(dv, v.size(1)),
+            dg,
             d_num,
             d_den,
             at::Tensor()};
@@ -127,20 +119,13 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
                                                  const at::Tensor& v, const at::Tensor& gate,
                                                  const at::Tensor& lin_num,
                                                  const at::Tensor& lin_den, int64_t window) {
-  if (!c10::GradMode::is_enabled() || !detail::CudaAttentionEnabled() || !q.is_cuda()) {
-    return std::nullopt;
-  }
-  bool needs_grad = false;
   for (const at::Tensor* x : {&q, &k, &v, &gate, &lin_num, &lin_den}) {
-    if (!x->defined() || x->device() != q.device()) return std::nullopt;
-    needs_grad = needs_grad || x->requires_grad();
+    if (!x->defined()) return std::nullopt;
   }
-  if (!needs_grad) return std::nullopt;
-  const bool autocast = at::autocast::is_autocast_enabled(at::kCUDA);
-  for (const at::Tensor* x : {&q, &k, &v}) {
-    if (x->scalar_type() != at::kBFloat16 && !(autocast && x->scalar_type() == at::kFloat)) {
-      return std::nullopt;
-    }
+  if (!detail::CudaTrainingApplies(q.device(), {&q, &k, &v, &gate, &lin_num, &lin_den}) ||
+      !detail::TrainsInBfloat16(q) || !detail::TrainsInBfloat16(k) ||
+      !detail::TrainsInBfloat16(v)) {
+    return std::nullopt;
   }
   if (q.dim() != 4 || k.dim() != 4 || lin_den.dim() != 3) return std::nullopt;
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
