@@ -4,7 +4,8 @@
 //  window branch: per chunk of C queries, scores against a band of C + W - 1
 //    keys (kernels/linear_attention/sliding_window.h) plus the sink logits,
 //    normalised on its own.
-// Memory O(T (C + W)); differentiable by plain LibTorch autograd.
+// Memory O(T (C + W)); differentiable by plain LibTorch autograd (in
+// training on CUDA, both branches take the backward kernels where they apply).
 // A prefill that continues a state starts the gated branch from it and runs
 // the window band over the ring's recent keys followed by the prompt
 // (Continue below).
@@ -21,6 +22,7 @@
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_cuda.h"
+#include "kernels/lizard/lizard_grad.h"
 #endif
 
 namespace linearize::kernels::lizard {
@@ -127,19 +129,24 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   }
   // The gated branch takes the CUDA kernel (chunked_linear_cuda.cu) when it
   // covers the inputs (here when PrefillCuda above did not take the whole
-  // prompt); otherwise (and for autograd) the LibTorch form, which runs on
-  // any device. The window branch is LibTorch here.
+  // prompt); otherwise the LibTorch form, which runs on any device and whose
+  // chunked products train on the backward kernels (chunked_linear_grad.h).
+  // The window branch trains on its kernels (lizard_grad.h) when they cover
+  // the inputs, else it is LibTorch.
   std::optional<detail::LinearTerms> cuda_gla;
+  std::optional<at::Tensor> y_win;
 #ifdef LINEARIZE_WITH_CUDA
   cuda_gla =
       detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
+  y_win = internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
+                                          weights.meta_logits, options.window);
 #endif
   const detail::LinearTerms gla =
       cuda_gla ? *cuda_gla
                : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
   const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
-  out.y = (y_gla + p.alpha * WindowBranch(p.qw, p.kw, p.v, p.meta, options))
-              .to(in.q.scalar_type());
+  if (!y_win) y_win = WindowBranch(p.qw, p.kw, p.v, p.meta, options);
+  out.y = (y_gla + p.alpha * *y_win).to(in.q.scalar_type());
   if (want_state) {
     out.state.kv = gla.kv.detach();
     out.state.k_sum = gla.k_sum.detach();

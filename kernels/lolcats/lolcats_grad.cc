@@ -5,27 +5,17 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cmath>
-
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
+#include "kernels/lolcats/window_shape.h"
 
 namespace linearize::kernels::lolcats::internal {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-void FillShape(const at::Tensor& q, const at::Tensor& k, int64_t* batch, int64_t* heads,
-               int64_t* kv_heads, int64_t* length, int64_t* head_dim) {
-  *batch = q.size(0);
-  *heads = q.size(1);
-  *kv_heads = k.size(1);
-  *length = q.size(2);
-  *head_dim = q.size(3);
-}
 
 struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
@@ -39,10 +29,7 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     const at::Tensor ld = lin_den.to(at::kFloat).contiguous();
     at::Tensor y = at::empty(qb.sizes(), qb.options());
     at::Tensor z = at::empty({q.size(0), q.size(1), q.size(2)}, g.options());
-    LolcatsWindowParams p;
-    FillShape(q, k, &p.batch, &p.heads, &p.kv_heads, &p.length, &p.head_dim);
-    p.window = window;
-    p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+    auto p = detail::WindowShape<LolcatsWindowParams>(q, k, window);
     p.type = ElementType::kBF16;
     p.q = qb.data_ptr();
     p.k = kb.data_ptr();
@@ -83,10 +70,7 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
                      dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
     const at::Tensor argmax = at::empty(z.sizes(), f32.dtype(at::kInt));
-    LolcatsWindowBwdParams p;
-    FillShape(q, k, &p.batch, &p.heads, &p.kv_heads, &p.length, &p.head_dim);
-    p.window = ctx->saved_data["window"].toInt();
-    p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
+    auto p = detail::WindowShape<LolcatsWindowBwdParams>(q, k, ctx->saved_data["window"].toInt());
     p.q = q.data_ptr();
     p.k = k.data_ptr();
     p.v = v.data_ptr();
@@ -134,13 +118,9 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
                       gate.numel() == h && lin_num.sizes() == q.sizes() &&
                       lin_den.size(0) == b && lin_den.size(1) == h &&
                       lin_den.size(2) == t && t >= 1;
-  LolcatsWindowParams fp;
-  FillShape(q, k, &fp.batch, &fp.heads, &fp.kv_heads, &fp.length, &fp.head_dim);
-  fp.window = window;
+  auto fp = detail::WindowShape<LolcatsWindowParams>(q, k, window);
   fp.type = ElementType::kBF16;
-  LolcatsWindowBwdParams bp;
-  FillShape(q, k, &bp.batch, &bp.heads, &bp.kv_heads, &bp.length, &bp.head_dim);
-  bp.window = window;
+  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(q, k, window);
   if (!shapes || !LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp)) {
     return std::nullopt;
   }

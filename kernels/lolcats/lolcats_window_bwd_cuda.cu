@@ -1,13 +1,14 @@
-// Backward of the LoLCATs sliding-window terms on tensor cores, bf16 inputs,
-// W <= 64 (the math is in lolcats_window_bwd_params.h). Two kernels, 4 warps
-// of 16 rows each, no atomics:
+// Backward of the hybrids' sliding-window terms on tensor cores, bf16 inputs,
+// W <= 128 (the math is in lolcats_window_bwd_params.h). Two kernels, 4 warps
+// of 16 rows each, no atomics; kBand = 128 keys for W <= 64, else 192:
 //   QueryKernel, one CTA per 64-query chunk, against the band of the chunk
-//     and the 64 keys before it (as the forward): recomputes the scores and
-//     the row max, then ds = a (dN v^T + dZ) (+ dc at the argmax) and d_q;
-//     writes c_i and the argmax for the second kernel;
-//   KeyKernel, one CTA per 64-key chunk, against the 128 queries that can see
-//     those keys (the chunk and the next): recomputes s^T and t^T from c_i,
-//     then d_k = scale ds^T q and d_v = a^T dN.
+//     and the kBand - 64 keys before it (as the forward): recomputes the
+//     scores and the row max, then ds = a (dN v^T + dZ) (+ dc at the argmax)
+//     one 16-key slice at a time, and d_q; writes c_i (and the argmax) for
+//     the second kernel;
+//   KeyKernel, one CTA per 64-key chunk, against the kBand queries that can
+//     see those keys (the chunk and the next ones): recomputes s^T and t^T
+//     from c_i, then d_k = scale ds^T q and d_v = a^T dN.
 // Score tiles stay in registers and become the A operands of the products
 // (CToA), as in the forward.
 #include <cuda_bf16.h>
@@ -22,12 +23,15 @@ namespace {
 using tiles::bf16;
 constexpr int kC = 64;
 constexpr int kThreads = 128;
+constexpr int kMaxSinks = 8;
 
-template <int D>
+template <int D, int kBand>
 struct Cfg {
   static constexpr int SD = tiles::Stride(D);
-  static constexpr int kRows = 6 * kC;  // q/k/v/dN tiles: 64 + 128 + 128 + 64 rows
-  static constexpr int kBytes = kRows * SD * 2 + 4 * 2 * kC * 4;  // + per-query floats
+  // Query kernel: q 64 + k kBand + v kBand + dN 64 rows; key kernel: k 64 +
+  // v 64 + q kBand + dN kBand rows; plus kBand per-query floats x 4.
+  static constexpr int kRows = 2 * kC + 2 * kBand;
+  static constexpr int kBytes = kRows * SD * 2 + 4 * kBand * 4;
 };
 
 struct Seq {
@@ -47,46 +51,49 @@ struct Seq {
   }
 };
 
-// acc[j] (+)= x(rows r0.., kK columns) * y(rows 8 tile0 .. , same columns)^T.
+// acc[j] (+)= x(rows r0.., kK columns) * y(rows 8 (tile0 + j) .., same columns)^T
+// for the tile pairs that overlap [lo, hi] (the others stay as they are).
 template <int kK, int kTiles>
 __device__ __forceinline__ void RowsTimesRowsT(float (&acc)[kTiles][4], const bf16* x, int sx,
-                                               int r0, const bf16* y, int sy, int tile0) {
+                                               int r0, const bf16* y, int sy, int tile0,
+                                               int lo = 0, int hi = kTiles) {
 #pragma unroll
   for (int kk = 0; kk < kK; kk += 16) {
     uint32_t a[4];
     tiles::LoadA(a, x, sx, r0, kk);
 #pragma unroll
     for (int j = 0; j < kTiles; j += 2) {
-      uint32_t b[4];
-      tiles::LoadB2(b, y, sy, 8 * (tile0 + j), kk);
-      tiles::Mma(acc[j], a, b[0], b[1]);
-      tiles::Mma(acc[j + 1], a, b[2], b[3]);
+      if (j + 1 >= lo && j <= hi) {
+        uint32_t b[4];
+        tiles::LoadB2(b, y, sy, 8 * (tile0 + j), kk);
+        tiles::Mma(acc[j], a, b[0], b[1]);
+        tiles::Mma(acc[j + 1], a, b[2], b[3]);
+      }
     }
   }
 }
 
-// out[D/8] += C-tiles `w` (16 rows x 16 kTiles/2 columns, as A fragments) * rows of y.
-template <int D, int kTiles>
-__device__ __forceinline__ void WeightsTimesRows(float (&out)[D / 8][4], const float (&w)[kTiles][4],
-                                                 const bf16* y, int sy) {
-#pragma unroll
-  for (int kk = 0; kk < kTiles / 2; ++kk) {
-    uint32_t a[4], unused[4];
-    tiles::CToA<false>(w[2 * kk], w[2 * kk + 1], a, unused);
-#pragma unroll
-    for (int j = 0; j < D / 8; j += 2) {
-      uint32_t b[4];
-      tiles::LoadB2T(b, y, sy, 8 * j, 16 * kk);
-      tiles::Mma(out[j], a, b[0], b[1]);
-      tiles::Mma(out[j + 1], a, b[2], b[3]);
-    }
-  }
-}
-
+// out[D/8] += the C-tile pair (w0, w1) (16 rows x 16 columns, as an A
+// fragment) * rows row0 .. row0 + 15 of y.
 template <int D>
+__device__ __forceinline__ void PairTimesRows(float (&out)[D / 8][4], const float (&w0)[4],
+                                              const float (&w1)[4], const bf16* y, int sy,
+                                              int row0) {
+  uint32_t a[4], unused[4];
+  tiles::CToA<false>(w0, w1, a, unused);
+#pragma unroll
+  for (int j = 0; j < D / 8; j += 2) {
+    uint32_t b[4];
+    tiles::LoadB2T(b, y, sy, 8 * j, row0);
+    tiles::Mma(out[j], a, b[0], b[1]);
+    tiles::Mma(out[j + 1], a, b[2], b[3]);
+  }
+}
+
+template <int D, int kBand>
 __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdParams p) {
-  using Cf = Cfg<D>;
-  constexpr int kBand = 2 * kC;
+  using Cf = Cfg<D, kBand>;
+  constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sq = reinterpret_cast<bf16*>(smem_raw);
   bf16* sk = sq + kC * Cf::SD;
@@ -94,7 +101,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   bf16* sdn = sv + kBand * Cf::SD;
   const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq s = Seq::Make<D>(p, b, h);
-  const int64_t q0 = n * kC, k0 = q0 - kC;  // band row u holds key k0 + u
+  const int64_t q0 = n * kC, k0 = q0 - kBefore;  // band row u holds key k0 + u
   tiles::LoadTile<bf16, kC, D, kThreads>(sq, Cf::SD, 0, s.q, q0, p.length);
   tiles::LoadTile<bf16, kBand, D, kThreads>(sk, Cf::SD, 0, s.k, k0, p.length);
   tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
@@ -106,18 +113,27 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  const float gate = p.gate[h];
-  float sc[kBand / 8][4] = {}, dp[kBand / 8][4] = {};
-  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0);
-  RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 0);
+  // Band tiles (8 keys) any of the warp's rows can see.
+  const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
+  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
+  const bool has_dc = p.dc != nullptr;
+  float sink_max = -INFINITY;  // Lizard: the sinks enter the forward's c_i
+  for (int m = 0; m < p.sink_count && p.sinks != nullptr; ++m) {
+    sink_max = fmaxf(sink_max, p.sinks[h * p.sink_count + m]);
+  }
+  float sc[kBand / 8][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
+  // Per row half: c_i and its first position, then the weights a in place.
+  float dz[2], dc[2];
+  int64_t arg[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = s.row0 + (i < p.length ? i : 0);
-    const float dz = i < p.length ? p.d_den[row] : 0.f;
-    // Row max and its first position (keys in increasing order per thread).
+    dz[half] = i < p.length ? p.d_den[row] : 0.f;
+    dc[half] = i < p.length && has_dc ? p.dc[row] : 0.f;
     float mx = -INFINITY;
-    int64_t arg = INT64_MAX;
+    int64_t a = INT64_MAX;  // keys in increasing order per thread
 #pragma unroll
     for (int j = 0; j < kBand / 8; ++j) {
 #pragma unroll
@@ -128,39 +144,56 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
         x = valid ? x * p.scale : -INFINITY;
         if (x > mx) {
           mx = x;
-          arg = pos;
+          a = pos;
         }
       }
     }
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       const float om = __shfl_xor_sync(0xffffffffu, mx, off);
-      const int64_t oa = __shfl_xor_sync(0xffffffffu, arg, off);
-      if (om > mx || (om == mx && oa < arg)) {
+      const int64_t oa = __shfl_xor_sync(0xffffffffu, a, off);
+      if (om > mx || (om == mx && oa < a)) {
         mx = om;
-        arg = oa;
+        a = oa;
       }
     }
-    // ds = g exp(s - c) (dN . v + dZ), plus dc at the argmax.
-    const float dc = i < p.length ? p.dc[row] : 0.f;
+    mx = fmaxf(mx, sink_max);
+    arg[half] = a;
 #pragma unroll
     for (int j = 0; j < kBand / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float x = sc[j][2 * half + e];
-        float ds = x == -INFINITY ? 0.f : gate * __expf(x - mx) * (dp[j][2 * half + e] + dz);
-        if (k0 + 8 * j + 2 * t + e == arg) ds += dc;
-        sc[j][2 * half + e] = ds;
+        float& x = sc[j][2 * half + e];
+        x = x == -INFINITY ? 0.f : gate * __expf(x - mx);
       }
     }
     if (i < p.length && t == 0) {
       p.row_max[row] = mx;
-      p.argmax[row] = static_cast<int>(arg);
+      if (has_dc) p.argmax[row] = static_cast<int>(a);
     }
   }
-  // d_q = scale ds K_band.
+  // d_q = scale ds K_band, one 16-key slice at a time: ds = a (dN . v + dZ)
+  // (+ dc at the argmax) from the slice's dN v^T.
   float o[D / 8][4] = {};
-  WeightsTimesRows<D>(o, sc, sk, Cf::SD);
+#pragma unroll
+  for (int kk = 0; kk < kBand / 16; ++kk) {
+    if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
+      float dp[2][4] = {};
+      RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 2 * kk);
+#pragma unroll
+      for (int jt = 0; jt < 2; ++jt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int half = e >> 1;
+          const int64_t pos = k0 + 8 * (2 * kk + jt) + 2 * t + (e & 1);
+          float ds = sc[2 * kk + jt][e] * (dp[jt][e] + dz[half]);
+          if (has_dc && pos == arg[half]) ds += dc[half];
+          dp[jt][e] = ds;
+        }
+      }
+      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 16 * kk);
+    }
+  }
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t i = q0 + r0 + g + 8 * half;
@@ -174,10 +207,10 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   }
 }
 
-template <int D>
+template <int D, int kBand>
 __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdParams p) {
-  using Cf = Cfg<D>;
-  constexpr int kQueries = 2 * kC;
+  using Cf = Cfg<D, kBand>;
+  constexpr int kQueries = kBand;  // queries j0 .. j0 + kBand - 1 can see the chunk's keys
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + kC * Cf::SD;
@@ -189,7 +222,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   int* s_arg = reinterpret_cast<int*>(s_dc + kQueries);
   const int64_t m = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq s = Seq::Make<D>(p, b, h);
-  const int64_t j0 = m * kC;  // keys j0 .., queries j0 .. j0 + 127
+  const int64_t j0 = m * kC;
+  const bool has_dc = p.dc != nullptr;
   tiles::LoadTile<bf16, kC, D, kThreads>(sk, Cf::SD, 0, s.k, j0, p.length);
   tiles::LoadTile<bf16, kC, D, kThreads>(sv, Cf::SD, 0, s.v, j0, p.length);
   tiles::LoadTile<bf16, kQueries, D, kThreads>(sq, Cf::SD, 0, s.q, j0, p.length);
@@ -201,8 +235,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
     const int64_t row = s.row0 + (in ? i : 0);
     s_c[u] = in ? p.row_max[row] : 0.f;
     s_dz[u] = in ? p.d_den[row] : 0.f;
-    s_dc[u] = in ? p.dc[row] : 0.f;
-    s_arg[u] = in ? p.argmax[row] : -1;
+    s_dc[u] = in && has_dc ? p.dc[row] : 0.f;
+    s_arg[u] = in && has_dc ? p.argmax[row] : -1;
   }
   tiles::CpAsyncWaitAll();
   __syncthreads();
@@ -210,30 +244,37 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  const float gate = p.gate[h];
+  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
+  // 32 queries at a time (fewer live registers beside dk and dv).
+  constexpr int kSub = 32;
 #pragma unroll
-  for (int qc = 0; qc < 2; ++qc) {
-    // Rows: the warp's 16 keys; columns: 64 queries u = 64 qc + column.
-    float sc[kC / 8][4] = {}, dp[kC / 8][4] = {};
-    RowsTimesRowsT<D>(sc, sk, Cf::SD, r0, sq + qc * kC * Cf::SD, Cf::SD, 0);
-    RowsTimesRowsT<D>(dp, sv, Cf::SD, r0, sdn + qc * kC * Cf::SD, Cf::SD, 0);
+  for (int qc = 0; qc < kQueries / kSub; ++qc) {
+    // Rows: the warp's 16 keys; columns: 32 queries u = 32 qc + column.
+    const bf16* sq_sub = sq + qc * kSub * Cf::SD;
+    const bf16* sdn_sub = sdn + qc * kSub * Cf::SD;
+    float sc[kSub / 8][4] = {}, dp[kSub / 8][4] = {};
+    RowsTimesRowsT<D>(sc, sk, Cf::SD, r0, sq_sub, Cf::SD, 0);
+    RowsTimesRowsT<D>(dp, sv, Cf::SD, r0, sdn_sub, Cf::SD, 0);
 #pragma unroll
-    for (int jt = 0; jt < kC / 8; ++jt) {
+    for (int jt = 0; jt < kSub / 8; ++jt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t j = j0 + r0 + g + 8 * (e >> 1);
-        const int u = qc * kC + 8 * jt + 2 * t + (e & 1);
+        const int u = qc * kSub + 8 * jt + 2 * t + (e & 1);
         const int64_t i = j0 + u;
         const bool valid = i < p.length && j < p.length && i >= j && i - j < w;
         const float a = valid ? gate * __expf(sc[jt][e] * p.scale - s_c[u]) : 0.f;
         const float tv = a * (dp[jt][e] + s_dz[u]);
-        sc[jt][e] = a;                                                 // -> d_v
+        sc[jt][e] = a;                                              // -> d_v
         dp[jt][e] = tv + (valid && s_arg[u] == j ? s_dc[u] : 0.f);  // ds -> d_k
       }
     }
-    WeightsTimesRows<D>(dv, sc, sdn + qc * kC * Cf::SD, Cf::SD);
-    WeightsTimesRows<D>(dk, dp, sq + qc * kC * Cf::SD, Cf::SD);
+#pragma unroll
+    for (int kk = 0; kk < kSub / 16; ++kk) {
+      PairTimesRows<D>(dv, sc[2 * kk], sc[2 * kk + 1], sdn_sub, Cf::SD, 16 * kk);
+      PairTimesRows<D>(dk, dp[2 * kk], dp[2 * kk + 1], sq_sub, Cf::SD, 16 * kk);
+    }
   }
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -250,38 +291,45 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   }
 }
 
-template <int D>
-const char* Launch(const LolcatsWindowBwdParams& p) {
-  using Cf = Cfg<D>;
+template <int D, int kBand>
+const char* LaunchBand(const LolcatsWindowBwdParams& p) {
+  using Cf = Cfg<D, kBand>;
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  for (const void* kernel : {reinterpret_cast<const void*>(QueryKernel<D>),
-                             reinterpret_cast<const void*>(KeyKernel<D>)}) {
+  for (const void* kernel : {reinterpret_cast<const void*>(QueryKernel<D, kBand>),
+                             reinterpret_cast<const void*>(KeyKernel<D, kBand>)}) {
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  QueryKernel<D><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  KeyKernel<D><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  QueryKernel<D, kBand><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  KeyKernel<D, kBand><<<grid, kThreads, Cf::kBytes, stream>>>(p);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <int D>
+const char* Launch(const LolcatsWindowBwdParams& p) {
+  return p.window <= kC ? LaunchBand<D, 2 * kC>(p) : LaunchBand<D, 3 * kC>(p);
 }
 
 }  // namespace
 
 bool LolcatsWindowBwdSupported(const LolcatsWindowBwdParams& p) {
-  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= kC &&
-         p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 &&
-         p.kv_heads >= 1 && p.heads % p.kv_heads == 0 && p.length >= 1 && p.length < (1 << 30);
+  return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= 2 * kC &&
+         p.sink_count >= 0 && p.sink_count <= kMaxSinks && p.batch >= 1 && p.batch <= 65535 &&
+         p.heads >= 1 && p.heads <= 65535 && p.kv_heads >= 1 && p.heads % p.kv_heads == 0 &&
+         p.length >= 1 && p.length < (1 << 30);
 }
 
 const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
   if (!LolcatsWindowBwdSupported(p)) return "LolcatsWindowBwd: unsupported sizes";
-  if (!(p.q && p.k && p.v && p.d_num && p.d_den && p.dc && p.gate && p.d_q && p.d_k && p.d_v &&
-        p.row_max && p.argmax)) {
+  if (!(p.q && p.k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v && p.row_max)) {
     return "LolcatsWindowBwd: missing tensors";
   }
+  if ((p.dc != nullptr) != (p.argmax != nullptr)) return "LolcatsWindowBwd: dc without argmax";
+  if ((p.sinks != nullptr) != (p.sink_count > 0)) return "LolcatsWindowBwd: sinks and sink_count";
   return p.head_dim == 64 ? Launch<64>(p) : Launch<128>(p);
 }
 

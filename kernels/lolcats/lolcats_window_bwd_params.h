@@ -1,19 +1,24 @@
-// The plain struct the LoLCATs window backward kernels see
-// (lolcats_window_bwd_cuda.cu), no LibTorch types. Forward (lolcats_window_params.h):
-//   y_i = (g sum_win a'_ij v_j + lin_num_i) / Z_i,  a'_ij = exp(s_ij - c_i),
-//   Z_i = g sum_win a'_ij + lin_den_i,  s_ij = scale q_i . k_j,  c_i = max_win s_ij.
+// The plain struct the window backward kernels of both hybrids see
+// (lolcats_window_bwd_cuda.cu), no LibTorch types. Forward
+// (lolcats_window_params.h), with a'_ij = exp(s_ij - c_i), s_ij = scale q_i . k_j:
+//   LoLCATs: y_i = (g sum_win a'_ij v_j + lin_num_i) / Z_i,
+//            Z_i = g sum_win a'_ij + lin_den_i,  c_i = max_win s_ij;
+//   Lizard's window branch: y_i = sum_win a'_ij v_j / Z_i,
+//            Z_i = sum_win a'_ij + sum_m exp(l_m - c_i),  c_i = max(max_win s_ij, max_m l_m).
 // Given dN_i = dy_i / Z_i, dZ_i = -(dy_i . y_i) / Z_i (also the linear
 // part's gradients) and dc_i (see below), all computed by the caller, with
-// a_ij = g a'_ij:
+// a_ij = g a'_ij (g = 1 for Lizard):
 //   t_ij  = a_ij (dN_i . v_j + dZ_i)
 //   ds_ij = t_ij + [j = argmax_i] dc_i   (c's gradient goes to the first j
 //           with s_ij = c_i, the max's subgradient; amax would split it
 //           between exact ties)
 //   d_q_i = scale sum_j ds_ij k_j,   d_k_j = scale sum_i ds_ij q_i,
 //   d_v_j = sum_i a_ij dN_i.
-// dc_i = -sum_j t_ij, which equals dN_i . lin_num_i + dZ_i lin_den_i; the
-// caller forms it (and d_g = -sum_i dc_i / g) that way in float32, because
-// the sum over t cancels.
+// LoLCATs: dc_i = -sum_j t_ij, which equals dN_i . lin_num_i + dZ_i lin_den_i;
+// the caller forms it (and d_g = -sum_i dc_i / g) that way in float32,
+// because the sum over t cancels. Lizard: y does not depend on c_i (it
+// cancels between the weights and Z), so dc = 0; the sinks' gradient is
+// d l_m = sum_i dZ_i exp(l_m - c_i), which the caller forms from row_max.
 #pragma once
 
 #include <cstdint>
@@ -22,21 +27,25 @@ namespace linearize::kernels {
 
 struct LolcatsWindowBwdParams {
   // Inputs: bf16 q [B, H, T, D], k, v [B, Hkv, T, D], dN [B, H, T, D]; float32
-  // d_den dZ [B, H, T], dc [B, H, T], gate g [H].
+  // d_den dZ [B, H, T].
   const void* q = nullptr;
   const void* k = nullptr;
   const void* v = nullptr;
   const void* d_num = nullptr;
   const float* d_den = nullptr;
+  // LoLCATs: dc [B, H, T] and the gate g [H]. Lizard: both null (dc = 0, g = 1).
   const float* dc = nullptr;
   const float* gate = nullptr;
+  // Lizard: the sink logits [H, M], which enter c_i; null for LoLCATs.
+  const float* sinks = nullptr;
+  int64_t sink_count = 0;  // M, 1..8 with sinks
   int64_t batch = 0, heads = 0, kv_heads = 0, length = 0;
   int64_t head_dim = 0;  // 64 or 128
-  int64_t window = 64;   // 1..64
+  int64_t window = 64;   // 1..128
   float scale = 1.f;
-  // Outputs, float32, per query head: d_q, d_k, d_v [B, H, T, D]. Scratch:
-  // row_max c [B, H, T] float32 and argmax [B, H, T] int32 (written by the
-  // first kernel, read by the second).
+  // Outputs, float32, per query head: d_q, d_k, d_v [B, H, T, D], and c_i
+  // (row_max [B, H, T]), which the second kernel reads and Lizard's caller
+  // uses. Scratch: argmax [B, H, T] int32 (LoLCATs only; null for Lizard).
   float* d_q = nullptr;
   float* d_k = nullptr;
   float* d_v = nullptr;

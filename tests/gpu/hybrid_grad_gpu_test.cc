@@ -1,6 +1,6 @@
 // Training (forward + backward) of the LoLCATs and Lizard hybrids through
 // their entry points on the GPU under bf16 autocast, as the converter trains
-// them: the chunked linear part, and LoLCATs' window terms, on the CUDA
+// them: the chunked linear part and both hybrids' window terms on the CUDA
 // kernels. Gradients for q, k, v, the feature maps and the window/gate
 // parameters against LibTorch autograd of the same entry point in float64 on
 // the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
@@ -158,15 +158,17 @@ TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
     w.alpha = x[9];
     return lizard::ForwardParallel(in, w, o);
   };
-  // The gated branch's chunked kernel, forward and backward.
+  // The gated branch's chunked kernel and the window kernel, forward and backward.
   ExpectSameGradients(inputs, 6, forward,
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
-                      2);
+                      4);
 }
 
 const Case kLizardCases[] = {
+    {"T1_W128", 1, 2, 1, 1, 64, 32, 128},
     {"T90_gqa_W32", 2, 4, 2, 90, 64, 32, 32},
+    {"T300_gqa4_W100", 1, 4, 1, 300, 64, 32, 100},
     {"T1100_D128_W128", 1, 2, 2, 1100, 128, 64, 128},
 };
 

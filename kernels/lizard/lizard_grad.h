@@ -1,0 +1,29 @@
+// Training path of Lizard's window branch on the CUDA kernels (compiled only
+// with LINEARIZE_WITH_CUDA): forward by the hybrids' window kernel
+// (lolcats_window_cuda.cu), backward by lolcats_window_bwd_cuda.cu. The
+// gated branch trains on the chunked kernels (chunked_linear_grad.h).
+// Internal to kernels/lizard/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace linearize::kernels::lizard::internal {
+
+// The window branch alone,
+//   y_i = sum_win exp(s_ij - c_i) v_j / (sum_win exp(s_ij - c_i) + sum_m
+//   exp(l_m - c_i)),
+// for qw [B, H, T, D], kw, v [B, Hkv, T, D] and sink logits meta_logits
+// [H, M] (1 <= M <= 8), windows of W <= 128, with gradients for all four.
+// Runs when autograd needs it and the kernels cover the inputs (CUDA,
+// bfloat16 or float32 under CUDA autocast, D in {64, 128}); y is bfloat16.
+// Otherwise nullopt, and the caller takes the LibTorch form.
+std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor &qw,
+                                                const at::Tensor &kw,
+                                                const at::Tensor &v,
+                                                const at::Tensor &meta_logits,
+                                                int64_t window);
+
+} // namespace linearize::kernels::lizard::internal
