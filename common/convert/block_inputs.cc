@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/convert/tensor_file.h"
+#include "common/io/safetensors.h"
 #include "common/model/weights.h"
 
 namespace linearize::convert {
@@ -83,10 +84,29 @@ absl::StatusOr<BlockInputs> ComputeBlockInputs(const model::LlamaModel& teacher,
   return out;
 }
 
+// The metadata key of BlockInputs::teacher_val_ppl.
+constexpr char kTeacherPerplexity[] = "teacher_val_ppl";
+
 absl::Status WriteBlockInputs(const std::string& path, const BlockInputs& inputs,
                               const TokenData& data) {
-  return WriteTensorFile(path, {{"train", inputs.train}, {"validation", inputs.validation}},
-                         {{"layer", absl::StrCat(inputs.layer)}, {"data", DataFingerprint(data)}});
+  std::map<std::string, std::string> meta = {{"layer", absl::StrCat(inputs.layer)},
+                                             {"data", DataFingerprint(data)}};
+  // %.17g reads back as the same double.
+  if (inputs.teacher_val_ppl > 0) {
+    meta[kTeacherPerplexity] = absl::StrFormat("%.17g", inputs.teacher_val_ppl);
+  }
+  return WriteTensorFile(path, {{"train", inputs.train}, {"validation", inputs.validation}}, meta);
+}
+
+double StoredTeacherPerplexity(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<io::SafetensorsFile>> file = io::SafetensorsFile::Open(path);
+  if (!file.ok()) return 0;
+  const auto it = (*file)->metadata().find(kTeacherPerplexity);
+  double ppl = 0;
+  if (it == (*file)->metadata().end() || !absl::SimpleAtod(it->second, &ppl) || !(ppl > 0)) {
+    return 0;
+  }
+  return ppl;
 }
 
 absl::StatusOr<BlockInputs> ReadBlockInputs(const std::string& path, int64_t layer, int64_t hidden,
@@ -111,6 +131,12 @@ absl::StatusOr<BlockInputs> ReadBlockInputs(const std::string& path, int64_t lay
   }
   BlockInputs out;
   out.layer = layer;
+  if (auto it = meta.find(kTeacherPerplexity); it != meta.end()) {
+    if (!absl::SimpleAtod(it->second, &out.teacher_val_ppl) || !(out.teacher_val_ppl > 0)) {
+      return bad(absl::StrCat("\"", kTeacherPerplexity, "\" is ", it->second,
+                              ", not a positive number"));
+    }
+  }
   for (const auto& [name, rows, slot] :
        {std::tuple{"train", data.train.size(0), &out.train},
         std::tuple{"validation", data.validation.size(0), &out.validation}}) {

@@ -4,8 +4,10 @@
 // layers of the teacher each step; a block run can write the stream leaving
 // its block, which is the next block's input, so blocks can go to workers
 // one after another. Stored as a safetensors file ("train" [N, T, H],
-// "validation" [M, T, H] in the teacher's dtype; metadata: the layer and a
-// fingerprint of the token data, so inputs of other data are refused).
+// "validation" [M, T, H] in the teacher's dtype; metadata: the layer, a
+// fingerprint of the token data, so inputs of other data are refused, and
+// the teacher's validation perplexity on that data, which a block run
+// reports without the whole teacher).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -24,6 +26,9 @@ struct BlockInputs {
   int64_t layer = 0;
   at::Tensor train;       // [N, T, H], CPU
   at::Tensor validation;  // [M, T, H], CPU
+  // ConvertResult::teacher_val_ppl of the run that wrote them; 0: unknown
+  // (not computed by ComputeBlockInputs, or a file written without it).
+  double teacher_val_ppl = 0;
 };
 
 // A hash of the token ids (train, then validation), as hex.
@@ -51,5 +56,10 @@ absl::StatusOr<BlockInputs> ComputeBlockInputs(const model::LlamaModel& teacher,
 
 absl::Status WriteBlockInputs(const std::string& path, const BlockInputs& inputs,
                               const TokenData& data);
+
+// The teacher_val_ppl that the file at `path` records, from its header
+// alone; 0 when it records none or cannot be read (ReadBlockInputs then
+// says why).
+double StoredTeacherPerplexity(const std::string& path);
 
 }  // namespace linearize::convert

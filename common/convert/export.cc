@@ -72,7 +72,10 @@ std::string ModelCard(const ExportInputs& in, const std::string& dtype) {
   absl::StrAppend(
       &s, "- layers: ", a.layers.empty() ? std::string("all") : absl::StrJoin(a.layers, ", "), "\n",
       "- stage 1 (attention transfer): ", r.stage1_steps, " steps, lr ", o.stage1.lr,
-      ", MSE weight ", o.mse_weight, "\n", "- stage 2 (LoRA r ", o.lora.rank, ", alpha ",
+      ", MSE weight ", o.mse_weight,
+      o.xent_weight > 0 ? absl::StrCat(", attention cross-entropy weight ", o.xent_weight)
+                        : std::string(),
+      "\n", "- stage 2 (LoRA r ", o.lora.rank, ", alpha ",
       o.lora.alpha, ", dropout ", o.lora.dropout, ", on ",
       absl::StrJoin(LoraTargetNames(o.lora), ", "), "): ", r.stage2_steps, " steps, lr ",
       o.stage2.lr, o.kd_weight > 0 ? absl::StrCat(", KD weight ", o.kd_weight) : std::string(),

@@ -23,6 +23,7 @@
 #include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
 #include "common/model/recording_attention.h"
+#include "common/model/softmax_attention.h"
 #include "common/model/student_attention.h"
 #include "nlohmann/json.hpp"
 
@@ -128,6 +129,11 @@ absl::Status CheckOptions(const ConvertOptions& o) {
     if (!(st->warmup_fraction >= 0 && st->warmup_fraction < 1)) {
       return absl::InvalidArgumentError("warmup_fraction must be in [0, 1)");
     }
+    if (!(st->weight_decay >= 0) || !(st->lr * st->weight_decay < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight_decay must be >= 0 with lr * weight_decay < 1, got ", st->weight_decay,
+          " at lr ", st->lr));
+    }
   }
   // Attention transfer learns only where keys have left the softmax window:
   // sequences that fit in it would give a loss of zero (up to rounding).
@@ -156,6 +162,14 @@ absl::Status CheckOptions(const ConvertOptions& o) {
   if (o.block_count > 0 && o.attention.recipe == model::Recipe::kLinear) {
     return absl::InvalidArgumentError(
         "block_count: the linear baseline has no attention transfer to split into blocks");
+  }
+  if (!(o.xent_weight >= 0) || !std::isfinite(o.xent_weight)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("xent_weight must be >= 0 and finite, got ", o.xent_weight));
+  }
+  if (o.xent_weight > 0 && o.attention.recipe == model::Recipe::kLinear) {
+    return absl::InvalidArgumentError(
+        "xent_weight: the linear baseline has no attention transfer (stage 1) to weigh it in");
   }
   if (o.kd_weight < 0 || !(o.kd_temperature > 0)) {
     return absl::InvalidArgumentError("kd_weight must be >= 0 and kd_temperature > 0");
@@ -190,10 +204,20 @@ class Pipeline {
   absl::Status SaveCheckpoint();
   // The training rows of micro-batch `micro` (int64 indices into data_.train).
   at::Tensor BatchRows(int stage, int64_t micro);
-  // Sum over converted layers of the student/teacher attention MSE on `ids`;
+  // Stage 1's losses on `ids`, summed over the converted layers (of the
+  // block): the student/teacher attention MSE and, when `with_xent`, the
+  // attention cross-entropy (xent_weight in pipeline.h; undefined otherwise).
   // `block_in`: the teacher's cached stream entering the block for these
-  // rows, or undefined.
-  at::Tensor AttentionLoss(const at::Tensor& ids, const at::Tensor& block_in);
+  // rows, or undefined. backward_scale > 0: each layer's objective
+  // (mse_weight * MSE + xent_weight * xent) times it is back-propagated as
+  // soon as the layer is done, so only one layer's graph is alive at a time
+  // (layers share no trainable tensor, and the teacher's records carry no
+  // graph); the sums returned are then detached.
+  struct AttentionLosses {
+    at::Tensor mse, xent;
+  };
+  AttentionLosses AttentionLoss(const at::Tensor& ids, const at::Tensor& block_in,
+                                bool with_xent, double backward_scale = 0);
   double ValidationMse();
   double ValidationPerplexity(const model::LlamaModel& m);
   at::Tensor NextTokenLoss(const at::Tensor& ids);
@@ -229,6 +253,7 @@ class Pipeline {
   std::vector<model::StudentTensors> students_;  // per layer (empty: softmax)
   std::vector<LayerRecord> records_;
   std::optional<BlockInputs> block_inputs_;  // ConvertOptions::block_inputs, read
+  bool block_only_ = false;  // the teacher holds only the block's layers (Setup)
   std::shared_ptr<model::LoraAdapters> lora_;
   std::unique_ptr<AdamW> adam_;
   TokenData data_;
@@ -256,7 +281,17 @@ absl::Status Pipeline::Setup() {
   model::WeightOptions weights;
   weights.dtype = o_.bf16 ? at::kBFloat16 : at::kFloat;
   weights.device = device_;
-  absl::StatusOr<Teacher> teacher = LoadTeacher(o_.teacher, weights);
+  // A block run from cached inputs runs only its own layers of the teacher,
+  // so it loads only those, unless it needs the whole teacher for its data
+  // (self-distillation samples them; a resumed run has them in its
+  // checkpoint) or for the teacher's perplexity (the checkpoint or the
+  // inputs, when a block run wrote them, hold it).
+  block_only_ = o_.block_count > 0 && !o_.block_inputs.empty() &&
+                (o_.resume ||
+                 (!o_.data.files.empty() && StoredTeacherPerplexity(o_.block_inputs) > 0));
+  std::optional<model::LayerRange> layers;
+  if (block_only_) layers = model::LayerRange{o_.block_first, o_.block_count};
+  absl::StatusOr<Teacher> teacher = LoadTeacher(o_.teacher, weights, layers);
   if (!teacher.ok()) return teacher.status();
   teacher_ = *std::move(teacher);
   if (PathExists(o_.out_dir) && IsDirectory(o_.teacher) &&
@@ -297,6 +332,8 @@ absl::Status Pipeline::Setup() {
   records_.resize(static_cast<size_t>(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (!model::IsConverted(o_.attention, l)) continue;
+    // Only the block trains; each layer's initialisation has its own seed.
+    if (block_only_ && !InBlock(l)) continue;
     model::StudentTensors t = model::InitStudentTensors(o_.attention, c, l, o_.seed);
     for (auto& [name, tensor] : t) tensor = tensor.to(device_);
     students_[static_cast<size_t>(l)] = t;
@@ -348,7 +385,9 @@ at::Tensor Pipeline::BatchRows(int stage, int64_t micro) {
   return at::tensor(rows, at::kLong);
 }
 
-at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids, const at::Tensor& block_in) {
+Pipeline::AttentionLosses Pipeline::AttentionLoss(const at::Tensor& ids,
+                                                  const at::Tensor& block_in, bool with_xent,
+                                                  double backward_scale) {
   const AutocastScope autocast(device_, o_.bf16);
   {
     // The teacher's forward fills records_; a block needs only its layers
@@ -362,12 +401,36 @@ at::Tensor Pipeline::AttentionLoss(const at::Tensor& ids, const at::Tensor& bloc
                             o_.block_first + o_.block_count);
     TORCH_CHECK(h.ok(), std::string(h.status().message()));
   }
-  at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));
+  const at::Tensor zero = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(ids.device()));
+  AttentionLosses loss{zero, with_xent ? zero : at::Tensor()};
   for (int64_t l = 0; l < student_->num_layers(); ++l) {
     if (!model::IsConverted(o_.attention, l) || !InBlock(l)) continue;
     const LayerRecord& r = records_[static_cast<size_t>(l)];
-    const at::Tensor y = student_->attention(l).Forward(r.in, nullptr, 0);
-    loss = loss + at::mse_loss(y.to(at::kFloat), r.out.to(at::kFloat));
+    const model::AttentionLayer& student = student_->attention(l);
+    const at::Tensor y = student.Forward(r.in, nullptr, 0);
+    at::Tensor mse = at::mse_loss(y.to(at::kFloat), r.out.to(at::kFloat)), xent;
+    if (with_xent) {
+      at::Tensor p;
+      {
+        at::NoGradGuard no_grad;
+        p = model::SoftmaxAttentionWeights(r.in.q, r.in.k, teacher_.loaded.config.sliding_window);
+      }
+      at::Tensor w = dynamic_cast<const model::StudentAttention&>(student)
+                         .AttentionWeights(r.in)
+                         .to(at::kFloat);
+      w = w / w.sum(-1, /*keepdim=*/true);
+      // Above the diagonal both are 0 (0 * log 1e-30 = 0).
+      xent = -(p * at::log(w.clamp_min(1e-30))).sum(-1).mean();
+    }
+    if (backward_scale > 0) {
+      at::Tensor objective = mse * o_.mse_weight;
+      if (xent.defined()) objective = objective + xent * o_.xent_weight;
+      (objective * backward_scale).backward();
+      mse = mse.detach();
+      if (xent.defined()) xent = xent.detach();
+    }
+    loss.mse = loss.mse + mse;
+    if (xent.defined()) loss.xent = loss.xent + xent;
   }
   return loss;
 }
@@ -382,7 +445,8 @@ double Pipeline::ValidationMse() {
     const at::Tensor ids = data_.validation.narrow(0, i, b).to(device_);
     const at::Tensor block_in =
         block_inputs_ ? block_inputs_->validation.narrow(0, i, b) : at::Tensor();
-    sum += AttentionLoss(ids, block_in).item<double>() * static_cast<double>(b);
+    sum += AttentionLoss(ids, block_in, /*with_xent=*/false).mse.item<double>() *
+           static_cast<double>(b);
     rows += b;
   }
   return sum / static_cast<double>(rows);
@@ -474,6 +538,7 @@ absl::Status Pipeline::TrainStage(int stage) {
   for (auto& [name, t] : lora_->Named()) t.set_requires_grad(stage == 2);
   AdamWOptions adam_options;
   adam_options.clip_per_prefix = stage == 1;  // each layer's transfer clips on its own
+  adam_options.weight_decay = so.weight_decay;
   adam_ = std::make_unique<AdamW>(stage == 1 ? TrainableStudent() : lora_->Named(), adam_options);
   if (!pending_adam_.empty()) {
     NamedTensorList state;
@@ -496,13 +561,14 @@ absl::Status Pipeline::TrainStage(int stage) {
       const int64_t micro = st_.step * o_.grad_accum + a;
       const at::Tensor rows = BatchRows(stage, micro);
       const at::Tensor ids = data_.train.index_select(0, rows).to(device_);
-      at::Tensor loss;
       if (stage == 1) {
         const at::Tensor block_in =
             block_inputs_ ? block_inputs_->train.index_select(0, rows) : at::Tensor();
-        const at::Tensor mse = AttentionLoss(ids, block_in);
-        loss = mse * o_.mse_weight;
-        loss_sum += mse.item<double>() / static_cast<double>(o_.grad_accum);
+        // Back-propagated layer by layer inside.
+        const AttentionLosses l = AttentionLoss(ids, block_in, o_.xent_weight > 0,
+                                                1.0 / static_cast<double>(o_.grad_accum));
+        // Reported: the summed MSE (what validation tracks), also with xent.
+        loss_sum += l.mse.item<double>() / static_cast<double>(o_.grad_accum);
       } else {
         if (o_.lora.dropout > 0) {
           // Dropout masks are a function of (seed, micro-batch), so a resumed
@@ -512,11 +578,11 @@ absl::Status Pipeline::TrainStage(int stage) {
           gen.set_current_seed(o_.seed * 1000003ULL + static_cast<uint64_t>(micro));
         }
         lora_->training = true;
-        loss = NextTokenLoss(ids);
+        const at::Tensor loss = NextTokenLoss(ids);
         lora_->training = false;
         loss_sum += loss.item<double>() / static_cast<double>(o_.grad_accum);
+        (loss / static_cast<double>(o_.grad_accum)).backward();
       }
-      (loss / static_cast<double>(o_.grad_accum)).backward();
     }
     adam_->Step(LearningRate(so, st_.step, total, st_.lr_scale));
     ++st_.step;
@@ -670,6 +736,11 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
   try {
     if (o_.resume) {
       if (absl::Status s = LoadCheckpoint(); !s.ok()) return s;
+      if (block_only_ && st_.stage != 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            ckpt_dir_, " is past stage 1 (stage ", st_.stage,
+            "): a block run from block_inputs only resumes attention transfer"));
+      }
     } else {
       Notify("data");
       absl::StatusOr<TokenData> data = BuildTokenData(teacher_.loaded, o_.data);
@@ -683,6 +754,10 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
           o_.block_inputs, o_.block_first, teacher_.loaded.config.hidden_size, data_);
       if (!in.ok()) return in.status();
       block_inputs_ = *std::move(in);
+      if (block_only_ && !o_.resume && !(block_inputs_->teacher_val_ppl > 0)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "block inputs ", o_.block_inputs, ": teacher_val_ppl vanished while the run started"));
+      }
     }
     tokens_per_step_ = o_.batch_size * o_.grad_accum * o_.data.seq_len;
     const bool transfer = o_.attention.recipe != model::Recipe::kLinear;
@@ -690,8 +765,12 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
     steps1_ = transfer ? std::max<int64_t>(1, tokens1 / tokens_per_step_) : 0;
     steps2_ = std::max<int64_t>(1, (o_.tokens - tokens1) / tokens_per_step_);
     ConvertResult& r = st_.result;
+    r.teacher_parameters =
+        model::ParameterCount(teacher_.loaded.config, teacher_.loaded.model->weights());
     if (!o_.resume) {
-      r.teacher_val_ppl = ValidationPerplexity(*teacher_.loaded.model);
+      // A block-only teacher cannot score tokens; the inputs' writer did.
+      r.teacher_val_ppl = block_only_ ? block_inputs_->teacher_val_ppl
+                                      : ValidationPerplexity(*teacher_.loaded.model);
       r.initial_val_mse = ValidationMse();
       r.final_val_mse = r.initial_val_mse;
       if (!transfer) r.student_val_ppl_before_finetune = ValidationPerplexity(*student_);
@@ -708,6 +787,7 @@ absl::StatusOr<ConvertResult> Pipeline::Run() {
               *teacher_.loaded.model, data_, o_.block_first + o_.block_count, o_.batch_size,
               block_inputs_ ? &*block_inputs_ : nullptr);
           if (!next.ok()) return next.status();
+          next->teacher_val_ppl = r.teacher_val_ppl;  // lets the next block load only its layers
           if (absl::Status s = WriteBlockInputs(o_.write_block_outputs, *next, data_); !s.ok()) {
             return s;
           }

@@ -2,7 +2,9 @@
 //   stage 1 (attention transfer): the teacher stays frozen; for every
 //     converted layer the student attention reads the teacher's own q/k/v
 //     (and hidden states) and is trained so its output matches the teacher's
-//     softmax output: loss = mse_weight * sum over layers of the MSE. Only
+//     softmax output: loss = mse_weight * sum over layers of the MSE
+//     (+ xent_weight * the cross-entropy between the teacher's softmax
+//     weights and the student's, as the LoLCATs code offers). Only
 //     feature maps, window factors, gates, meta logits and alpha train.
 //     Validation MSE is checked every eval_every steps (reduce-on-plateau or
 //     cosine schedule; early stopping).
@@ -40,6 +42,7 @@ struct StageOptions {
   int64_t eval_every = 50;       // steps between validations (and plateau checks)
   int64_t plateau_patience = 2;  // evaluations without improvement before lr *= 0.1
   int64_t early_stop_patience = 5;  // evaluations without improvement before stopping; 0: off
+  double weight_decay = 0;  // AdamW's decoupled weight decay (p -= lr * wd * p); >= 0
 };
 
 struct ConvertOptions {
@@ -55,6 +58,13 @@ struct ConvertOptions {
   int64_t grad_accum = 1;  // micro-batches per optimizer step
   StageOptions stage1;     // lr 1e-2, reduce-on-plateau (LoLCATs)
   double mse_weight = 1000;
+  // Stage 1: weight of the attention cross-entropy, summed over layers: for
+  // each query, -sum_j p_ij log q_ij with p the teacher's softmax weights and
+  // q the student's explicit matrix (StudentAttention::AttentionWeights,
+  // rows renormalised: Lizard's sum to about 1 + alpha), averaged over
+  // queries and heads. It materialises [B, H, T, T] per layer (memory grows
+  // with T^2); 0: off. Validation (early stopping) stays on the MSE.
+  double xent_weight = 0;
   StageOptions stage2 = {1e-4, Schedule::kCosine, 0.05, 50, 2, 0};
   model::LoraOptions lora;   // r 8, alpha 16, dropout 0, q/k/v/o; merged on export
   bool peft = false;         // also write the LoRA as a PEFT adapter (<out>/adapter)
@@ -86,6 +96,10 @@ struct ConvertOptions {
   // block_first for every sequence (block_inputs.h), so that each step runs
   // only the block's layers of the teacher; and a file to write the stream
   // leaving the block into once stage 1 is done (the next block's inputs).
+  // Such a run loads only the block's layers of the teacher when nothing
+  // else needs the rest: its data come from files or its checkpoint (not
+  // sampled from the teacher) and its inputs record the teacher's
+  // perplexity (files written by a block run do); the results are the same.
   std::string block_inputs;
   std::string write_block_outputs;
   std::string out_dir;
@@ -116,6 +130,9 @@ struct ConvertResult {
   double last_loss = 0;  // the final optimizer step's training loss
   double seconds = 0;
   bool resumed = false;
+  // Elements of the teacher's weights this run loaded (a block run from
+  // cached inputs: its block's layers only).
+  int64_t teacher_parameters = 0;
 };
 
 // INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION for bad options, an

@@ -177,10 +177,11 @@ absl::StatusOr<Teacher> FromGguf(const std::string& path, const model::LoadOptio
 
 }  // namespace
 
-absl::StatusOr<Teacher> LoadTeacher(const std::string& path,
-                                    const model::WeightOptions& weights) {
+absl::StatusOr<Teacher> LoadTeacher(const std::string& path, const model::WeightOptions& weights,
+                                    const std::optional<model::LayerRange>& layers) {
   model::LoadOptions options;
   options.weights = weights;
+  options.layers = layers;
   if (!PathExists(path)) {
     return absl::NotFoundError(absl::StrCat("teacher ", path, " does not exist"));
   }

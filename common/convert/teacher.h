@@ -4,6 +4,7 @@
 // (for GGUF, tokenizer.json etc. built from the metadata).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,8 +35,10 @@ struct Teacher {
 // model, an already converted one, or a GGUF whose tokenizer cannot be
 // written as tokenizer.json (checked: the written tokenizer must encode a
 // probe text as the GGUF's own does).
-// The weights are stored as `weights` says (dtype and device).
+// The weights are stored as `weights` says (dtype and device); with
+// `layers`, only those decoder layers' (model::LoadOptions::layers).
 absl::StatusOr<Teacher> LoadTeacher(const std::string& path,
-                                    const model::WeightOptions& weights = {});
+                                    const model::WeightOptions& weights = {},
+                                    const std::optional<model::LayerRange>& layers = std::nullopt);
 
 }  // namespace linearize::convert

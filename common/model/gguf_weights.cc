@@ -47,13 +47,20 @@ at::Tensor UnpermuteQk(const at::Tensor& w, int64_t heads) {
 
 absl::StatusOr<ModelWeights> LoadGgufWeights(const io::GgufFile& gguf,
                                              const io::ModelConfig& config,
-                                             const WeightOptions& options) {
+                                             const WeightOptions& options,
+                                             const std::optional<LayerRange>& layers) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(gguf.name(), ": ", s.message()));
+  }
+  if (layers) {
+    if (absl::Status s = ValidateLayerRange(config, *layers); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.name(), ": ", s.message()));
+    }
   }
   ModelWeights weights;
   const bool permute = PermutesQk(config);
   for (const WeightSpec& spec : WeightSpecs(config, &weights)) {
+    if (!HoldsTensor(layers, spec)) continue;  // left undequantized (the file is only mapped)
     const io::GgufTensor* t = gguf.FindTensor(spec.gguf_name);
     if (t == nullptr) {
       if (spec.slot == &weights.lm_head) continue;  // tied: set below
@@ -86,6 +93,7 @@ absl::StatusOr<ModelWeights> LoadGgufWeights(const io::GgufFile& gguf,
     *spec.slot = value.to(options.device, options.dtype).contiguous();
   }
   if (!weights.lm_head.defined()) weights.lm_head = weights.embed;
+  weights.only_layers = layers;
 
   if (const io::GgufTensor* t = gguf.FindTensor("rope_freqs.weight")) {
     absl::StatusOr<at::Tensor> f = Dequantize(*t);

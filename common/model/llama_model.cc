@@ -23,8 +23,15 @@ LlamaModel::LlamaModel(io::ModelConfig config, ModelWeights weights, RotaryEmbed
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig config,
                                                                ModelWeights weights) {
   if (absl::Status s = ValidateWeights(config, weights); !s.ok()) return s;
-  const at::ScalarType dtype = weights.embed.scalar_type();
-  const c10::Device device = weights.embed.device();
+  // A model of some layers has no embeddings: its first layer's norm says.
+  const std::optional<LayerRange>& held = weights.only_layers;
+  const at::Tensor& first =
+      held ? weights.layers[static_cast<size_t>(held->first)].input_norm : weights.embed;
+  const std::string first_name =
+      held ? absl::StrCat("model.layers.", held->first, ".input_layernorm.weight")
+           : "model.embed_tokens.weight";
+  const at::ScalarType dtype = first.scalar_type();
+  const c10::Device device = first.device();
   if (!at::isFloatingType(dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights must be floating point, got ", c10::toString(dtype)));
@@ -35,7 +42,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig c
     if (t.defined() && (t.scalar_type() != dtype || t.device() != device)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor ", spec.hf_name, " is ", c10::toString(t.scalar_type()), " on ",
-          t.device().str(), " but model.embed_tokens.weight is ", c10::toString(dtype), " on ",
+          t.device().str(), " but ", first_name, " is ", c10::toString(dtype), " on ",
           device.str(), "; all weights must share dtype and device"));
     }
   }
@@ -52,6 +59,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig c
   }
   auto model = std::unique_ptr<LlamaModel>(
       new LlamaModel(std::move(config), std::move(weights), *std::move(rope)));
+  model->dtype_ = dtype;
+  model->device_ = device;
   const io::ModelConfig& c = model->config_;
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     model->attention_.push_back(std::make_unique<SoftmaxAttention>(
@@ -74,6 +83,12 @@ std::unique_ptr<Memory> LlamaModel::NewMemory(int64_t batch, int64_t capacity) c
 }
 
 absl::Status LlamaModel::CheckInput(const at::Tensor& ids, const Memory* memory) const {
+  if (const std::optional<LayerRange>& held = weights_.only_layers) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the model holds only the weights of layers [", held->first, ", ", held->end(), ") of ",
+        num_layers(), " (loaded with a layer range): it runs those layers on hidden states "
+        "(ForwardLayers), not on token ids"));
+  }
   if (!ids.defined() || ids.dim() != 2 || ids.size(0) < 1 || ids.size(1) < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ids must be [B, T] with B, T >= 1, got ",
@@ -130,6 +145,12 @@ absl::StatusOr<at::Tensor> LlamaModel::ForwardLayers(const at::Tensor& hidden, i
     return absl::InvalidArgumentError(absl::StrCat("layers [", first, ", ", first + count,
                                                    ") are outside the model's ",
                                                    c.num_hidden_layers, " layers"));
+  }
+  if (const std::optional<LayerRange>& held = weights_.only_layers;
+      held && count > 0 && !(held->contains(first) && held->contains(first + count - 1))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "layers [", first, ", ", first + count, ") are not loaded: the model holds only layers [",
+        held->first, ", ", held->end(), ") (loaded with a layer range)"));
   }
   if (hidden.dim() != 3 || hidden.size(2) != c.hidden_size || hidden.size(1) < 1) {
     return absl::InvalidArgumentError(absl::StrCat("hidden states must be [B, T, ", c.hidden_size,
@@ -234,6 +255,8 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
 }
 
 at::Tensor LlamaModel::LmHead(const at::Tensor& hidden) const {
+  TORCH_CHECK(weights_.lm_head.defined(),
+              "LmHead: the model was loaded with a layer range and has no LM head");
   return Linear(hidden, weights_.lm_head).to(at::kFloat);
 }
 
@@ -374,6 +397,10 @@ void LlamaModel::FuseProjections() {
   at::NoGradGuard no_grad;
   for (LayerWeights& l : weights_.layers) {
     FusedLayer f;
+    if (!l.q_proj.defined()) {  // outside only_layers: nothing to fuse
+      fused_.push_back(std::move(f));
+      continue;
+    }
     const int64_t nq = l.q_proj.size(0), nkv = l.k_proj.size(0), inner = l.gate_proj.size(0);
     // A model made from a fused model's weights finds them back to back.
     f.qkv = AdjacentRows({l.q_proj, l.k_proj, l.v_proj});

@@ -34,9 +34,12 @@ class LlamaModel {
 
   const io::ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
-  at::ScalarType dtype() const { return weights_.embed.scalar_type(); }
-  c10::Device device() const { return weights_.embed.device(); }
+  at::ScalarType dtype() const { return dtype_; }
+  c10::Device device() const { return device_; }
   int64_t num_layers() const { return config_.num_hidden_layers; }
+  // Set for a model of only some layers' weights (ModelWeights::only_layers):
+  // it runs ForwardLayers within them and nothing else.
+  const std::optional<LayerRange>& only_layers() const { return weights_.only_layers; }
   int64_t vocab_size() const { return config_.vocab_size; }
 
   const AttentionLayer& attention(int64_t layer) const { return *attention_.at(layer); }
@@ -98,7 +101,9 @@ class LlamaModel {
   // of whole sequences (positions from 0, no memory): the stream leaving
   // layer first + count - 1, before the final norm. Blockwise attention
   // transfer runs one block of the teacher from cached inputs with it.
-  // INVALID_ARGUMENT names a bad range or shape.
+  // INVALID_ARGUMENT names a bad range or shape; FAILED_PRECONDITION a range
+  // outside only_layers(). The other forwards are FAILED_PRECONDITION for a
+  // model with only_layers().
   absl::StatusOr<at::Tensor> ForwardLayers(const at::Tensor& hidden, int64_t first,
                                            int64_t count) const;
   // hidden [..., H] -> logits [..., V] float32 (to score long sequences a
@@ -136,6 +141,8 @@ class LlamaModel {
 
   io::ModelConfig config_;
   ModelWeights weights_;
+  at::ScalarType dtype_ = at::kFloat;
+  c10::Device device_ = c10::Device(c10::kCPU);
   RotaryEmbedding rope_;
   std::vector<std::unique_ptr<AttentionLayer>> attention_;
   std::shared_ptr<const LoraAdapters> lora_;

@@ -67,6 +67,11 @@ absl::StatusOr<LoadedModel> LoadDirectory(const fs::path& dir, const LoadOptions
   if (absl::StatusOr<std::string> text = ReadText(dir / "config.json"); text.ok()) {
     const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
     if (j.is_object() && j.contains("linearize_delta")) {
+      if (options.layers) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            dir.string(), ": a delta directory loads whole (no layer range: its LoRA merges into "
+            "every layer of the base)"));
+      }
       return LoadDelta(dir.string(), j["linearize_delta"], options);
     }
   }
@@ -75,7 +80,7 @@ absl::StatusOr<LoadedModel> LoadDirectory(const fs::path& dir, const LoadOptions
   if (!config.ok()) return config.status();
   out.config = *std::move(config);
   absl::StatusOr<ModelWeights> weights =
-      LoadSafetensorsWeights(dir.string(), out.config, options.weights);
+      LoadSafetensorsWeights(dir.string(), out.config, options.weights, options.layers);
   if (!weights.ok()) return weights.status();
   absl::StatusOr<std::unique_ptr<LlamaModel>> model =
       LlamaModel::Create(out.config, *std::move(weights));
@@ -110,7 +115,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions&
   absl::StatusOr<io::ModelConfig> config = io::ModelConfigFromGguf(**gguf);
   if (!config.ok()) return config.status();
   out.config = *std::move(config);
-  absl::StatusOr<ModelWeights> weights = LoadGgufWeights(**gguf, out.config, options.weights);
+  absl::StatusOr<ModelWeights> weights =
+      LoadGgufWeights(**gguf, out.config, options.weights, options.layers);
   if (!weights.ok()) return weights.status();
   absl::StatusOr<std::unique_ptr<LlamaModel>> model =
       LlamaModel::Create(out.config, *std::move(weights));

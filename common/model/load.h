@@ -41,6 +41,12 @@ struct LoadedModel {
 
 struct LoadOptions {
   WeightOptions weights;
+  // Only these decoder layers' weights (a block of the model, for blockwise
+  // attention transfer): no other layer's, no embeddings, final norm or LM
+  // head. The config stays the whole model's; the model runs only
+  // ForwardLayers within the range (FAILED_PRECONDITION otherwise). Not for
+  // delta directories. Unset: the whole model.
+  std::optional<LayerRange> layers;
 };
 
 // `path` is a directory (config.json; model.safetensors or a sharded index;

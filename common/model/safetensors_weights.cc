@@ -78,9 +78,15 @@ absl::StatusOr<at::Tensor> TensorFromView(const io::TensorView& view, const Weig
 
 absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
                                                     const io::ModelConfig& config,
-                                                    const WeightOptions& options) {
+                                                    const WeightOptions& options,
+                                                    const std::optional<LayerRange>& layers) {
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: ", s.message()));
+  }
+  if (layers) {
+    if (absl::Status s = ValidateLayerRange(config, *layers); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, ": ", s.message()));
+    }
   }
   absl::StatusOr<std::unique_ptr<io::SafetensorsCheckpoint>> ckpt =
       io::SafetensorsCheckpoint::Open(dir);
@@ -96,6 +102,7 @@ absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
 
   ModelWeights weights;
   for (const WeightSpec& spec : WeightSpecs(config, &weights)) {
+    if (!HoldsTensor(layers, spec)) continue;  // left unread (the file is only mapped)
     if (spec.slot == &weights.lm_head && config.tie_word_embeddings) continue;
     const io::TensorView* view = (*ckpt)->Find(spec.hf_name);
     if (view == nullptr) {
@@ -124,6 +131,7 @@ absl::StatusOr<ModelWeights> LoadSafetensorsWeights(const std::string& dir,
     *spec.slot = *std::move(tensor);
   }
   if (config.tie_word_embeddings) weights.lm_head = weights.embed;
+  weights.only_layers = layers;
   return weights;
 }
 

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "common/model/kv_cache.h"
 
 namespace linearize::model {
@@ -62,6 +64,24 @@ at::Tensor SoftmaxAttention::Forward(const at::Tensor& q, const at::Tensor& k,
   return at::scaled_dot_product_attention(q, keys, values, mask, /*dropout_p=*/0.0, is_causal,
                                           /*scale=*/std::nullopt,
                                           /*enable_gqa=*/num_heads_ != num_kv_heads_);
+}
+
+at::Tensor SoftmaxAttentionWeights(const at::Tensor& q, const at::Tensor& k,
+                                   std::optional<int64_t> sliding_window) {
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && k.size(0) == q.size(0) && k.size(2) == q.size(2) &&
+                  k.size(3) == q.size(3) && q.size(1) % k.size(1) == 0,
+              "SoftmaxAttentionWeights: q ", q.sizes(), " and k ", k.sizes(),
+              " must be [B, Hq, T, D] and [B, Hkv, T, D] with Hq a multiple of Hkv");
+  const int64_t t = q.size(2);
+  const at::Tensor qf = q.to(at::kFloat);
+  const at::Tensor kf = k.to(at::kFloat).repeat_interleave(q.size(1) / k.size(1), 1);
+  const at::Tensor s = at::matmul(qf, kf.transpose(-1, -2)) / std::sqrt(double(q.size(3)));
+  const auto index = at::TensorOptions().dtype(at::kLong).device(q.device());
+  const at::Tensor qpos = at::arange(t, index).unsqueeze(1);
+  const at::Tensor kpos = at::arange(t, index).unsqueeze(0);
+  at::Tensor allowed = kpos <= qpos;
+  if (sliding_window) allowed = allowed & (qpos - kpos < *sliding_window);
+  return at::softmax(s.masked_fill(allowed.logical_not(), -INFINITY), -1);
 }
 
 std::unique_ptr<AttentionState> SoftmaxAttention::NewState(

@@ -124,6 +124,9 @@ class LolcatsAttention final : public StudentAttention {
   std::string_view name() const override { return "lolcats"; }
   const StudentTensors& tensors() const override { return tensors_; }
 
+  at::Tensor AttentionWeights(const AttentionInputs& in) const override {
+    return k::lolcats::AttentionWeights(in.q, in.k, in.v, weights_, options_);
+  }
   at::Tensor Forward(const at::Tensor& q, const at::Tensor& kk, const at::Tensor& v,
                      AttentionState* state, int64_t position) const override {
     if (state == nullptr) return k::lolcats::ForwardParallel(q, kk, v, weights_, options_);
@@ -172,16 +175,12 @@ class LizardAttention final : public StudentAttention {
     TORCH_CHECK(false, "LizardAttention needs the layer's hidden states and un-rotated q/k "
                        "(call Forward(AttentionInputs))");
   }
+  at::Tensor AttentionWeights(const AttentionInputs& in) const override {
+    return k::lizard::AttentionWeights(KernelInputs(in), weights_, options_);
+  }
   at::Tensor Forward(const AttentionInputs& in, AttentionState* state,
                      int64_t position) const override {
-    TORCH_CHECK(in.hidden.defined() && in.q_nope.defined() && in.k_nope.defined(),
-                "LizardAttention needs hidden, q_nope and k_nope");
-    // log gamma = logsigmoid(W_gamma x) / normaliser: [B, T, Hq] -> [B, Hq, T]
-    const at::Tensor log_gamma =
-        (at::log_sigmoid(at::linear(in.hidden.to(gate_.scalar_type()), gate_)) /
-         gate_normalizer_)
-            .transpose(1, 2);
-    k::lizard::Inputs x{in.q_nope, in.k_nope, in.v, log_gamma, in.q, in.k};
+    const k::lizard::Inputs x = KernelInputs(in);
     if (state == nullptr) return k::lizard::ForwardParallel(x, weights_, options_);
     auto& s = StateOf<k::lizard::State>(state, "LizardAttention");
     return Recurrent(
@@ -203,6 +202,18 @@ class LizardAttention final : public StudentAttention {
   }
 
  private:
+  // The gated branch reads q/k before RoPE, the window branch after.
+  k::lizard::Inputs KernelInputs(const AttentionInputs& in) const {
+    TORCH_CHECK(in.hidden.defined() && in.q_nope.defined() && in.k_nope.defined(),
+                "LizardAttention needs hidden, q_nope and k_nope");
+    // log gamma = logsigmoid(W_gamma x) / normaliser: [B, T, Hq] -> [B, Hq, T]
+    const at::Tensor log_gamma =
+        (at::log_sigmoid(at::linear(in.hidden.to(gate_.scalar_type()), gate_)) /
+         gate_normalizer_)
+            .transpose(1, 2);
+    return k::lizard::Inputs{in.q_nope, in.k_nope, in.v, log_gamma, in.q, in.k};
+  }
+
   StudentTensors tensors_;
   int64_t hq_, hkv_, d_;
   double gate_normalizer_;
@@ -220,6 +231,9 @@ class LinearAttention final : public StudentAttention {
   std::string_view name() const override { return "linear"; }
   const StudentTensors& tensors() const override { return tensors_; }
 
+  at::Tensor AttentionWeights(const AttentionInputs& in) const override {
+    return k::linear_attention::AttentionWeights(in.q, in.k, in.v, maps_);
+  }
   at::Tensor Forward(const at::Tensor& q, const at::Tensor& kk, const at::Tensor& v,
                      AttentionState* state, int64_t position) const override {
     namespace la = k::linear_attention;

@@ -50,6 +50,11 @@ class StudentAttention : public AttentionLayer {
   // The trainable tensors (shared with the layer: updating them in place
   // changes its output).
   virtual const StudentTensors& tensors() const = 0;
+  // The layer's attention over the tokens of `in` (no earlier state) as an
+  // explicit [B, Hq, T, T] matrix, differentiable, in the compute dtype:
+  // Forward(in) is this matrix times v (kv heads expanded). Quadratic in T:
+  // for attention transfer's cross-entropy and for tests, not for serving.
+  virtual at::Tensor AttentionWeights(const AttentionInputs& in) const = 0;
 };
 
 // Checks every tensor of StudentTensorShapes is present with its shape

@@ -29,6 +29,7 @@ std::vector<WeightSpec> WeightSpecs(const io::ModelConfig& c, ModelWeights* w) {
     LayerWeights& l = w->layers[static_cast<size_t>(i)];
     const std::string hf = absl::StrCat("model.layers.", i, ".");
     const std::string gg = absl::StrCat("blk.", i, ".");
+    const size_t begin = specs.size();
     specs.push_back({hf + "input_layernorm.weight", gg + "attn_norm.weight", {h}, &l.input_norm});
     specs.push_back({hf + "self_attn.q_proj.weight", gg + "attn_q.weight", {qd, h}, &l.q_proj});
     specs.push_back({hf + "self_attn.k_proj.weight", gg + "attn_k.weight", {kvd, h}, &l.k_proj});
@@ -50,11 +51,36 @@ std::vector<WeightSpec> WeightSpecs(const io::ModelConfig& c, ModelWeights* w) {
     specs.push_back({hf + "mlp.up_proj.weight", gg + "ffn_up.weight", {inter, h}, &l.up_proj});
     specs.push_back(
         {hf + "mlp.down_proj.weight", gg + "ffn_down.weight", {h, inter}, &l.down_proj});
+    for (size_t k = begin; k < specs.size(); ++k) specs[k].layer = i;
   }
   specs.push_back({"model.norm.weight", "output_norm.weight", {h}, &w->final_norm});
   specs.push_back({"lm_head.weight", "output.weight", {c.vocab_size, h}, &w->lm_head,
                    /*required=*/false});
   return specs;
+}
+
+absl::Status ValidateLayerRange(const io::ModelConfig& config, const LayerRange& layers) {
+  if (layers.first < 0 || layers.count < 1 || layers.end() > config.num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layers [", layers.first, ", ", layers.end(), ") are not a non-empty range of the model's ",
+        config.num_hidden_layers, " layers (num_hidden_layers)"));
+  }
+  return absl::OkStatus();
+}
+
+bool HoldsTensor(const std::optional<LayerRange>& layers, const WeightSpec& spec) {
+  return !layers || (spec.layer >= 0 && layers->contains(spec.layer));
+}
+
+int64_t ParameterCount(const io::ModelConfig& config, const ModelWeights& weights) {
+  ModelWeights view = weights;
+  int64_t n = 0;
+  for (const WeightSpec& spec : WeightSpecs(config, &view)) {
+    const at::Tensor& t = *spec.slot;
+    if (!t.defined() || (spec.slot == &view.lm_head && t.is_same(view.embed))) continue;
+    n += t.numel();
+  }
+  return n;
 }
 
 absl::Status ValidateConfig(const io::ModelConfig& c) {
@@ -102,8 +128,12 @@ absl::Status ValidateWeights(const io::ModelConfig& config, const ModelWeights& 
                                                    " layers, config num_hidden_layers is ",
                                                    config.num_hidden_layers));
   }
+  if (weights.only_layers) {
+    if (absl::Status s = ValidateLayerRange(config, *weights.only_layers); !s.ok()) return s;
+  }
   ModelWeights view = weights;  // tensor handles: a cheap copy the table can point into
   for (const WeightSpec& spec : WeightSpecs(config, &view)) {
+    if (!HoldsTensor(weights.only_layers, spec)) continue;
     const at::Tensor& t = *spec.slot;
     if (!t.defined()) {
       if (!spec.required) continue;
@@ -117,7 +147,7 @@ absl::Status ValidateWeights(const io::ModelConfig& config, const ModelWeights& 
                                                      ShapeString(t.sizes())));
     }
   }
-  if (!weights.lm_head.defined()) {
+  if (!weights.only_layers && !weights.lm_head.defined()) {
     return absl::InvalidArgumentError("missing tensor lm_head.weight (the model has no tied "
                                       "embeddings to use instead)");
   }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,12 +27,23 @@ struct LayerWeights {
   at::Tensor down_proj;                       // [H, I]
 };
 
+// Decoder layers [first, first + count) of a model.
+struct LayerRange {
+  int64_t first = 0;
+  int64_t count = 0;
+  int64_t end() const { return first + count; }
+  bool contains(int64_t layer) const { return layer >= first && layer < end(); }
+};
+
 struct ModelWeights {
   at::Tensor embed;       // [V, H]
   std::vector<LayerWeights> layers;
   at::Tensor final_norm;  // [H]
   at::Tensor lm_head;     // [V, H]; the same tensor as embed when tied
   at::Tensor rope_freq_factors;  // [D/2] divisors of the RoPE frequencies (GGUF), or undefined
+  // Set when only these decoder layers were loaded (LoadOptions::layers):
+  // the other layers' tensors, embed, final_norm and lm_head stay undefined.
+  std::optional<LayerRange> only_layers;
 };
 
 // How loaded tensors are stored: converted to `dtype` on `device`.
@@ -48,6 +60,7 @@ struct WeightSpec {
   std::vector<int64_t> shape;
   at::Tensor* slot;
   bool required = true;
+  int64_t layer = -1;  // the decoder layer it belongs to; -1: embed, final norm, lm_head
 };
 
 // Whether layers have q/k/v biases (Qwen2 always; Llama when attention_bias)
@@ -60,10 +73,19 @@ bool HasOutputBias(const io::ModelConfig& config);
 // listed as not required; the loaders tie it to embed when the config says so.
 std::vector<WeightSpec> WeightSpecs(const io::ModelConfig& config, ModelWeights* weights);
 
+// INVALID_ARGUMENT unless `layers` is a non-empty range of the config's layers.
+absl::Status ValidateLayerRange(const io::ModelConfig& config, const LayerRange& layers);
+// Whether a model loaded with `layers` (nullopt: the whole model) holds the
+// tensor of `spec`.
+bool HoldsTensor(const std::optional<LayerRange>& layers, const WeightSpec& spec);
+// Elements of the distinct tensors `weights` holds (tied embeddings once).
+int64_t ParameterCount(const io::ModelConfig& config, const ModelWeights& weights);
+
 // Checks the config's sizes are usable: positive, heads divide, head_dim even.
 absl::Status ValidateConfig(const io::ModelConfig& config);
-// Checks every tensor the config needs is present with its shape; errors name
-// the tensor, the expected and the actual shape.
+// Checks every tensor the config needs is present with its shape (only those
+// of weights.only_layers when set); errors name the tensor, the expected and
+// the actual shape.
 absl::Status ValidateWeights(const io::ModelConfig& config, const ModelWeights& weights);
 
 // "[64, 32]"

@@ -38,6 +38,12 @@ at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const FeatureMaps& maps, const Options& options = {});
 
+// That matrix, [B, Hq, T, T] in the compute dtype (differentiable): row i
+// holds query i's weights over keys j <= i, summing to 1 (up to eps);
+// ForwardReference is AttentionWeights times v. Checks as ForwardReference.
+at::Tensor AttentionWeights(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const FeatureMaps& maps, const Options& options = {});
+
 // Parallel forward over a prompt plus the state that T DecodeStep calls would
 // leave (y keeps its autograd graph; the state is detached).
 //  initial == nullptr: the prompt starts a sequence (from EmptyState).

@@ -70,6 +70,12 @@ at::Tensor ForwardParallel(const Inputs& in, const Weights& weights, const Optio
 // Ground truth: materialises the [T, T] matrices of both branches.
 at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Options& options = {});
 
+// The two branches' matrices as one, [B, Hq, T, T] in the compute dtype
+// (differentiable): the gated branch's normalised weights plus alpha times
+// the window branch's (whose rows leave the sinks' share out), so row i sums
+// to about 1 + alpha_h; ForwardReference is AttentionWeights times v.
+at::Tensor AttentionWeights(const Inputs& in, const Weights& weights, const Options& options = {});
+
 // Parallel forward over a prompt plus the state that T DecodeStep calls would
 // leave (y keeps its autograd graph; the state is detached).
 //  initial == nullptr, or at position 0: the prompt starts a sequence.

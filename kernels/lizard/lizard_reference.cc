@@ -10,10 +10,12 @@
 
 namespace linearize::kernels::lizard {
 
-at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Options& options) {
-  const internal::Prepared p = internal::Prepare("lizard::ForwardReference", in, weights, options);
+namespace {
+
+// y = (gated weights) v + alpha (window weights) v, as one matrix.
+at::Tensor Combined(const internal::Prepared& p, const Options& options) {
   const int64_t t = p.dims.length;
-  const auto pos = at::arange(t, in.q.options().dtype(at::kLong));
+  const auto pos = at::arange(t, p.v.options().dtype(at::kLong));
   const at::Tensor i = pos.view({t, 1});
   const at::Tensor j = pos.view({1, t});
   const at::Tensor causal = j <= i;
@@ -27,7 +29,7 @@ at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Opti
   const at::Tensor seg = at::where(after_j, rows, zero).cumsum(-2);
   const at::Tensor decay = at::where(causal, at::exp(at::where(causal, seg, zero)), zero);
   const at::Tensor a = at::matmul(p.phi_q, p.phi_k.transpose(-1, -2)) * decay;
-  const at::Tensor y_gla = at::matmul(a, p.v) / (a.sum(-1, /*keepdim=*/true) + options.eps);
+  const at::Tensor w_gla = a / (a.sum(-1, /*keepdim=*/true) + options.eps);
 
   // Window branch with sinks.
   const detail::WindowSpec spec{options.window, /*terrace=*/false};
@@ -40,8 +42,18 @@ at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Opti
       at::amax(at::cat({at::where(window, s, neg_inf), meta}, -1), {-1}, /*keepdim=*/true).detach();
   const at::Tensor e = at::where(window, at::exp(at::where(window, s, zero) - c), zero);
   const at::Tensor den = e.sum(-1, /*keepdim=*/true) + at::exp(meta - c).sum(-1, /*keepdim=*/true);
-  const at::Tensor y_win = at::matmul(e, p.v) / den;
-  return (y_gla + p.alpha * y_win).to(in.q.scalar_type());
+  return w_gla + p.alpha * (e / den);
+}
+
+}  // namespace
+
+at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Options& options) {
+  const internal::Prepared p = internal::Prepare("lizard::ForwardReference", in, weights, options);
+  return at::matmul(Combined(p, options), p.v).to(in.q.scalar_type());
+}
+
+at::Tensor AttentionWeights(const Inputs& in, const Weights& weights, const Options& options) {
+  return Combined(internal::Prepare("lizard::AttentionWeights", in, weights, options), options);
 }
 
 }  // namespace linearize::kernels::lizard

@@ -71,6 +71,13 @@ at::Tensor ForwardParallel(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const Weights& weights, const Options& options = {});
 
+// That matrix normalised, [B, Hq, T, T] in the compute dtype
+// (differentiable): row i holds query i's weights, window and linear part
+// under the shared normaliser, summing to 1; ForwardReference is
+// AttentionWeights times v. Checks as ForwardReference.
+at::Tensor AttentionWeights(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const Weights& weights, const Options& options = {});
+
 // Parallel forward over a prompt plus the state that T DecodeStep calls would
 // leave (y keeps its autograd graph; the state is detached).
 //  initial == nullptr, or at position 0: the prompt starts a sequence.

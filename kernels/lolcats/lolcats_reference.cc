@@ -10,12 +10,11 @@
 
 namespace linearize::kernels::lolcats {
 
-at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const Weights& weights, const Options& options) {
-  const internal::Prepared p =
-      internal::Prepare("lolcats::ForwardReference", q, k, v, weights, options);
+namespace {
+
+at::Tensor Normalised(const internal::Prepared& p, const Options& options) {
   const int64_t t = p.dims.length;
-  const auto pos = at::arange(t, q.options().dtype(at::kLong));
+  const auto pos = at::arange(t, p.v.options().dtype(at::kLong));
   const at::Tensor i = pos.view({t, 1});
   const at::Tensor j = pos.view({1, t});
   const at::Tensor start = internal::Spec(options).Start(i);
@@ -29,7 +28,22 @@ at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::
   const at::Tensor a_win = p.g * at::where(window, at::exp(at::where(window, s, zero) - c), zero);
   const at::Tensor a_lin = at::where(linear, at::matmul(p.phi_q, p.phi_k.transpose(-1, -2)), zero);
   const at::Tensor a = a_win + a_lin;
-  return (at::matmul(a, p.v) / a.sum(-1, /*keepdim=*/true)).to(q.scalar_type());
+  return a / a.sum(-1, /*keepdim=*/true);
+}
+
+}  // namespace
+
+at::Tensor ForwardReference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const Weights& weights, const Options& options) {
+  const internal::Prepared p =
+      internal::Prepare("lolcats::ForwardReference", q, k, v, weights, options);
+  return at::matmul(Normalised(p, options), p.v).to(q.scalar_type());
+}
+
+at::Tensor AttentionWeights(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const Weights& weights, const Options& options) {
+  return Normalised(internal::Prepare("lolcats::AttentionWeights", q, k, v, weights, options),
+                    options);
 }
 
 }  // namespace linearize::kernels::lolcats

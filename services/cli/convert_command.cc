@@ -102,7 +102,14 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
   cmd->add_option("--lora-targets", args.lora_targets, "Projections to adapt: q k v o");
   cmd->add_option("--stage1-lr", args.stage1_lr, "Attention-transfer learning rate");
   cmd->add_option("--stage2-lr", args.stage2_lr, "LoRA learning rate");
+  cmd->add_option("--stage1-weight-decay", args.stage1_weight_decay,
+                  "Attention-transfer AdamW weight decay (0: off)");
+  cmd->add_option("--stage2-weight-decay", args.stage2_weight_decay,
+                  "LoRA AdamW weight decay (0: off)");
   cmd->add_option("--kd-weight", args.kd_weight, "Stage 2 distillation weight (0: off)");
+  cmd->add_option("--xent-weight", args.xent_weight,
+                  "Stage 1 weight of the cross-entropy between the teacher's and the student's "
+                  "attention weights, beside the MSE (0: off; memory grows with seq-len^2)");
   cmd->add_flag("--peft", args.peft,
                 "Also write the LoRA as a PEFT adapter in <out>/adapter (adapter_config.json, "
                 "adapter_model.safetensors; already merged into the weights)");
@@ -158,6 +165,8 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.grad_accum = args.grad_accum;
   o.stage1.lr = args.stage1_lr;
   o.stage2.lr = args.stage2_lr;
+  o.stage1.weight_decay = args.stage1_weight_decay;
+  o.stage2.weight_decay = args.stage2_weight_decay;
   o.lora.rank = args.lora_rank;
   o.lora.alpha = args.lora_alpha;
   o.lora.dropout = args.lora_dropout;
@@ -168,6 +177,7 @@ absl::Status RunConvert(const ConvertArgs& args) {
     o.lora.targets.push_back(*target);
   }
   o.kd_weight = args.kd_weight;
+  o.xent_weight = args.xent_weight;
   o.peft = args.peft;
   o.checkpoint_every = args.checkpoint_every;
   o.out_dir = args.out;

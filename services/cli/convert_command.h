@@ -34,7 +34,9 @@ struct ConvertArgs {
   std::vector<std::string> lora_targets = {"q", "k", "v", "o"};
   double stage1_lr = 1e-2;
   double stage2_lr = 1e-4;
+  double stage1_weight_decay = 0, stage2_weight_decay = 0;
   double kd_weight = 0;
+  double xent_weight = 0;  // stage 1 attention cross-entropy (0: off)
   bool peft = false;
   int64_t checkpoint_every = 100;
   int64_t self_distill_sequences = 64;

@@ -87,6 +87,7 @@ absl::StatusOr<std::vector<std::string>> SourceFiles(const v1::TextSource& sourc
 convert::StageOptions StageFor(const v1::TrainingParams& t, int64_t steps,
                                convert::StageOptions base) {
   base.lr = t.has_learning_rate() ? t.learning_rate() : base.lr;
+  base.weight_decay = t.weight_decay();
   switch (t.lr_schedule()) {
     case v1::LR_SCHEDULE_COSINE:
       base.schedule = convert::Schedule::kCosine;
@@ -205,17 +206,7 @@ absl::StatusOr<convert::ConvertOptions> ConvertOptionsForTask(const v1::Task& ta
     o.block_first = task.layer_block().first_layer();
     o.block_count = task.layer_block().num_layers();
   }
-  if (transfer && at.has_attention_xent_weight() && at.attention_xent_weight() != 0) {
-    return Unsupported("spec.recipe.attention_transfer.attention_xent_weight",
-                       "attention cross-entropy");
-  }
-  for (const auto* t : {&at.training(), &ft.training()}) {
-    if (t->has_weight_decay() && t->weight_decay() != 0) {
-      return Unsupported(t == &ft.training() ? "spec.recipe.finetune.training.weight_decay"
-                                             : "spec.recipe.attention_transfer.training.weight_decay",
-                         "weight decay");
-    }
-  }
+  if (transfer && at.has_attention_xent_weight()) o.xent_weight = at.attention_xent_weight();
 
   // One budget, sequence length, batch and seed for both stages.
   const v1::TrainingParams& lead = transfer ? at.training() : ft.training();

@@ -20,6 +20,7 @@
 #include "common/convert/export.h"
 #include "common/convert/fs_util.h"
 #include "common/convert/pipeline.h"
+#include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
 #include "common/io/safetensors.h"
 #include "common/model/load.h"
@@ -265,6 +266,40 @@ TEST(ConvertGguf, DeltaRebuildsTheStudentOnTheTeacher) {
   ASSERT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
   std::printf("errors: %s | %s\n", missing.status().ToString().c_str(),
               other.status().ToString().c_str());
+}
+
+// A block of a GGUF teacher (blockwise transfer from cached inputs): the
+// same Hugging Face view and identity, only that layer's weights, and the
+// layer computes what the whole teacher's does.
+TEST(ConvertGguf, TeacherBlockHoldsOnlyItsLayers) {
+  auto whole = LoadTeacher(kGguf);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  auto block = LoadTeacher(kGguf, {}, model::LayerRange{1, 1});
+  ASSERT_TRUE(block.ok()) << block.status();
+  EXPECT_EQ(block->config_json, whole->config_json);
+  EXPECT_EQ(block->files, whole->files);
+  EXPECT_EQ(block->identity, whole->identity);
+  const model::LlamaModel& m = *block->loaded.model;
+  ASSERT_TRUE(m.only_layers().has_value());
+  EXPECT_EQ(m.num_layers(), whole->loaded.model->num_layers());
+  const model::ModelWeights& w = m.weights();
+  EXPECT_FALSE(w.embed.defined());
+  EXPECT_FALSE(w.lm_head.defined());
+  EXPECT_FALSE(w.layers[0].q_proj.defined());
+  EXPECT_TRUE(at::equal(w.layers[1].q_proj, whole->loaded.model->weights().layers[1].q_proj));
+  // Layer 1's parameters and no others.
+  const io::ModelConfig& c = block->loaded.config;
+  model::ModelWeights rest = whole->loaded.model->weights();
+  rest.layers[1] = {};
+  EXPECT_EQ(model::ParameterCount(c, w) + model::ParameterCount(c, rest),
+            model::ParameterCount(c, whole->loaded.model->weights()));
+  const at::Tensor hidden = at::randn({1, 7, block->loaded.config.hidden_size});
+  auto a = m.ForwardLayers(hidden, 1, 1);
+  auto b = whole->loaded.model->ForwardLayers(hidden, 1, 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(at::equal(*a, *b));
+  EXPECT_EQ(m.Forward(at::zeros({1, 3}, at::kLong)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(ConvertGguf, BadTeachersAndOutputsFailBeforeTraining) {

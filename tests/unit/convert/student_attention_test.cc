@@ -10,6 +10,7 @@
 #include "common/model/linear_attention_config.h"
 #include "common/model/load.h"
 #include "common/model/lora.h"
+#include "common/model/softmax_attention.h"
 
 namespace linearize::model {
 namespace {
@@ -124,6 +125,63 @@ TEST_P(StudentDecode, PromptInThreeCallsEqualsOneCall) {
     auto b = m.Forward(next, parts.get());
     ASSERT_TRUE(a.ok() && b.ok());
     EXPECT_LT(rel(*b, *a), 1e-6) << what;  // logits come back in float32
+  }
+}
+
+// The explicit matrix (attention transfer's cross-entropy reads it) is the
+// layer: weights times v equals the parallel forward, float64, GQA, with
+// keys leaving the window; rows have no weight above the diagonal, and the
+// one-normaliser recipes' rows sum to 1. Gradients flow to the layer's tensors.
+TEST_P(StudentDecode, AttentionWeightsTimesValuesIsTheForward) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const io::ModelConfig& mc = loaded->config;
+  LinearAttentionConfig c = DefaultLinearAttentionConfig(GetParam());
+  c.window = 8;
+  c.feature_dim = 16;
+  StudentTensors t = InitStudentTensors(c, mc, 0, 4);
+  for (auto& [name, x] : t) {
+    x = (x.to(at::kDouble) + 0.3 * at::randn(x.sizes(), at::kDouble)).requires_grad_(true);
+  }
+  auto a = MakeStudentAttention(c, mc, t);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const int64_t b = 2, len = 37, hq = mc.num_attention_heads, hkv = mc.num_key_value_heads,
+                d = mc.head_dim;
+  const auto x = [&](int64_t h) { return at::randn({b, h, len, d}, at::kDouble); };
+  const AttentionInputs in{x(hq), x(hkv), x(hkv), x(hq), x(hkv),
+                           at::randn({b, len, mc.hidden_size}, at::kDouble)};
+  const at::Tensor w = (*a)->AttentionWeights(in);
+  ASSERT_EQ(w.sizes(), (at::IntArrayRef{b, hq, len, len}));
+  const at::Tensor y = (*a)->Forward(in, nullptr, 0);
+  const at::Tensor v = in.v.repeat_interleave(hq / hkv, 1);
+  EXPECT_LT((at::matmul(w, v) - y).abs().max().item<double>() / y.abs().max().item<double>(),
+            1e-9);
+  EXPECT_EQ(w.triu(1).abs().max().item<double>(), 0.0);
+  if (GetParam() != Recipe::kLizard) {
+    EXPECT_LT((w.sum(-1) - 1).abs().max().item<double>(), 1e-4);
+  }
+  if (!t.empty()) {
+    (w * at::randn(w.sizes(), at::kDouble)).sum().backward();
+    for (const auto& [name, x] : t) {
+      ASSERT_TRUE(x.grad().defined()) << name;
+      EXPECT_GT(x.grad().abs().max().item<double>(), 0.0) << name;
+    }
+  }
+}
+
+// The teacher's matrix: softmax weights times v is the softmax layer's
+// output, with GQA and a sliding window that cuts.
+TEST(SoftmaxAttentionWeights, TimesValuesIsTheLayersOutput) {
+  for (std::optional<int64_t> window : {std::optional<int64_t>(), std::optional<int64_t>(5)}) {
+    const at::Tensor q = at::randn({2, 4, 19, 8}), k = at::randn({2, 2, 19, 8}),
+                     v = at::randn({2, 2, 19, 8});
+    const at::Tensor w = SoftmaxAttentionWeights(q, k, window);
+    const at::Tensor y = SoftmaxAttention(4, 2, 8, window).Forward(q, k, v, nullptr, 0);
+    EXPECT_LT((at::matmul(w, v.repeat_interleave(2, 1)) - y).abs().max().item<double>(), 1e-5);
+    EXPECT_LT((w.sum(-1) - 1).abs().max().item<double>(), 1e-5);
+    if (window) {
+      EXPECT_EQ(w.narrow(2, 10, 1).narrow(3, 0, 6).abs().max().item<double>(), 0.0);
+    }
   }
 }
 
