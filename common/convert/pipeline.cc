@@ -120,6 +120,7 @@ absl::Status CheckOptions(const ConvertOptions& o) {
         absl::StrCat("checkpoint_every must be >= 0, got ", o.checkpoint_every));
   }
   for (const auto* st : {&o.stage1, &o.stage2}) {
+    const char* stage = st == &o.stage1 ? "stage 1" : "stage 2";
     if (!(st->lr > 0) || !std::isfinite(st->lr)) {
       return absl::InvalidArgumentError(absl::StrCat("learning rate must be > 0, got ", st->lr));
     }
@@ -131,7 +132,7 @@ absl::Status CheckOptions(const ConvertOptions& o) {
     }
     if (!(st->weight_decay >= 0) || !(st->lr * st->weight_decay < 1)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "weight_decay must be >= 0 with lr * weight_decay < 1, got ", st->weight_decay,
+          stage, " weight_decay must be >= 0 with lr * weight_decay < 1, got ", st->weight_decay,
           " at lr ", st->lr));
     }
   }
@@ -181,7 +182,11 @@ std::string Fingerprint(const ConvertOptions& o) {
   return absl::StrCat("recipe=", std::string(model::RecipeName(o.attention.recipe)),
                       " F=", o.attention.feature_dim, " W=", o.attention.window,
                       " seq_len=", o.data.seq_len, " tokens=", o.tokens, " batch=", o.batch_size,
-                      " accum=", o.grad_accum, " seed=", o.seed, " lora_r=", o.lora.rank);
+                      " accum=", o.grad_accum, " seed=", o.seed, " lora_r=", o.lora.rank,
+                      // Only when set, so checkpoints from before these options still resume.
+                      o.xent_weight > 0 ? absl::StrCat(" xent=", o.xent_weight) : "",
+                      o.stage1.weight_decay > 0 ? absl::StrCat(" wd1=", o.stage1.weight_decay) : "",
+                      o.stage2.weight_decay > 0 ? absl::StrCat(" wd2=", o.stage2.weight_decay) : "");
 }
 
 double LearningRate(const StageOptions& s, int64_t step, int64_t total, double scale) {
@@ -388,10 +393,10 @@ at::Tensor Pipeline::BatchRows(int stage, int64_t micro) {
 Pipeline::AttentionLosses Pipeline::AttentionLoss(const at::Tensor& ids,
                                                   const at::Tensor& block_in, bool with_xent,
                                                   double backward_scale) {
-  const AutocastScope autocast(device_, o_.bf16);
   {
     // The teacher's forward fills records_; a block needs only its layers
     // (from cached inputs) or the layers up to its end.
+    const AutocastScope autocast(device_, o_.bf16);
     at::NoGradGuard no_grad;
     const model::LlamaModel& t = *teacher_.loaded.model;
     const absl::StatusOr<at::Tensor> h =
@@ -406,21 +411,27 @@ Pipeline::AttentionLosses Pipeline::AttentionLoss(const at::Tensor& ids,
   for (int64_t l = 0; l < student_->num_layers(); ++l) {
     if (!model::IsConverted(o_.attention, l) || !InBlock(l)) continue;
     const LayerRecord& r = records_[static_cast<size_t>(l)];
-    const model::AttentionLayer& student = student_->attention(l);
-    const at::Tensor y = student.Forward(r.in, nullptr, 0);
-    at::Tensor mse = at::mse_loss(y.to(at::kFloat), r.out.to(at::kFloat)), xent;
-    if (with_xent) {
-      at::Tensor p;
-      {
-        at::NoGradGuard no_grad;
-        p = model::SoftmaxAttentionWeights(r.in.q, r.in.k, teacher_.loaded.config.sliding_window);
+    at::Tensor mse, xent;
+    {  // forward under autocast; backward (below) outside it, as in stage 2
+      const AutocastScope autocast(device_, o_.bf16);
+      const model::AttentionLayer& student = student_->attention(l);
+      const at::Tensor y = student.Forward(r.in, nullptr, 0);
+      mse = at::mse_loss(y.to(at::kFloat), r.out.to(at::kFloat));
+      if (with_xent) {
+        at::Tensor p;
+        {
+          at::NoGradGuard no_grad;
+          p = model::SoftmaxAttentionWeights(r.in.q, r.in.k,
+                                             teacher_.loaded.config.sliding_window);
+        }
+        const auto* converted = dynamic_cast<const model::StudentAttention*>(&student);
+        TORCH_CHECK(converted != nullptr, "layer ", l, " is not a student attention");
+        // Negative entries (Lizard with alpha < 0) count as 0, with no gradient.
+        at::Tensor w = converted->AttentionWeights(r.in).to(at::kFloat).clamp_min(0);
+        w = w / w.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+        // Above the diagonal both are 0 (0 * log 1e-30 = 0).
+        xent = -(p * at::log(w.clamp_min(1e-30))).sum(-1).mean();
       }
-      at::Tensor w = dynamic_cast<const model::StudentAttention&>(student)
-                         .AttentionWeights(r.in)
-                         .to(at::kFloat);
-      w = w / w.sum(-1, /*keepdim=*/true);
-      // Above the diagonal both are 0 (0 * log 1e-30 = 0).
-      xent = -(p * at::log(w.clamp_min(1e-30))).sum(-1).mean();
     }
     if (backward_scale > 0) {
       at::Tensor objective = mse * o_.mse_weight;

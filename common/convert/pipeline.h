@@ -42,7 +42,9 @@ struct StageOptions {
   int64_t eval_every = 50;       // steps between validations (and plateau checks)
   int64_t plateau_patience = 2;  // evaluations without improvement before lr *= 0.1
   int64_t early_stop_patience = 5;  // evaluations without improvement before stopping; 0: off
-  double weight_decay = 0;  // AdamW's decoupled weight decay (p -= lr * wd * p); >= 0
+  // AdamW's decoupled weight decay (p -= lr * wd * p) on every tensor the
+  // stage trains (stage 1: maps, gates, sinks, alpha too); >= 0.
+  double weight_decay = 0;
 };
 
 struct ConvertOptions {
@@ -61,8 +63,8 @@ struct ConvertOptions {
   // Stage 1: weight of the attention cross-entropy, summed over layers: for
   // each query, -sum_j p_ij log q_ij with p the teacher's softmax weights and
   // q the student's explicit matrix (StudentAttention::AttentionWeights,
-  // rows renormalised: Lizard's sum to about 1 + alpha), averaged over
-  // queries and heads. It materialises [B, H, T, T] per layer (memory grows
+  // negative entries taken as 0 and rows renormalised: Lizard's sum to about
+  // 1 + alpha), averaged over queries and heads. It materialises [B, H, T, T] per layer (memory grows
   // with T^2); 0: off. Validation (early stopping) stays on the MSE.
   double xent_weight = 0;
   StageOptions stage2 = {1e-4, Schedule::kCosine, 0.05, 50, 2, 0};

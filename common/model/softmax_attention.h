@@ -33,7 +33,9 @@ class SoftmaxAttention final : public AttentionLayer {
 // The softmax attention of q [B, Hq, T, D] over k [B, Hkv, T, D] (the same
 // positions, causal, within `sliding_window` when set) as an explicit
 // [B, Hq, T, T] float32 matrix: what attention transfer's cross-entropy
-// compares a student's weights with. Quadratic in T.
+// compares a student's weights with. The scores are float32, or bf16 under
+// bf16 autocast (as the teacher's own attention computes them there).
+// Quadratic in T.
 at::Tensor SoftmaxAttentionWeights(const at::Tensor& q, const at::Tensor& k,
                                    std::optional<int64_t> sliding_window = std::nullopt);
 

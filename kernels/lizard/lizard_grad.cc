@@ -17,23 +17,18 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-struct WindowBranchFunction
-    : public torch::autograd::Function<WindowBranchFunction> {
-  static variable_list forward(AutogradContext *ctx, const at::Tensor &q,
-                               const at::Tensor &k, const at::Tensor &v,
-                               const at::Tensor &meta_logits, int64_t window) {
-    const at::Tensor qb = q.to(at::kBFloat16).contiguous(),
-                     kb = k.to(at::kBFloat16).contiguous(),
+struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+                               const at::Tensor& v, const at::Tensor& meta_logits, int64_t window) {
+    const at::Tensor qb = q.to(at::kBFloat16).contiguous(), kb = k.to(at::kBFloat16).contiguous(),
                      vb = v.to(at::kBFloat16).contiguous();
     const at::Tensor sinks = meta_logits.to(at::kFloat).contiguous();
     // The kernel's Lizard mode scales the branch by alpha; 1 here (the caller
     // weighs it, so alpha's gradient stays with autograd).
     const at::Tensor ones = at::ones({q.size(1)}, sinks.options());
     at::Tensor y = at::empty(qb.sizes(), qb.options());
-    at::Tensor z =
-        at::empty({q.size(0), q.size(1), q.size(2)}, sinks.options());
-    auto p =
-        detail::WindowShape<LolcatsWindowParams>(q, k, window, sinks.size(1));
+    at::Tensor z = at::empty({q.size(0), q.size(1), q.size(2)}, sinks.options());
+    auto p = detail::WindowShape<LolcatsWindowParams>(q, k, window, sinks.size(1));
     p.type = ElementType::kBF16;
     p.q = qb.data_ptr();
     p.k = kb.data_ptr();
@@ -41,11 +36,10 @@ struct WindowBranchFunction
     p.sinks = sinks.data_ptr<float>();
     p.alpha = ones.data_ptr<float>();
     p.y = y.data_ptr();
-    p.row_den = z.data_ptr<float>(); // no linear terms: the branch's own Z_i
+    p.row_den = z.data_ptr<float>();  // no linear terms: the branch's own Z_i
     p.stream = at::cuda::getCurrentCUDAStream().stream();
-    const char *err = LaunchLolcatsWindow(p);
-    TORCH_CHECK(err == nullptr,
-                "lizard window (training): CUDA launch failed: ", err);
+    const char* err = LaunchLolcatsWindow(p);
+    TORCH_CHECK(err == nullptr, "lizard window (training): CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, sinks, y, z});
     ctx->saved_data["window"] = window;
@@ -53,25 +47,21 @@ struct WindowBranchFunction
   }
 
   // Float32 gradients; autograd casts each to its input's dtype.
-  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y = s[4],
-                     &z = s[5];
+    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y = s[4], &z = s[5];
     // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z.
     const at::Tensor dy = grads[0].to(at::kFloat);
     const at::Tensor inv_z = z.reciprocal();
-    const at::Tensor d_den =
-        (-(dy * y.to(at::kFloat)).sum(-1) * inv_z).contiguous();
-    const at::Tensor d_num =
-        (dy * inv_z.unsqueeze(-1)).to(at::kBFloat16).contiguous();
+    const at::Tensor d_den = (-(dy * y.to(at::kFloat)).sum(-1) * inv_z).contiguous();
+    const at::Tensor d_num = (dy * inv_z.unsqueeze(-1)).to(at::kBFloat16).contiguous();
 
     const at::TensorOptions f32 = dy.options();
-    const at::Tensor dq = at::empty(q.sizes(), f32),
-                     dk = at::empty(q.sizes(), f32),
+    const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
                      dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
-    auto p = detail::WindowShape<LolcatsWindowBwdParams>(
-        q, k, ctx->saved_data["window"].toInt(), sinks.size(1));
+    auto p = detail::WindowShape<LolcatsWindowBwdParams>(q, k, ctx->saved_data["window"].toInt(),
+                                                         sinks.size(1));
     p.q = q.data_ptr();
     p.k = k.data_ptr();
     p.v = v.data_ptr();
@@ -83,57 +73,47 @@ struct WindowBranchFunction
     p.d_v = dv.data_ptr<float>();
     p.row_max = row_max.data_ptr<float>();
     p.stream = at::cuda::getCurrentCUDAStream().stream();
-    const char *err = LaunchLolcatsWindowBwd(p);
-    TORCH_CHECK(err == nullptr,
-                "lizard window backward: CUDA launch failed: ", err);
+    const char* err = LaunchLolcatsWindowBwd(p);
+    TORCH_CHECK(err == nullptr, "lizard window backward: CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
     // d l_m = sum over rows of dZ_i exp(l_m - c_i), per head.
     const int64_t h = sinks.size(0), m = sinks.size(1);
     const at::Tensor d_sinks =
-        (d_den.unsqueeze(-1) *
-         at::exp(sinks.view({1, h, 1, m}) - row_max.unsqueeze(-1)))
+        (d_den.unsqueeze(-1) * at::exp(sinks.view({1, h, 1, m}) - row_max.unsqueeze(-1)))
             .sum(at::IntArrayRef{0, 2});
-    return {dq, detail::SumToKvHeads(dk, k.size(1)),
-            detail::SumToKvHeads(dv, v.size(1)), d_sinks, at::Tensor()};
+    return {dq, detail::SumToKvHeads(dk, k.size(1)), detail::SumToKvHeads(dv, v.size(1)), d_sinks,
+            at::Tensor()};
   }
 };
 
-} // namespace
+}  // namespace
 
-std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor &qw,
-                                                const at::Tensor &kw,
-                                                const at::Tensor &v,
-                                                const at::Tensor &meta_logits,
+std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::Tensor& kw,
+                                                const at::Tensor& v, const at::Tensor& meta_logits,
                                                 int64_t window) {
-  for (const at::Tensor *x : {&qw, &kw, &v, &meta_logits}) {
-    if (!x->defined())
-      return std::nullopt;
+  for (const at::Tensor* x : {&qw, &kw, &v, &meta_logits}) {
+    if (!x->defined()) return std::nullopt;
   }
   if (!detail::CudaTrainingApplies(qw.device(), {&qw, &kw, &v, &meta_logits}) ||
       !detail::TrainsInBfloat16(qw) || !detail::TrainsInBfloat16(kw) ||
       !detail::TrainsInBfloat16(v)) {
     return std::nullopt;
   }
-  if (qw.dim() != 4 || kw.dim() != 4 || meta_logits.dim() != 2)
-    return std::nullopt;
+  if (qw.dim() != 4 || kw.dim() != 4 || meta_logits.dim() != 2) return std::nullopt;
   const bool shapes = v.sizes() == kw.sizes() && kw.size(0) == qw.size(0) &&
                       kw.size(2) == qw.size(2) && kw.size(3) == qw.size(3) &&
-                      qw.size(1) % kw.size(1) == 0 &&
-                      meta_logits.size(0) == qw.size(1) && qw.size(2) >= 1;
-  if (!shapes)
-    return std::nullopt;
+                      qw.size(1) % kw.size(1) == 0 && meta_logits.size(0) == qw.size(1) &&
+                      qw.size(2) >= 1;
+  if (!shapes) return std::nullopt;
   // Pointers are set at launch; these sizes decide.
   const float placeholder = 0.f;
-  auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window,
-                                                     meta_logits.size(1));
+  auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window, meta_logits.size(1));
   fp.type = ElementType::kBF16;
   fp.sinks = fp.alpha = &placeholder;
-  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(
-      qw, kw, window, meta_logits.size(1));
-  if (!LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp))
-    return std::nullopt;
+  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(qw, kw, window, meta_logits.size(1));
+  if (!LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp)) return std::nullopt;
   const c10::cuda::CUDAGuard guard(qw.device());
   return WindowBranchFunction::apply(qw, kw, v, meta_logits, window)[0];
 }
 
-} // namespace linearize::kernels::lizard::internal
+}  // namespace linearize::kernels::lizard::internal

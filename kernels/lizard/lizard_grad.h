@@ -20,10 +20,8 @@ namespace linearize::kernels::lizard::internal {
 // Runs when autograd needs it and the kernels cover the inputs (CUDA,
 // bfloat16 or float32 under CUDA autocast, D in {64, 128}); y is bfloat16.
 // Otherwise nullopt, and the caller takes the LibTorch form.
-std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor &qw,
-                                                const at::Tensor &kw,
-                                                const at::Tensor &v,
-                                                const at::Tensor &meta_logits,
+std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::Tensor& kw,
+                                                const at::Tensor& v, const at::Tensor& meta_logits,
                                                 int64_t window);
 
-} // namespace linearize::kernels::lizard::internal
+}  // namespace linearize::kernels::lizard::internal

@@ -250,6 +250,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   constexpr int kSub = 32;
 #pragma unroll
   for (int qc = 0; qc < kQueries / kSub; ++qc) {
+    // Queries u see the warp's keys r0 .. r0 + 15 only for r0 <= u < r0 + 15 + w.
+    if (kSub * qc + kSub - 1 < r0 || kSub * qc >= r0 + 15 + w) continue;
     // Rows: the warp's 16 keys; columns: 32 queries u = 32 qc + column.
     const bf16* sq_sub = sq + qc * kSub * Cf::SD;
     const bf16* sdn_sub = sdn + qc * kSub * Cf::SD;
@@ -328,7 +330,9 @@ const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
   if (!(p.q && p.k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v && p.row_max)) {
     return "LolcatsWindowBwd: missing tensors";
   }
-  if ((p.dc != nullptr) != (p.argmax != nullptr)) return "LolcatsWindowBwd: dc without argmax";
+  if ((p.dc != nullptr) != (p.argmax != nullptr) || (p.dc != nullptr) != (p.gate != nullptr)) {
+    return "LolcatsWindowBwd: dc, argmax and gate must all be set (LoLCATs) or all null (Lizard)";
+  }
   if ((p.sinks != nullptr) != (p.sink_count > 0)) return "LolcatsWindowBwd: sinks and sink_count";
   return p.head_dim == 64 ? Launch<64>(p) : Launch<128>(p);
 }

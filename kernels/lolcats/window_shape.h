@@ -12,7 +12,7 @@
 namespace linearize::kernels::detail {
 
 template <typename Params>
-Params WindowShape(const at::Tensor &q, const at::Tensor &k, int64_t window,
+Params WindowShape(const at::Tensor& q, const at::Tensor& k, int64_t window,
                    int64_t sink_count = 0) {
   Params p;
   p.batch = q.size(0);
@@ -26,4 +26,4 @@ Params WindowShape(const at::Tensor &q, const at::Tensor &k, int64_t window,
   return p;
 }
 
-} // namespace linearize::kernels::detail
+}  // namespace linearize::kernels::detail
