@@ -14,14 +14,15 @@ namespace linearize::kernels {
 
 // states [BH][blocks][elems] float32, decays [BH][blocks]; grid (ceil(elems /
 // blockDim.x), BH). The block scanned last has no local state to read (pass 1
-// skips it).
+// skips it). `initial` [BH][elems], optional: the state the first block
+// scanned enters with (a prefill that continues a state); null: zero.
 template <bool kReverse>
 __global__ void ScanBlockStatesKernel(float* states, const float* decays, int64_t blocks,
-                                      int elems) {
+                                      int elems, const float* initial = nullptr) {
   const int64_t bh = blockIdx.y;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= elems) return;
-  float run = 0.f;
+  float run = initial != nullptr ? initial[bh * elems + e] : 0.f;
   for (int64_t step = 0; step < blocks; ++step) {
     const int64_t k = kReverse ? blocks - 1 - step : step;
     const int64_t slot = bh * blocks + k;

@@ -52,6 +52,7 @@ struct Cfg {
   static constexpr int FH = F / 2;
   static constexpr bool kSplit = std::is_same_v<T, float>;
   static constexpr int DA = D + 8;  // values, a ones column, 7 zero columns
+  static_assert(DA == ChunkedLinearInitialStateCols(D), "initial_state layout");
   static constexpr int SQ = tiles::Stride(F);
   static constexpr int SV = tiles::Stride(DA);
   static constexpr int SS = tiles::Stride(DA);
@@ -429,20 +430,21 @@ __device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]
 
 // Global [F][DA] float32 state <-> registers.
 template <class Cf, bool kStore>
-__device__ void StateGlobal(float* base, float (&st)[Cf::NTS][4]) {
+__device__ void StateGlobal(std::conditional_t<kStore, float*, const float*> base,
+                            float (&st)[Cf::NTS][4]) {
   const StateMap<Cf> m;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int j = 0; j < Cf::NTS; ++j) {
     if (j < m.nt) {
       const int col = 8 * (m.tile0 + j) + 2 * t;
-      float2* p0 = reinterpret_cast<float2*>(base + (m.f0 + g) * Cf::DA + col);
-      float2* p1 = reinterpret_cast<float2*>(base + (m.f0 + g + 8) * Cf::DA + col);
+      const int i0 = (m.f0 + g) * Cf::DA + col, i1 = (m.f0 + g + 8) * Cf::DA + col;
       if constexpr (kStore) {
-        *p0 = make_float2(st[j][0], st[j][1]);
-        *p1 = make_float2(st[j][2], st[j][3]);
+        *reinterpret_cast<float2*>(base + i0) = make_float2(st[j][0], st[j][1]);
+        *reinterpret_cast<float2*>(base + i1) = make_float2(st[j][2], st[j][3]);
       } else {
-        const float2 a = *p0, b = *p1;
+        const float2 a = *reinterpret_cast<const float2*>(base + i0);
+        const float2 b = *reinterpret_cast<const float2*>(base + i1);
         st[j][0] = a.x;
         st[j][1] = a.y;
         st[j][2] = b.x;
@@ -562,9 +564,11 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
   InitOnes(sm);
   IssueWeights(sm, s, /*with_q=*/true);
   float st[Cf::NTS][4] = {};
-  if (p.blocks > 1 && blk > 0) {
+  if (p.blocks > 1 && blk > 0) {  // the scan started from the initial state, if any
     const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
     StateGlobal<Cf, false>(ws.states + (s.bh * p.blocks + blk) * Cf::F * Cf::DA, st);
+  } else if (p.initial_state != nullptr) {
+    StateGlobal<Cf, false>(p.initial_state + s.bh * Cf::F * Cf::DA, st);
   }
   StoreStateSmem(sm, st);
   if constexpr (!Cf::kSplit) IssueChunk<Cf, true>(sm, s, 0, c_begin, p.length, p.key_delay);
@@ -598,7 +602,8 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
     Phase1(sm, buf, gated, pre);
     __syncthreads();
     float acc[Cf::NT1][4];
-    const bool state_nonzero = (p.blocks > 1 && blk > 0) || c > c_begin;
+    const bool state_nonzero =
+        (p.blocks > 1 && blk > 0) || c > c_begin || p.initial_state != nullptr;
     Phase2(sm, buf, gated, state_nonzero, acc);
     if (gated) ScaleKeys(sm, buf);
     __syncthreads();
@@ -662,8 +667,8 @@ const char* Launch(const ChunkedLinearParams& p) {
     const dim3 grid2(static_cast<unsigned>((Cf::F * Cf::DA + 255) / 256),
                      static_cast<unsigned>(p.batch * p.heads));
     const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
-    ScanBlockStatesKernel<false>
-        <<<grid2, 256, 0, stream>>>(ws.states, ws.decays, p.blocks, Cf::F * Cf::DA);
+    ScanBlockStatesKernel<false><<<grid2, 256, 0, stream>>>(ws.states, ws.decays, p.blocks,
+                                                             Cf::F * Cf::DA, p.initial_state);
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }

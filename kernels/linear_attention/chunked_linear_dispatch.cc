@@ -12,7 +12,10 @@ namespace linearize::kernels::detail {
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in) {
   const at::Tensor &q = in.phi_q, &k = in.phi_k, &v = in.v, &g = in.log_gamma;
   if (!q.defined() || !k.defined() || !v.defined()) return std::nullopt;
-  if (!CudaKernelApplies(q.device(), {&q, &k, &v, &g})) return std::nullopt;
+  if (!CudaKernelApplies(q.device(), {&q, &k, &v, &g, &in.kv0, &in.k_sum0}) ||
+      in.kv0.defined() != in.k_sum0.defined()) {
+    return std::nullopt;
+  }
   ElementType type;
   if (!KernelElementType(q.scalar_type(), &type) || k.scalar_type() != q.scalar_type() ||
       v.scalar_type() != q.scalar_type()) {
@@ -35,6 +38,10 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     }
   }
   if (g.defined() && (g.dim() != 3 || g.size(0) != b || g.size(2) != t)) return std::nullopt;
+  if (in.kv0.defined() && (in.kv0.sizes() != at::IntArrayRef{b, h, f, d} ||
+                           in.k_sum0.sizes() != at::IntArrayRef{b, h, f})) {
+    return std::nullopt;
+  }
 
   ChunkedLinearParams p;
   p.batch = b;
@@ -62,6 +69,13 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
 
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   const at::TensorOptions f32 = q.options().dtype(at::kFloat);
+  at::Tensor initial;  // the kernel's state layout: [kv0 | k_sum0 | zeros]
+  if (in.kv0.defined()) {
+    initial = at::zeros({b, h, f, ChunkedLinearInitialStateCols(d)}, f32);
+    initial.narrow(3, 0, d).copy_(in.kv0);
+    initial.select(3, d).copy_(in.k_sum0);
+    p.initial_state = initial.data_ptr<float>();
+  }
   CudaLinearOutputs out;
   if (in.want_y) out.y = at::empty({b, h, t, d}, q.options());
   if (in.want_num_den) {
@@ -100,12 +114,15 @@ std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma,
-                                                        bool want_state) {
+                                                        bool want_state, const at::Tensor& kv0,
+                                                        const at::Tensor& k_sum0) {
   CudaLinearInputs in;
   in.phi_q = phi_q;
   in.phi_k = phi_k;
   in.v = v;
   in.log_gamma = log_gamma;
+  in.kv0 = kv0;
+  in.k_sum0 = k_sum0;
   in.want_y = false;
   in.want_num_den = true;
   in.want_state = want_state;

@@ -23,6 +23,10 @@ struct CudaLinearInputs {
   // with Hw = H or Hk; F = 2 Fh. Undefined: phi_q / phi_k are features.
   at::Tensor q_weight, k_weight;
   int64_t key_delay = 0;  // keys/values of position t are those of t - key_delay
+  // Optional (both or neither): the state before the first token, kv0
+  // [B, H, F, D] and k_sum0 [B, H, F] (any float dtype), as
+  // ChunkedCausalLinear's; the outputs and the final state carry it on.
+  at::Tensor kv0, k_sum0;
   double eps = 1e-6;
   bool want_y = true;        // y = num / (den + eps) in phi_q's dtype
   bool want_num_den = false;  // float32 num [B, H, T, D], den [B, H, T]
@@ -44,6 +48,8 @@ std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma,
-                                                        bool want_state);
+                                                        bool want_state,
+                                                        const at::Tensor& kv0 = {},
+                                                        const at::Tensor& k_sum0 = {});
 
 }  // namespace linearize::kernels::detail

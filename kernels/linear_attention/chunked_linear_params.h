@@ -26,6 +26,11 @@ struct ChunkedLinearParams {
   int64_t feature_dim = 0;  // F: 64 or 128
   int64_t head_dim = 0;     // D: 64 or 128
   int64_t key_delay = 0;    // >= 0
+  // Optional: the state before the first token (a prefill that continues a
+  // sequence), float32 [B, H, F, D + 8]: kv0 in columns < D, k_sum0 in
+  // column D, zeros after (the kernel's own state layout, which
+  // ChunkedLinearInitialStateCols gives). Null: the empty state.
+  const float* initial_state = nullptr;
 
   // Fused Hedgehog maps (bf16 only): when q_weight_t is set, phi_q / phi_k
   // hold the raw q [B, H, T, D] / k [B, Hk, T, D] and the kernel computes
@@ -52,6 +57,9 @@ struct ChunkedLinearParams {
   int64_t block_chunks = 0;    // 64-token chunks per block
   void* stream = nullptr;      // cudaStream_t of the caller's current stream
 };
+
+// Columns of initial_state's rows: D + 8.
+constexpr int64_t ChunkedLinearInitialStateCols(int64_t head_dim) { return head_dim + 8; }
 
 // Whether the kernel covers these sizes and element type.
 bool ChunkedLinearSupported(const ChunkedLinearParams& params);

@@ -50,8 +50,8 @@ at::Tensor AttentionWeights(const at::Tensor& q, const at::Tensor& k, const at::
 //  initial != nullptr: the prompt continues the sequence `*initial` holds (a
 //    state Prefill or DecodeStep left; not modified): y_i reads
 //    phi(q_i) (S0 + S_i) / (phi(q_i) . (z0 + z_i) + eps) and the new state is
-//    S0 + S_T, z0 + z_T, as T DecodeSteps from *initial give. This form runs
-//    in LibTorch on any device (the CUDA kernels start from an empty state).
+//    S0 + S_T, z0 + z_T, as T DecodeSteps from *initial give. On CUDA the
+//    chunked kernel starts from S0, z0; elsewhere LibTorch.
 struct PrefillResult {
   at::Tensor y;
   State state;

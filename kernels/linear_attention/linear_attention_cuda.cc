@@ -8,6 +8,7 @@
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/linear_attention_args.h"
 #include "kernels/linear_attention/linear_decode_params.h"
 
 namespace linearize::kernels {
@@ -23,22 +24,33 @@ namespace linear_attention::internal {
 
 std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, const FeatureMaps& maps,
-                                         const Options& options, bool want_state) {
+                                         const Options& options, bool want_state,
+                                         const State* initial) {
   ElementType type;
+  const at::Tensor* kv0 = initial != nullptr ? &initial->kv : nullptr;
+  const at::Tensor* k_sum0 = initial != nullptr ? &initial->k_sum : nullptr;
   if (!q.defined() || !detail::KernelElementType(q.scalar_type(), &type) ||
-      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight})) {
+      !detail::CudaKernelApplies(q.device(),
+                                 {&q, &k, &v, &maps.q_weight, &maps.k_weight, kv0, k_sum0})) {
     return std::nullopt;
   }
   const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
   CheckFeatureMaps(op, maps, dims.q_heads, dims.kv_heads, dims.head_dim);
   detail::CheckChunk(op, options.chunk);
   TORCH_CHECK(options.eps >= 0, op, ": eps must be >= 0, got ", options.eps);
+  if (initial != nullptr) {
+    CheckState(op, *initial, dims, FeatureDim(maps, dims.head_dim), q);
+  }
   if (dims.length == 0) return std::nullopt;
   const c10::NoGradGuard no_grad;
   detail::CudaLinearInputs in;
   in.v = v;
   in.eps = options.eps;
   in.want_state = want_state;
+  if (initial != nullptr) {
+    in.kv0 = initial->kv;
+    in.k_sum0 = initial->k_sum;
+  }
   std::optional<detail::CudaLinearOutputs> out;
   if (maps.kind == FeatureMapKind::kHedgehog && q.scalar_type() == at::kBFloat16) {
     // Hedgehog maps fused into the chunked kernel (bf16).
@@ -55,6 +67,10 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, co
     out = detail::ChunkedCausalLinearCuda(in);
   }
   if (!out) return std::nullopt;
+  if (initial != nullptr && want_state) {  // as DecodeStep keeps it
+    out->kv = out->kv.to(initial->kv.scalar_type());
+    out->k_sum = out->k_sum.to(initial->k_sum.scalar_type());
+  }
   return PrefillResult{out->y, State{out->kv, out->k_sum}};
 }
 

@@ -15,10 +15,12 @@
 namespace linearize::kernels::linear_attention::internal {
 
 // Checks the arguments exactly as Prepare does (same messages) when it takes
-// them; the state comes back only with want_state.
+// them; the state comes back only with want_state. `initial`: the state the
+// prompt continues (Prefill's), or null; a continued state keeps its dtype.
 std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, const FeatureMaps& maps,
-                                         const Options& options, bool want_state);
+                                         const Options& options, bool want_state,
+                                         const State* initial = nullptr);
 
 // Called after DecodeStep's checks; updates `state` in place.
 std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, const at::Tensor& k,

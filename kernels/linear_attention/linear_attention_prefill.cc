@@ -20,12 +20,9 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
 #ifdef LINEARIZE_WITH_CUDA
   // CUDA kernels (linear_attention_cuda.h) for the inputs they cover; they
   // check the arguments as Prepare does, and compute the features themselves.
-  // They start from an empty state only.
-  if (initial == nullptr) {
-    if (std::optional<PrefillResult> r =
-            internal::PrefillCuda(op, q, k, v, maps, options, want_state)) {
-      return std::move(*r);
-    }
+  if (std::optional<PrefillResult> r =
+          internal::PrefillCuda(op, q, k, v, maps, options, want_state, initial)) {
+    return std::move(*r);
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, q, k, v, maps, options);
@@ -43,8 +40,8 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     return {at::empty_like(q), EmptyState(p.dims.batch, p.dims.q_heads, p.phi_q.size(3),
                                           p.dims.head_dim, p.v.options())};
   }
-  // CUDA tensors the kernels do not cover (and autograd, and an initial
-  // state) take the LibTorch form below, which runs on any device.
+  // CUDA tensors the kernels do not cover (and autograd) take the LibTorch
+  // form below, which runs on any device.
   const detail::LinearTerms terms =
       detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, at::Tensor(), options.chunk, kv0, k_sum0);
   const at::Tensor y = terms.num / (terms.den.unsqueeze(-1) + options.eps);

@@ -85,8 +85,8 @@ at::Tensor AttentionWeights(const Inputs& in, const Weights& weights, const Opti
 //    k_sum (query i reads it decayed by the gates of P .. i), the window
 //    branch runs over the ring's keys of positions max(0, P - W + 1) .. P - 1
 //    followed by the prompt. Equal to T DecodeSteps from *initial, and to one
-//    Prefill over the whole sequence. This form runs in LibTorch on any
-//    device (the CUDA kernel starts from an empty state); rows at different
+//    Prefill over the whole sequence. On CUDA the kernels run it (the
+//    chunked kernel from kv / k_sum), elsewhere LibTorch; rows at different
 //    positions are refused.
 struct PrefillResult {
   at::Tensor y;

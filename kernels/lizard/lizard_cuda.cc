@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
@@ -124,18 +125,19 @@ std::optional<LolcatsWindowParams> WindowParams(const Inputs& in, const Weights&
 
 }  // namespace
 
-std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const Weights& weights,
-                                         const Options& options, bool want_state) {
+namespace {
+
+// The kernels after the checks. From the empty state (initial == nullptr):
+// both branches over the prompt. Continuing `initial` at position p0 > 0:
+// the gated branch over the prompt from the state; the window branch over
+// the ring's keys of positions Start(p0) .. p0 - 1 (zero queries, rows
+// dropped) followed by the prompt, as the LibTorch Continue runs it.
+std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const Weights& weights,
+                                        const Options& options, const detail::QkvDims& dims,
+                                        bool want_state, const State* initial, int64_t p0) {
   const FeatureMaps& maps = weights.maps;
   const at::Tensor& qw = WindowQ(in);
   const at::Tensor& kw = WindowK(in);
-  if (!in.q.defined() || maps.kind != FeatureMapKind::kHedgehog ||
-      !detail::CudaKernelApplies(in.q.device(),
-                                 {&in.q, &in.k, &in.v, &in.log_gamma, &qw, &kw, &maps.q_weight,
-                                  &maps.k_weight, &weights.meta_logits, &weights.alpha})) {
-    return std::nullopt;
-  }
-  const detail::QkvDims dims = Check(op, in, weights, options);
   at::Tensor keep[2];
   std::optional<LolcatsWindowParams> wp = WindowParams(in, weights, options, keep);
   if (dims.length == 0 || !wp) return std::nullopt;
@@ -147,6 +149,10 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const
   lin_in.want_y = false;
   lin_in.want_num_den = true;
   lin_in.want_state = want_state;
+  if (initial != nullptr) {
+    lin_in.kv0 = initial->kv;
+    lin_in.k_sum0 = initial->k_sum;
+  }
   std::optional<detail::CudaLinearOutputs> lin;
   if (in.q.scalar_type() == at::kBFloat16) {  // Hedgehog maps fused into the chunked kernel
     lin_in.phi_q = in.q;
@@ -162,28 +168,87 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const
     lin = detail::ChunkedCausalLinearCuda(lin_in);
   }
   if (!lin) return std::nullopt;
-  // Window branch, added to the gated one.
-  const at::Tensor q = qw.contiguous(), k = kw.contiguous(), v = in.v.contiguous();
-  PrefillResult out;
-  out.y = at::empty(in.q.sizes(), in.q.options());
+  // Window branch, added to the gated one, over E = [ring context | prompt].
+  const int64_t t = dims.length;
+  const int64_t s0 = initial != nullptr ? detail::WindowSpec{options.window, false}.Start(p0) : 0;
+  const int64_t ctx = initial != nullptr ? p0 - s0 : 0;
+  const auto front = [&](const at::Tensor& ring, const at::Tensor& x) {
+    return ctx == 0 ? x : at::cat({detail::RingSequence(ring, s0, p0), x}, 2);
+  };
+  const auto pad = [&](const at::Tensor& x) {  // zero rows in front
+    if (ctx == 0) return x.contiguous();
+    std::vector<int64_t> size = x.sizes().vec();
+    size[2] = ctx;
+    return at::cat({at::zeros(size, x.options()), x}, 2).contiguous();
+  };
+  const at::Tensor q = pad(qw);
+  const at::Tensor k = initial != nullptr ? front(initial->k_window, kw).contiguous() : kw.contiguous();
+  const at::Tensor v = initial != nullptr ? front(initial->v_window, in.v).contiguous()
+                                          : in.v.contiguous();
+  const at::Tensor lin_num = pad(lin->num), lin_den = pad(lin->den);
+  at::Tensor y = at::empty(q.sizes(), q.options());
+  wp->length = ctx + t;
   wp->q = q.data_ptr();
   wp->k = k.data_ptr();
   wp->v = v.data_ptr();
-  wp->lin_num = lin->num.data_ptr<float>();
-  wp->lin_den = lin->den.data_ptr<float>();
-  wp->y = out.y.data_ptr();
+  wp->lin_num = lin_num.data_ptr<float>();
+  wp->lin_den = lin_den.data_ptr<float>();
+  wp->y = y.data_ptr();
   wp->stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchLolcatsWindow(*wp);
   TORCH_CHECK(err == nullptr, op, ": window kernel launch failed: ", err);
   detail::CountCudaAttentionLaunch();
+  PrefillResult out;
+  out.y = y.narrow(2, ctx, t);
   if (want_state) {
-    out.state.kv = lin->kv;
-    out.state.k_sum = lin->k_sum;
-    out.state.k_window = detail::RingFromSequence(kw.detach(), options.window);
-    out.state.v_window = detail::RingFromSequence(in.v.detach(), options.window);
-    out.state.position = at::full({dims.batch}, dims.length, in.q.options().dtype(at::kLong));
+    if (initial == nullptr) {
+      out.state.kv = lin->kv;
+      out.state.k_sum = lin->k_sum;
+      out.state.k_window = detail::RingFromSequence(kw.detach(), options.window);
+      out.state.v_window = detail::RingFromSequence(in.v.detach(), options.window);
+      out.state.position = at::full({dims.batch}, t, in.q.options().dtype(at::kLong));
+    } else {  // a continued state keeps its dtypes, as DecodeStep keeps them
+      out.state.kv = lin->kv.to(initial->kv.scalar_type());
+      out.state.k_sum = lin->k_sum.to(initial->k_sum.scalar_type());
+      out.state.k_window = detail::RingAppend(initial->k_window, p0, kw);
+      out.state.v_window = detail::RingAppend(initial->v_window, p0, in.v);
+      out.state.position = initial->position + t;
+    }
   }
   return out;
+}
+
+}  // namespace
+
+std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const Weights& weights,
+                                         const Options& options, bool want_state,
+                                         const State* initial) {
+  const FeatureMaps& maps = weights.maps;
+  const at::Tensor& qw = WindowQ(in);
+  const at::Tensor& kw = WindowK(in);
+  const at::Tensor* none = nullptr;
+  if (!in.q.defined() || maps.kind != FeatureMapKind::kHedgehog ||
+      !detail::CudaKernelApplies(
+          in.q.device(), {&in.q, &in.k, &in.v, &in.log_gamma, &qw, &kw, &maps.q_weight,
+                          &maps.k_weight, &weights.meta_logits, &weights.alpha,
+                          initial ? &initial->kv : none, initial ? &initial->k_sum : none,
+                          initial ? &initial->k_window : none,
+                          initial ? &initial->v_window : none})) {
+    return std::nullopt;
+  }
+  const detail::QkvDims dims = Check(op, in, weights, options);
+  int64_t p0 = 0;
+  if (initial != nullptr) {
+    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
+                             initial->v_window, initial->position, dims,
+                             FeatureDim(maps, dims.head_dim), options.window, in.q);
+    p0 = detail::UniformPosition(op, initial->position);
+    if (initial->k_window.scalar_type() != kw.scalar_type() ||
+        initial->v_window.scalar_type() != in.v.scalar_type()) {
+      return std::nullopt;
+    }
+  }
+  return RunKernels(op, in, weights, options, dims, want_state, p0 > 0 ? initial : nullptr, p0);
 }
 
 }  // namespace linearize::kernels::lizard::internal

@@ -99,13 +99,11 @@ PrefillResult Continue(const internal::Prepared& p, const Inputs& in, const Opti
 PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, const Options& options,
                   bool want_state, const State* initial) {
 #ifdef LINEARIZE_WITH_CUDA
-  // A prompt from the empty state on the CUDA kernels, from the inputs as
-  // given (bf16, kv heads), before Prepare expands them.
-  if (initial == nullptr) {
-    if (std::optional<PrefillResult> r =
-            internal::PrefillCuda(op, in, weights, options, want_state)) {
-      return *std::move(r);
-    }
+  // A prompt on the CUDA kernels, from the inputs as given (bf16, kv heads),
+  // before Prepare expands them.
+  if (std::optional<PrefillResult> r =
+          internal::PrefillCuda(op, in, weights, options, want_state, initial)) {
+    return *std::move(r);
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, in, weights, options);

@@ -89,9 +89,9 @@ at::Tensor AttentionWeights(const at::Tensor& q, const at::Tensor& k, const at::
 //    chunked form runs over them followed by the prompt, every query adds
 //    phi(q) kv and phi(q) . k_sum to its linear terms, and only the prompt's
 //    rows are kept. Equal to T DecodeSteps from *initial, and to one Prefill
-//    over the whole sequence. This form runs in LibTorch on any device (the
-//    CUDA kernels start from an empty state); rows at different positions are
-//    refused.
+//    over the whole sequence. On CUDA the kernels run it for sliding
+//    windows (the chunked kernel from kv / k_sum), elsewhere LibTorch; rows
+//    at different positions are refused.
 struct PrefillResult {
   at::Tensor y;
   State state;

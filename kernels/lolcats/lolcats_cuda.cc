@@ -17,18 +17,25 @@
 
 namespace linearize::kernels::lolcats::internal {
 
-std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
-                                         const at::Tensor& v, const Weights& weights,
-                                         const Options& options, bool want_state) {
+namespace {
+
+// The kernels over one sequence (after the checks): the window terms and
+// the shared normaliser, with the linear part over the keys delayed by W,
+// from kv0 / k_sum0 when given (a continued state) or from zero. `lin` is
+// unset when no key has left the window and there is no state to read.
+struct KernelRun {
+  at::Tensor y;
+  std::optional<detail::CudaLinearOutputs> lin;
+};
+
+std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                    const at::Tensor& v, const Weights& weights,
+                                    const Options& options, const detail::QkvDims& dims,
+                                    bool want_state, const at::Tensor& kv0,
+                                    const at::Tensor& k_sum0) {
   LolcatsWindowParams wp;
   const FeatureMaps& maps = weights.maps;
-  if (!q.defined() || !detail::KernelElementType(q.scalar_type(), &wp.type) ||
-      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight,
-                                              &weights.window_logit})) {
-    return std::nullopt;
-  }
-  const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
-  CheckWeights(op, dims, q.device(), weights, options);
+  if (!detail::KernelElementType(q.scalar_type(), &wp.type)) return std::nullopt;
   wp.batch = dims.batch;
   wp.heads = dims.q_heads;
   wp.kv_heads = dims.kv_heads;
@@ -42,15 +49,15 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, co
   }
   const c10::NoGradGuard no_grad;
   const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t t = dims.length, w = options.window;
-  const int64_t f = FeatureDim(maps, dims.head_dim);
+  KernelRun run;
   // Linear part: keys j <= i - W, i.e. the causal linear attention of the
   // key stream delayed by W; its final state is the prefill state.
-  std::optional<detail::CudaLinearOutputs> lin;
-  if (t > w) {
+  if (dims.length > options.window || kv0.defined()) {
     detail::CudaLinearInputs in;
     in.v = v;
-    in.key_delay = w;
+    in.key_delay = options.window;
+    in.kv0 = kv0;
+    in.k_sum0 = k_sum0;
     in.want_y = false;
     in.want_num_den = true;
     in.want_state = want_state;
@@ -60,41 +67,102 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, co
       in.phi_k = k;
       in.q_weight = maps.q_weight;
       in.k_weight = maps.k_weight;
-      lin = detail::ChunkedCausalLinearCuda(in);
+      run.lin = detail::ChunkedCausalLinearCuda(in);
     }
-    if (!lin) {
+    if (!run.lin) {
       in.q_weight = in.k_weight = at::Tensor();
       in.phi_q = QueryFeatures(maps, q);
       in.phi_k = detail::KeyFeaturesForKernel(maps, k, dims.q_heads);
-      lin = detail::ChunkedCausalLinearCuda(in);
+      run.lin = detail::ChunkedCausalLinearCuda(in);
     }
-    if (!lin) return std::nullopt;
+    if (!run.lin) return std::nullopt;
   }
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   const at::Tensor gate = at::sigmoid(weights.window_logit.to(at::kFloat)).contiguous();
-  at::Tensor y = at::empty(q.sizes(), q.options());
+  run.y = at::empty(q.sizes(), q.options());
   wp.q = qc.data_ptr();
   wp.k = kc.data_ptr();
   wp.v = vc.data_ptr();
   wp.gate = gate.data_ptr<float>();
-  wp.lin_num = lin ? lin->num.data_ptr<float>() : nullptr;
-  wp.lin_den = lin ? lin->den.data_ptr<float>() : nullptr;
-  wp.y = y.data_ptr();
+  wp.lin_num = run.lin ? run.lin->num.data_ptr<float>() : nullptr;
+  wp.lin_den = run.lin ? run.lin->den.data_ptr<float>() : nullptr;
+  wp.y = run.y.data_ptr();
   wp.stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchLolcatsWindow(wp);
   TORCH_CHECK(err == nullptr, op, ": CUDA launch failed: ", err);
   detail::CountCudaAttentionLaunch();
+  return run;
+}
 
+}  // namespace
+
+std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const Weights& weights,
+                                         const Options& options, bool want_state) {
+  const FeatureMaps& maps = weights.maps;
+  if (!q.defined() ||
+      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight,
+                                              &weights.window_logit})) {
+    return std::nullopt;
+  }
+  const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
+  CheckWeights(op, dims, q.device(), weights, options);
+  std::optional<KernelRun> run =
+      RunKernels(op, q, k, v, weights, options, dims, want_state, {}, {});
+  if (!run) return std::nullopt;
   PrefillResult out;
-  out.y = y;
+  out.y = run->y;
   if (want_state) {
+    const int64_t f = FeatureDim(maps, dims.head_dim);
     const at::TensorOptions f32 = q.options().dtype(at::kFloat);
-    out.state.kv = lin ? lin->kv : at::zeros({dims.batch, dims.q_heads, f, dims.head_dim}, f32);
-    out.state.k_sum = lin ? lin->k_sum : at::zeros({dims.batch, dims.q_heads, f}, f32);
+    out.state.kv =
+        run->lin ? run->lin->kv : at::zeros({dims.batch, dims.q_heads, f, dims.head_dim}, f32);
+    out.state.k_sum = run->lin ? run->lin->k_sum : at::zeros({dims.batch, dims.q_heads, f}, f32);
     const int64_t slots = WindowSlots(options);
     out.state.k_window = detail::RingFromSequence(k, slots);
     out.state.v_window = detail::RingFromSequence(v, slots);
-    out.state.position = at::full({dims.batch}, t, q.options().dtype(at::kLong));
+    out.state.position = at::full({dims.batch}, dims.length, q.options().dtype(at::kLong));
+  }
+  return out;
+}
+
+std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const Weights& weights,
+                                          const Options& options, bool want_state,
+                                          const State& initial, int64_t p0) {
+  const FeatureMaps& maps = weights.maps;
+  if (!q.defined() || q.size(2) == 0 ||
+      !detail::CudaKernelApplies(q.device(),
+                                 {&q, &k, &v, &maps.q_weight, &maps.k_weight,
+                                  &weights.window_logit, &initial.kv, &initial.k_sum,
+                                  &initial.k_window, &initial.v_window}) ||
+      initial.k_window.scalar_type() != k.scalar_type() ||
+      initial.v_window.scalar_type() != v.scalar_type()) {
+    return std::nullopt;
+  }
+  // The extended sequence E of the LibTorch Continue (lolcats_prefill.cc):
+  // the ring's keys not yet in the linear state, with zero queries, then the
+  // prompt; the linear part starts from the state.
+  const int64_t t = q.size(2);
+  const int64_t s0 = internal::Spec(options).Start(p0 - 1);
+  const int64_t ctx = p0 - s0;
+  const at::Tensor q_ctx = at::zeros({q.size(0), q.size(1), ctx, q.size(3)}, q.options());
+  const at::Tensor qe = at::cat({q_ctx, q}, 2);
+  const at::Tensor ke = at::cat({detail::RingSequence(initial.k_window, s0, p0), k}, 2);
+  const at::Tensor ve = at::cat({detail::RingSequence(initial.v_window, s0, p0), v}, 2);
+  const detail::QkvDims dims = detail::CheckQkv(op, qe, ke, ve);
+  std::optional<KernelRun> run = RunKernels(op, qe, ke, ve, weights, options, dims, want_state,
+                                            initial.kv, initial.k_sum);
+  if (!run) return std::nullopt;
+  PrefillResult out;
+  out.y = run->y.narrow(2, ctx, t);
+  if (want_state) {
+    // E's keys before Start(p0 + T - 1) have left the window: in lin's state.
+    out.state.kv = run->lin->kv.to(initial.kv.scalar_type());
+    out.state.k_sum = run->lin->k_sum.to(initial.k_sum.scalar_type());
+    out.state.k_window = detail::RingAppend(initial.k_window, p0, k);
+    out.state.v_window = detail::RingAppend(initial.v_window, p0, v);
+    out.state.position = initial.position + t;
   }
   return out;
 }

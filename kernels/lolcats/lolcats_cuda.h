@@ -3,7 +3,8 @@
 //   prefill: features by the Hedgehog kernel in the input dtype; the linear
 //   part (keys older than the window) by the chunked kernel with keys delayed
 //   by W, which also yields the prefill state; the window softmax terms and
-//   the shared normaliser by the window kernel.
+//   the shared normaliser by the window kernel. A prompt that continues a
+//   state runs the same kernels, the linear part from that state.
 //   decode: the batched decode kernels (evict, ring write, attend).
 // Each returns nullopt when its kernels do not cover the inputs, and the
 // caller runs the LibTorch form. Internal to kernels/lolcats/.
@@ -21,6 +22,14 @@ namespace linearize::kernels::lolcats::internal {
 std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, const Weights& weights,
                                          const Options& options, bool want_state);
+
+// A prompt that continues `initial` (every row at position p0 > 0; called
+// after Prefill's checks): the kernels over the LibTorch Continue's extended
+// sequence, the linear part starting from the state; sliding windows only.
+std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& v, const Weights& weights,
+                                          const Options& options, bool want_state,
+                                          const State& initial, int64_t p0);
 
 // Called after DecodeStep's checks; updates `state` in place.
 std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, const at::Tensor& k,

@@ -152,7 +152,15 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
                              initial->v_window, initial->position, dims,
                              FeatureDim(weights.maps, dims.head_dim), WindowSlots(options), q);
     const int64_t p0 = detail::UniformPosition(op, initial->position);
-    if (p0 > 0) return Continue(op, q, k, v, weights, options, want_state, *initial, p0);
+    if (p0 > 0) {
+#ifdef LINEARIZE_WITH_CUDA
+      if (std::optional<PrefillResult> r = internal::ContinueCuda(op, q, k, v, weights, options,
+                                                                  want_state, *initial, p0)) {
+        return std::move(*r);
+      }
+#endif
+      return Continue(op, q, k, v, weights, options, want_state, *initial, p0);
+    }
   }
   // From the empty state.
 #ifdef LINEARIZE_WITH_CUDA

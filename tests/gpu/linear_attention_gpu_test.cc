@@ -75,6 +75,21 @@ TEST_P(LinearAttentionGpu, PrefillAndDecodeMatchFloat64) {
   EXPECT_LT(RelativeError(gpu.y, ref.y), tol) << "Prefill y";
   EXPECT_LT(RelativeError(gpu.state.kv, ref.state.kv), tol) << "Prefill kv";
   EXPECT_LT(RelativeError(gpu.state.k_sum, ref.state.k_sum), tol) << "Prefill k_sum";
+  if (c.t >= 2) {  // the prompt in two calls, the second continuing the first's state
+    const int64_t first = std::max<int64_t>(1, c.t / 3), rest = c.t - first;
+    const auto part = [&](const at::Tensor& x, int64_t from, int64_t len) {
+      return OnGpu(x, dtype).narrow(2, from, len);
+    };
+    const PrefillResult a =
+        Prefill(part(q, 0, first), part(k, 0, first), part(v, 0, first), gpu_maps);
+    const testing::LaunchCounter launches;
+    const PrefillResult b = Prefill(part(q, first, rest), part(k, first, rest),
+                                    part(v, first, rest), gpu_maps, {}, &a.state);
+    EXPECT_GE(launches.Launches(), 1) << "the continuing prefill did not run on the kernels";
+    EXPECT_LT(RelativeError(at::cat({a.y, b.y}, 2), ref.y), tol) << "continued Prefill y";
+    EXPECT_LT(RelativeError(b.state.kv, ref.state.kv), tol) << "continued Prefill kv";
+    EXPECT_LT(RelativeError(b.state.k_sum, ref.state.k_sum), tol) << "continued Prefill k_sum";
+  }
   for (int64_t i = c.t; i < total; ++i) {
     const auto tok = [&](const at::Tensor& x) { return x.narrow(2, i, 1); };
     const at::Tensor ry =

@@ -88,6 +88,53 @@ TEST_P(LizardGpu, ForwardAndPrefillMatchFloat64) {
   EXPECT_LT(RelativeError(g.state.k_sum, ref.state.k_sum), tol) << "Prefill k_sum";
 }
 
+// A prompt in two Prefill calls, the second continuing the first's state: on
+// the kernels where the window kernel takes the window (bf16 up to 128 keys,
+// float32 up to 64), and equal to the float64 CPU Prefill of the whole
+// prompt, y and state.
+TEST_P(LizardGpu, PrefillContinuesAState) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const auto [c, dtype] = GetParam();
+  if (c.t < 2) GTEST_SKIP() << "one token cannot be split";
+  at::manual_seed(606 + c.t + c.d);
+  Inputs cpu;
+  cpu.q = Seen(at::randn({c.b, c.hq, c.t, c.d}, at::kDouble), dtype);
+  cpu.k = Seen(at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), dtype);
+  cpu.v = Seen(at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), dtype);
+  cpu.log_gamma = at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 2.0);
+  if (c.strong) cpu.log_gamma = cpu.log_gamma * 10;
+  Weights w;
+  w.maps = testing::MapsSeen(testing::RandomHedgehog(c.hq, c.hq, c.d, c.fh), dtype);
+  w.meta_logits = at::randn({c.hq, 4}, at::kDouble);
+  w.alpha = at::randn({c.hq}, at::kDouble);
+  const Weights gw{testing::MapsOnGpu(w.maps, dtype), w.meta_logits.to(at::kFloat).cuda(),
+                   w.alpha.to(at::kFloat).cuda()};
+  Options o;
+  o.window = c.window;
+  const double tol = testing::Tol(dtype);
+  const PrefillResult ref = Prefill(cpu, w, o);
+  testing::PoisonCudaAllocator();
+  const int64_t first = std::max<int64_t>(1, c.t / 3), rest = c.t - first;
+  const auto part = [&](int64_t from, int64_t len) {
+    const auto seq = [&](const at::Tensor& x) { return OnGpu(x, dtype).narrow(2, from, len); };
+    return Inputs{seq(cpu.q), seq(cpu.k), seq(cpu.v),
+                  cpu.log_gamma.to(at::kFloat).cuda().narrow(2, from, len), {}, {}};
+  };
+  const PrefillResult a = Prefill(part(0, first), gw, o);
+  const testing::LaunchCounter launches;
+  const PrefillResult b = Prefill(part(first, rest), gw, o, &a.state);
+  if (c.window <= (dtype == at::kBFloat16 ? 128 : 64)) {
+    EXPECT_GE(launches.Launches(), 2) << "the continuing prefill did not run on the kernels";
+  }
+  ASSERT_TRUE(testing::AllFinite(b.y));
+  EXPECT_LT(RelativeError(at::cat({a.y, b.y}, 2), ref.y), tol) << "continued Prefill y";
+  EXPECT_LT(RelativeError(b.state.kv, ref.state.kv), tol) << "kv";
+  EXPECT_LT(RelativeError(b.state.k_sum, ref.state.k_sum), tol) << "k_sum";
+  EXPECT_LT(RelativeError(b.state.k_window, ref.state.k_window), tol) << "k_window";
+  EXPECT_LT(RelativeError(b.state.v_window, ref.state.v_window), tol) << "v_window";
+  EXPECT_TRUE(at::equal(b.state.position.cpu(), ref.state.position)) << "position";
+}
+
 // Random log gates for [B, H, T]: mild, or with strong ones (-30 and -inf) mixed in.
 at::Tensor RandomLogGamma(int64_t b, int64_t h, int64_t t, bool strong) {
   at::Tensor lg = at::log_sigmoid(at::randn({b, h, t}, at::kDouble) + 2.0);

@@ -92,6 +92,43 @@ TEST_P(LolcatsGpu, ForwardAndPrefillMatchFloat64) {
   ExpectState(gpu.state, ref.state, tol, "Prefill");
 }
 
+// A prompt in two Prefill calls, the second continuing the first's state,
+// runs on the kernels both times and gives the float64 CPU Prefill of the
+// whole prompt: y and the state (continuing before the window has filled,
+// and after).
+TEST_P(LolcatsGpu, PrefillContinuesAStateOnTheKernels) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const auto [c, dtype] = GetParam();
+  if (c.t < 2) GTEST_SKIP() << "one token cannot be split";
+  at::manual_seed(505 + c.t + c.d + c.window);
+  const at::Tensor q = at::randn({c.b, c.hq, c.t, c.d}, at::kDouble);
+  const at::Tensor k = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  const at::Tensor v = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  const Weights w = RandomWeights(c);
+  Options o;
+  o.window = c.window;
+  const double tol = testing::Tol(dtype);
+  const PrefillResult ref =
+      Prefill(Seen(q, dtype), Seen(k, dtype), Seen(v, dtype), WeightsSeen(w, dtype), o);
+  testing::PoisonCudaAllocator();
+  const int64_t first = std::max<int64_t>(1, c.t / 3), rest = c.t - first;
+  const auto part = [&](const at::Tensor& x, int64_t from, int64_t len) {
+    return OnGpu(x, dtype).narrow(2, from, len);
+  };
+  const Weights gw = WeightsOnGpu(w, dtype);
+  const PrefillResult a =
+      Prefill(part(q, 0, first), part(k, 0, first), part(v, 0, first), gw, o);
+  const testing::LaunchCounter launches;
+  const PrefillResult b =
+      Prefill(part(q, first, rest), part(k, first, rest), part(v, first, rest), gw, o, &a.state);
+  // The chunked kernel from the state (float32: two map launches first) and
+  // the window kernel.
+  EXPECT_GE(launches.Launches(), 2) << "the continuing prefill did not run on the kernels";
+  ASSERT_TRUE(testing::AllFinite(b.y));
+  EXPECT_LT(RelativeError(at::cat({a.y, b.y}, 2), ref.y), tol) << "continued Prefill y";
+  ExpectState(b.state, ref.state, tol, "continued Prefill");
+}
+
 TEST_P(LolcatsGpu, DecodeRowsAtDifferentPositions) {
   const auto [c, dtype] = GetParam();
   at::manual_seed(303 + c.t + c.d + c.window);
