@@ -178,9 +178,9 @@ int main(int argc, char** argv) {
     at::cuda::getCurrentCUDAStream().synchronize();
     return 0;
   }
-  // LINEARIZE_BENCH_PARTS: a subset of "prefill,train,decode" (default all).
+  // LINEARIZE_BENCH_PARTS: a subset of "prefill,train,decode,continue" (default all).
   const char* parts_env = std::getenv("LINEARIZE_BENCH_PARTS");
-  const std::string parts = parts_env != nullptr ? parts_env : "prefill,train,decode";
+  const std::string parts = parts_env != nullptr ? parts_env : "prefill,train,decode,continue";
   const auto part = [&](const char* name) { return parts.find(name) != std::string::npos; };
   const Ceilings ceil = Measure();
   std::printf("%s: copy %.0f GB/s, bf16 matmul %.0f TFLOP/s\n", device.c_str(),
@@ -385,6 +385,47 @@ int main(int argc, char** argv) {
       r3.ms = TimeMs([&] { lk::lizard::DecodeStep(zs, one, dzw, zo); }, 7, 3, 20);
       r3.bytes = state_bytes + 2.0 * b * hkv * zo.window * d * 2 + 6.0 * b * h * d * 2;
       r3.flops = dec_flops + double(b) * h * 4.0 * zo.window * d;
+      Add(rows, ceil, r3);
+    }
+    lk::detail::SetCudaAttentionEnabled(true);
+  }
+
+  // A follow-up prompt that continues a state (a chat's next turn): T new
+  // tokens after 8k, 32 query heads over 8 kv heads, kernels on and off.
+  for (const int64_t t : {64, 512, 4096}) {
+    if (!part("continue")) break;
+    const int64_t ctx = 8192;
+    const auto seq = [&](int64_t heads, int64_t len) { return at::randn({1, heads, len, d}, bf); };
+    const at::Tensor q0 = seq(h, ctx), k0 = seq(hkv, ctx), v0 = seq(hkv, ctx);
+    const at::Tensor q = seq(h, t), k = seq(hkv, t), v = seq(hkv, t);
+    const double tok = double(t) * h;
+    // The prompt's q, k, v read and y written, the float32 state read and written.
+    const double io = 4.0 * tok * d * 2 + 2.0 * h * (f * d + f) * 4;
+    const double flops = tok * 2.0 * (64.0 * f + 64.0 * d + 2.0 * f * d + 2.0 * d * fh);
+    const lk::lizard::Weights czw{dmaps, zw.meta_logits, zw.alpha};
+    const lk::lizard::Inputs z0 = lizard_inputs(1, hkv, ctx), z = lizard_inputs(1, hkv, t);
+    for (const bool cuda : {true, false}) {
+      lk::detail::SetCudaAttentionEnabled(cuda);
+      const char* impl = cuda ? "cuda" : "libtorch";
+      const int reps = cuda ? 10 : 3;
+      const lk::linear_attention::State s_lin =
+          lk::linear_attention::Prefill(q0, k0, v0, dmaps).state;
+      Row r{"continue_linear", impl, t};
+      r.ms = TimeMs([&] { lk::linear_attention::Prefill(q, k, v, dmaps, {}, &s_lin); }, reps);
+      r.bytes = io;
+      r.flops = flops;
+      Add(rows, ceil, r);
+      const lk::lolcats::State s_lol = lk::lolcats::Prefill(q0, k0, v0, dlw, lo).state;
+      Row r2{"continue_lolcats", impl, t};
+      r2.ms = TimeMs([&] { lk::lolcats::Prefill(q, k, v, dlw, lo, &s_lol); }, reps);
+      r2.bytes = io + 2.0 * hkv * w * d * 2;
+      r2.flops = flops + tok * 2.0 * 2.0 * 2.0 * w * d;
+      Add(rows, ceil, r2);
+      const lk::lizard::State s_liz = lk::lizard::Prefill(z0, czw, zo).state;
+      Row r3{"continue_lizard", impl, t};
+      r3.ms = TimeMs([&] { lk::lizard::Prefill(z, czw, zo, &s_liz); }, reps);
+      r3.bytes = io + 2.0 * hkv * zo.window * d * 2 + 2.0 * tok * d * 2;
+      r3.flops = flops + tok * 2.0 * 2.0 * 2.0 * zo.window * d;
       Add(rows, ceil, r3);
     }
     lk::detail::SetCudaAttentionEnabled(true);
