@@ -35,7 +35,7 @@ std::optional<at::Tensor> HedgehogFeatureMapCuda(const at::Tensor& x, const at::
   p.stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchHedgehog(p);
   TORCH_CHECK(err == nullptr, "HedgehogFeatureMap: CUDA launch failed: ", err);
-  CountCudaAttentionLaunch();
+  CountCudaFeatureMapLaunch();
   return out;
 }
 

@@ -9,10 +9,16 @@ namespace linearize::kernels::detail {
 namespace {
 bool g_enabled = true;
 int64_t g_launches = 0;
+int64_t g_map_launches = 0;
 }  // namespace
 
 int64_t CudaAttentionLaunchCount() { return g_launches; }
 void CountCudaAttentionLaunch() { ++g_launches; }
+int64_t CudaFeatureMapLaunchCount() { return g_map_launches; }
+void CountCudaFeatureMapLaunch() {
+  ++g_launches;
+  ++g_map_launches;
+}
 
 bool CudaAttentionEnabled() { return g_enabled; }
 void SetCudaAttentionEnabled(bool enabled) { g_enabled = enabled; }

@@ -36,6 +36,11 @@ bool TrainsInBfloat16(const at::Tensor& x);
 // fallback, produced a result). Not synchronised, like the switch above.
 int64_t CudaAttentionLaunchCount();
 void CountCudaAttentionLaunch();
+// The feature-map kernels' share of that count (CountCudaFeatureMapLaunch
+// counts a launch in both), so tests can tell the attention kernels from
+// the LibTorch forms, whose features also come from the map kernel.
+int64_t CudaFeatureMapLaunchCount();
+void CountCudaFeatureMapLaunch();
 
 // kF32 / kBF16 for float32 / bfloat16; false for any other dtype.
 bool KernelElementType(at::ScalarType type, ElementType* out);

@@ -182,7 +182,8 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
     return at::cat({at::zeros(size, x.options()), x}, 2).contiguous();
   };
   const at::Tensor q = pad(qw);
-  const at::Tensor k = initial != nullptr ? front(initial->k_window, kw).contiguous() : kw.contiguous();
+  const at::Tensor k = initial != nullptr ? front(initial->k_window, kw).contiguous()
+                                          : kw.contiguous();
   const at::Tensor v = initial != nullptr ? front(initial->v_window, in.v).contiguous()
                                           : in.v.contiguous();
   const at::Tensor lin_num = pad(lin->num), lin_den = pad(lin->den);
@@ -199,7 +200,7 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
   TORCH_CHECK(err == nullptr, op, ": window kernel launch failed: ", err);
   detail::CountCudaAttentionLaunch();
   PrefillResult out;
-  out.y = y.narrow(2, ctx, t);
+  out.y = ctx == 0 ? y : y.narrow(2, ctx, t).contiguous();
   if (want_state) {
     if (initial == nullptr) {
       out.state.kv = lin->kv;

@@ -131,7 +131,9 @@ std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, c
                                           const Options& options, bool want_state,
                                           const State& initial, int64_t p0) {
   const FeatureMaps& maps = weights.maps;
-  if (!q.defined() || q.size(2) == 0 ||
+  ElementType type;
+  if (!q.defined() || q.size(2) == 0 || options.window_kind != WindowKind::kSliding ||
+      !detail::KernelElementType(q.scalar_type(), &type) ||
       !detail::CudaKernelApplies(q.device(),
                                  {&q, &k, &v, &maps.q_weight, &maps.k_weight,
                                   &weights.window_logit, &initial.kv, &initial.k_sum,
@@ -155,7 +157,7 @@ std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, c
                                             initial.kv, initial.k_sum);
   if (!run) return std::nullopt;
   PrefillResult out;
-  out.y = run->y.narrow(2, ctx, t);
+  out.y = run->y.narrow(2, ctx, t).contiguous();
   if (want_state) {
     // E's keys before Start(p0 + T - 1) have left the window: in lin's state.
     out.state.kv = run->lin->kv.to(initial.kv.scalar_type());

@@ -58,11 +58,19 @@ inline kernels::FeatureMaps MapsOnGpu(const kernels::FeatureMaps& m, at::ScalarT
 // Counts CUDA kernel launches made through the dispatchers in its lifetime.
 class LaunchCounter {
  public:
-  LaunchCounter() : start_(kernels::detail::CudaAttentionLaunchCount()) {}
+  LaunchCounter()
+      : start_(kernels::detail::CudaAttentionLaunchCount()),
+        maps_start_(kernels::detail::CudaFeatureMapLaunchCount()) {}
+  // Every kernel launch through the dispatchers since construction.
   int64_t Launches() const { return kernels::detail::CudaAttentionLaunchCount() - start_; }
+  // Those of the attention kernels only: the LibTorch forms compute their
+  // features with the map kernel too, so only these tell the paths apart.
+  int64_t AttentionLaunches() const {
+    return Launches() - (kernels::detail::CudaFeatureMapLaunchCount() - maps_start_);
+  }
 
  private:
-  int64_t start_;
+  int64_t start_, maps_start_;
 };
 
 }  // namespace linearize::testing

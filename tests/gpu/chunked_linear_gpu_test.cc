@@ -1,7 +1,8 @@
 // The chunked causal linear attention kernel (plain, GQA, gated with mild and
 // strong decays including exact zeros, keys delayed as LoLCATs uses them, one
-// block and the two-pass split) against detail::ChunkedCausalLinear in
-// float64 on the CPU, on fresh random inputs, outputs poisoned first.
+// block and the two-pass split; from the empty state and from a given one)
+// against detail::ChunkedCausalLinear in float64 on the CPU, on fresh random
+// inputs, outputs poisoned first.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -65,32 +66,47 @@ TEST_P(ChunkedLinearGpu, MatchesFloat64Reference) {
   const at::Tensor rk = Delay(Expand(Seen(phi_k, dtype), c.h), c.delay);
   const at::Tensor rv = Delay(Expand(Seen(v, dtype), c.h), c.delay);
   const at::Tensor rg = lg.defined() ? Expand(lg, c.h) : at::Tensor();
-  const detail::LinearTerms ref = detail::ChunkedCausalLinear(rq, rk, rv, rg, 64);
-  const double eps = 1e-6;
-  const at::Tensor ref_y = ref.num / (ref.den.unsqueeze(-1) + eps);
+  // From the empty state, then from a random one (a prefill that continues a
+  // sequence; float32 values, as the kernel keeps its state).
+  const at::Tensor kv0 = (at::randn({c.b, c.h, c.f, c.d}, at::kDouble) * 3).to(at::kFloat);
+  const at::Tensor k_sum0 = (at::rand({c.b, c.h, c.f}, at::kDouble) * 5 + 1).to(at::kFloat);
+  for (const bool from_state : {false, true}) {
+    const std::string what = from_state ? " (from a state)" : "";
+    const detail::LinearTerms ref =
+        from_state ? detail::ChunkedCausalLinear(rq, rk, rv, rg, 64, kv0.to(at::kDouble),
+                                                 k_sum0.to(at::kDouble))
+                   : detail::ChunkedCausalLinear(rq, rk, rv, rg, 64);
+    const double eps = 1e-6;
+    const at::Tensor ref_y = ref.num / (ref.den.unsqueeze(-1) + eps);
 
-  testing::PoisonCudaAllocator();
-  const testing::LaunchCounter launches;
-  detail::CudaLinearInputs in;
-  in.phi_q = OnGpu(phi_q, dtype);
-  in.phi_k = OnGpu(phi_k, dtype);
-  in.v = OnGpu(v, dtype);
-  if (lg.defined()) in.log_gamma = lg.to(at::kFloat).cuda();
-  in.key_delay = c.delay;
-  in.eps = eps;
-  in.want_y = in.want_num_den = in.want_state = true;
-  const std::optional<detail::CudaLinearOutputs> out = detail::ChunkedCausalLinearCuda(in);
-  ASSERT_TRUE(out.has_value()) << "kernel declined the inputs";
-  EXPECT_EQ(launches.Launches(), 1);
-  const double tol = testing::Tol(dtype);
-  for (const at::Tensor* t : {&out->y, &out->num, &out->den, &out->kv, &out->k_sum}) {
-    ASSERT_TRUE(testing::AllFinite(*t)) << "unwritten (NaN-poisoned) or non-finite output";
+    testing::PoisonCudaAllocator();
+    const testing::LaunchCounter launches;
+    detail::CudaLinearInputs in;
+    in.phi_q = OnGpu(phi_q, dtype);
+    in.phi_k = OnGpu(phi_k, dtype);
+    in.v = OnGpu(v, dtype);
+    if (lg.defined()) in.log_gamma = lg.to(at::kFloat).cuda();
+    if (from_state) {
+      in.kv0 = kv0.cuda();
+      in.k_sum0 = k_sum0.cuda();
+    }
+    in.key_delay = c.delay;
+    in.eps = eps;
+    in.want_y = in.want_num_den = in.want_state = true;
+    const std::optional<detail::CudaLinearOutputs> out = detail::ChunkedCausalLinearCuda(in);
+    ASSERT_TRUE(out.has_value()) << "kernel declined the inputs" << what;
+    EXPECT_EQ(launches.Launches(), 1);
+    const double tol = testing::Tol(dtype);
+    for (const at::Tensor* t : {&out->y, &out->num, &out->den, &out->kv, &out->k_sum}) {
+      ASSERT_TRUE(testing::AllFinite(*t))
+          << "unwritten (NaN-poisoned) or non-finite output" << what;
+    }
+    EXPECT_LT(RelativeError(out->y, ref_y), tol) << "y" << what;
+    EXPECT_LT(RelativeError(out->num, ref.num), tol) << "num" << what;
+    EXPECT_LT(RelativeError(out->den, ref.den), tol) << "den" << what;
+    EXPECT_LT(RelativeError(out->kv, ref.kv), tol) << "kv" << what;
+    EXPECT_LT(RelativeError(out->k_sum, ref.k_sum), tol) << "k_sum" << what;
   }
-  EXPECT_LT(RelativeError(out->y, ref_y), tol) << "y";
-  EXPECT_LT(RelativeError(out->num, ref.num), tol) << "num";
-  EXPECT_LT(RelativeError(out->den, ref.den), tol) << "den";
-  EXPECT_LT(RelativeError(out->kv, ref.kv), tol) << "kv";
-  EXPECT_LT(RelativeError(out->k_sum, ref.k_sum), tol) << "k_sum";
 }
 
 const Case kCases[] = {

@@ -88,6 +88,18 @@ TEST_P(LizardGpu, ForwardAndPrefillMatchFloat64) {
   EXPECT_LT(RelativeError(g.state.k_sum, ref.state.k_sum), tol) << "Prefill k_sum";
 }
 
+// Random log gates for [B, H, T]: mild, or with strong ones (-30 and -inf) mixed in.
+at::Tensor RandomLogGamma(int64_t b, int64_t h, int64_t t, bool strong) {
+  at::Tensor lg = at::log_sigmoid(at::randn({b, h, t}, at::kDouble) + 2.0);
+  if (strong) {
+    const at::Tensor pos = at::arange(t, at::kLong).view({1, 1, t}).expand_as(lg);
+    lg = at::where(pos.remainder(7) == 3, at::full({}, -30.0, at::kDouble), lg);
+    lg = at::where(pos.remainder(50) == 20,
+                   at::full({}, -std::numeric_limits<double>::infinity(), at::kDouble), lg);
+  }
+  return lg;
+}
+
 // A prompt in two Prefill calls, the second continuing the first's state: on
 // the kernels where the window kernel takes the window (bf16 up to 128 keys,
 // float32 up to 64), and equal to the float64 CPU Prefill of the whole
@@ -101,8 +113,7 @@ TEST_P(LizardGpu, PrefillContinuesAState) {
   cpu.q = Seen(at::randn({c.b, c.hq, c.t, c.d}, at::kDouble), dtype);
   cpu.k = Seen(at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), dtype);
   cpu.v = Seen(at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), dtype);
-  cpu.log_gamma = at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 2.0);
-  if (c.strong) cpu.log_gamma = cpu.log_gamma * 10;
+  cpu.log_gamma = RandomLogGamma(c.b, c.hkv, c.t, c.strong);
   Weights w;
   w.maps = testing::MapsSeen(testing::RandomHedgehog(c.hq, c.hq, c.d, c.fh), dtype);
   w.meta_logits = at::randn({c.hq, 4}, at::kDouble);
@@ -123,9 +134,10 @@ TEST_P(LizardGpu, PrefillContinuesAState) {
   const PrefillResult a = Prefill(part(0, first), gw, o);
   const testing::LaunchCounter launches;
   const PrefillResult b = Prefill(part(first, rest), gw, o, &a.state);
-  if (c.window <= (dtype == at::kBFloat16 ? 128 : 64)) {
-    EXPECT_GE(launches.Launches(), 2) << "the continuing prefill did not run on the kernels";
-  }
+  // The chunked kernel from the state and the window kernel; none where the
+  // window kernel does not take the window (the LibTorch Continue).
+  EXPECT_EQ(launches.AttentionLaunches(), c.window <= (dtype == at::kBFloat16 ? 128 : 64) ? 2 : 0)
+      << "the continuing prefill's path";
   ASSERT_TRUE(testing::AllFinite(b.y));
   EXPECT_LT(RelativeError(at::cat({a.y, b.y}, 2), ref.y), tol) << "continued Prefill y";
   EXPECT_LT(RelativeError(b.state.kv, ref.state.kv), tol) << "kv";
@@ -133,18 +145,6 @@ TEST_P(LizardGpu, PrefillContinuesAState) {
   EXPECT_LT(RelativeError(b.state.k_window, ref.state.k_window), tol) << "k_window";
   EXPECT_LT(RelativeError(b.state.v_window, ref.state.v_window), tol) << "v_window";
   EXPECT_TRUE(at::equal(b.state.position.cpu(), ref.state.position)) << "position";
-}
-
-// Random log gates for [B, H, T]: mild, or with strong ones (-30 and -inf) mixed in.
-at::Tensor RandomLogGamma(int64_t b, int64_t h, int64_t t, bool strong) {
-  at::Tensor lg = at::log_sigmoid(at::randn({b, h, t}, at::kDouble) + 2.0);
-  if (strong) {
-    const at::Tensor pos = at::arange(t, at::kLong).view({1, 1, t}).expand_as(lg);
-    lg = at::where(pos.remainder(7) == 3, at::full({}, -30.0, at::kDouble), lg);
-    lg = at::where(pos.remainder(50) == 20,
-                   at::full({}, -std::numeric_limits<double>::infinity(), at::kDouble), lg);
-  }
-  return lg;
 }
 
 State Join(const State& a, const State& b) {
