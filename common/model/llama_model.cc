@@ -71,6 +71,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(io::ModelConfig c
 
 void LlamaModel::SetAttention(int64_t layer, std::unique_ptr<AttentionLayer> attention) {
   attention_.at(static_cast<size_t>(layer)) = std::move(attention);
+  absl::MutexLock lock(&stacked_mu_);
+  stacked_.reset();  // its states were made by the old attention
 }
 
 std::unique_ptr<Memory> LlamaModel::NewMemory(int64_t batch, int64_t capacity) const {
@@ -209,12 +211,19 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
           m->batch(), " of ", m->num_layers()));
     }
   }
+  // The stacked memory of the last call when it has n rows (one call at a
+  // time takes it; a concurrent call makes its own).
+  std::unique_ptr<Memory> stacked;
+  {
+    absl::MutexLock lock(&stacked_mu_);
+    if (stacked_ != nullptr && stacked_->batch() == n) stacked = std::move(stacked_);
+  }
   try {
-    // Stack the rows' states, step them together, then write each row back
-    // into its own state tensors (Export gives a recurrent state's own
-    // tensors), one multi-tensor copy per state field rather than one copy
-    // per tensor of every row.
-    auto stacked = NewMemory(n);
+    // Gather the rows' states into the stacked memory's own tensors (Export
+    // gives a recurrent state's own tensors), step them together, then write
+    // each row back into its own state tensors, one multi-tensor copy per
+    // state field rather than one copy per tensor of every row.
+    if (stacked == nullptr) stacked = NewMemory(n);
     std::vector<std::vector<Memory::LayerTensors>> rows;
     rows.reserve(static_cast<size_t>(n));
     std::vector<int64_t> positions;
@@ -222,16 +231,30 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
       rows.push_back(m->Export());
       positions.push_back(m->position());
     }
-    std::vector<Memory::LayerTensors> joined(static_cast<size_t>(num_layers()));
-    for (size_t l = 0; l < joined.size(); ++l) {
-      for (size_t k = 0; k < rows[0][l].size(); ++k) {
+    const std::vector<Memory::LayerTensors> into = stacked->Export();
+    for (size_t l = 0; l < into.size(); ++l) {
+      for (size_t k = 0; k < into[l].size(); ++k) {
         std::vector<at::Tensor> parts;
-        for (const auto& row : rows) parts.push_back(row[l][k].second);
-        joined[l].emplace_back(rows[0][l][k].first, at::cat(parts, 0));
+        for (const auto& row : rows) {
+          if (row[l].size() != into[l].size() || row[l][k].first != into[l][k].first) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "DecodeBatch: layer ", l, ": a memory's state has other tensors than ",
+                into[l][k].first));
+          }
+          const at::Tensor& part = row[l][k].second;
+          if (part.dim() == 0 || part.size(0) != 1 ||
+              part.sizes().slice(1) != into[l][k].second.sizes().slice(1) ||
+              part.scalar_type() != into[l][k].second.scalar_type()) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "DecodeBatch: layer ", l, ": state tensor ", into[l][k].first,
+                " of a memory does not fit this model's"));
+          }
+          parts.push_back(part);
+        }
+        at::Tensor out = into[l][k].second;  // shares the state's storage
+        at::cat_out(out, parts, 0);
       }
     }
-    if (absl::Status s = stacked->Import(0, joined); !s.ok()) return s;
-    joined.clear();
     const at::Tensor pos = at::tensor(positions, at::TensorOptions().dtype(at::kLong));
     const at::Tensor hidden = HiddenUnchecked(ids.to(device()).view({n, 1}), stacked.get(), pos);
     const at::Tensor logits = LmHead(hidden).view({n, -1});
@@ -248,6 +271,8 @@ absl::StatusOr<at::Tensor> LlamaModel::DecodeBatch(const at::Tensor& ids,
       at::_foreach_copy_(dst, src);
     }
     for (Memory* m : memories) m->Advance(1);
+    absl::MutexLock lock(&stacked_mu_);
+    stacked_ = std::move(stacked);
     return logits;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("DecodeBatch failed: ", e.what_without_backtrace()));

@@ -13,7 +13,9 @@
 #include <span>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/io/model_config.h"
 #include "common/model/attention.h"
 #include "common/model/lora.h"
@@ -145,6 +147,11 @@ class LlamaModel {
   c10::Device device_ = c10::Device(c10::kCPU);
   RotaryEmbedding rope_;
   std::vector<std::unique_ptr<AttentionLayer>> attention_;
+  // DecodeBatch's stacked memory of the last batch size, kept between calls
+  // so a step gathers the rows' states into it instead of allocating a
+  // zeroed memory and copying twice; dropped by SetAttention.
+  mutable absl::Mutex stacked_mu_;
+  mutable std::unique_ptr<Memory> stacked_ ABSL_GUARDED_BY(stacked_mu_);
   std::shared_ptr<const LoraAdapters> lora_;
   bool checkpointing_ = false;
   struct FusedLayer {

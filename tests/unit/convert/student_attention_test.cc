@@ -128,6 +128,50 @@ TEST_P(StudentDecode, PromptInThreeCallsEqualsOneCall) {
   }
 }
 
+// DecodeBatch keeps its stacked memory between calls of one batch size: the
+// rows it gathers are other memories each call, at other positions, and
+// every call gives what each memory's own one-token Forward gives (a stale
+// row would show). A call of another size makes a new stacked memory.
+TEST_P(StudentDecode, DecodeBatchOverChangingMemoriesEqualsOneAtATime) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  LlamaModel& m = *loaded->model;
+  LinearAttentionConfig c = DefaultLinearAttentionConfig(GetParam());
+  c.window = 8;
+  c.feature_dim = 16;
+  ConvertAll(m, c);
+  at::NoGradGuard no_grad;
+  const auto gen = at::detail::createCPUGenerator(9);
+  std::vector<std::unique_ptr<Memory>> batched, alone;
+  for (const int64_t len : {5, 11, 17}) {  // three sessions at different positions
+    batched.push_back(m.NewMemory(1));
+    const at::Tensor ids = at::randint(0, m.vocab_size(), {1, len}, gen, at::kLong);
+    ASSERT_TRUE(m.Forward(ids, batched.back().get()).ok());
+    alone.push_back(batched.back()->Clone());
+  }
+  const std::vector<std::vector<size_t>> calls = {{0, 1}, {1, 2}, {2, 0}, {0, 1, 2}, {2, 1}};
+  for (size_t s = 0; s < calls.size(); ++s) {
+    std::vector<Memory*> memories;
+    std::vector<int64_t> tokens;
+    for (size_t j : calls[s]) {
+      memories.push_back(batched[j].get());
+      tokens.push_back(static_cast<int64_t>((7 * s + 3 * j + 1) % m.vocab_size()));
+    }
+    auto logits = m.DecodeBatch(at::tensor(tokens, at::kLong), memories);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    for (size_t r = 0; r < calls[s].size(); ++r) {
+      const size_t j = calls[s][r];
+      auto one = m.Forward(at::tensor({tokens[r]}, at::kLong).view({1, 1}), alone[j].get(),
+                           LlamaModel::Logits::kLast);
+      ASSERT_TRUE(one.ok()) << one.status();
+      EXPECT_LT(((*logits)[static_cast<int64_t>(r)] - one->view({-1})).abs().max().item<double>(),
+                1e-4)
+          << "call " << s << ", memory " << j;
+      EXPECT_EQ(batched[j]->position(), alone[j]->position());
+    }
+  }
+}
+
 // The explicit matrix (attention transfer's cross-entropy reads it) is the
 // layer: weights times v equals the parallel forward, float64, GQA, with
 // keys leaving the window; rows have no weight above the diagonal, and the
