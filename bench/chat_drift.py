@@ -10,7 +10,7 @@ whitespace tokens of each answer:
   first_rep8         first word index at which an 8-word sequence repeats an
                      earlier one (= word count if none)
   first_rep8_nonum   the same with digit runs masked ("9." == "10."), so
-                     numbered-list loops count as repeats (extra, not asked)
+                     numbered-list loops count as repeats
   stopped            generation ended on its own (finish=stop, < 200 tokens)
 Writes bench/results/chat_drift_cpu.json and prints a Markdown table.
 Usage (from the repo root): .venv/bin/python bench/chat_drift.py
