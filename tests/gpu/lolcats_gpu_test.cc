@@ -41,6 +41,23 @@ Weights WeightsOnGpu(const Weights& w, at::ScalarType type) {
   return {testing::MapsOnGpu(w.maps, type), w.window_logit.cuda()};
 }
 
+// Fresh float64 q, k, v, weights and the case's options, seeded by `seed` and the case.
+struct Problem {
+  at::Tensor q, k, v;
+  Weights w;
+  Options o;
+};
+Problem RandomProblem(const Case& c, int64_t seed) {
+  at::manual_seed(seed + c.t + c.d + c.window);
+  Problem p;
+  p.q = at::randn({c.b, c.hq, c.t, c.d}, at::kDouble);
+  p.k = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  p.v = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
+  p.w = RandomWeights(c);
+  p.o.window = c.window;
+  return p;
+}
+
 State Join(const State& a, const State& b) {
   return State{at::cat({a.kv, b.kv}), at::cat({a.k_sum, b.k_sum}),
                at::cat({a.k_window, b.k_window}), at::cat({a.v_window, b.v_window}),
@@ -58,13 +75,7 @@ void ExpectState(const State& gpu, const State& ref, double tol, const std::stri
 TEST_P(LolcatsGpu, ForwardAndPrefillMatchFloat64) {
   ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
   const auto [c, dtype] = GetParam();
-  at::manual_seed(202 + c.t + c.d + c.window);
-  const at::Tensor q = at::randn({c.b, c.hq, c.t, c.d}, at::kDouble);
-  const at::Tensor k = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
-  const at::Tensor v = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
-  const Weights w = RandomWeights(c);
-  Options o;
-  o.window = c.window;
+  const auto [q, k, v, w, o] = RandomProblem(c, 202);
   const double tol = testing::Tol(dtype);
   const at::Tensor ref_y =
       ForwardReference(Seen(q, dtype), Seen(k, dtype), Seen(v, dtype), WeightsSeen(w, dtype), o);
@@ -100,13 +111,7 @@ TEST_P(LolcatsGpu, PrefillContinuesAStateOnTheKernels) {
   ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
   const auto [c, dtype] = GetParam();
   if (c.t < 2) GTEST_SKIP() << "one token cannot be split";
-  at::manual_seed(505 + c.t + c.d + c.window);
-  const at::Tensor q = at::randn({c.b, c.hq, c.t, c.d}, at::kDouble);
-  const at::Tensor k = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
-  const at::Tensor v = at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble);
-  const Weights w = RandomWeights(c);
-  Options o;
-  o.window = c.window;
+  const auto [q, k, v, w, o] = RandomProblem(c, 505);
   const double tol = testing::Tol(dtype);
   const PrefillResult ref =
       Prefill(Seen(q, dtype), Seen(k, dtype), Seen(v, dtype), WeightsSeen(w, dtype), o);

@@ -25,16 +25,24 @@ void ConvertAll(LlamaModel& m, const LinearAttentionConfig& c) {
   }
 }
 
+// The fixture teacher with every layer converted to `recipe` (window 8,
+// feature width 16, fresh tensors).
+void LoadConverted(Recipe recipe, LoadedModel* out) {
+  auto loaded = LoadModel(kTeacher);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  LinearAttentionConfig c = DefaultLinearAttentionConfig(recipe);
+  c.window = 8;
+  c.feature_dim = 16;
+  ConvertAll(*loaded->model, c);
+  *out = *std::move(loaded);
+}
+
 class StudentDecode : public ::testing::TestWithParam<Recipe> {};
 
 TEST_P(StudentDecode, RecurrentDecodeMatchesParallel) {
-  auto loaded = LoadModel(kTeacher);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  LlamaModel& m = *loaded->model;
-  LinearAttentionConfig c = DefaultLinearAttentionConfig(GetParam());
-  c.window = 8;
-  c.feature_dim = 16;
-  ConvertAll(m, c);
+  LoadedModel loaded;
+  ASSERT_NO_FATAL_FAILURE(LoadConverted(GetParam(), &loaded));
+  LlamaModel& m = *loaded.model;
   at::NoGradGuard no_grad;
   const at::Tensor ids = at::randint(0, m.vocab_size(), {1, 30},
                                      at::detail::createCPUGenerator(5), at::kLong);
@@ -133,13 +141,9 @@ TEST_P(StudentDecode, PromptInThreeCallsEqualsOneCall) {
 // every call gives what each memory's own one-token Forward gives (a stale
 // row would show). A call of another size makes a new stacked memory.
 TEST_P(StudentDecode, DecodeBatchOverChangingMemoriesEqualsOneAtATime) {
-  auto loaded = LoadModel(kTeacher);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  LlamaModel& m = *loaded->model;
-  LinearAttentionConfig c = DefaultLinearAttentionConfig(GetParam());
-  c.window = 8;
-  c.feature_dim = 16;
-  ConvertAll(m, c);
+  LoadedModel loaded;
+  ASSERT_NO_FATAL_FAILURE(LoadConverted(GetParam(), &loaded));
+  LlamaModel& m = *loaded.model;
   at::NoGradGuard no_grad;
   const auto gen = at::detail::createCPUGenerator(9);
   std::vector<std::unique_ptr<Memory>> batched, alone;
