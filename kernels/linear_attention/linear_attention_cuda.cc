@@ -20,6 +20,22 @@ at::Tensor detail::KeyFeaturesForKernel(const FeatureMaps& maps, const at::Tenso
   return KeyFeatures(maps, k, q_heads);
 }
 
+std::optional<detail::CudaLinearOutputs> detail::ChunkedCausalLinearOnMapsCuda(
+    CudaLinearInputs in, const FeatureMaps& maps, const at::Tensor& q, const at::Tensor& k,
+    int64_t q_heads) {
+  if (maps.kind == FeatureMapKind::kHedgehog && q.scalar_type() == at::kBFloat16) {
+    in.phi_q = q;  // the Hedgehog maps fused into the chunked kernel (bf16)
+    in.phi_k = k;
+    in.q_weight = maps.q_weight;
+    in.k_weight = maps.k_weight;
+    if (std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(in)) return out;
+  }
+  in.q_weight = in.k_weight = at::Tensor();
+  in.phi_q = QueryFeatures(maps, q);
+  in.phi_k = KeyFeaturesForKernel(maps, k, q_heads);
+  return ChunkedCausalLinearCuda(in);
+}
+
 namespace linear_attention::internal {
 
 std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
@@ -51,21 +67,8 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, co
     in.kv0 = initial->kv;
     in.k_sum0 = initial->k_sum;
   }
-  std::optional<detail::CudaLinearOutputs> out;
-  if (maps.kind == FeatureMapKind::kHedgehog && q.scalar_type() == at::kBFloat16) {
-    // Hedgehog maps fused into the chunked kernel (bf16).
-    in.phi_q = q;
-    in.phi_k = k;
-    in.q_weight = maps.q_weight;
-    in.k_weight = maps.k_weight;
-    out = detail::ChunkedCausalLinearCuda(in);
-  }
-  if (!out) {
-    in.q_weight = in.k_weight = at::Tensor();
-    in.phi_q = QueryFeatures(maps, q);
-    in.phi_k = detail::KeyFeaturesForKernel(maps, k, dims.q_heads);
-    out = detail::ChunkedCausalLinearCuda(in);
-  }
+  std::optional<detail::CudaLinearOutputs> out =
+      detail::ChunkedCausalLinearOnMapsCuda(in, maps, q, k, dims.q_heads);
   if (!out) return std::nullopt;
   if (initial != nullptr && want_state) {  // as DecodeStep keeps it
     out->kv = out->kv.to(initial->kv.scalar_type());

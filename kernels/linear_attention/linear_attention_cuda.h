@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "kernels/feature_map/feature_map.h"
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/linear_attention.h"
 
 namespace linearize::kernels::linear_attention::internal {
@@ -35,5 +36,16 @@ namespace linearize::kernels::detail {
 // key map is per kv head (or elu+1): [B, Hkv or Hq, T, F]. The chunked kernel
 // maps query heads onto these itself.
 at::Tensor KeyFeaturesForKernel(const FeatureMaps& maps, const at::Tensor& k, int64_t q_heads);
+
+// The chunked kernel on raw q [B, Hq, T, D] and k [B, Hkv, T, D] through
+// `maps`: the Hedgehog maps fused into it for bf16 when it takes them, else
+// on features from the map kernels. `in` carries the rest (v, gates, delay,
+// initial state, outputs); its phi/weight fields are set here. nullopt when
+// the kernel does not cover the inputs.
+std::optional<CudaLinearOutputs> ChunkedCausalLinearOnMapsCuda(CudaLinearInputs in,
+                                                               const FeatureMaps& maps,
+                                                               const at::Tensor& q,
+                                                               const at::Tensor& k,
+                                                               int64_t q_heads);
 
 }  // namespace linearize::kernels::detail

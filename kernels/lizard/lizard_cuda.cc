@@ -153,20 +153,8 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
     lin_in.kv0 = initial->kv;
     lin_in.k_sum0 = initial->k_sum;
   }
-  std::optional<detail::CudaLinearOutputs> lin;
-  if (in.q.scalar_type() == at::kBFloat16) {  // Hedgehog maps fused into the chunked kernel
-    lin_in.phi_q = in.q;
-    lin_in.phi_k = in.k;
-    lin_in.q_weight = maps.q_weight;
-    lin_in.k_weight = maps.k_weight;
-    lin = detail::ChunkedCausalLinearCuda(lin_in);
-  }
-  if (!lin) {
-    lin_in.q_weight = lin_in.k_weight = at::Tensor();
-    lin_in.phi_q = QueryFeatures(maps, in.q);
-    lin_in.phi_k = detail::KeyFeaturesForKernel(maps, in.k, dims.q_heads);
-    lin = detail::ChunkedCausalLinearCuda(lin_in);
-  }
+  const std::optional<detail::CudaLinearOutputs> lin =
+      detail::ChunkedCausalLinearOnMapsCuda(lin_in, maps, in.q, in.k, dims.q_heads);
   if (!lin) return std::nullopt;
   // Window branch, added to the gated one, over E = [ring context | prompt].
   const int64_t t = dims.length;

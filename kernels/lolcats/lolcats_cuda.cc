@@ -61,20 +61,7 @@ std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const a
     in.want_y = false;
     in.want_num_den = true;
     in.want_state = want_state;
-    if (maps.kind == FeatureMapKind::kHedgehog && q.scalar_type() == at::kBFloat16) {
-      // Hedgehog maps fused into the chunked kernel (bf16).
-      in.phi_q = q;
-      in.phi_k = k;
-      in.q_weight = maps.q_weight;
-      in.k_weight = maps.k_weight;
-      run.lin = detail::ChunkedCausalLinearCuda(in);
-    }
-    if (!run.lin) {
-      in.q_weight = in.k_weight = at::Tensor();
-      in.phi_q = QueryFeatures(maps, q);
-      in.phi_k = detail::KeyFeaturesForKernel(maps, k, dims.q_heads);
-      run.lin = detail::ChunkedCausalLinearCuda(in);
-    }
+    run.lin = detail::ChunkedCausalLinearOnMapsCuda(in, maps, q, k, dims.q_heads);
     if (!run.lin) return std::nullopt;
   }
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
