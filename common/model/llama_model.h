@@ -149,7 +149,9 @@ class LlamaModel {
   std::vector<std::unique_ptr<AttentionLayer>> attention_;
   // DecodeBatch's stacked memory of the last batch size, kept between calls
   // so a step gathers the rows' states into it instead of allocating a
-  // zeroed memory and copying twice; dropped by SetAttention.
+  // zeroed memory and copying twice; replaced by a call of another size,
+  // dropped by SetAttention. It holds the last batch's states once more
+  // (outside any session's accounting), as the per-step copy did while it ran.
   mutable absl::Mutex stacked_mu_;
   mutable std::unique_ptr<Memory> stacked_ ABSL_GUARDED_BY(stacked_mu_);
   std::shared_ptr<const LoraAdapters> lora_;
