@@ -76,7 +76,7 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
     // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
     // (per query head), and log_gamma_s enters every B_t with t >= s.
     const at::Tensor db = (q.to(at::kFloat) * dq).sum(-1) -
-                          (ExpandKvHeads(k, h).to(at::kFloat) * dk).sum(-1);  // [B, H, T]
+                          (ExpandKvHeads(k, h).to(at::kFloat) * dk).sum(-1);      // [B, H, T]
     out.d_log_gamma = SumToKvHeads(db, gc.size(1)).flip(-1).cumsum(-1).flip(-1);  // [B, Hg, T]
   }
   return out;
@@ -94,14 +94,8 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
     const at::Tensor log_gamma = GateOrNone(gate_or_empty);
     const at::Tensor q = phi_q.to(at::kBFloat16), k = phi_k.to(at::kBFloat16),
                      vb = v.to(at::kBFloat16);
-    CudaLinearInputs in;
-    in.phi_q = q;
-    in.phi_k = k;
-    in.v = vb;
-    in.log_gamma = log_gamma;
-    in.want_y = false;
-    in.want_num_den = in.want_state = true;
-    std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(in);
+    std::optional<LinearTerms> out =
+        ChunkedCausalLinearTermsCuda(q, k, vb, log_gamma, /*want_state=*/true);
     TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
     ctx->save_for_backward({q, k, vb, gate_or_empty});
     ctx->mark_non_differentiable({out->kv, out->k_sum});

@@ -58,11 +58,14 @@ Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const
   p.phi_k = KeyFeatures(weights.maps, in.k.to(ct), hq);
   p.v = detail::ExpandKvHeads(in.v.to(ct), hq);
   p.log_gamma = detail::ExpandKvHeads(in.log_gamma.to(ct), hq);
-  p.qw = WindowQ(in).to(ct);
-  p.kw = detail::ExpandKvHeads(WindowK(in).to(ct), hq);
   p.meta = weights.meta_logits.to(ct).view({1, hq, 1, weights.meta_logits.size(1)});
   p.alpha = weights.alpha.to(ct).view({1, hq, 1, 1});
   return p;
+}
+
+WindowQk ExpandWindowQk(const Inputs& in, int64_t q_heads) {
+  const at::ScalarType ct = detail::ComputeType(in.q.scalar_type());
+  return {WindowQ(in).to(ct), detail::ExpandKvHeads(WindowK(in).to(ct), q_heads)};
 }
 
 }  // namespace linearize::kernels::lizard::internal

@@ -23,11 +23,18 @@ struct Prepared {
   at::Tensor phi_q, phi_k;  // [B, Hq, T, F]
   at::Tensor v;             // [B, Hq, T, D]
   at::Tensor log_gamma;     // [B, Hq, T]
-  at::Tensor qw, kw;        // [B, Hq, T, D] window branch
   at::Tensor meta;          // [1, Hq, 1, M]
   at::Tensor alpha;         // [1, Hq, 1, 1]
 };
 
 Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options);
+
+// The window branch's q and k [B, Hq, T, D] in the compute dtype, k expanded
+// to the query heads: only the LibTorch window branch needs them (the CUDA
+// kernels read WindowQ/WindowK as given).
+struct WindowQk {
+  at::Tensor q, k;
+};
+WindowQk ExpandWindowQk(const Inputs& in, int64_t q_heads);
 
 }  // namespace linearize::kernels::lizard::internal

@@ -9,6 +9,7 @@
 
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/hybrid_state.h"
 #include "kernels/linear_attention/linear_attention_cuda.h"
 #include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lizard/lizard_args.h"
@@ -170,10 +171,10 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
     return at::cat({at::zeros(size, x.options()), x}, 2).contiguous();
   };
   const at::Tensor q = pad(qw);
-  const at::Tensor k = initial != nullptr ? front(initial->k_window, kw).contiguous()
-                                          : kw.contiguous();
-  const at::Tensor v = initial != nullptr ? front(initial->v_window, in.v).contiguous()
-                                          : in.v.contiguous();
+  const at::Tensor k =
+      initial != nullptr ? front(initial->k_window, kw).contiguous() : kw.contiguous();
+  const at::Tensor v =
+      initial != nullptr ? front(initial->v_window, in.v).contiguous() : in.v.contiguous();
   const at::Tensor lin_num = pad(lin->num), lin_den = pad(lin->den);
   at::Tensor y = at::empty(q.sizes(), q.options());
   wp->length = ctx + t;
@@ -218,19 +219,18 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const Inputs& in, const
   const at::Tensor* none = nullptr;
   if (!in.q.defined() || maps.kind != FeatureMapKind::kHedgehog ||
       !detail::CudaKernelApplies(
-          in.q.device(), {&in.q, &in.k, &in.v, &in.log_gamma, &qw, &kw, &maps.q_weight,
-                          &maps.k_weight, &weights.meta_logits, &weights.alpha,
-                          initial ? &initial->kv : none, initial ? &initial->k_sum : none,
-                          initial ? &initial->k_window : none,
-                          initial ? &initial->v_window : none})) {
+          in.q.device(),
+          {&in.q, &in.k, &in.v, &in.log_gamma, &qw, &kw, &maps.q_weight, &maps.k_weight,
+           &weights.meta_logits, &weights.alpha, initial ? &initial->kv : none,
+           initial ? &initial->k_sum : none, initial ? &initial->k_window : none,
+           initial ? &initial->v_window : none})) {
     return std::nullopt;
   }
   const detail::QkvDims dims = Check(op, in, weights, options);
   int64_t p0 = 0;
   if (initial != nullptr) {
-    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
-                             initial->v_window, initial->position, dims,
-                             FeatureDim(maps, dims.head_dim), options.window, in.q);
+    detail::CheckHybridState(op, *initial, dims, FeatureDim(maps, dims.head_dim), options.window,
+                             in.q);
     p0 = detail::UniformPosition(op, initial->position);
     if (initial->k_window.scalar_type() != kw.scalar_type() ||
         initial->v_window.scalar_type() != in.v.scalar_type()) {

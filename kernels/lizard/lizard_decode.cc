@@ -11,6 +11,7 @@
 #include <limits>
 #include <optional>
 
+#include "kernels/linear_attention/hybrid_state.h"
 #include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lizard/lizard_args.h"
 
@@ -19,25 +20,11 @@
 #endif
 
 namespace linearize::kernels::lizard {
-namespace {
-
-void CheckState(const char* op, const State& st, const detail::QkvDims& dims, int64_t f,
-                int64_t slots, const at::Tensor& q) {
-  detail::CheckHybridState(op, st.kv, st.k_sum, st.k_window, st.v_window, st.position, dims, f,
-                           slots, q);
-}
-
-}  // namespace
 
 State EmptyState(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t feature_dim,
                  int64_t head_dim, const Options& lizard_options, at::TensorOptions options) {
-  const at::TensorOptions ct = options.dtype(detail::ComputeType(options.dtype().toScalarType()));
-  const int64_t slots = lizard_options.window;
-  return State{at::zeros({batch, q_heads, feature_dim, head_dim}, ct),
-               at::zeros({batch, q_heads, feature_dim}, ct),
-               at::zeros({batch, kv_heads, slots, head_dim}, options),
-               at::zeros({batch, kv_heads, slots, head_dim}, options),
-               at::zeros({batch}, options.dtype(at::kLong))};
+  return detail::EmptyHybridState<State>(batch, q_heads, kv_heads, feature_dim, head_dim,
+                                         lizard_options.window, options);
 }
 
 at::Tensor DecodeStep(State& state, const Inputs& in, const Weights& weights,
@@ -47,7 +34,7 @@ at::Tensor DecodeStep(State& state, const Inputs& in, const Weights& weights,
   TORCH_CHECK(dims.length == 1, kOp, ": decodes one token, q must be [B, Hq, 1, D], got ",
               in.q.sizes());
   const int64_t slots = options.window;
-  CheckState(kOp, state, dims, FeatureDim(weights.maps, dims.head_dim), slots, in.q);
+  detail::CheckHybridState(kOp, state, dims, FeatureDim(weights.maps, dims.head_dim), slots, in.q);
 
 #ifdef LINEARIZE_WITH_CUDA
   // Batched decode kernels (lizard_decode_cuda.cu) for the inputs they cover.

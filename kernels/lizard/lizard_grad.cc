@@ -106,12 +106,12 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
                       qw.size(2) >= 1;
   if (!shapes) return std::nullopt;
   // Pointers are set at launch; these sizes decide.
-  const float placeholder = 0.f;
   auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window, meta_logits.size(1));
   fp.type = ElementType::kBF16;
-  fp.sinks = fp.alpha = &placeholder;
   const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(qw, kw, window, meta_logits.size(1));
-  if (!LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp)) return std::nullopt;
+  if (!LolcatsWindowSizesSupported(fp, /*lizard=*/true) || !LolcatsWindowBwdSupported(bp)) {
+    return std::nullopt;
+  }
   const c10::cuda::CUDAGuard guard(qw.device());
   return WindowBranchFunction::apply(qw, kw, v, meta_logits, window)[0];
 }

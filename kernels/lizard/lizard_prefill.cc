@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "kernels/linear_attention/chunked_linear.h"
+#include "kernels/linear_attention/hybrid_state.h"
 #include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lizard/lizard_args.h"
 
@@ -33,8 +34,8 @@ namespace {
 at::Tensor WindowBranch(const at::Tensor& qw, const at::Tensor& kw, const at::Tensor& v,
                         const at::Tensor& meta_logits, const Options& options) {
   const detail::WindowBand band =
-      detail::BuildWindowBand(qw, kw, v, detail::WindowSpec{options.window, false},
-                              options.chunk, 1.0 / std::sqrt(double(qw.size(3))));
+      detail::BuildWindowBand(qw, kw, v, detail::WindowSpec{options.window, false}, options.chunk,
+                              1.0 / std::sqrt(double(qw.size(3))));
   const at::Tensor& s = band.scores;  // [B, H, N, C, L]
   const at::Tensor neg_inf = at::full({}, -std::numeric_limits<double>::infinity(), s.options());
   const at::Tensor zero = at::zeros({}, s.options());
@@ -78,9 +79,10 @@ PrefillResult Continue(const internal::Prepared& p, const Inputs& in, const Opti
   const auto ring = [&](const at::Tensor& r) {
     return detail::ExpandKvHeads(detail::RingSequence(r.detach(), s0, p0).to(ct), hq);
   };
-  const at::Tensor q_ctx = at::zeros({p.qw.size(0), hq, ctx, p.qw.size(3)}, p.qw.options());
+  const internal::WindowQk w = internal::ExpandWindowQk(in, hq);
+  const at::Tensor q_ctx = at::zeros({w.q.size(0), hq, ctx, w.q.size(3)}, w.q.options());
   const at::Tensor y_win =
-      WindowBranch(at::cat({q_ctx, p.qw}, 2), at::cat({ring(initial.k_window), p.kw}, 2),
+      WindowBranch(at::cat({q_ctx, w.q}, 2), at::cat({ring(initial.k_window), w.k}, 2),
                    at::cat({ring(initial.v_window), p.v}, 2), p.meta, options)
           .narrow(2, ctx, t);
   out.y = (y_gla + p.alpha * y_win).to(in.q.scalar_type());
@@ -109,9 +111,7 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   const internal::Prepared p = internal::Prepare(op, in, weights, options);
   const detail::QkvDims& dims = p.dims;
   if (initial != nullptr) {
-    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
-                             initial->v_window, initial->position, dims, p.phi_q.size(3),
-                             options.window, in.q);
+    detail::CheckHybridState(op, *initial, dims, p.phi_q.size(3), options.window, in.q);
     const int64_t p0 = detail::UniformPosition(op, initial->position);
     if (p0 > 0) return Continue(p, in, options, want_state, *initial, p0);
   }
@@ -134,8 +134,7 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   std::optional<detail::LinearTerms> cuda_gla;
   std::optional<at::Tensor> y_win;
 #ifdef LINEARIZE_WITH_CUDA
-  cuda_gla =
-      detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
+  cuda_gla = detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
   y_win = internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
                                           weights.meta_logits, options.window);
 #endif
@@ -143,7 +142,10 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
       cuda_gla ? *cuda_gla
                : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
   const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
-  if (!y_win) y_win = WindowBranch(p.qw, p.kw, p.v, p.meta, options);
+  if (!y_win) {
+    const internal::WindowQk w = internal::ExpandWindowQk(in, dims.q_heads);
+    y_win = WindowBranch(w.q, w.k, p.v, p.meta, options);
+  }
   out.y = (y_gla + p.alpha * *y_win).to(in.q.scalar_type());
   if (want_state) {
     out.state.kv = gla.kv.detach();

@@ -13,7 +13,8 @@ namespace linearize::kernels::lizard {
 namespace {
 
 // y = (gated weights) v + alpha (window weights) v, as one matrix.
-at::Tensor Combined(const internal::Prepared& p, const Options& options) {
+at::Tensor Combined(const internal::Prepared& p, const internal::WindowQk& w,
+                    const Options& options) {
   const int64_t t = p.dims.length;
   const auto pos = at::arange(t, p.v.options().dtype(at::kLong));
   const at::Tensor i = pos.view({t, 1});
@@ -34,8 +35,7 @@ at::Tensor Combined(const internal::Prepared& p, const Options& options) {
   // Window branch with sinks.
   const detail::WindowSpec spec{options.window, /*terrace=*/false};
   const at::Tensor window = at::logical_and(j >= spec.Start(i), causal);
-  const at::Tensor s =
-      at::matmul(p.qw, p.kw.transpose(-1, -2)) / std::sqrt(double(p.dims.head_dim));
+  const at::Tensor s = at::matmul(w.q, w.k.transpose(-1, -2)) / std::sqrt(double(p.dims.head_dim));
   const at::Tensor neg_inf = at::full({}, -std::numeric_limits<double>::infinity(), s.options());
   const at::Tensor meta = p.meta.expand({s.size(0), s.size(1), t, p.meta.size(3)});
   const at::Tensor c =
@@ -49,11 +49,13 @@ at::Tensor Combined(const internal::Prepared& p, const Options& options) {
 
 at::Tensor ForwardReference(const Inputs& in, const Weights& weights, const Options& options) {
   const internal::Prepared p = internal::Prepare("lizard::ForwardReference", in, weights, options);
-  return at::matmul(Combined(p, options), p.v).to(in.q.scalar_type());
+  const internal::WindowQk w = internal::ExpandWindowQk(in, p.dims.q_heads);
+  return at::matmul(Combined(p, w, options), p.v).to(in.q.scalar_type());
 }
 
 at::Tensor AttentionWeights(const Inputs& in, const Weights& weights, const Options& options) {
-  return Combined(internal::Prepare("lizard::AttentionWeights", in, weights, options), options);
+  const internal::Prepared p = internal::Prepare("lizard::AttentionWeights", in, weights, options);
+  return Combined(p, internal::ExpandWindowQk(in, p.dims.q_heads), options);
 }
 
 }  // namespace linearize::kernels::lizard

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/linear_attention/hybrid_state.h"
 #include "kernels/lolcats/lolcats_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
@@ -19,25 +20,11 @@
 #endif
 
 namespace linearize::kernels::lolcats {
-namespace {
-
-void CheckState(const char* op, const State& st, const detail::QkvDims& dims, int64_t f,
-                int64_t slots, const at::Tensor& q) {
-  detail::CheckHybridState(op, st.kv, st.k_sum, st.k_window, st.v_window, st.position, dims, f,
-                           slots, q);
-}
-
-}  // namespace
 
 State EmptyState(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t feature_dim,
                  int64_t head_dim, const Options& lolcats_options, at::TensorOptions options) {
-  const at::TensorOptions ct = options.dtype(detail::ComputeType(options.dtype().toScalarType()));
-  const int64_t slots = WindowSlots(lolcats_options);
-  return State{at::zeros({batch, q_heads, feature_dim, head_dim}, ct),
-               at::zeros({batch, q_heads, feature_dim}, ct),
-               at::zeros({batch, kv_heads, slots, head_dim}, options),
-               at::zeros({batch, kv_heads, slots, head_dim}, options),
-               at::zeros({batch}, options.dtype(at::kLong))};
+  return detail::EmptyHybridState<State>(batch, q_heads, kv_heads, feature_dim, head_dim,
+                                         WindowSlots(lolcats_options), options);
 }
 
 at::Tensor DecodeStep(State& state, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -49,7 +36,7 @@ at::Tensor DecodeStep(State& state, const at::Tensor& q, const at::Tensor& k, co
   internal::CheckWeights(kOp, dims, q.device(), weights, options);
   const detail::WindowSpec spec = internal::Spec(options);
   const int64_t slots = spec.Buffer();
-  CheckState(kOp, state, dims, FeatureDim(weights.maps, dims.head_dim), slots, q);
+  detail::CheckHybridState(kOp, state, dims, FeatureDim(weights.maps, dims.head_dim), slots, q);
 
 #ifdef LINEARIZE_WITH_CUDA
   // Batched decode kernels (lolcats_decode_cuda.cu) for the inputs they cover.

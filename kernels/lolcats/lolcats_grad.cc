@@ -113,15 +113,15 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
   }
   if (q.dim() != 4 || k.dim() != 4 || lin_den.dim() != 3) return std::nullopt;
   const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
-  const bool shapes = v.sizes() == k.sizes() && k.size(0) == b &&
-                      k.size(2) == t && k.size(3) == d && h % k.size(1) == 0 &&
-                      gate.numel() == h && lin_num.sizes() == q.sizes() &&
-                      lin_den.size(0) == b && lin_den.size(1) == h &&
-                      lin_den.size(2) == t && t >= 1;
+  const bool shapes = v.sizes() == k.sizes() && k.size(0) == b && k.size(2) == t &&
+                      k.size(3) == d && h % k.size(1) == 0 && gate.numel() == h &&
+                      lin_num.sizes() == q.sizes() && lin_den.size(0) == b &&
+                      lin_den.size(1) == h && lin_den.size(2) == t && t >= 1;
   auto fp = detail::WindowShape<LolcatsWindowParams>(q, k, window);
   fp.type = ElementType::kBF16;
   const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(q, k, window);
-  if (!shapes || !LolcatsWindowSupported(fp) || !LolcatsWindowBwdSupported(bp)) {
+  if (!shapes || !LolcatsWindowSizesSupported(fp, /*lizard=*/false) ||
+      !LolcatsWindowBwdSupported(bp)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());

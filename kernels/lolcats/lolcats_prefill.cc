@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "kernels/linear_attention/chunked_linear.h"
+#include "kernels/linear_attention/hybrid_state.h"
 #include "kernels/lolcats/lolcats_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
@@ -110,9 +111,9 @@ PrefillResult Continue(const char* op, const at::Tensor& q, const at::Tensor& k,
   const at::Tensor ring_k = detail::RingSequence(initial.k_window.detach(), s0, p0);
   const at::Tensor ring_v = detail::RingSequence(initial.v_window.detach(), s0, p0);
   const at::Tensor q_ctx = at::zeros({q.size(0), q.size(1), ctx, q.size(3)}, q.options());
-  const internal::Prepared p = internal::Prepare(
-      op, at::cat({q_ctx, q}, 2), at::cat({ring_k.to(k.scalar_type()), k}, 2),
-      at::cat({ring_v.to(v.scalar_type()), v}, 2), weights, options);
+  const internal::Prepared p =
+      internal::Prepare(op, at::cat({q_ctx, q}, 2), at::cat({ring_k.to(k.scalar_type()), k}, 2),
+                        at::cat({ring_v.to(v.scalar_type()), v}, 2), weights, options);
   const Terms win = WindowTerms(p, options);
   const Terms lin = options.window_kind == WindowKind::kTerrace
                         ? TerraceLinearTerms(p, options.window)
@@ -148,14 +149,13 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   if (initial != nullptr) {
     const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
     internal::CheckWeights(op, dims, q.device(), weights, options);
-    detail::CheckHybridState(op, initial->kv, initial->k_sum, initial->k_window,
-                             initial->v_window, initial->position, dims,
-                             FeatureDim(weights.maps, dims.head_dim), WindowSlots(options), q);
+    detail::CheckHybridState(op, *initial, dims, FeatureDim(weights.maps, dims.head_dim),
+                             WindowSlots(options), q);
     const int64_t p0 = detail::UniformPosition(op, initial->position);
     if (p0 > 0) {
 #ifdef LINEARIZE_WITH_CUDA
-      if (std::optional<PrefillResult> r = internal::ContinueCuda(op, q, k, v, weights, options,
-                                                                  want_state, *initial, p0)) {
+      if (std::optional<PrefillResult> r =
+              internal::ContinueCuda(op, q, k, v, weights, options, want_state, *initial, p0)) {
         return std::move(*r);
       }
 #endif

@@ -191,15 +191,19 @@ const char* Launch(const LolcatsWindowParams& p) {
 
 }  // namespace
 
-bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
-  const bool lizard = p.sinks != nullptr || p.sink_count > 0;
+bool LolcatsWindowSizesSupported(const LolcatsWindowParams& p, bool lizard) {
   const int64_t max_window = lizard && p.type == ElementType::kBF16 ? 2 * kC : kC;
   return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= max_window &&
-         (!lizard || (p.sinks != nullptr && p.sink_count >= 1 && p.sink_count <= kMaxSinks &&
-                      p.alpha != nullptr)) &&
+         (!lizard || (p.sink_count >= 1 && p.sink_count <= kMaxSinks)) &&
          (p.type == ElementType::kF32 || p.type == ElementType::kBF16) && p.batch >= 1 &&
          p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.kv_heads >= 1 &&
          p.heads % p.kv_heads == 0 && p.length >= 1;
+}
+
+bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
+  const bool lizard = p.sinks != nullptr || p.sink_count > 0;
+  return (!lizard || (p.sinks != nullptr && p.alpha != nullptr)) &&
+         LolcatsWindowSizesSupported(p, lizard);
 }
 
 const char* LaunchLolcatsWindow(const LolcatsWindowParams& p) {

@@ -19,9 +19,9 @@
 namespace linearize::kernels {
 
 struct LolcatsWindowParams {
-  const void* q = nullptr;  // [B, H, T, D] contiguous, element type `type`
-  const void* k = nullptr;  // [B, Hkv, T, D]; query head h reads h / (H / Hkv)
-  const void* v = nullptr;  // [B, Hkv, T, D]
+  const void* q = nullptr;         // [B, H, T, D] contiguous, element type `type`
+  const void* k = nullptr;         // [B, Hkv, T, D]; query head h reads h / (H / Hkv)
+  const void* v = nullptr;         // [B, Hkv, T, D]
   const float* gate = nullptr;     // [H] g = sigmoid(window logit); LoLCATs only
   const float* sinks = nullptr;    // [H, M] Lizard's meta-memory logits l_m, or null (LoLCATs)
   int64_t sink_count = 0;          // M, 0..8
@@ -34,14 +34,17 @@ struct LolcatsWindowParams {
   // g sum_win exp(s_ij - c_i) + lin_den_i, [B, H, T] (the backward needs it).
   float* row_den = nullptr;
   int64_t batch = 0, heads = 0, kv_heads = 0, length = 0;
-  int64_t head_dim = 0;  // 64 or 128
-  int64_t window = 64;   // 1..64, or up to 128 for Lizard in bf16
-  float scale = 1.f;     // 1 / sqrt(D)
+  int64_t head_dim = 0;                   // 64 or 128
+  int64_t window = 64;                    // 1..64, or up to 128 for Lizard in bf16
+  float scale = 1.f;                      // 1 / sqrt(D)
   ElementType type = ElementType::kBF16;  // kF32 or kBF16
   void* stream = nullptr;
 };
 
 bool LolcatsWindowSupported(const LolcatsWindowParams& params);
+// The size and type rules alone, before the pointers are set: `lizard` picks
+// Lizard's (sinks) rules over LoLCATs'.
+bool LolcatsWindowSizesSupported(const LolcatsWindowParams& params, bool lizard);
 
 // Launches; returns the launch error string, or nullptr on success.
 const char* LaunchLolcatsWindow(const LolcatsWindowParams& params);
