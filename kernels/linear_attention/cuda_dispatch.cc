@@ -23,8 +23,7 @@ void CountCudaFeatureMapLaunch() {
 bool CudaAttentionEnabled() { return g_enabled; }
 void SetCudaAttentionEnabled(bool enabled) { g_enabled = enabled; }
 
-bool CudaKernelApplies(const at::Device& device,
-                       std::initializer_list<const at::Tensor*> tensors) {
+bool CudaKernelApplies(const at::Device& device, std::initializer_list<const at::Tensor*> tensors) {
   if (!g_enabled || !device.is_cuda()) return false;
   const bool grad = c10::GradMode::is_enabled();
   for (const at::Tensor* t : tensors) {
@@ -72,6 +71,14 @@ int64_t DecodeColumnSplits(int64_t batch, int64_t heads, int64_t head_dim) {
     if (batch * heads * splits <= sms && head_dim % (4 * splits) == 0) return splits;
   }
   return 1;
+}
+
+DecodeMapWeights ToDecodeMapWeights(const at::Tensor& q_weight, const at::Tensor& k_weight) {
+  const bool bf16 =
+      q_weight.scalar_type() == at::kBFloat16 && k_weight.scalar_type() == at::kBFloat16;
+  const at::ScalarType wt = bf16 ? at::kBFloat16 : at::kFloat;
+  return {q_weight.to(wt).contiguous(), k_weight.to(wt).contiguous(),
+          bf16 ? ElementType::kBF16 : ElementType::kF32};
 }
 
 }  // namespace linearize::kernels::detail

@@ -53,4 +53,14 @@ int CurrentSmCount();
 // (each CTA keeps at least 4 columns per split), else 1.
 int64_t DecodeColumnSplits(int64_t batch, int64_t heads, int64_t head_dim);
 
+// The Hedgehog map weights as the decode kernels read them, contiguous: kept
+// in bfloat16 when both are, else float32 (exact for the float32 the LibTorch
+// form computes in). A cast per layer per decode step is avoided when the
+// weights already are in one of those.
+struct DecodeMapWeights {
+  at::Tensor q, k;
+  ElementType type = ElementType::kF32;
+};
+DecodeMapWeights ToDecodeMapWeights(const at::Tensor& q_weight, const at::Tensor& k_weight);
+
 }  // namespace linearize::kernels::detail

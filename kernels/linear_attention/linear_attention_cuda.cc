@@ -82,34 +82,27 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
                                          const Options& options) {
   LinearDecodeParams p;
   if (!detail::KernelElementType(q.scalar_type(), &p.type) ||
-      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &state.kv, &state.k_sum,
-                                              &maps.q_weight, &maps.k_weight}) ||
+      !detail::CudaKernelApplies(
+          q.device(), {&q, &k, &v, &state.kv, &state.k_sum, &maps.q_weight, &maps.k_weight}) ||
       state.kv.scalar_type() != at::kFloat || state.k_sum.scalar_type() != at::kFloat ||
       !state.kv.is_contiguous() || !state.k_sum.is_contiguous()) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
   const bool hedgehog = maps.kind == FeatureMapKind::kHedgehog;
-  // Weights stay in their dtype when the kernel reads it (float32 or bf16:
-  // exact in float32, which the LibTorch form computes in); others convert.
-  at::Tensor qw, kw;
+  detail::DecodeMapWeights w;
   if (hedgehog) {
-    const at::ScalarType wt = maps.q_weight.scalar_type() == at::kBFloat16 &&
-                                      maps.k_weight.scalar_type() == at::kBFloat16
-                                  ? at::kBFloat16
-                                  : at::kFloat;
-    qw = maps.q_weight.to(wt).contiguous();
-    kw = maps.k_weight.to(wt).contiguous();
-    detail::KernelElementType(wt, &p.weight_type);
+    w = detail::ToDecodeMapWeights(maps.q_weight, maps.k_weight);
+    p.weight_type = w.type;
   }
   p.batch = q.size(0);
   p.heads = q.size(1);
   p.kv_heads = k.size(1);
   p.head_dim = q.size(3);
   p.feature_dim = state.kv.size(2);
-  p.q_weight = hedgehog ? qw.data_ptr() : nullptr;
-  p.k_weight = hedgehog ? kw.data_ptr() : nullptr;
-  p.k_weight_heads = hedgehog ? kw.size(0) : 0;
+  p.q_weight = hedgehog ? w.q.data_ptr() : nullptr;
+  p.k_weight = hedgehog ? w.k.data_ptr() : nullptr;
+  p.k_weight_heads = hedgehog ? w.k.size(0) : 0;
   if (!LinearDecodeSupported(p)) return std::nullopt;
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   at::Tensor y = at::empty(q.sizes(), q.options());

@@ -41,14 +41,8 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const W
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(in.q.device());
-  // Weights stay in their dtype when the kernel reads it (see the LoLCATs decode).
-  const at::ScalarType wt =
-      maps.q_weight.scalar_type() == at::kBFloat16 && maps.k_weight.scalar_type() == at::kBFloat16
-          ? at::kBFloat16
-          : at::kFloat;
-  const at::Tensor qmap = maps.q_weight.to(wt).contiguous();
-  const at::Tensor kmap = maps.k_weight.to(wt).contiguous();
-  detail::KernelElementType(wt, &p.weight_type);
+  const detail::DecodeMapWeights w = detail::ToDecodeMapWeights(maps.q_weight, maps.k_weight);
+  p.weight_type = w.type;
   const at::Tensor log_gamma = in.log_gamma.to(at::kFloat).contiguous();  // [B, Hg, 1]
   const at::Tensor meta = weights.meta_logits.to(at::kFloat).contiguous();
   const at::Tensor alpha = weights.alpha.to(at::kFloat).contiguous();
@@ -60,9 +54,9 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const Inputs& in, const W
   p.window = options.window;
   p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
   p.eps = static_cast<float>(options.eps);
-  p.q_weight = qmap.data_ptr();
-  p.k_weight = kmap.data_ptr();
-  p.k_weight_heads = kmap.size(0);
+  p.q_weight = w.q.data_ptr();
+  p.k_weight = w.k.data_ptr();
+  p.k_weight_heads = w.k.size(0);
   p.log_gamma = log_gamma.data_ptr<float>();
   p.gamma_heads = log_gamma.size(1);
   p.meta = meta.size(1);

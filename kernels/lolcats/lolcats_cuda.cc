@@ -88,8 +88,8 @@ std::optional<PrefillResult> PrefillCuda(const char* op, const at::Tensor& q, co
                                          const Options& options, bool want_state) {
   const FeatureMaps& maps = weights.maps;
   if (!q.defined() ||
-      !detail::CudaKernelApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight,
-                                              &weights.window_logit})) {
+      !detail::CudaKernelApplies(
+          q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight, &weights.window_logit})) {
     return std::nullopt;
   }
   const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
@@ -121,10 +121,9 @@ std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, c
   ElementType type;
   if (!q.defined() || q.size(2) == 0 || options.window_kind != WindowKind::kSliding ||
       !detail::KernelElementType(q.scalar_type(), &type) ||
-      !detail::CudaKernelApplies(q.device(),
-                                 {&q, &k, &v, &maps.q_weight, &maps.k_weight,
-                                  &weights.window_logit, &initial.kv, &initial.k_sum,
-                                  &initial.k_window, &initial.v_window}) ||
+      !detail::CudaKernelApplies(
+          q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight, &weights.window_logit,
+                       &initial.kv, &initial.k_sum, &initial.k_window, &initial.v_window}) ||
       initial.k_window.scalar_type() != k.scalar_type() ||
       initial.v_window.scalar_type() != v.scalar_type()) {
     return std::nullopt;
@@ -140,8 +139,8 @@ std::optional<PrefillResult> ContinueCuda(const char* op, const at::Tensor& q, c
   const at::Tensor ke = at::cat({detail::RingSequence(initial.k_window, s0, p0), k}, 2);
   const at::Tensor ve = at::cat({detail::RingSequence(initial.v_window, s0, p0), v}, 2);
   const detail::QkvDims dims = detail::CheckQkv(op, qe, ke, ve);
-  std::optional<KernelRun> run = RunKernels(op, qe, ke, ve, weights, options, dims, want_state,
-                                            initial.kv, initial.k_sum);
+  std::optional<KernelRun> run =
+      RunKernels(op, qe, ke, ve, weights, options, dims, want_state, initial.kv, initial.k_sum);
   if (!run) return std::nullopt;
   PrefillResult out;
   out.y = run->y.narrow(2, ctx, t).contiguous();
@@ -162,10 +161,9 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
   LolcatsDecodeParams p;
   const FeatureMaps& maps = weights.maps;
   if (!detail::KernelElementType(q.scalar_type(), &p.type) ||
-      !detail::CudaKernelApplies(q.device(),
-                                 {&q, &k, &v, &state.kv, &state.k_sum, &state.k_window,
-                                  &state.v_window, &state.position, &maps.q_weight,
-                                  &maps.k_weight, &weights.window_logit}) ||
+      !detail::CudaKernelApplies(
+          q.device(), {&q, &k, &v, &state.kv, &state.k_sum, &state.k_window, &state.v_window,
+                       &state.position, &maps.q_weight, &maps.k_weight, &weights.window_logit}) ||
       options.window_kind != WindowKind::kSliding || state.kv.scalar_type() != at::kFloat ||
       state.k_sum.scalar_type() != at::kFloat || state.k_window.scalar_type() != q.scalar_type() ||
       state.v_window.scalar_type() != q.scalar_type() || !state.kv.is_contiguous() ||
@@ -175,16 +173,10 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
   }
   const c10::cuda::CUDAGuard guard(q.device());
   const bool hedgehog = maps.kind == FeatureMapKind::kHedgehog;
-  // Weights stay in their dtype when the kernel reads it (see the baseline's decode).
-  at::Tensor qw, kw;
+  detail::DecodeMapWeights w;
   if (hedgehog) {
-    const at::ScalarType wt = maps.q_weight.scalar_type() == at::kBFloat16 &&
-                                      maps.k_weight.scalar_type() == at::kBFloat16
-                                  ? at::kBFloat16
-                                  : at::kFloat;
-    qw = maps.q_weight.to(wt).contiguous();
-    kw = maps.k_weight.to(wt).contiguous();
-    detail::KernelElementType(wt, &p.weight_type);
+    w = detail::ToDecodeMapWeights(maps.q_weight, maps.k_weight);
+    p.weight_type = w.type;
   }
   p.batch = q.size(0);
   p.heads = q.size(1);
@@ -193,9 +185,9 @@ std::optional<at::Tensor> DecodeStepCuda(State& state, const at::Tensor& q, cons
   p.feature_dim = state.kv.size(2);
   p.window = options.window;
   p.scale = static_cast<float>(1.0 / std::sqrt(double(p.head_dim)));
-  p.q_weight = hedgehog ? qw.data_ptr() : nullptr;
-  p.k_weight = hedgehog ? kw.data_ptr() : nullptr;
-  p.k_weight_heads = hedgehog ? kw.size(0) : 0;
+  p.q_weight = hedgehog ? w.q.data_ptr() : nullptr;
+  p.k_weight = hedgehog ? w.k.data_ptr() : nullptr;
+  p.k_weight_heads = hedgehog ? w.k.size(0) : 0;
   // A float32 or bf16 logit is read as stored: a cast here would be a kernel
   // per layer per decode step. Other dtypes (float64 in tests) are cast.
   at::Tensor logit = weights.window_logit;
