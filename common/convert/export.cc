@@ -69,6 +69,10 @@ std::string ModelCard(const ExportInputs& in, const std::string& dtype) {
                       "; gate log-normaliser: ", a.gate_normalizer, "\n");
     }
   }
+  if (!o.init_from.empty()) {
+    absl::StrAppend(&s, "- started from the student in `", o.init_from,
+                    "` (its attention tensors and LoRA)\n");
+  }
   absl::StrAppend(
       &s, "- layers: ", a.layers.empty() ? std::string("all") : absl::StrJoin(a.layers, ", "), "\n",
       "- stage 1 (attention transfer): ", r.stage1_steps, " steps, lr ", o.stage1.lr,

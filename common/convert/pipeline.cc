@@ -19,6 +19,7 @@
 #include "common/convert/block_inputs.h"
 #include "common/convert/export.h"
 #include "common/convert/fs_util.h"
+#include "common/convert/init_from.h"
 #include "common/convert/precision.h"
 #include "common/convert/teacher.h"
 #include "common/convert/tensor_file.h"
@@ -186,7 +187,8 @@ std::string Fingerprint(const ConvertOptions& o) {
                       // Only when set, so checkpoints from before these options still resume.
                       o.xent_weight > 0 ? absl::StrCat(" xent=", o.xent_weight) : "",
                       o.stage1.weight_decay > 0 ? absl::StrCat(" wd1=", o.stage1.weight_decay) : "",
-                      o.stage2.weight_decay > 0 ? absl::StrCat(" wd2=", o.stage2.weight_decay) : "");
+                      o.stage2.weight_decay > 0 ? absl::StrCat(" wd2=", o.stage2.weight_decay) : "",
+                      o.init_from.empty() ? "" : absl::StrCat(" init_from=", o.init_from));
 }
 
 double LearningRate(const StageOptions& s, int64_t step, int64_t total, double scale) {
@@ -353,6 +355,13 @@ absl::Status Pipeline::Setup() {
       model::NewLoraAdapters(c, o_.lora, o_.seed + 17, device_);
   if (!lora.ok()) return lora.status();
   lora_ = std::make_shared<model::LoraAdapters>(*std::move(lora));
+  if (!o_.init_from.empty() && !o_.resume) {
+    absl::StatusOr<StudentInit> init = ReadStudentInit(o_.init_from, o_.attention, c, device_);
+    if (!init.ok()) return init.status();
+    if (absl::Status s = CopyStudentInit(*init, o_.init_from, &students_, lora_.get()); !s.ok()) {
+      return s;
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -104,6 +104,11 @@ struct ConvertOptions {
   // perplexity (files written by a block run do); the results are the same.
   std::string block_inputs;
   std::string write_block_outputs;
+  // A student converted before (its output directory or a delta) whose
+  // attention tensors and LoRA replace the fresh initialisation; both stages
+  // train on from there (init_from.h says what must match). Read by a fresh
+  // run only: a resumed run has them in its checkpoint.
+  std::string init_from;
   std::string out_dir;
   bool resume = false;  // continue from <out>/checkpoint
   uint64_t seed = 0;

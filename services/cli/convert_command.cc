@@ -129,6 +129,10 @@ CLI::App* AddConvertCommand(CLI::App& app, ConvertArgs& args) {
   cmd->add_option("--write-block-outputs", args.write_block_outputs,
                   "Blockwise stage 1: after training, write the teacher's hidden states leaving "
                   "the block to this file (the next block's --block-inputs)");
+  cmd->add_option("--init-from", args.init_from,
+                  "Start from this converted student (an output directory or a delta): its "
+                  "attention and LoRA replace the fresh initialisation; same recipe settings "
+                  "and LoRA shape");
   cmd->add_option("--stage1-blocks", args.stage1_blocks,
                   "Checkpoints of blockwise stage-1 runs to join into --out, then go on to "
                   "stage 2");
@@ -188,6 +192,7 @@ absl::Status RunConvert(const ConvertArgs& args) {
   o.block_first = args.block_first;
   o.block_count = args.block_count;
   o.block_inputs = args.block_inputs;
+  o.init_from = args.init_from;
   o.write_block_outputs = args.write_block_outputs;
   if (!args.stage1_blocks.empty()) {
     if (absl::Status s = convert::MergeStage1Checkpoints(args.stage1_blocks, o.out_dir + "/checkpoint");

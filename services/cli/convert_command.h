@@ -46,6 +46,7 @@ struct ConvertArgs {
   std::vector<std::string> stage1_blocks;     // block checkpoints to join, then stage 2
   std::string block_inputs;          // cached teacher stream entering the block
   std::string write_block_outputs;   // where to write the stream leaving it
+  std::string init_from;             // a converted student to start from
   bool activation_checkpointing = false;
   std::string device = "cpu";
   std::string dtype = "float32";  // or bfloat16

@@ -191,6 +191,67 @@ TEST(ConvertPipeline, InterruptedRunResumesBitExactly) {
   EXPECT_LT(a->final_val_mse, a->initial_val_mse);
 }
 
+// A run from a converted student (init_from) starts where that student
+// ended: with learning rates too small to move anything, its attention MSE
+// before training and its final perplexity are the student's own (exactly
+// from the float32 output with its adapter/, to bf16 rounding from its
+// delta/). Settings that differ are refused, naming the field.
+TEST(ConvertPipeline, InitFromAStudentStartsWhereItEnded) {
+  TempDir dir;
+  const std::string data = WriteTextFile(dir, "train.txt", MakeText(3000, 3));
+  auto options = [&](const std::string& out) {
+    ConvertOptions o = SmallOptions(out, model::Recipe::kLizard);
+    o.data.files = {data};
+    o.tokens = 2 * 30 * 4 * 64;  // 30 steps per stage
+    o.stage1.lr = 0.05;
+    return o;
+  };
+  ConvertOptions first = options(dir.path() + "/first");
+  first.peft = true;
+  auto a = Convert(first);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_LT(a->final_val_mse * 1.5, a->initial_val_mse);
+
+  for (const std::string from : {first.out_dir, first.out_dir + "/delta"}) {
+    SCOPED_TRACE(from);
+    const bool exact = from == first.out_dir;
+    ConvertOptions next = options(dir.path() + (exact ? "/next" : "/next_delta"));
+    next.init_from = from;
+    next.stage1.lr = next.stage2.lr = 1e-12;
+    auto b = Convert(next);
+    ASSERT_TRUE(b.ok()) << b.status();
+    const double tol = exact ? 1e-9 : 2e-2;
+    EXPECT_NEAR(b->initial_val_mse, a->final_val_mse, tol * a->final_val_mse);
+    EXPECT_NEAR(b->final_val_mse, a->final_val_mse, tol * a->final_val_mse);
+    EXPECT_NEAR(b->student_val_ppl, a->student_val_ppl, tol * a->student_val_ppl);
+    std::ifstream card(next.out_dir + "/README.md");
+    const std::string text((std::istreambuf_iterator<char>(card)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("started from the student in `" + from + "`"), std::string::npos);
+  }
+
+  auto refused = [&](std::function<void(ConvertOptions&)> change) {
+    ConvertOptions o = options(dir.path() + "/refused");
+    o.init_from = first.out_dir;
+    change(o);
+    auto r = Convert(o);
+    EXPECT_FALSE(PathExists(o.out_dir + "/checkpoint"));
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_NE(refused([](ConvertOptions& o) { o.attention.window = 32; })
+                .find("its linear_attention.window is 16, this run's is 32"),
+            std::string::npos);
+  EXPECT_NE(refused([](ConvertOptions& o) { o.attention.recipe = model::Recipe::kLolcats; })
+                .find("its linear_attention.recipe is \"lizard\", this run's is \"lolcats\""),
+            std::string::npos);
+  const std::string lora = refused([](ConvertOptions& o) { o.lora.rank = 4; });
+  EXPECT_NE(lora.find("its LoRA (q_proj rank 8"), std::string::npos) << lora;
+  EXPECT_NE(lora.find("this run's (q_proj rank 4"), std::string::npos) << lora;
+  EXPECT_NE(refused([](ConvertOptions& o) { o.init_from = kTeacher; })
+                .find("not a converted model"),
+            std::string::npos);
+}
+
 // The attention cross-entropy (xent_weight) trains the students' weights
 // toward the teacher's softmax weights: a run led by it ends with a lower
 // cross-entropy on fresh text (the teacher's records against the exported
