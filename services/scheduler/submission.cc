@@ -3,10 +3,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/gguf.h"
+#include "nlohmann/json.hpp"
 #include "services/scheduler/ids.h"
 #include "services/scheduler/spec_defaults.h"
 #include "services/scheduler/spec_validation.h"
@@ -38,9 +42,10 @@ absl::StatusOr<io::ModelConfig> ReadTeacherConfig(const std::string& abs_path,
   if (S_ISDIR(st.st_mode)) {
     const std::string config_path = abs_path + "/config.json";
     if (stat(config_path.c_str(), &st) != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          field, ": \"", rel_path, "\" is a directory without config.json; a teacher is a "
-          "Hugging Face checkpoint directory or a .gguf file"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": \"", rel_path,
+                       "\" is a directory without config.json; a teacher is a "
+                       "Hugging Face checkpoint directory or a .gguf file"));
     }
     config = io::ReadHfConfig(config_path);
   } else if (absl::EndsWith(abs_path, ".gguf")) {
@@ -50,9 +55,10 @@ absl::StatusOr<io::ModelConfig> ReadTeacherConfig(const std::string& abs_path,
     }
     config = io::ModelConfigFromGguf(**gguf);
   } else {
-    return absl::FailedPreconditionError(absl::StrCat(
-        field, ": \"", rel_path, "\" is neither a Hugging Face checkpoint directory nor a .gguf "
-        "file"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, ": \"", rel_path,
+                     "\" is neither a Hugging Face checkpoint directory nor a .gguf "
+                     "file"));
   }
   if (!config.ok()) {
     // Unreadable configs and unsupported architectures alike: the teacher
@@ -100,6 +106,47 @@ absl::Status ResolveDataPaths(const ArtifactRoot& root, const v1::ConversionSpec
   return absl::OkStatus();
 }
 
+// spec.init_from resolved to `from`: a converted model (config.json with a
+// linear_attention section) of the job's recipe and the teacher's shape.
+absl::Status CheckInitFrom(const ResolvedTeacher& from, const ResolvedTeacher& teacher,
+                           const ArtifactRoot& root, v1::RecipeKind kind) {
+  const std::string at = absl::StrCat("spec.init_from: \"", from.path, "\"");
+  absl::StatusOr<std::string> abs = root.Resolve(from.path, "spec.init_from");
+  if (!abs.ok()) return abs.status();
+  std::ifstream in(*abs + "/config.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+  const nlohmann::json* section =
+      in && j.is_object() && j.contains("linear_attention") ? &j["linear_attention"] : nullptr;
+  if (section == nullptr || !section->is_object() || !section->contains("recipe") ||
+      !(*section)["recipe"].is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        at, " is not a converted model (no config.json with a linear_attention section)"));
+  }
+  const std::string recipe = (*section)["recipe"].get<std::string>();
+  const std::string want = kind == v1::RECIPE_KIND_LOLCATS  ? "lolcats"
+                           : kind == v1::RECIPE_KIND_LIZARD ? "lizard"
+                                                            : "linear";
+  if (recipe != want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(at, " was converted with the ", recipe, " recipe; this job's is ", want));
+  }
+  const io::ModelConfig &a = from.config, &b = teacher.config;
+  for (const auto& [name, x, y] :
+       {std::tuple{"hidden_size", a.hidden_size, b.hidden_size},
+        std::tuple{"num_hidden_layers", a.num_hidden_layers, b.num_hidden_layers},
+        std::tuple{"num_attention_heads", a.num_attention_heads, b.num_attention_heads},
+        std::tuple{"num_key_value_heads", a.num_key_value_heads, b.num_key_value_heads},
+        std::tuple{"vocab_size", a.vocab_size, b.vocab_size}}) {
+    if (x != y) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, " has ", name, " ", x, "; the teacher has ", y));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<BuiltinModel>& BuiltinModels() {
@@ -112,14 +159,20 @@ const std::vector<BuiltinModel>& BuiltinModels() {
 absl::StatusOr<ResolvedTeacher> ResolveTeacher(const v1::ModelRef& teacher,
                                                const std::string& tenant, JobStore& store,
                                                const ArtifactRoot& root) {
+  return ResolveModel(teacher, "spec.teacher", tenant, store, root);
+}
+
+absl::StatusOr<ResolvedTeacher> ResolveModel(const v1::ModelRef& teacher, const std::string& at,
+                                             const std::string& tenant, JobStore& store,
+                                             const ArtifactRoot& root) {
   std::string field, rel;
   switch (teacher.source_case()) {
     case v1::ModelRef::kArtifactPath:
-      field = "spec.teacher.artifact_path";
+      field = at + ".artifact_path";
       rel = teacher.artifact_path();
       break;
     case v1::ModelRef::kModelName: {
-      field = "spec.teacher.model_name";
+      field = at + ".model_name";
       for (const BuiltinModel& m : BuiltinModels()) {
         if (teacher.model_name() == m.name) rel = m.path;
       }
@@ -136,23 +189,22 @@ absl::StatusOr<ResolvedTeacher> ResolveTeacher(const v1::ModelRef& teacher,
       break;
     }
     case v1::ModelRef::kJobId: {
-      field = "spec.teacher.job_id";
+      field = at + ".job_id";
       absl::StatusOr<v1::Job> job = store.GetJob(tenant, teacher.job_id());
       if (absl::IsNotFound(job.status())) {
-        return absl::NotFoundError(
-            absl::StrCat(field, ": no job \"", teacher.job_id(), "\""));
+        return absl::NotFoundError(absl::StrCat(field, ": no job \"", teacher.job_id(), "\""));
       }
       if (!job.ok()) return job.status();
       if (job->state() != v1::JOB_STATE_SUCCEEDED) {
         return absl::FailedPreconditionError(absl::StrCat(
             field, ": job ", teacher.job_id(), " is ", v1::JobState_Name(job->state()).substr(10),
-            "; only a SUCCEEDED job's model can be a teacher"));
+            "; only a SUCCEEDED job's model can be used"));
       }
       rel = job->artifact_path();
       break;
     }
     default:
-      return absl::InvalidArgumentError("spec.teacher: required");
+      return absl::InvalidArgumentError(at + ": required");
   }
   absl::StatusOr<std::string> abs = root.Resolve(rel, field);
   if (!abs.ok()) {
@@ -200,13 +252,21 @@ absl::StatusOr<CreateJobResult> SubmitConversion(JobStore& store, const Artifact
   LZ_RETURN_IF_ERROR(ValidateSubmitRequest(request));
   for (const BuiltinModel& m : BuiltinModels()) {
     if (request.spec().output_model_name() == m.name) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "spec.output_model_name: \"", m.name, "\" is the name of a built-in model"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("spec.output_model_name: \"", m.name, "\" is the name of a built-in model"));
     }
   }
   absl::StatusOr<ResolvedTeacher> teacher =
       ResolveTeacher(request.spec().teacher(), tenant, store, root);
   if (!teacher.ok()) return teacher.status();
+  std::string init_from;
+  if (request.spec().has_init_from()) {
+    absl::StatusOr<ResolvedTeacher> from =
+        ResolveModel(request.spec().init_from(), "spec.init_from", tenant, store, root);
+    if (!from.ok()) return from.status();
+    LZ_RETURN_IF_ERROR(CheckInitFrom(*from, *teacher, root, request.spec().recipe().kind()));
+    init_from = from->path;
+  }
   LZ_RETURN_IF_ERROR(ResolveDataPaths(root, request.spec()));
 
   // Limits that depend on the teacher.
@@ -214,15 +274,15 @@ absl::StatusOr<CreateJobResult> SubmitConversion(JobStore& store, const Artifact
   const int64_t layers = teacher->config.num_hidden_layers;
   const int64_t context = teacher->config.max_position_embeddings;
   if (at.layers_per_block() > layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.recipe.attention_transfer.layers_per_block: ", at.layers_per_block(),
-        " exceeds the teacher's ", layers, " layers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.recipe.attention_transfer.layers_per_block: ", at.layers_per_block(),
+                     " exceeds the teacher's ", layers, " layers"));
   }
   if (at.training().sequence_length() > context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.recipe.attention_transfer.training.sequence_length: ",
-        at.training().sequence_length(), " exceeds the teacher's maximum context of ", context,
-        " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.recipe.attention_transfer.training.sequence_length: ",
+                     at.training().sequence_length(), " exceeds the teacher's maximum context of ",
+                     context, " tokens"));
   }
 
   NewJob job;
@@ -234,11 +294,13 @@ absl::StatusOr<CreateJobResult> SubmitConversion(JobStore& store, const Artifact
   job.job.set_request_id(request.request_id());
   v1::ConversionSpec* spec = job.job.mutable_spec();
   *spec = request.spec();
+  if (!init_from.empty()) spec->mutable_init_from()->set_artifact_path(init_from);
   const bool default_stage1_length = at.training().sequence_length() == 0;
   FillSpecDefaults(spec, job.job.job_id());
   if (default_stage1_length) {
     // The recipe default, capped at what the teacher can attend to.
-    v1::TrainingParams* t = spec->mutable_recipe()->mutable_attention_transfer()->mutable_training();
+    v1::TrainingParams* t =
+        spec->mutable_recipe()->mutable_attention_transfer()->mutable_training();
     t->set_sequence_length(static_cast<int32_t>(
         std::max<int64_t>(16, std::min<int64_t>(t->sequence_length(), context))));
   }

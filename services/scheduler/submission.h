@@ -35,6 +35,12 @@ absl::StatusOr<ResolvedTeacher> ResolveTeacher(const v1::ModelRef& teacher,
                                                const std::string& tenant, JobStore& store,
                                                const ArtifactRoot& root);
 
+// The same for any model reference of a spec; messages name `at` (e.g.
+// "spec.init_from").
+absl::StatusOr<ResolvedTeacher> ResolveModel(const v1::ModelRef& ref, const std::string& at,
+                                             const std::string& tenant, JobStore& store,
+                                             const ArtifactRoot& root);
+
 // The task graph of a spec with defaults filled in, for a teacher with
 // `num_layers` decoder layers.
 std::vector<TaskPlan> PlanTasks(const v1::ConversionSpec& spec, int64_t num_layers);

@@ -51,8 +51,8 @@ absl::StatusOr<std::vector<std::string>> SourceFiles(const v1::TextSource& sourc
     ::closedir(dir);
     std::sort(files.begin(), files.end());
     if (files.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".path: directory \"", source.path(), "\" holds no .jsonl, .json or .txt files"));
+      return absl::InvalidArgumentError(absl::StrCat(field, ".path: directory \"", source.path(),
+                                                     "\" holds no .jsonl, .json or .txt files"));
     }
   } else {
     files.push_back(*path);
@@ -70,13 +70,15 @@ absl::StatusOr<std::vector<std::string>> SourceFiles(const v1::TextSource& sourc
                                                          "\" (not named .jsonl)"));
     }
     if (source.format() == v1::DATA_FORMAT_TEXT && jsonl_name) {
-      return Unsupported(field + ".format", absl::StrCat("plain text in \"", f.substr(root.size() + 1),
-                                                         "\" (named .jsonl)"));
+      return Unsupported(
+          field + ".format",
+          absl::StrCat("plain text in \"", f.substr(root.size() + 1), "\" (named .jsonl)"));
     }
   }
   const v1::JsonlFields& j = source.fields();
-  if (!(j.text().empty() || j.text() == "text") || !(j.messages().empty() || j.messages() == "messages") ||
-      !j.prompt().empty() || !j.response().empty()) {
+  if (!(j.text().empty() || j.text() == "text") ||
+      !(j.messages().empty() || j.messages() == "messages") || !j.prompt().empty() ||
+      !j.response().empty()) {
     return Unsupported(field + ".fields",
                        "a JSONL layout other than a \"text\" or a \"messages\" field");
   }
@@ -207,13 +209,23 @@ absl::StatusOr<convert::ConvertOptions> ConvertOptionsForTask(const v1::Task& ta
     o.block_count = task.layer_block().num_layers();
   }
   if (transfer && at.has_attention_xent_weight()) o.xent_weight = at.attention_xent_weight();
+  if (spec.has_init_from()) {  // the scheduler stored it as an artifact path
+    if (!spec.init_from().has_artifact_path()) {
+      return absl::InvalidArgumentError(
+          "spec.init_from: not resolved to an artifact_path (the scheduler does it at submission)");
+    }
+    absl::StatusOr<std::string> from = server::ResolveExistingUnderRoot(
+        root, spec.init_from().artifact_path(), "spec.init_from.artifact_path");
+    if (!from.ok()) return from.status();
+    o.init_from = *from;
+  }
 
   // One budget, sequence length, batch and seed for both stages.
   const v1::TrainingParams& lead = transfer ? at.training() : ft.training();
   o.tokens = ft.training().token_budget() + (transfer ? at.training().token_budget() : 0);
   if (o.tokens <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.recipe.*.training.token_budget: the stages' budgets sum to ", o.tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.recipe.*.training.token_budget: the stages' budgets sum to ", o.tokens));
   }
   o.data.seq_len = lead.sequence_length() > 0 ? lead.sequence_length() : 1024;
   o.batch_size = lead.batch_size() > 0 ? lead.batch_size() : 8;
@@ -242,7 +254,8 @@ absl::StatusOr<convert::ConvertOptions> ConvertOptionsForTask(const v1::Task& ta
       absl::StatusOr<model::LoraTarget> t = model::ParseLoraTarget(lora.target_modules(i));
       if (!t.ok()) {
         return Unsupported(absl::StrCat("spec.recipe.finetune.lora.target_modules[", i, "]"),
-                           absl::StrCat("\"", lora.target_modules(i), "\" (only q_proj, k_proj, "
+                           absl::StrCat("\"", lora.target_modules(i),
+                                        "\" (only q_proj, k_proj, "
                                         "v_proj and o_proj take adapters)"));
       }
       o.lora.targets.push_back(*t);

@@ -1,10 +1,12 @@
 // JobService over a loopback gRPC server: submission with defaults,
 // idempotency, the exact status code and field name of bad requests,
 // tenancy, and WatchJob streams.
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "tests/unit/scheduler/service_fixture.h"
 
@@ -112,8 +114,10 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
       << R"({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]})";
   fs::create_directory_symlink("/etc", root_ + "/escape");
   const std::vector<BadCase> cases = {
-      {"unknown recipe", [](auto& r) { r.mutable_spec()->mutable_recipe()->set_kind(
-                                           static_cast<v1::RecipeKind>(42)); },
+      {"unknown recipe",
+       [](auto& r) {
+         r.mutable_spec()->mutable_recipe()->set_kind(static_cast<v1::RecipeKind>(42));
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.kind"},
       {"no recipe kind", [](auto& r) { r.mutable_spec()->mutable_recipe()->clear_kind(); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.kind"},
@@ -133,11 +137,17 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
        [](auto& r) { r.mutable_spec()->mutable_budget()->set_max_tokens(-1); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.budget.max_tokens"},
       {"negative wall time",
-       [](auto& r) { r.mutable_spec()->mutable_budget()->mutable_max_wall_time()->set_seconds(-5); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_budget()->mutable_max_wall_time()->set_seconds(-5);
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.budget.max_wall_time"},
       {"negative stage budget",
        [](auto& r) {
-         r.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_training()->set_token_budget(-3);
+         r.mutable_spec()
+             ->mutable_recipe()
+             ->mutable_finetune()
+             ->mutable_training()
+             ->set_token_budget(-3);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.finetune.training.token_budget"},
       {"gpus with cpu_only",
@@ -148,7 +158,9 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
       {"oversized request id", [](auto& r) { r.set_request_id(std::string(200, 'a')); },
        grpc::StatusCode::INVALID_ARGUMENT, "request_id"},
       {"oversized path",
-       [](auto& r) { r.mutable_spec()->mutable_data()->mutable_train(0)->set_path(std::string(5000, 'a')); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_data()->mutable_train(0)->set_path(std::string(5000, 'a'));
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.data.train[0].path"},
       {"oversized model name",
        [](auto& r) { r.mutable_spec()->set_output_model_name(std::string(200, 'm')); },
@@ -161,11 +173,14 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
        [](auto& r) { r.mutable_spec()->mutable_recipe()->mutable_lizard(); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.lizard"},
       {"window out of range",
-       [](auto& r) { r.mutable_spec()->mutable_recipe()->mutable_lolcats()->set_window_size(9000); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_recipe()->mutable_lolcats()->set_window_size(9000);
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.lolcats.window_size"},
       {"unknown LoRA module",
        [](auto& r) {
-         r.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_lora()->add_target_modules("qkv");
+         r.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_lora()->add_target_modules(
+             "qkv");
        },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.finetune.lora.target_modules[0]"},
       {"no training data", [](auto& r) { r.mutable_spec()->mutable_data()->clear_train(); },
@@ -174,13 +189,19 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
        [](auto& r) { r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("/etc/passwd"); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.data.train[0].path"},
       {"dot-dot escape",
-       [](auto& r) { r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/../../x"); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/../../x");
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.data.train[0].path"},
       {"symlink escape",
-       [](auto& r) { r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("escape/passwd"); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("escape/passwd");
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.data.train[0].path"},
       {"missing data",
-       [](auto& r) { r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/none.txt"); },
+       [](auto& r) {
+         r.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/none.txt");
+       },
        grpc::StatusCode::NOT_FOUND, "spec.data.train[0].path"},
       {"too many layers per block",
        [](auto& r) {
@@ -189,7 +210,10 @@ TEST_F(JobServiceTest, BadRequestsGetTheExactCodeAndNameTheField) {
        grpc::StatusCode::INVALID_ARGUMENT, "spec.recipe.attention_transfer.layers_per_block"},
       {"sequence beyond the teacher's context",
        [](auto& r) {
-         r.mutable_spec()->mutable_recipe()->mutable_attention_transfer()->mutable_training()
+         r.mutable_spec()
+             ->mutable_recipe()
+             ->mutable_attention_transfer()
+             ->mutable_training()
              ->set_sequence_length(512);
        },
        grpc::StatusCode::INVALID_ARGUMENT,
@@ -227,6 +251,62 @@ TEST_F(JobServiceTest, TeacherFromAnotherJob) {
   s = Submit(r, &job, "globex");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << "another tenant's job leaked";
   EXPECT_THAT(s.error_message(), HasSubstr("spec.teacher.job_id"));
+}
+
+// spec.init_from: a converted model of the job's recipe and the teacher's
+// shape, stored as its artifact path; anything else is refused at
+// submission, naming the field and what is wrong.
+TEST_F(JobServiceTest, InitFromAConvertedModel) {
+  std::ifstream in(std::string(LINEARIZE_SOURCE_DIR) + "/tests/fixtures/models/llama/config.json");
+  const std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(config.front(), '{');
+  auto student = [&](const std::string& name, const std::string& recipe) {
+    fs::create_directories(root_ + "/models/" + name);
+    std::ofstream(root_ + "/models/" + name + "/config.json")
+        << "{\"linear_attention\": {\"recipe\": \"" << recipe << "\"}, " << config.substr(1);
+  };
+  student("lolcats", "lolcats");
+  student("lizard", "lizard");
+  // A deeper model.
+  fs::create_directories(root_ + "/models/deep");
+  {
+    std::string deep = config;
+    const size_t at = deep.find("\"num_hidden_layers\": 2");
+    ASSERT_NE(at, std::string::npos);
+    deep.replace(at, 22, "\"num_hidden_layers\": 3");
+    std::ofstream(root_ + "/models/deep/config.json")
+        << "{\"linear_attention\": {\"recipe\": \"lolcats\"}, " << deep.substr(1);
+  }
+
+  v1::SubmitConversionRequest r = ValidRequest();
+  r.mutable_spec()->mutable_init_from()->set_artifact_path("models/lolcats");
+  v1::Job job;
+  grpc::Status s = Submit(r, &job);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(job.spec().init_from().artifact_path(), "models/lolcats");
+
+  struct Case {
+    std::string path;
+    grpc::StatusCode code;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"models/tiny", grpc::StatusCode::INVALID_ARGUMENT, "is not a converted model"},
+           {"models/lizard", grpc::StatusCode::INVALID_ARGUMENT,
+            "converted with the lizard recipe; this job's is lolcats"},
+           {"models/deep", grpc::StatusCode::INVALID_ARGUMENT,
+            "has num_hidden_layers 3; the teacher has 2"},
+           {"models/none", grpc::StatusCode::NOT_FOUND, "spec.init_from.artifact_path"}}) {
+    r.mutable_spec()->mutable_init_from()->set_artifact_path(c.path);
+    s = Submit(r, &job);
+    EXPECT_EQ(s.error_code(), c.code) << c.path << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(c.says)) << c.path;
+  }
+  // A job that has not succeeded has no model to start from.
+  r.mutable_spec()->mutable_init_from()->set_job_id(job.job_id());
+  s = Submit(r, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("spec.init_from.job_id"));
 }
 
 TEST_F(JobServiceTest, TenancyAndIdChecks) {
@@ -280,8 +360,7 @@ TEST_F(JobServiceTest, TenancyAndIdChecks) {
 }
 
 // A simulated worker: leases every task of the job in turn and completes it.
-void RunJobToTheEnd(v1::WorkerService::Stub& workers, const std::string& job_id,
-                    bool with_logs) {
+void RunJobToTheEnd(v1::WorkerService::Stub& workers, const std::string& job_id, bool with_logs) {
   v1::RegisterWorkerRequest reg;
   reg.mutable_resources()->set_cpu_cores(1);
   reg.mutable_resources()->set_memory_bytes(1 << 30);

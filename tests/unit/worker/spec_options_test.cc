@@ -101,8 +101,8 @@ TEST_F(SpecOptionsTest, MapsEveryPipelineSetting) {
   EXPECT_EQ(o->checkpoint_every, 7);  // the smaller of the stages' intervals
   EXPECT_EQ(o->lora.rank, 4);
   EXPECT_DOUBLE_EQ(o->lora.alpha, 8);
-  EXPECT_EQ(o->lora.targets, (std::vector<model::LoraTarget>{model::LoraTarget::kQ,
-                                                             model::LoraTarget::kV}));
+  EXPECT_EQ(o->lora.targets,
+            (std::vector<model::LoraTarget>{model::LoraTarget::kQ, model::LoraTarget::kV}));
   EXPECT_TRUE(o->peft);  // merge_lora false: adapters also stored apart
   EXPECT_EQ(PlannedSteps(*o, 1), 100);
   EXPECT_EQ(PlannedSteps(*o, 2), 100);
@@ -185,8 +185,8 @@ TEST_F(SpecOptionsTest, DirectorySourcesListTextFilesInNameOrder) {
   t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/dir");
   auto o = ConvertOptionsForTask(t, root_);
   ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_EQ(o->data.files, (std::vector<std::string>{root_ + "/data/dir/a.jsonl",
-                                                     root_ + "/data/dir/b.txt"}));
+  EXPECT_EQ(o->data.files,
+            (std::vector<std::string>{root_ + "/data/dir/a.jsonl", root_ + "/data/dir/b.txt"}));
 }
 
 TEST_F(SpecOptionsTest, SelfDistillationSizesTheSample) {
@@ -220,6 +220,29 @@ TEST_F(SpecOptionsTest, PassesCrossEntropyAndWeightDecay) {
   EXPECT_EQ(plain->stage2.weight_decay, 0.0);
 }
 
+// spec.init_from (stored by the scheduler as an artifact path) reaches the
+// pipeline as a path under the root; a reference left unresolved or a path
+// that is gone is refused, naming the field.
+TEST_F(SpecOptionsTest, PassesTheStudentToStartFrom) {
+  ASSERT_TRUE(convert::MakeDirs(root_ + "/models/student").ok());
+  v1::Task t = LolcatsTask();
+  t.mutable_spec()->mutable_init_from()->set_artifact_path("models/student");
+  auto o = ConvertOptionsForTask(t, root_);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->init_from, root_ + "/models/student");
+  EXPECT_TRUE(ConvertOptionsForTask(LolcatsTask(), root_)->init_from.empty());
+
+  t.mutable_spec()->mutable_init_from()->set_job_id("job-1");
+  o = ConvertOptionsForTask(t, root_);
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("spec.init_from"), std::string::npos) << o.status();
+  t.mutable_spec()->mutable_init_from()->set_artifact_path("models/gone");
+  o = ConvertOptionsForTask(t, root_);
+  EXPECT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find("spec.init_from.artifact_path"), std::string::npos)
+      << o.status();
+}
+
 // Each refusal names the spec field.
 TEST_F(SpecOptionsTest, RefusesWhatThePipelineCannotDo) {
   struct Case {
@@ -230,25 +253,41 @@ TEST_F(SpecOptionsTest, RefusesWhatThePipelineCannotDo) {
   const std::vector<Case> cases = {
       {"target_modules[1]",
        [](v1::Task& t) {
-         t.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_lora()
-             ->set_target_modules(1, "gate_proj");
+         t.mutable_spec()->mutable_recipe()->mutable_finetune()->mutable_lora()->set_target_modules(
+             1, "gate_proj");
        }},
       {"spec.data.validation",
-       [](v1::Task& t) { t.mutable_spec()->mutable_data()->add_validation()->set_path("data/train.txt"); }},
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_data()->add_validation()->set_path("data/train.txt");
+       }},
       {"self_distillation",
-       [](v1::Task& t) { t.mutable_spec()->mutable_data()->mutable_self_distillation()->set_enabled(true); }},
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_data()->mutable_self_distillation()->set_enabled(true);
+       }},
       {"window_factor_init",
-       [](v1::Task& t) { t.mutable_spec()->mutable_recipe()->mutable_lolcats()->set_window_factor_init(0.5f); }},
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_recipe()->mutable_lolcats()->set_window_factor_init(0.5f);
+       }},
       {"attention_transfer.training.skip",
        [](v1::Task& t) {
-         t.mutable_spec()->mutable_recipe()->mutable_attention_transfer()->mutable_training()->set_skip(true);
+         t.mutable_spec()
+             ->mutable_recipe()
+             ->mutable_attention_transfer()
+             ->mutable_training()
+             ->set_skip(true);
        }},
       {"spec.data.train[0].path",
-       [](v1::Task& t) { t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("../escape.txt"); }},
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("../escape.txt");
+       }},
       {"spec.data.train[0].path",
-       [](v1::Task& t) { t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/bad.json"); }},
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/bad.json");
+       }},
       {"spec.data.train[0].path",
-       [](v1::Task& t) { t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/missing.txt"); },
+       [](v1::Task& t) {
+         t.mutable_spec()->mutable_data()->mutable_train(0)->set_path("data/missing.txt");
+       },
        absl::StatusCode::kNotFound},
       {"teacher_path", [](v1::Task& t) { t.set_teacher_path("models/none"); },
        absl::StatusCode::kNotFound},
