@@ -3,24 +3,58 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <array>
+#include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/convert/fs_util.h"
+#include "common/io/sha256.h"
 #include "common/model/linear_attention_load.h"
 #include "common/model/peft_adapter.h"
 #include "common/model/weights.h"
+#include "nlohmann/json.hpp"
 
 namespace linearize::convert {
 namespace {
 
-// Where the student's LoRA is kept apart: an output's adapter/ (the run's
-// dtype) before its delta/ (bfloat16), or the directory itself (a delta).
+// Where the student's LoRA is kept apart: an output's adapter/ (float32)
+// before its delta/ (bfloat16), or the directory itself (a delta).
 std::optional<std::string> AdapterDir(const std::string& dir) {
   for (const std::string& d : {dir + "/adapter", dir + "/delta", dir}) {
     if (PathExists(d + "/adapter_model.safetensors")) return d;
   }
   return std::nullopt;
+}
+
+// A student whose files name its teacher (a delta's
+// linearize_delta.base_sha256, in `dir` or its delta/) must come from a
+// teacher file with that SHA-256; teacher directories are not hashed.
+absl::Status CheckTeacher(const std::string& dir, const std::string& teacher) {
+  std::string want;
+  for (const std::string& d : {dir, dir + "/delta"}) {
+    std::ifstream in(d + "/config.json");
+    if (!in) continue;
+    std::stringstream text;
+    text << in.rdbuf();
+    const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+    if (j.is_object() && j.contains("linearize_delta") && j["linearize_delta"].is_object() &&
+        j["linearize_delta"].value("base_sha256", nlohmann::json()).is_string()) {
+      want = j["linearize_delta"]["base_sha256"].get<std::string>();
+      break;
+    }
+  }
+  if (want.empty() || !PathExists(teacher) || IsDirectory(teacher)) return absl::OkStatus();
+  absl::StatusOr<std::array<uint8_t, 32>> digest = io::Sha256OfFile(teacher);
+  if (!digest.ok()) return digest.status();
+  const std::string have = io::Sha256Label(*digest);
+  if (have != want) {
+    return absl::FailedPreconditionError(absl::StrCat("init_from ", dir,
+                                                      " was converted from a teacher with ", want,
+                                                      "; ", teacher, " has ", have));
+  }
+  return absl::OkStatus();
 }
 
 // "q_proj rank 8" for the defined pairs of layer 0, for messages.
@@ -39,7 +73,7 @@ std::string LoraSummary(const model::LoraAdapters& lora) {
 
 }  // namespace
 
-absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir,
+absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir, const std::string& teacher,
                                             const model::LinearAttentionConfig& want,
                                             const io::ModelConfig& model, c10::Device device) {
   const std::string at = absl::StrCat("init_from ", dir);
@@ -62,6 +96,7 @@ absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir,
                                                      ", this run's is ", value.dump()));
     }
   }
+  if (absl::Status s = CheckTeacher(dir, teacher); !s.ok()) return s;
   StudentInit init;
   absl::StatusOr<std::vector<model::StudentTensors>> attention =
       model::ReadStudentTensors(dir, want, model, device);
@@ -78,7 +113,9 @@ absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir,
   }
   absl::StatusOr<model::LoraAdapters> lora =
       model::ReadPeftAdapter(*adapter, model.num_hidden_layers, device);
-  if (!lora.ok()) return lora.status();
+  if (!lora.ok()) {
+    return absl::Status(lora.status().code(), absl::StrCat(at, ": ", lora.status().message()));
+  }
   init.lora = *std::move(lora);
   return init;
 }

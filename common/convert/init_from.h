@@ -26,10 +26,12 @@ struct StudentInit {
   model::LoraAdapters lora;
 };
 
-// Reads the student in `dir` (float32 on `device`). INVALID_ARGUMENT names
-// what differs from `want` (the run's linear_attention settings) or what is
-// missing; NOT_FOUND a directory without config.json.
-absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir,
+// Reads the student in `dir` (float32 on `device`) for a run of `teacher`.
+// INVALID_ARGUMENT names what differs from `want` (the run's
+// linear_attention settings) or what is missing; NOT_FOUND a directory
+// without config.json; FAILED_PRECONDITION a student whose delta names
+// another teacher file by SHA-256 (checked when `teacher` is a file).
+absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir, const std::string& teacher,
                                             const model::LinearAttentionConfig& want,
                                             const io::ModelConfig& model, c10::Device device);
 

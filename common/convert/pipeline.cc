@@ -188,7 +188,10 @@ std::string Fingerprint(const ConvertOptions& o) {
                       o.xent_weight > 0 ? absl::StrCat(" xent=", o.xent_weight) : "",
                       o.stage1.weight_decay > 0 ? absl::StrCat(" wd1=", o.stage1.weight_decay) : "",
                       o.stage2.weight_decay > 0 ? absl::StrCat(" wd2=", o.stage2.weight_decay) : "",
-                      o.init_from.empty() ? "" : absl::StrCat(" init_from=", o.init_from));
+                      // The path as the file system names it, so a resume may spell it otherwise.
+                      o.init_from.empty() ? ""
+                                          : absl::StrCat(" init_from=",
+                                                         RealPath(o.init_from).value_or(o.init_from)));
 }
 
 double LearningRate(const StageOptions& s, int64_t step, int64_t total, double scale) {
@@ -356,7 +359,8 @@ absl::Status Pipeline::Setup() {
   if (!lora.ok()) return lora.status();
   lora_ = std::make_shared<model::LoraAdapters>(*std::move(lora));
   if (!o_.init_from.empty() && !o_.resume) {
-    absl::StatusOr<StudentInit> init = ReadStudentInit(o_.init_from, o_.attention, c, device_);
+    absl::StatusOr<StudentInit> init =
+        ReadStudentInit(o_.init_from, o_.teacher, o_.attention, c, device_);
     if (!init.ok()) return init.status();
     if (absl::Status s = CopyStudentInit(*init, o_.init_from, &students_, lora_.get()); !s.ok()) {
       return s;

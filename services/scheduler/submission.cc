@@ -107,7 +107,8 @@ absl::Status ResolveDataPaths(const ArtifactRoot& root, const v1::ConversionSpec
 }
 
 // spec.init_from resolved to `from`: a converted model (config.json with a
-// linear_attention section) of the job's recipe and the teacher's shape.
+// linear_attention section) of the job's recipe and the teacher's shape,
+// with its LoRA kept apart (init_from.h reads it from there).
 absl::Status CheckInitFrom(const ResolvedTeacher& from, const ResolvedTeacher& teacher,
                            const ArtifactRoot& root, v1::RecipeKind kind) {
   const std::string at = absl::StrCat("spec.init_from: \"", from.path, "\"");
@@ -131,6 +132,17 @@ absl::Status CheckInitFrom(const ResolvedTeacher& from, const ResolvedTeacher& t
   if (recipe != want) {
     return absl::InvalidArgumentError(
         absl::StrCat(at, " was converted with the ", recipe, " recipe; this job's is ", want));
+  }
+  bool lora = false;
+  for (const char* file : {"/adapter/adapter_model.safetensors", "/delta/adapter_model.safetensors",
+                           "/adapter_model.safetensors"}) {
+    struct stat st;
+    lora = lora || stat((*abs + file).c_str(), &st) == 0;
+  }
+  if (!lora) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        at, " has no LoRA kept apart (adapter/, delta/ or adapter_model.safetensors): a model ",
+        "published with its LoRA merged cannot go on training"));
   }
   const io::ModelConfig &a = from.config, &b = teacher.config;
   for (const auto& [name, x, y] :

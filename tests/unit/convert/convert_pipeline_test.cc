@@ -2,13 +2,12 @@
 // stage 1 cuts the attention MSE, stage 2 cuts perplexity, an interrupted
 // run resumes to the same numbers bit for bit, the output loads and
 // generates, and bad input fails with clear messages.
-#include "common/convert/pipeline.h"
-
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -16,6 +15,7 @@
 #include "common/convert/block_inputs.h"
 #include "common/convert/block_merge.h"
 #include "common/convert/fs_util.h"
+#include "common/convert/pipeline.h"
 #include "common/convert/tensor_file.h"
 #include "common/model/load.h"
 #include "common/model/recording_attention.h"
@@ -86,9 +86,11 @@ TEST(ConvertPipeline, LolcatsTransfersFinetunesAndExportsAServableModel) {
     return true;
   });
   ASSERT_TRUE(r.ok()) << r.status();
-  std::printf("val MSE %.6g -> %.6g; ppl teacher %.3f, student after stage 1 %.3f, after stage 2 %.3f; %.1f s\n",
-              r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl,
-              r->student_val_ppl_before_finetune, r->student_val_ppl, r->seconds);
+  std::printf(
+      "val MSE %.6g -> %.6g; ppl teacher %.3f, student after stage 1 %.3f, after stage 2 %.3f; "
+      "%.1f s\n",
+      r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl, r->student_val_ppl_before_finetune,
+      r->student_val_ppl, r->seconds);
   EXPECT_LE(r->final_val_mse * 2.5, r->initial_val_mse);
   EXPECT_LT(r->student_val_ppl, r->student_val_ppl_before_finetune);
   EXPECT_EQ(r->tokens_seen, o.tokens);
@@ -120,8 +122,8 @@ TEST(ConvertPipeline, LolcatsTransfersFinetunesAndExportsAServableModel) {
   std::vector<int32_t> all = prompt;
   all.insert(all.end(), out->token_ids.begin(), out->token_ids.end());
   at::NoGradGuard no_grad;
-  auto logits = loaded->model->Forward(at::tensor(std::vector<int64_t>(all.begin(), all.end()),
-                                                  at::kLong).unsqueeze(0));
+  auto logits = loaded->model->Forward(
+      at::tensor(std::vector<int64_t>(all.begin(), all.end()), at::kLong).unsqueeze(0));
   ASSERT_TRUE(logits.ok());
   const at::Tensor argmax = logits->argmax(-1)[0];
   for (size_t i = 0; i < out->token_ids.size(); ++i) {
@@ -146,9 +148,10 @@ TEST(ConvertPipeline, AttentionTransferOnSelfDistilledDataCutsMseTenfold) {
   o.tokens = 2 * 100 * 4 * 64;  // 100 steps per stage
   auto r = Convert(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  std::printf("self-distilled: val MSE %.6g -> %.6g; ppl teacher %.4f, student %.4f -> %.4f; %.1f s\n",
-              r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl,
-              r->student_val_ppl_before_finetune, r->student_val_ppl, r->seconds);
+  std::printf(
+      "self-distilled: val MSE %.6g -> %.6g; ppl teacher %.4f, student %.4f -> %.4f; %.1f s\n",
+      r->initial_val_mse, r->final_val_mse, r->teacher_val_ppl, r->student_val_ppl_before_finetune,
+      r->student_val_ppl, r->seconds);
   EXPECT_LE(r->final_val_mse * 10, r->initial_val_mse);
 }
 
@@ -172,11 +175,10 @@ TEST(ConvertPipeline, InterruptedRunResumesBitExactly) {
   ConvertOptions part = options(dir.path() + "/part");
   part.checkpoint_every = 7;
   // Stop once inside each stage, at steps that are not checkpoint steps.
-  for (auto [stage, step] : {std::pair<std::string, int64_t>{"attention_transfer", 11},
-                             {"finetune", 9}}) {
-    auto stopped = Convert(part, [&](const ProgressEvent& e) {
-      return !(e.stage == stage && e.step == step);
-    });
+  for (auto [stage, step] :
+       {std::pair<std::string, int64_t>{"attention_transfer", 11}, {"finetune", 9}}) {
+    auto stopped = Convert(
+        part, [&](const ProgressEvent& e) { return !(e.stage == stage && e.step == step); });
     ASSERT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
     EXPECT_TRUE(PathExists(part.out_dir + "/checkpoint/state.json"));
     part.resume = true;
@@ -238,18 +240,36 @@ TEST(ConvertPipeline, InitFromAStudentStartsWhereItEnded) {
     EXPECT_FALSE(PathExists(o.out_dir + "/checkpoint"));
     return r.ok() ? std::string("ok") : std::string(r.status().message());
   };
-  EXPECT_NE(refused([](ConvertOptions& o) { o.attention.window = 32; })
-                .find("its linear_attention.window is 16, this run's is 32"),
+  EXPECT_NE(refused([](ConvertOptions& o) {
+              o.attention.window = 32;
+            }).find("its linear_attention.window is 16, this run's is 32"),
             std::string::npos);
-  EXPECT_NE(refused([](ConvertOptions& o) { o.attention.recipe = model::Recipe::kLolcats; })
-                .find("its linear_attention.recipe is \"lizard\", this run's is \"lolcats\""),
+  EXPECT_NE(refused([](ConvertOptions& o) {
+              o.attention.recipe = model::Recipe::kLolcats;
+            }).find("its linear_attention.recipe is \"lizard\", this run's is \"lolcats\""),
             std::string::npos);
   const std::string lora = refused([](ConvertOptions& o) { o.lora.rank = 4; });
   EXPECT_NE(lora.find("its LoRA (q_proj rank 8"), std::string::npos) << lora;
   EXPECT_NE(lora.find("this run's (q_proj rank 4"), std::string::npos) << lora;
-  EXPECT_NE(refused([](ConvertOptions& o) { o.init_from = kTeacher; })
-                .find("not a converted model"),
-            std::string::npos);
+  EXPECT_NE(
+      refused([](ConvertOptions& o) { o.init_from = kTeacher; }).find("not a converted model"),
+      std::string::npos);
+  // A delta names its teacher file by SHA-256: another teacher file is
+  // refused (the GGUF copy of the fixture, while this delta names zeros).
+  const std::string other = dir.path() + "/other_teacher_delta";
+  std::filesystem::copy(first.out_dir + "/delta", other);
+  {
+    std::ifstream in(other + "/config.json");
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["linearize_delta"]["base_sha256"] = "sha256:" + std::string(64, '0');
+    std::ofstream(other + "/config.json") << j.dump(2);
+  }
+  const std::string gguf = std::string(LINEARIZE_FIXTURES_DIR) + "/models/llama3_scaled.gguf";
+  const std::string wrong = refused([&](ConvertOptions& o) {
+    o.teacher = gguf;
+    o.init_from = other;
+  });
+  EXPECT_NE(wrong.find("was converted from a teacher with sha256:000"), std::string::npos) << wrong;
 }
 
 // The attention cross-entropy (xent_weight) trains the students' weights
@@ -666,8 +686,7 @@ TEST(ConvertPipeline, BadInputFailsClearlyAndKeepsTheCheckpoint) {
   o.data.files = {WriteTextFile(dir, "short.txt", "the cat sat on the mat")};
   r = Convert(o);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("fewer than two sequences"), std::string::npos)
-      << r.status();
+  EXPECT_NE(r.status().message().find("fewer than two sequences"), std::string::npos) << r.status();
   std::printf("errors: %s\n", r.status().ToString().c_str());
 
   o.data.files = {WriteTextFile(dir, "bad.jsonl", "{\"text\": \"ok\"}\n[1, 2]\n")};

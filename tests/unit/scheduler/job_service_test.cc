@@ -253,62 +253,6 @@ TEST_F(JobServiceTest, TeacherFromAnotherJob) {
   EXPECT_THAT(s.error_message(), HasSubstr("spec.teacher.job_id"));
 }
 
-// spec.init_from: a converted model of the job's recipe and the teacher's
-// shape, stored as its artifact path; anything else is refused at
-// submission, naming the field and what is wrong.
-TEST_F(JobServiceTest, InitFromAConvertedModel) {
-  std::ifstream in(std::string(LINEARIZE_SOURCE_DIR) + "/tests/fixtures/models/llama/config.json");
-  const std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_EQ(config.front(), '{');
-  auto student = [&](const std::string& name, const std::string& recipe) {
-    fs::create_directories(root_ + "/models/" + name);
-    std::ofstream(root_ + "/models/" + name + "/config.json")
-        << "{\"linear_attention\": {\"recipe\": \"" << recipe << "\"}, " << config.substr(1);
-  };
-  student("lolcats", "lolcats");
-  student("lizard", "lizard");
-  // A deeper model.
-  fs::create_directories(root_ + "/models/deep");
-  {
-    std::string deep = config;
-    const size_t at = deep.find("\"num_hidden_layers\": 2");
-    ASSERT_NE(at, std::string::npos);
-    deep.replace(at, 22, "\"num_hidden_layers\": 3");
-    std::ofstream(root_ + "/models/deep/config.json")
-        << "{\"linear_attention\": {\"recipe\": \"lolcats\"}, " << deep.substr(1);
-  }
-
-  v1::SubmitConversionRequest r = ValidRequest();
-  r.mutable_spec()->mutable_init_from()->set_artifact_path("models/lolcats");
-  v1::Job job;
-  grpc::Status s = Submit(r, &job);
-  ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(job.spec().init_from().artifact_path(), "models/lolcats");
-
-  struct Case {
-    std::string path;
-    grpc::StatusCode code;
-    std::string says;
-  };
-  for (const Case& c : std::vector<Case>{
-           {"models/tiny", grpc::StatusCode::INVALID_ARGUMENT, "is not a converted model"},
-           {"models/lizard", grpc::StatusCode::INVALID_ARGUMENT,
-            "converted with the lizard recipe; this job's is lolcats"},
-           {"models/deep", grpc::StatusCode::INVALID_ARGUMENT,
-            "has num_hidden_layers 3; the teacher has 2"},
-           {"models/none", grpc::StatusCode::NOT_FOUND, "spec.init_from.artifact_path"}}) {
-    r.mutable_spec()->mutable_init_from()->set_artifact_path(c.path);
-    s = Submit(r, &job);
-    EXPECT_EQ(s.error_code(), c.code) << c.path << ": " << s.error_message();
-    EXPECT_THAT(s.error_message(), HasSubstr(c.says)) << c.path;
-  }
-  // A job that has not succeeded has no model to start from.
-  r.mutable_spec()->mutable_init_from()->set_job_id(job.job_id());
-  s = Submit(r, &job);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
-  EXPECT_THAT(s.error_message(), HasSubstr("spec.init_from.job_id"));
-}
-
 TEST_F(JobServiceTest, TenancyAndIdChecks) {
   v1::Job job;
   ASSERT_TRUE(Submit(ValidRequest(), &job).ok());
@@ -576,6 +520,82 @@ TEST_F(JobServiceTest, ListAndLogsOverGrpc) {
   ASSERT_TRUE(jobs_->GetJobLogs(As("acme").get(), logs, &lines).ok());
   ASSERT_GE(lines.lines_size(), 1);
   EXPECT_THAT(lines.lines(0).message(), HasSubstr("submitted"));
+}
+
+// spec.init_from: a converted model of the job's recipe and the teacher's
+// shape, stored as its artifact path; anything else is refused at
+// submission, naming the field and what is wrong.
+TEST_F(JobServiceTest, InitFromAConvertedModel) {
+  std::ifstream in(std::string(LINEARIZE_SOURCE_DIR) + "/tests/fixtures/models/llama/config.json");
+  const std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(config.front(), '{');
+  // A converted model's config.json, and its LoRA kept apart unless `lora` is false.
+  auto student = [&](const std::string& dir, const std::string& recipe, bool lora = true) {
+    fs::create_directories(root_ + "/" + dir + "/adapter");
+    std::ofstream(root_ + "/" + dir + "/config.json")
+        << "{\"linear_attention\": {\"recipe\": \"" << recipe << "\"}, " << config.substr(1);
+    if (lora) std::ofstream(root_ + "/" + dir + "/adapter/adapter_model.safetensors") << "x";
+  };
+  student("models/lolcats", "lolcats");
+  student("models/lizard", "lizard");
+  student("models/merged", "lolcats", /*lora=*/false);
+  // A deeper model.
+  fs::create_directories(root_ + "/models/deep");
+  {
+    std::string deep = config;
+    const size_t at = deep.find("\"num_hidden_layers\": 2");
+    ASSERT_NE(at, std::string::npos);
+    deep.replace(at, 22, "\"num_hidden_layers\": 3");
+    std::ofstream(root_ + "/models/deep/config.json")
+        << "{\"linear_attention\": {\"recipe\": \"lolcats\"}, " << deep.substr(1);
+    std::ofstream(root_ + "/models/deep/adapter_model.safetensors") << "x";
+  }
+
+  v1::SubmitConversionRequest r = ValidRequest();
+  r.mutable_spec()->mutable_init_from()->set_artifact_path("models/lolcats");
+  v1::Job job;
+  grpc::Status s = Submit(r, &job);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(job.spec().init_from().artifact_path(), "models/lolcats");
+
+  struct Case {
+    std::string path;
+    grpc::StatusCode code;
+    std::string says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"models/tiny", grpc::StatusCode::INVALID_ARGUMENT, "is not a converted model"},
+           {"models/merged", grpc::StatusCode::INVALID_ARGUMENT, "no LoRA kept apart"},
+           {"models/lizard", grpc::StatusCode::INVALID_ARGUMENT,
+            "converted with the lizard recipe; this job's is lolcats"},
+           {"models/deep", grpc::StatusCode::INVALID_ARGUMENT,
+            "has num_hidden_layers 3; the teacher has 2"},
+           {"models/none", grpc::StatusCode::NOT_FOUND, "spec.init_from.artifact_path"}}) {
+    r.mutable_spec()->mutable_init_from()->set_artifact_path(c.path);
+    v1::Job ignored;
+    s = Submit(r, &ignored);
+    EXPECT_EQ(s.error_code(), c.code) << c.path << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(c.says)) << c.path;
+  }
+  // A job that has not succeeded has no model to start from.
+  r.mutable_spec()->mutable_init_from()->set_job_id(job.job_id());
+  v1::Job refused;
+  s = Submit(r, &refused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("spec.init_from.job_id"));
+  // Once it has, its published model is stored as the path to start from.
+  RunJobToTheEnd(*workers_, job.job_id(), /*with_logs=*/false);
+  v1::GetJobRequest get;
+  get.set_job_id(job.job_id());
+  v1::Job done;
+  ASSERT_TRUE(jobs_->GetJob(As("acme").get(), get, &done).ok());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_FALSE(done.artifact_path().empty());
+  student(done.artifact_path(), "lolcats");
+  v1::Job next;
+  s = Submit(r, &next);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(next.spec().init_from().artifact_path(), done.artifact_path());
 }
 
 }  // namespace
