@@ -16,6 +16,7 @@
 // written once; for decode the state read and written) at the measured copy
 // bandwidth, and from its FLOPs at the measured bf16 matmul rate.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/core/GradMode.h>
@@ -81,6 +82,20 @@ double TimeFwdBwd(const std::function<std::vector<at::Tensor>()>& fwd,
       },
       reps, warmup);
 }
+
+// bf16 autocast on CUDA while alive, as the converter trains (float32
+// parameters and feature maps go to the kernels, which compute in bf16).
+class Bf16Autocast {
+ public:
+  Bf16Autocast() {
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~Bf16Autocast() {
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+};
 
 // A copy of x that autograd tracks.
 at::Tensor Leaf(const at::Tensor& x) { return x.detach().clone().requires_grad_(true); }
@@ -265,9 +280,11 @@ int main(int argc, char** argv) {
 
 
   // Training: forward + backward of each attention (inputs, feature maps and
-  // window/gate parameters all require gradients), CUDA kernels on and off.
+  // window/gate parameters all require gradients), CUDA kernels on and off,
+  // under bf16 autocast as the converter runs them.
   for (const int64_t t : {2048, 4096, 8192, 16384, 32768}) {
     if (!part("train")) break;
+    const Bf16Autocast autocast;
     const at::Tensor q = Leaf(at::randn({1, h, t, d}, bf)), k = Leaf(at::randn({1, h, t, d}, bf)),
                      v = Leaf(at::randn({1, h, t, d}, bf));
     const double tok = double(t) * h;

@@ -8,6 +8,7 @@
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -72,6 +73,11 @@ void ExpectSameGradients(
     EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
   }
   EXPECT_GE(launches.Launches(), min_launches) << "the CUDA kernels ran forward and backward";
+  // The call's gradient scale: the largest reference gradient.
+  double scale = 0;
+  for (const at::Tensor& x : cpu) {
+    if (x.grad().defined()) scale = std::max(scale, x.grad().abs().max().item<double>());
+  }
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!cpu[i].grad().defined()) {  // unused (the maps while no key has left the window)
       EXPECT_TRUE(!gpu[i].grad().defined() || gpu[i].grad().abs().max().item<double>() == 0)
@@ -80,10 +86,15 @@ void ExpectSameGradients(
     }
     ASSERT_TRUE(gpu[i].grad().defined()) << names[i];
     ASSERT_TRUE(testing::AllFinite(gpu[i].grad())) << names[i];
-    if (cpu[i].grad().abs().max().item<double>() < 1e-9) {
-      // Exactly zero in exact arithmetic (LoLCATs' window gate while no key
-      // has left the window: y does not depend on it), rounding noise here.
-      EXPECT_LT(gpu[i].grad().abs().max().item<double>(), 1e-6) << "d " << names[i];
+    if (cpu[i].grad().abs().max().item<double>() < 1e-3 * scale) {
+      // (Nearly) zero in exact arithmetic: at T = 1, dq and dk of a window
+      // over one key, or of the gated ratio phi_q phi_k v / (phi_q phi_k +
+      // eps); LoLCATs' window gate while no key has left the window. The
+      // kernels' bf16 rounding (the backward reads y in bf16, as
+      // FlashAttention does) leaves noise at bf16's relative level of the
+      // call's gradients, which a relative error against ~0 cannot judge.
+      EXPECT_LT(gpu[i].grad().abs().max().item<double>(), testing::Tol(at::kBFloat16) * scale)
+          << "d " << names[i] << " (gradient scale " << scale << ")";
       continue;
     }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
