@@ -3,14 +3,11 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <array>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/convert/fs_util.h"
-#include "common/io/sha256.h"
+#include "common/model/delta_load.h"
 #include "common/model/linear_attention_load.h"
 #include "common/model/peft_adapter.h"
 #include "common/model/weights.h"
@@ -34,27 +31,17 @@ std::optional<std::string> AdapterDir(const std::string& dir) {
 absl::Status CheckTeacher(const std::string& dir, const std::string& teacher) {
   std::string want;
   for (const std::string& d : {dir, dir + "/delta"}) {
-    std::ifstream in(d + "/config.json");
-    if (!in) continue;
-    std::stringstream text;
-    text << in.rdbuf();
-    const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
+    absl::StatusOr<std::string> text = ReadFile(d + "/config.json");
+    if (!text.ok()) continue;
+    const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
     if (j.is_object() && j.contains("linearize_delta") && j["linearize_delta"].is_object() &&
         j["linearize_delta"].value("base_sha256", nlohmann::json()).is_string()) {
       want = j["linearize_delta"]["base_sha256"].get<std::string>();
       break;
     }
   }
-  if (want.empty() || !PathExists(teacher) || IsDirectory(teacher)) return absl::OkStatus();
-  absl::StatusOr<std::array<uint8_t, 32>> digest = io::Sha256OfFile(teacher);
-  if (!digest.ok()) return digest.status();
-  const std::string have = io::Sha256Label(*digest);
-  if (have != want) {
-    return absl::FailedPreconditionError(absl::StrCat("init_from ", dir,
-                                                      " was converted from a teacher with ", want,
-                                                      "; ", teacher, " has ", have));
-  }
-  return absl::OkStatus();
+  if (!PathExists(teacher) || IsDirectory(teacher)) return absl::OkStatus();
+  return model::CheckDeltaBase(absl::StrCat("init_from ", dir), teacher, want);
 }
 
 // "q_proj rank 8" for the defined pairs of layer 0, for messages.

@@ -45,19 +45,20 @@ absl::StatusOr<std::string> FindBase(const std::string& dir, const std::string& 
                                           "); run scripts/setup"));
 }
 
-absl::Status CheckBase(const std::string& dir, const std::string& base, const std::string& want) {
+}  // namespace
+
+absl::Status CheckDeltaBase(const std::string& what, const std::string& base,
+                            const std::string& want) {
   if (want.empty()) return absl::OkStatus();
   absl::StatusOr<std::array<uint8_t, 32>> digest = io::Sha256OfFile(base);
   if (!digest.ok()) return digest.status();
   const std::string got = io::Sha256Label(*digest);
   if (got != want) {
-    return absl::FailedPreconditionError(absl::StrCat("the delta ", dir, " was made from a base with ",
-                                                      want, "; ", base, " has ", got));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " was made from a base with ", want, "; ", base, " has ", got));
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<LoadedModel> LoadDelta(const std::string& dir, const nlohmann::json& section,
                                       const LoadOptions& options) {
@@ -68,7 +69,8 @@ absl::StatusOr<LoadedModel> LoadDelta(const std::string& dir, const nlohmann::js
   }
   absl::StatusOr<std::string> base = FindBase(dir, section["base_model"].get<std::string>());
   if (!base.ok()) return base.status();
-  if (absl::Status s = CheckBase(dir, *base, section.value("base_sha256", std::string()));
+  if (absl::Status s = CheckDeltaBase(absl::StrCat("the delta ", dir), *base,
+                                      section.value("base_sha256", std::string()));
       !s.ok()) {
     return s;
   }

@@ -25,4 +25,10 @@ namespace linearize::model {
 absl::StatusOr<LoadedModel> LoadDelta(const std::string& dir, const nlohmann::json& section,
                                       const LoadOptions& options);
 
+// FAILED_PRECONDITION unless the file `base` hashes to `want` (a
+// linearize_delta.base_sha256 label, "sha256:<hex>"); OK when `want` is
+// empty. The message starts with `what` (e.g. "the delta <dir>").
+absl::Status CheckDeltaBase(const std::string& what, const std::string& base,
+                            const std::string& want);
+
 }  // namespace linearize::model

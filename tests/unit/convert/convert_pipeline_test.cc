@@ -269,7 +269,7 @@ TEST(ConvertPipeline, InitFromAStudentStartsWhereItEnded) {
     o.teacher = gguf;
     o.init_from = other;
   });
-  EXPECT_NE(wrong.find("was converted from a teacher with sha256:000"), std::string::npos) << wrong;
+  EXPECT_NE(wrong.find("init_from " + other + " was made from a base with sha256:000"), std::string::npos) << wrong;
 }
 
 // The attention cross-entropy (xent_weight) trains the students' weights
