@@ -13,7 +13,8 @@ whitespace tokens of each answer:
                      numbered-list loops count as repeats
   stopped            generation ended on its own (finish=stop, < 200 tokens)
 Writes bench/results/chat_drift_cpu.json and prints a Markdown table.
-Usage (from the repo root): .venv/bin/python bench/chat_drift.py
+Usage (from the repo root): .venv/bin/python bench/chat_drift.py [STUDENT [JSON]]
+(another student directory or delta, and where its JSON goes).
 """
 import json, re, subprocess, sys
 
@@ -49,6 +50,11 @@ def metrics(text, gen_tokens, finish):
 
 
 def main():
+    global OUT
+    if len(sys.argv) > 1:
+        MODELS["student"] = ["-m", sys.argv[1]]
+    if len(sys.argv) > 2:
+        OUT = sys.argv[2]
     prompts = [l.strip() for l in open("scripts/chat-prompts.txt") if l.strip()][:8]
     rows = []
     for p in prompts:

@@ -183,10 +183,20 @@ absl::Status WriteReport(const EvalReport& r, const std::string& dir) {
   }
   if (absl::Status st = WriteFile(dir + "/report.md", ReportMarkdown(r)); !st.ok()) return st;
 
+  // One curve per model and text; the text's file name tells them apart
+  // when there are several.
+  std::set<std::string> texts;
+  for (const PerplexityEntry& e : r.perplexity) {
+    if (e.curve) texts.insert(e.text);
+  }
   std::vector<PlotSeries> ppl;
   for (const PerplexityEntry& e : r.perplexity) {
     if (!e.curve) continue;
-    PlotSeries s{e.model, {}, {}};
+    std::string label = e.model;
+    if (texts.size() > 1) {
+      absl::StrAppend(&label, ", ", e.text.substr(e.text.find_last_of('/') + 1));
+    }
+    PlotSeries s{label, {}, {}};
     for (size_t i = 0; i < e.curve->start.size(); ++i) {
       s.x.push_back(static_cast<double>(e.curve->start[i]));
       s.y.push_back(e.curve->mean_nll[i]);
