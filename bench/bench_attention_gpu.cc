@@ -11,7 +11,11 @@
 //   kernels (baseline, LoLCATs, Lizard) against the LibTorch DecodeStep.
 // Prints a table and writes JSON to argv[1], else $OUT/attention_bench.json,
 // else ./attention_bench.json. `--profile` instead runs one T = 32k forward of
-// the baseline and of LoLCATs (for ncu) and exits. Each row: median of `reps` timed runs after
+// the baseline and of LoLCATs (for ncu) and exits; `--profile-train` prints
+// each recipe's T = 32k forward + backward kernel by kernel (torch's Kineto
+// profiler) and exits; on the H200 it recorded our own kernels in only one
+// of the three profiled steps (launches below 1 per step), so read its
+// times as shares, and the timed rows for totals. Each row: median of `reps` timed runs after
 // warm-up; floors from the bytes each op must move (inputs read once, output
 // written once; for decode the state read and written) at the measured copy
 // bandwidth, and from its FLOPs at the measured bf16 matmul rate.
@@ -31,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_profile.h"
 #include "kernels/feature_map/feature_map.h"
 #include "kernels/linear_attention/chunked_linear.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
@@ -47,6 +52,16 @@ struct Row {
   std::string op, impl;
   int64_t t = 0, batch = 1;
   double ms = 0, floor_ms = 0, bytes = 0, flops = 0;
+};
+
+// One attention's training step: `fwd` returns the differentiable outputs,
+// whose gradients flow back to `inputs`.
+struct TrainCase {
+  std::string op;
+  double bytes = 0, flops = 0;
+  std::function<std::vector<at::Tensor>()> fwd;
+  std::vector<at::Tensor> inputs;
+  bool has_libtorch_form = true;  // also timed with the CUDA kernels off
 };
 
 // Median milliseconds of fn over `reps` runs (each run = `inner` calls
@@ -158,8 +173,9 @@ int main(int argc, char** argv) {
   }
   const c10::NoGradGuard no_grad;
   const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
+  const bool profile_train = argc > 1 && std::string(argv[1]) == "--profile-train";
   std::string path = "attention_bench.json";
-  if (argc > 1 && !profile) {
+  if (argc > 1 && !profile && !profile_train) {
     path = argv[1];
   } else if (const char* out = std::getenv("OUT")) {
     path = std::string(out) + "/attention_bench.json";
@@ -184,6 +200,92 @@ int main(int argc, char** argv) {
                               at::log_sigmoid(at::randn({b, hk, t}, bf.dtype(at::kFloat)) + 3),
                               at::randn({b, h, t, d}, bf), at::randn({b, hk, t, d}, bf)};
   };
+  // Each attention's training step at length t: leaves for every input,
+  // feature map and window/gate parameter.
+  const auto train_cases = [&](int64_t t) {
+    const at::Tensor q = Leaf(at::randn({1, h, t, d}, bf)), k = Leaf(at::randn({1, h, t, d}, bf)),
+                     v = Leaf(at::randn({1, h, t, d}, bf));
+    const double tok = double(t) * h;
+    // Forward + backward moves about 3x the forward's bytes (q, k, v, y, dy
+    // read again; dq, dk, dv written) and about 3x its FLOPs.
+    const double io = 3.0 * 4.0 * tok * d * 2;
+    const double chunk_flops = 3.0 * 2.0 * (64.0 * f + 64.0 * d + 2.0 * f * d);
+    lk::FeatureMaps tmaps = maps;
+    tmaps.q_weight = Leaf(maps.q_weight);
+    tmaps.k_weight = Leaf(maps.k_weight);
+    std::vector<TrainCase> cases;
+    {  // the chunked form alone on precomputed bf16 features, plain and gated
+      const at::Tensor pq = Leaf(lk::HedgehogFeatureMap(q.detach(), maps.q_weight));
+      const at::Tensor pk = Leaf(lk::HedgehogFeatureMap(k.detach(), maps.k_weight));
+      const at::Tensor lg =
+          Leaf(at::log_sigmoid(at::randn({1, h, t}, bf.dtype(at::kFloat)) + 3));
+      const double bytes = 3.0 * tok * (2.0 * f + 2.0 * d) * 2;
+      cases.push_back({"chunked_linear_fwd_bwd", bytes, tok * chunk_flops, [=] {
+                         const lk::detail::LinearTerms lt =
+                             lk::detail::ChunkedCausalLinear(pq, pk, v, {}, 64);
+                         return std::vector<at::Tensor>{lt.num, lt.den};
+                       }, {pq, pk, v}});
+      cases.push_back({"chunked_gated_fwd_bwd", bytes, tok * chunk_flops, [=] {
+                         const lk::detail::LinearTerms lt =
+                             lk::detail::ChunkedCausalLinear(pq, pk, v, lg, 64);
+                         return std::vector<at::Tensor>{lt.num, lt.den};
+                       }, {pq, pk, v, lg}});
+    }
+    cases.push_back({"hedgehog_map_fwd_bwd", 3.0 * tok * (d + f) * 2, 3.0 * tok * 2.0 * d * fh,
+                     [=] { return std::vector<at::Tensor>{
+                               lk::HedgehogFeatureMap(q, tmaps.q_weight)}; },
+                     {q, tmaps.q_weight}});
+    cases.push_back({"linear_attention_fwd_bwd", io, tok * chunk_flops, [=] {
+                       return std::vector<at::Tensor>{
+                           lk::linear_attention::ForwardParallel(q, k, v, tmaps)};
+                     }, {q, k, v, tmaps.q_weight, tmaps.k_weight}});
+    const lk::lolcats::Weights tw{tmaps, Leaf(lw.window_logit)};
+    cases.push_back({"lolcats_fwd_bwd", io, tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 128 * d), [=] {
+                       return std::vector<at::Tensor>{
+                           lk::lolcats::ForwardParallel(q, k, v, tw, lo)};
+                     }, {q, k, v, tmaps.q_weight, tmaps.k_weight, tw.window_logit}});
+    lk::lizard::Inputs zin = lizard_inputs(1, h, t);
+    for (at::Tensor* x : {&zin.q, &zin.k, &zin.v, &zin.log_gamma, &zin.q_window, &zin.k_window}) {
+      *x = Leaf(*x);
+    }
+    const lk::lizard::Weights tzw{tmaps, Leaf(zw.meta_logits), Leaf(zw.alpha)};
+    cases.push_back({"lizard_fwd_bwd", io + 3.0 * 2.0 * tok * d * 2,
+                     tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 2.0 * zo.window * d), [=] {
+                       return std::vector<at::Tensor>{lk::lizard::ForwardParallel(zin, tzw, zo)};
+                     },
+                     {zin.q, zin.k, zin.v, zin.log_gamma, zin.q_window, zin.k_window,
+                      tmaps.q_weight, tmaps.k_weight, tzw.meta_logits, tzw.alpha}});
+    cases.push_back({"sdpa_causal_fwd_bwd", io,
+                     3.5 * 2.0 * double(t) * double(t) * d * h,  // backward ~2.5x the forward
+                     [=] { return std::vector<at::Tensor>{
+                               at::scaled_dot_product_attention(q, k, v, {}, 0.0, true)}; },
+                     {q, k, v}, /*has_libtorch_form=*/false});
+    return cases;
+  };
+  if (profile_train) {  // each case's T = 32k step, kernel by kernel
+    const Bf16Autocast autocast;
+    for (const TrainCase& c : train_cases(32768)) {
+      const c10::AutoGradMode grad(true);
+      std::vector<at::Tensor> grads;
+      for (const at::Tensor& o : c.fwd()) grads.push_back(at::randn_like(o));
+      const auto step = [&] {
+        torch::autograd::grad(c.fwd(), c.inputs, grads, std::nullopt, false, true);
+      };
+      step();
+      at::cuda::getCurrentCUDAStream().synchronize();
+      double total = 0;
+      const std::vector<linearize::bench::KernelTime> kernels =
+          linearize::bench::ProfileKernels(step, 3);
+      for (const auto& kt : kernels) total += kt.us_per_step;
+      std::printf("\n%s, T = 32768: %.3f ms of GPU time per step\n", c.op.c_str(), total / 1e3);
+      for (size_t i = 0; i < kernels.size() && i < 20; ++i) {
+        std::printf("  %9.1f us  x%-4.0f %.110s\n", kernels[i].us_per_step,
+                    kernels[i].launches_per_step, kernels[i].name.c_str());
+      }
+      std::fflush(stdout);
+    }
+    return 0;
+  }
   if (profile) {
     const int64_t t = 32768;
     const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
@@ -285,84 +387,19 @@ int main(int argc, char** argv) {
   for (const int64_t t : {2048, 4096, 8192, 16384, 32768}) {
     if (!part("train")) break;
     const Bf16Autocast autocast;
-    const at::Tensor q = Leaf(at::randn({1, h, t, d}, bf)), k = Leaf(at::randn({1, h, t, d}, bf)),
-                     v = Leaf(at::randn({1, h, t, d}, bf));
-    const double tok = double(t) * h;
     const int reps = t >= 16384 ? 5 : 8;
-    // Forward + backward moves about 3x the forward's bytes (q, k, v, y, dy
-    // read again; dq, dk, dv written) and about 3x its FLOPs.
-    const double io = 3.0 * 4.0 * tok * d * 2;
-    const double chunk_flops = 3.0 * 2.0 * (64.0 * f + 64.0 * d + 2.0 * f * d);
-    lk::FeatureMaps tmaps = maps;
-    tmaps.q_weight = Leaf(maps.q_weight);
-    tmaps.k_weight = Leaf(maps.k_weight);
-    const auto both = [&](Row r, const std::function<std::vector<at::Tensor>()>& fwd,
-                          const std::vector<at::Tensor>& inputs) {
-      r.impl = "cuda";
-      r.ms = TimeFwdBwd(fwd, inputs, reps);
+    for (const TrainCase& c : train_cases(t)) {
+      Row r{c.op, "cuda", t};
+      r.bytes = c.bytes;
+      r.flops = c.flops;
+      r.ms = TimeFwdBwd(c.fwd, c.inputs, reps);
       Add(rows, ceil, r);
+      if (!c.has_libtorch_form) continue;
       lk::detail::SetCudaAttentionEnabled(false);
       r.impl = "libtorch";
-      r.ms = TimeFwdBwd(fwd, inputs, 3, 1);
+      r.ms = TimeFwdBwd(c.fwd, c.inputs, 3, 1);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(true);
-    };
-    {  // the chunked form alone on precomputed bf16 features, plain and gated
-      const at::Tensor pq = Leaf(lk::HedgehogFeatureMap(q.detach(), maps.q_weight));
-      const at::Tensor pk = Leaf(lk::HedgehogFeatureMap(k.detach(), maps.k_weight));
-      const at::Tensor lg =
-          Leaf(at::log_sigmoid(at::randn({1, h, t}, bf.dtype(at::kFloat)) + 3));
-      Row r{"chunked_linear_fwd_bwd", "", t};
-      r.bytes = 3.0 * tok * (2.0 * f + 2.0 * d) * 2;
-      r.flops = tok * chunk_flops;
-      both(r, [&] {
-        const lk::detail::LinearTerms lt = lk::detail::ChunkedCausalLinear(pq, pk, v, {}, 64);
-        return std::vector<at::Tensor>{lt.num, lt.den};
-      }, {pq, pk, v});
-      r.op = "chunked_gated_fwd_bwd";
-      both(r, [&] {
-        const lk::detail::LinearTerms lt = lk::detail::ChunkedCausalLinear(pq, pk, v, lg, 64);
-        return std::vector<at::Tensor>{lt.num, lt.den};
-      }, {pq, pk, v, lg});
-    }
-    {
-      Row r{"linear_attention_fwd_bwd", "", t};
-      r.bytes = io;
-      r.flops = tok * chunk_flops;
-      both(r, [&] { return std::vector<at::Tensor>{
-                        lk::linear_attention::ForwardParallel(q, k, v, tmaps)}; },
-           {q, k, v, tmaps.q_weight, tmaps.k_weight});
-    }
-    {
-      lk::lolcats::Weights tw{tmaps, Leaf(lw.window_logit)};
-      Row r{"lolcats_fwd_bwd", "", t};
-      r.bytes = io;
-      r.flops = tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 128 * d);
-      both(r, [&] { return std::vector<at::Tensor>{
-                        lk::lolcats::ForwardParallel(q, k, v, tw, lo)}; },
-           {q, k, v, tmaps.q_weight, tmaps.k_weight, tw.window_logit});
-    }
-    {
-      lk::lizard::Inputs zin = lizard_inputs(1, h, t);
-      for (at::Tensor* x : {&zin.q, &zin.k, &zin.v, &zin.log_gamma, &zin.q_window, &zin.k_window}) {
-        *x = Leaf(*x);
-      }
-      lk::lizard::Weights tzw{tmaps, Leaf(zw.meta_logits), Leaf(zw.alpha)};
-      Row r{"lizard_fwd_bwd", "", t};
-      r.bytes = io + 3.0 * 2.0 * tok * d * 2;
-      r.flops = tok * (chunk_flops + 3.0 * 2.0 * 2.0 * 2.0 * zo.window * d);
-      both(r, [&] { return std::vector<at::Tensor>{lk::lizard::ForwardParallel(zin, tzw, zo)}; },
-           {zin.q, zin.k, zin.v, zin.log_gamma, zin.q_window, zin.k_window, tmaps.q_weight,
-            tmaps.k_weight, tzw.meta_logits, tzw.alpha});
-    }
-    {
-      Row r{"sdpa_causal_fwd_bwd", "aten", t};
-      r.ms = TimeFwdBwd([&] { return std::vector<at::Tensor>{
-                                  at::scaled_dot_product_attention(q, k, v, {}, 0.0, true)}; },
-                        {q, k, v}, reps);
-      r.bytes = io;
-      r.flops = 3.5 * 2.0 * double(t) * double(t) * d * h;  // backward ~2.5x the forward
-      Add(rows, ceil, r);
     }
   }
 

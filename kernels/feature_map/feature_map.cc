@@ -5,6 +5,7 @@
 
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/feature_map/hedgehog_dispatch.h"
+#include "kernels/feature_map/hedgehog_grad.h"
 #endif
 
 namespace linearize::kernels {
@@ -31,7 +32,9 @@ at::Tensor HedgehogFeatureMap(const at::Tensor& x, const at::Tensor& weight) {
   TORCH_CHECK(weight.device() == x.device(), "HedgehogFeatureMap: weight is on ", weight.device(),
               " but x is on ", x.device());
 #ifdef LINEARIZE_WITH_CUDA
-  // CUDA kernel (hedgehog_cuda.cu) when it covers the inputs and no gradient is needed.
+  // CUDA kernels when they cover the inputs: with autograd (training,
+  // hedgehog_grad.h), else the forward alone (hedgehog_cuda.cu).
+  if (std::optional<at::Tensor> y = detail::HedgehogFeatureMapTrainCuda(x, weight)) return *y;
   if (std::optional<at::Tensor> y = detail::HedgehogFeatureMapCuda(x, weight)) return *y;
 #endif
   // [B, H, T, D] @ [1, H, D, F] -> [B, H, T, F]

@@ -28,7 +28,9 @@ struct FeatureMaps {
 };
 
 // x: [B, H, T, D], weight: [H, D, F] -> [B, H, T, 2F] in x's dtype (weight is
-// cast to it). Differentiable.
+// cast to it). Differentiable. Training on CUDA in bfloat16, or float32 under
+// CUDA autocast, runs on the kernels and returns bfloat16 (as autocast's
+// matmul would).
 at::Tensor HedgehogFeatureMap(const at::Tensor& x, const at::Tensor& weight);
 
 // x: [..., D] -> elu(x) + 1, same shape and dtype.

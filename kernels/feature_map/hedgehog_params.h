@@ -25,4 +25,22 @@ bool HedgehogSupported(const HedgehogParams& params);
 // Launches; returns the launch error string, or nullptr on success.
 const char* LaunchHedgehog(const HedgehogParams& params);
 
+// The backward to the logits l = x W_h (hedgehog_bwd_cuda.cu), from the
+// forward's output phi = [p, n] = [softmax(l), softmax(-l)] and its gradient
+// [dp, dn]: dl = p (dp - <dp, p>) - n (dn - <dn, n>) per row. The products
+// dx = dl W_h^T and dW_h = x^T dl are left to cuBLAS.
+struct HedgehogBwdParams {
+  const void* phi = nullptr;    // [rows, 2 Fh] contiguous bfloat16
+  const void* d_phi = nullptr;  // [rows, 2 Fh] contiguous bfloat16
+  void* d_logits = nullptr;     // [rows, Fh] contiguous bfloat16
+  int64_t rows = 0;
+  int64_t half_features = 0;  // Fh: 32 or 64
+  void* stream = nullptr;     // cudaStream_t
+};
+
+bool HedgehogBwdSupported(const HedgehogBwdParams& params);
+
+// Launches; returns the launch error string, or nullptr on success.
+const char* LaunchHedgehogBwd(const HedgehogBwdParams& params);
+
 }  // namespace linearize::kernels

@@ -8,6 +8,7 @@
 #include "kernels/linear_attention/linear_attention_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
+#include "kernels/feature_map/hedgehog_grad.h"
 #include "kernels/linear_attention/linear_attention_cuda.h"
 #endif
 
@@ -25,7 +26,13 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     return std::move(*r);
   }
 #endif
-  const internal::Prepared p = internal::Prepare(op, q, k, v, maps, options);
+  std::optional<at::ScalarType> compute;
+#ifdef LINEARIZE_WITH_CUDA
+  if (!want_state && initial == nullptr && detail::FeaturesTrainOnKernels(q, k, v, maps)) {
+    compute = at::kBFloat16;
+  }
+#endif
+  const internal::Prepared p = internal::Prepare(op, q, k, v, maps, options, compute);
   at::Tensor kv0, k_sum0;  // the state before the prompt, in the compute dtype
   if (initial != nullptr) {
     internal::CheckState(op, *initial, p.dims, p.phi_q.size(3), q);

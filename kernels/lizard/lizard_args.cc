@@ -49,14 +49,16 @@ detail::QkvDims Check(const char* op, const Inputs& in, const Weights& weights,
   return dims;
 }
 
-Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options) {
+Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options,
+                 std::optional<at::ScalarType> features) {
   Prepared p;
   p.dims = Check(op, in, weights, options);
   const int64_t hq = p.dims.q_heads;
   const at::ScalarType ct = detail::ComputeType(in.q.scalar_type());
-  p.phi_q = QueryFeatures(weights.maps, in.q.to(ct));
-  p.phi_k = KeyFeatures(weights.maps, in.k.to(ct), hq);
-  p.v = detail::ExpandKvHeads(in.v.to(ct), hq);
+  const at::ScalarType ft = features.value_or(ct);
+  p.phi_q = QueryFeatures(weights.maps, in.q.to(ft));
+  p.phi_k = KeyFeatures(weights.maps, in.k.to(ft), hq);
+  p.v = detail::ExpandKvHeads(in.v.to(ft), hq);
   p.log_gamma = detail::ExpandKvHeads(in.log_gamma.to(ct), hq);
   p.meta = weights.meta_logits.to(ct).view({1, hq, 1, weights.meta_logits.size(1)});
   p.alpha = weights.alpha.to(ct).view({1, hq, 1, 1});

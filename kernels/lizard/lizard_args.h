@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/lizard/lizard_attention.h"
 
@@ -17,7 +19,10 @@ detail::QkvDims Check(const char* op, const Inputs& in, const Weights& weights,
 const at::Tensor& WindowQ(const Inputs& in);
 const at::Tensor& WindowK(const Inputs& in);
 
-// Inputs in the compute dtype, expanded to the query heads.
+// Inputs in the compute dtype, expanded to the query heads. `features`
+// overrides detail::ComputeType(q) for the feature maps' inputs and v:
+// bfloat16 when the gated branch trains on the CUDA kernels, which compute
+// in it anyway (the gates, sinks and alpha stay in the compute dtype).
 struct Prepared {
   detail::QkvDims dims;
   at::Tensor phi_q, phi_k;  // [B, Hq, T, F]
@@ -27,7 +32,8 @@ struct Prepared {
   at::Tensor alpha;         // [1, Hq, 1, 1]
 };
 
-Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options);
+Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options,
+                 std::optional<at::ScalarType> features = std::nullopt);
 
 // The window branch's q and k [B, Hq, T, D] in the compute dtype, k expanded
 // to the query heads: only the LibTorch window branch needs them (the CUDA

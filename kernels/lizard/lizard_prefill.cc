@@ -21,6 +21,7 @@
 #include "kernels/lizard/lizard_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
+#include "kernels/feature_map/hedgehog_grad.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_cuda.h"
 #include "kernels/lizard/lizard_grad.h"
@@ -108,7 +109,14 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
     return *std::move(r);
   }
 #endif
-  const internal::Prepared p = internal::Prepare(op, in, weights, options);
+  std::optional<at::ScalarType> features;
+#ifdef LINEARIZE_WITH_CUDA
+  if (!want_state && initial == nullptr &&
+      detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) {
+    features = at::kBFloat16;
+  }
+#endif
+  const internal::Prepared p = internal::Prepare(op, in, weights, options, features);
   const detail::QkvDims& dims = p.dims;
   if (initial != nullptr) {
     detail::CheckHybridState(op, *initial, dims, p.phi_q.size(3), options.window, in.q);
@@ -144,7 +152,7 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
   if (!y_win) {
     const internal::WindowQk w = internal::ExpandWindowQk(in, dims.q_heads);
-    y_win = WindowBranch(w.q, w.k, p.v, p.meta, options);
+    y_win = WindowBranch(w.q, w.k, p.v.to(w.q.scalar_type()), p.meta, options);
   }
   out.y = (y_gla + p.alpha * *y_win).to(in.q.scalar_type());
   if (want_state) {

@@ -17,18 +17,20 @@ void CheckWeights(const char* op, const detail::QkvDims& dims, const at::Device&
 }
 
 Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                 const Weights& weights, const Options& options) {
+                 const Weights& weights, const Options& options,
+                 std::optional<at::ScalarType> compute) {
   Prepared p;
   p.dims = detail::CheckQkv(op, q, k, v);
   CheckWeights(op, p.dims, q.device(), weights, options);
-  const at::ScalarType ct = detail::ComputeType(q.scalar_type());
+  const at::ScalarType ct = compute.value_or(detail::ComputeType(q.scalar_type()));
   p.q = q.to(ct);
   const at::Tensor kc = k.to(ct);
   p.k = detail::ExpandKvHeads(kc, p.dims.q_heads);
   p.v = detail::ExpandKvHeads(v.to(ct), p.dims.q_heads);
   p.phi_q = QueryFeatures(weights.maps, p.q);
   p.phi_k = KeyFeatures(weights.maps, kc, p.dims.q_heads);
-  p.g = at::sigmoid(weights.window_logit.to(ct)).view({1, p.dims.q_heads, 1, 1});
+  const at::ScalarType gt = ct == at::kBFloat16 ? at::kFloat : ct;
+  p.g = at::sigmoid(weights.window_logit.to(gt)).view({1, p.dims.q_heads, 1, 1});
   return p;
 }
 

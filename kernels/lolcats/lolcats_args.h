@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/sliding_window.h"
 #include "kernels/lolcats/lolcats_attention.h"
@@ -17,6 +19,8 @@ void CheckWeights(const char* op, const detail::QkvDims& dims, const at::Device&
                   const Weights& weights, const Options& options);
 
 // Inputs in the compute dtype, k and v expanded to the query heads.
+// `compute` overrides detail::ComputeType(q): bfloat16 when every term
+// trains on the CUDA kernels, which compute in it anyway (g stays float32).
 struct Prepared {
   detail::QkvDims dims;
   at::Tensor q, k, v;       // [B, Hq, T, D]
@@ -25,6 +29,7 @@ struct Prepared {
 };
 
 Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                 const Weights& weights, const Options& options);
+                 const Weights& weights, const Options& options,
+                 std::optional<at::ScalarType> compute = std::nullopt);
 
 }  // namespace linearize::kernels::lolcats::internal

@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "kernels/feature_map/hedgehog_grad.h"
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
@@ -97,35 +98,50 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
   }
 };
 
+bool WindowCombineTrainApplies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& gate, int64_t window) {
+  for (const at::Tensor* x : {&q, &k, &v, &gate}) {
+    if (!x->defined()) return false;
+  }
+  if (!detail::TrainsInBfloat16(q) || !detail::TrainsInBfloat16(k) ||
+      !detail::TrainsInBfloat16(v) || q.dim() != 4 || k.dim() != 4) {
+    return false;
+  }
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
+  const bool shapes = v.sizes() == k.sizes() && k.size(0) == b && k.size(2) == t &&
+                      k.size(3) == d && h % k.size(1) == 0 && gate.numel() == h && t >= 1;
+  auto fp = detail::WindowShape<LolcatsWindowParams>(q, k, window);
+  fp.type = ElementType::kBF16;
+  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(q, k, window);
+  return shapes && LolcatsWindowSizesSupported(fp, /*lizard=*/false) &&
+         LolcatsWindowBwdSupported(bp);
+}
+
 }  // namespace
 
 std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::Tensor& k,
                                                  const at::Tensor& v, const at::Tensor& gate,
                                                  const at::Tensor& lin_num,
                                                  const at::Tensor& lin_den, int64_t window) {
-  for (const at::Tensor* x : {&q, &k, &v, &gate, &lin_num, &lin_den}) {
-    if (!x->defined()) return std::nullopt;
-  }
-  if (!detail::CudaTrainingApplies(q.device(), {&q, &k, &v, &gate, &lin_num, &lin_den}) ||
-      !detail::TrainsInBfloat16(q) || !detail::TrainsInBfloat16(k) ||
-      !detail::TrainsInBfloat16(v)) {
+  if (!lin_num.defined() || !lin_den.defined() ||
+      !detail::CudaTrainingApplies(q.device(), {&q, &k, &v, &gate, &lin_num, &lin_den}) ||
+      !WindowCombineTrainApplies(q, k, v, gate, window)) {
     return std::nullopt;
   }
-  if (q.dim() != 4 || k.dim() != 4 || lin_den.dim() != 3) return std::nullopt;
-  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
-  const bool shapes = v.sizes() == k.sizes() && k.size(0) == b && k.size(2) == t &&
-                      k.size(3) == d && h % k.size(1) == 0 && gate.numel() == h &&
-                      lin_num.sizes() == q.sizes() && lin_den.size(0) == b &&
-                      lin_den.size(1) == h && lin_den.size(2) == t && t >= 1;
-  auto fp = detail::WindowShape<LolcatsWindowParams>(q, k, window);
-  fp.type = ElementType::kBF16;
-  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(q, k, window);
-  if (!shapes || !LolcatsWindowSizesSupported(fp, /*lizard=*/false) ||
-      !LolcatsWindowBwdSupported(bp)) {
+  if (lin_num.sizes() != q.sizes() || lin_den.dim() != 3 || lin_den.size(0) != q.size(0) ||
+      lin_den.size(1) != q.size(1) || lin_den.size(2) != q.size(2)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
-  return WindowCombineFunction::apply(q, k, v, gate.reshape({h}), lin_num, lin_den, window)[0];
+  return WindowCombineFunction::apply(q, k, v, gate.reshape({q.size(1)}), lin_num, lin_den,
+                                      window)[0];
+}
+
+bool TrainsOnKernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const Weights& weights, const Options& options) {
+  return options.window_kind == WindowKind::kSliding &&
+         detail::FeaturesTrainOnKernels(q, k, v, weights.maps) &&
+         WindowCombineTrainApplies(q, k, v, weights.window_logit, options.window);
 }
 
 }  // namespace linearize::kernels::lolcats::internal

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "kernels/lolcats/lolcats_attention.h"
+
 namespace linearize::kernels::lolcats::internal {
 
 // y = (g sum_win exp(s - c) v + lin_num) / (g sum_win exp(s - c) + lin_den)
@@ -23,5 +25,12 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
                                                  const at::Tensor& v, const at::Tensor& gate,
                                                  const at::Tensor& lin_num,
                                                  const at::Tensor& lin_den, int64_t window);
+
+// Whether a training step of the parallel form runs wholly on the kernels:
+// autograd on CUDA in bfloat16 (or float32 under autocast), sliding windows
+// the window kernels cover, Hedgehog (Fh 32/64) or elu+1 features, D 64/128.
+// Then Run prepares its inputs in bfloat16 instead of float32 copies.
+bool TrainsOnKernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const Weights& weights, const Options& options);
 
 }  // namespace linearize::kernels::lolcats::internal

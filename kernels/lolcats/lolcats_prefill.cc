@@ -171,7 +171,11 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     return std::move(*r);
   }
 #endif
-  const internal::Prepared p = internal::Prepare(op, q, k, v, weights, options);
+  std::optional<at::ScalarType> compute;
+#ifdef LINEARIZE_WITH_CUDA
+  if (!want_state && internal::TrainsOnKernels(q, k, v, weights, options)) compute = at::kBFloat16;
+#endif
+  const internal::Prepared p = internal::Prepare(op, q, k, v, weights, options, compute);
   const detail::QkvDims& dims = p.dims;
   PrefillResult out;
   if (dims.length == 0) {
@@ -192,7 +196,8 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   std::optional<at::Tensor> y;
 #ifdef LINEARIZE_WITH_CUDA
   if (options.window_kind == WindowKind::kSliding) {
-    y = internal::WindowCombineTrainCuda(p.q, p.k, p.v, p.g.reshape({-1}), lin.num,
+    // q, k, v as given (kv heads): the kernel reads them in bfloat16.
+    y = internal::WindowCombineTrainCuda(q, k, v, p.g.reshape({-1}), lin.num,
                                          lin.den.squeeze(-1), options.window);
   }
 #endif

@@ -1,6 +1,8 @@
-// The Hedgehog feature-map kernel through HedgehogFeatureMap against the
-// float64 CPU result on the same (rounded) inputs.
+// The Hedgehog feature-map kernels through HedgehogFeatureMap against the
+// float64 CPU result on the same (rounded) inputs: the forward, and in
+// training the forward and backward (gradients to x and the weight).
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -47,6 +49,87 @@ INSTANTIATE_TEST_SUITE_P(
       return "T" + std::to_string(c.t) + "_D" + std::to_string(c.d) + "_Fh" +
              std::to_string(c.fh) + "_" + testing::DtypeName(std::get<1>(info.param));
     });
+
+struct Grads {
+  at::Tensor phi, dx, dw;
+};
+
+// phi and the gradients of sum(phi * r) for x and w made leaves in `x_type`
+// and `w_type` on `device`.
+Grads TrainMap(const at::Tensor& x, const at::Tensor& w, const at::Tensor& r,
+               at::ScalarType x_type, at::ScalarType w_type, at::Device device) {
+  const at::Tensor xl = x.to(x_type).to(device).detach().requires_grad_(true);
+  const at::Tensor wl = w.to(w_type).to(device).detach().requires_grad_(true);
+  const at::Tensor phi = HedgehogFeatureMap(xl, wl);
+  (phi.to(r.scalar_type()) * r.to(device)).sum().backward();
+  return {phi.detach(), xl.grad(), wl.grad()};
+}
+
+// Training: bf16 x with a bf16 or float32 weight (the converter's float32
+// parameters under autocast), against float64 autograd through the LibTorch
+// form on the same rounded inputs.
+class HedgehogGradGpu : public ::testing::TestWithParam<std::tuple<Case, bool>> {};
+
+TEST_P(HedgehogGradGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const auto [c, autocast] = GetParam();
+  at::manual_seed(29 + c.t + c.d + c.fh + c.b);
+  const at::Tensor x = at::randn({c.b, c.h, c.t, c.d}, at::kDouble) * 1.5;
+  const at::Tensor w = at::randn({c.h, c.d, c.fh}, at::kDouble) / std::sqrt(double(c.d));
+  const at::Tensor r = at::randn({c.b, c.h, c.t, 2 * c.fh}, at::kDouble);
+  const Grads ref = TrainMap(Seen(x, at::kBFloat16), Seen(w, at::kBFloat16), r, at::kDouble,
+                             at::kDouble, at::kCPU);
+  testing::PoisonCudaAllocator();
+  const testing::LaunchCounter launches;
+  Grads got;
+  if (autocast) {  // float32 x and weight, as the converter's autocast sees them
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    got = TrainMap(x, w, r.to(at::kFloat), at::kFloat, at::kFloat, at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  } else {
+    got = TrainMap(x, w, r.to(at::kFloat), at::kBFloat16, at::kBFloat16, at::kCUDA);
+  }
+  EXPECT_EQ(launches.Launches(), 2) << "the forward and backward kernels, once each";
+  for (const at::Tensor* t : {&got.phi, &got.dx, &got.dw}) {
+    ASSERT_TRUE(t->defined());
+    ASSERT_TRUE(testing::AllFinite(*t)) << "unwritten (NaN-poisoned) or non-finite output";
+  }
+  EXPECT_EQ(got.phi.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(got.dx.scalar_type(), autocast ? at::kFloat : at::kBFloat16);
+  EXPECT_EQ(got.dw.sizes(), w.sizes());
+  const double tol = testing::Tol(at::kBFloat16);
+  EXPECT_LT(testing::RelativeError(got.phi, ref.phi), tol) << "phi";
+  EXPECT_LT(testing::RelativeError(got.dx, ref.dx), tol) << "d x";
+  EXPECT_LT(testing::RelativeError(got.dw, ref.dw), tol) << "d weight";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, HedgehogGradGpu,
+    ::testing::Combine(::testing::Values(Case{1, 2, 1, 64, 32}, Case{2, 3, 100, 128, 64},
+                                         Case{1, 2, 1000, 64, 64}, Case{2, 1, 65, 128, 32}),
+                       ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<Case, bool>>& info) {
+      const Case& c = std::get<0>(info.param);
+      return "T" + std::to_string(c.t) + "_D" + std::to_string(c.d) + "_Fh" +
+             std::to_string(c.fh) + (std::get<1>(info.param) ? "_autocast" : "_bf16");
+    });
+
+// Float32 without autocast keeps the exact LibTorch form (no kernel).
+TEST(HedgehogGradGpuRouting, Float32WithoutAutocastStaysLibTorch) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  at::manual_seed(5);
+  const at::Tensor x = at::randn({1, 2, 50, 64}, at::kDouble);
+  const at::Tensor w = at::randn({2, 64, 32}, at::kDouble) / 8;
+  const at::Tensor r = at::randn({1, 2, 50, 64}, at::kDouble);
+  const testing::LaunchCounter launches;
+  const Grads got = TrainMap(x, w, r.to(at::kFloat), at::kFloat, at::kFloat, at::kCUDA);
+  EXPECT_EQ(launches.Launches(), 0);
+  EXPECT_EQ(got.phi.scalar_type(), at::kFloat);
+  const Grads ref = TrainMap(x, w, r, at::kDouble, at::kDouble, at::kCPU);
+  EXPECT_LT(testing::RelativeError(got.dw, ref.dw), testing::Tol(at::kFloat));
+}
 
 }  // namespace
 }  // namespace linearize::kernels

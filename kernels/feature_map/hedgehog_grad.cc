@@ -1,0 +1,86 @@
+#include "kernels/feature_map/hedgehog_grad.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "kernels/feature_map/hedgehog_dispatch.h"
+#include "kernels/linear_attention/cuda_dispatch.h"
+
+namespace linearize::kernels::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
+                               const at::Tensor& weight) {
+    HedgehogParams p = *HedgehogShape(x, weight);
+    p.type = ElementType::kBF16;
+    const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+    const at::Tensor wt = weight.to(at::kBFloat16).transpose(1, 2).contiguous();  // [H, Fh, D]
+    const at::Tensor phi = RunHedgehog(p, xb, wt);
+    ctx->save_for_backward({xb, wt, phi});
+    return {phi};
+  }
+
+  // bfloat16 gradients (float32 accumulation inside the products); autograd
+  // casts each to its input's dtype.
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const at::Tensor &xb = s[0], &wt = s[1], &phi = s[2];
+    const at::Tensor d_phi = grads[0].to(at::kBFloat16).contiguous();
+    const int64_t fh = wt.size(1);
+    at::Tensor dl = at::empty({xb.size(0), xb.size(1), xb.size(2), fh}, xb.options());
+    HedgehogBwdParams p;
+    p.phi = phi.data_ptr();
+    p.d_phi = d_phi.data_ptr();
+    p.d_logits = dl.data_ptr();
+    p.rows = phi.numel() / (2 * fh);
+    p.half_features = fh;
+    p.stream = at::cuda::getCurrentCUDAStream().stream();
+    const char* err = LaunchHedgehogBwd(p);
+    TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
+    CountCudaFeatureMapLaunch();
+    const at::Tensor dx = at::matmul(dl, wt.unsqueeze(0));  // [B, H, T, Fh] x [1, H, Fh, D]
+    // dW_h = sum over batch and time of x^T dl: [B, H, D, Fh] summed over B.
+    const at::Tensor dw = at::matmul(xb.transpose(-1, -2), dl).sum(0);
+    return {dx, dw};
+  }
+};
+
+}  // namespace
+
+std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
+                                                      const at::Tensor& weight) {
+  if (!x.defined() || !weight.defined() || !CudaTrainingApplies(x.device(), {&x, &weight}) ||
+      !TrainsInBfloat16(x) || !at::isFloatingType(weight.scalar_type())) {
+    return std::nullopt;
+  }
+  const std::optional<HedgehogParams> fp = HedgehogShape(x, weight);
+  if (!fp) return std::nullopt;
+  HedgehogBwdParams bp;
+  bp.rows = fp->batch * fp->heads * fp->length;
+  bp.half_features = fp->half_features;
+  if (!HedgehogBwdSupported(bp)) return std::nullopt;
+  const c10::cuda::CUDAGuard guard(x.device());
+  return HedgehogFunction::apply(x, weight)[0];
+}
+
+bool FeaturesTrainOnKernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const FeatureMaps& maps) {
+  if (!q.defined() || !k.defined() || !v.defined() || q.dim() != 4 ||
+      !CudaTrainingApplies(q.device(), {&q, &k, &v, &maps.q_weight, &maps.k_weight}) ||
+      !TrainsInBfloat16(q) || !TrainsInBfloat16(k) || !TrainsInBfloat16(v)) {
+    return false;
+  }
+  const int64_t d = q.size(3);
+  if (d != 64 && d != 128) return false;
+  if (maps.kind == FeatureMapKind::kEluPlusOne) return true;
+  return maps.q_weight.defined() && maps.q_weight.dim() == 3 &&
+         (maps.q_weight.size(2) == 32 || maps.q_weight.size(2) == 64);
+}
+
+}  // namespace linearize::kernels::detail

@@ -1,0 +1,33 @@
+// Training path of the Hedgehog feature map on the GPU (compiled only with
+// LINEARIZE_WITH_CUDA): the map kernel (hedgehog_cuda.cu) forward and
+// hedgehog_bwd_cuda.cu plus two cuBLAS products backward, as one
+// differentiable op. Internal to kernels/.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "kernels/feature_map/feature_map.h"
+
+namespace linearize::kernels::detail {
+
+// HedgehogFeatureMap(x, weight) with gradients for x [B, H, T, D] and
+// weight [H, D, Fh]. Runs when autograd needs it and the kernels cover the
+// inputs: CUDA, x bfloat16 (or float32 under CUDA autocast; computed in
+// bfloat16 then, as autocast's matmul is), D in {64, 128}, Fh in {32, 64}.
+// phi comes back in bfloat16, the gradients in the inputs' dtypes.
+// Otherwise nullopt, and the caller takes the LibTorch form.
+std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
+                                                      const at::Tensor& weight);
+
+// Whether a training step's features run on the kernels: autograd on CUDA
+// through q, k, v or the maps, q/k/v bfloat16 (or float32 under autocast),
+// Hedgehog maps the map kernel covers (Fh 32 or 64) or elu+1, and the F and
+// D (64 or 128) the chunked kernels take. The recipes then prepare the
+// features' inputs and v in bfloat16 instead of float32 copies.
+bool FeaturesTrainOnKernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const FeatureMaps& maps);
+
+}  // namespace linearize::kernels::detail
