@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/convert/fs_util.h"
+#include "common/io/student_layout.h"
 #include "common/model/delta_load.h"
 #include "common/model/linear_attention_load.h"
 #include "common/model/peft_adapter.h"
@@ -15,15 +16,6 @@
 
 namespace linearize::convert {
 namespace {
-
-// Where the student's LoRA is kept apart: an output's adapter/ (float32)
-// before its delta/ (bfloat16), or the directory itself (a delta).
-std::optional<std::string> AdapterDir(const std::string& dir) {
-  for (const std::string& d : {dir + "/adapter", dir + "/delta", dir}) {
-    if (PathExists(d + "/adapter_model.safetensors")) return d;
-  }
-  return std::nullopt;
-}
 
 // A student whose files name its teacher (a delta's
 // linearize_delta.base_sha256, in `dir` or its delta/) must come from a
@@ -92,7 +84,7 @@ absl::StatusOr<StudentInit> ReadStudentInit(const std::string& dir, const std::s
                         absl::StrCat(at, ": ", attention.status().message()));
   }
   init.attention = *std::move(attention);
-  const std::optional<std::string> adapter = AdapterDir(dir);
+  const std::optional<std::string> adapter = io::StudentAdapterDir(dir);
   if (!adapter) {
     return absl::InvalidArgumentError(absl::StrCat(
         at, ": no LoRA kept apart (adapter/, delta/ or adapter_model.safetensors): its LoRA ",

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/io/gguf.h"
+#include "common/io/student_layout.h"
 #include "nlohmann/json.hpp"
 #include "services/scheduler/ids.h"
 #include "services/scheduler/spec_defaults.h"
@@ -133,13 +134,7 @@ absl::Status CheckInitFrom(const ResolvedTeacher& from, const ResolvedTeacher& t
     return absl::InvalidArgumentError(
         absl::StrCat(at, " was converted with the ", recipe, " recipe; this job's is ", want));
   }
-  bool lora = false;
-  for (const char* file : {"/adapter/adapter_model.safetensors", "/delta/adapter_model.safetensors",
-                           "/adapter_model.safetensors"}) {
-    struct stat st;
-    lora = lora || stat((*abs + file).c_str(), &st) == 0;
-  }
-  if (!lora) {
+  if (!io::StudentAdapterDir(*abs)) {
     return absl::InvalidArgumentError(absl::StrCat(
         at, " has no LoRA kept apart (adapter/, delta/ or adapter_model.safetensors): a model ",
         "published with its LoRA merged cannot go on training"));
