@@ -82,20 +82,25 @@ double TimeMs(const std::function<void()>& fn, int reps, int warmup = 2, int inn
   return ms[ms.size() / 2];
 }
 
-// Median milliseconds of a training step's attention: `fwd` (returns the
-// differentiable outputs) and the backward to `inputs`, with random output
-// gradients drawn once.
-double TimeFwdBwd(const std::function<std::vector<at::Tensor>()>& fwd,
-                  const std::vector<at::Tensor>& inputs, int reps, int warmup = 2) {
+// A training step of an attention: `fwd` (returns the differentiable
+// outputs) and the backward to `inputs`, with random output gradients drawn
+// once, here. Grad mode is on while the step runs.
+std::function<void()> FwdBwdStep(const std::function<std::vector<at::Tensor>()>& fwd,
+                                 const std::vector<at::Tensor>& inputs) {
   const c10::AutoGradMode grad(true);
   std::vector<at::Tensor> grads;
   for (const at::Tensor& o : fwd()) grads.push_back(at::randn_like(o));
-  return TimeMs(
-      [&] {
-        torch::autograd::grad(fwd(), inputs, grads, /*retain_graph=*/std::nullopt,
-                              /*create_graph=*/false, /*allow_unused=*/true);
-      },
-      reps, warmup);
+  return [fwd, inputs, grads] {
+    const c10::AutoGradMode grad(true);
+    torch::autograd::grad(fwd(), inputs, grads, /*retain_graph=*/std::nullopt,
+                          /*create_graph=*/false, /*allow_unused=*/true);
+  };
+}
+
+// Median milliseconds of that step.
+double TimeFwdBwd(const std::function<std::vector<at::Tensor>()>& fwd,
+                  const std::vector<at::Tensor>& inputs, int reps, int warmup = 2) {
+  return TimeMs(FwdBwdStep(fwd, inputs), reps, warmup);
 }
 
 // bf16 autocast on CUDA while alive, as the converter trains (float32
@@ -265,12 +270,7 @@ int main(int argc, char** argv) {
   if (profile_train) {  // each case's T = 32k step, kernel by kernel
     const Bf16Autocast autocast;
     for (const TrainCase& c : train_cases(32768)) {
-      const c10::AutoGradMode grad(true);
-      std::vector<at::Tensor> grads;
-      for (const at::Tensor& o : c.fwd()) grads.push_back(at::randn_like(o));
-      const auto step = [&] {
-        torch::autograd::grad(c.fwd(), c.inputs, grads, std::nullopt, false, true);
-      };
+      const std::function<void()> step = FwdBwdStep(c.fwd, c.inputs);
       step();
       at::cuda::getCurrentCUDAStream().synchronize();
       double total = 0;

@@ -76,11 +76,10 @@ bool FeaturesTrainOnKernels(const at::Tensor& q, const at::Tensor& k, const at::
       !TrainsInBfloat16(q) || !TrainsInBfloat16(k) || !TrainsInBfloat16(v)) {
     return false;
   }
-  const int64_t d = q.size(3);
-  if (d != 64 && d != 128) return false;
-  if (maps.kind == FeatureMapKind::kEluPlusOne) return true;
-  return maps.q_weight.defined() && maps.q_weight.dim() == 3 &&
-         (maps.q_weight.size(2) == 32 || maps.q_weight.size(2) == 64);
+  // elu+1 features have F = D; the map kernel's sizes (D 64/128, Fh 32/64)
+  // are the chunked kernels' D and F / 2.
+  if (maps.kind == FeatureMapKind::kEluPlusOne) return q.size(3) == 64 || q.size(3) == 128;
+  return maps.q_weight.defined() && HedgehogShape(q, maps.q_weight).has_value();
 }
 
 }  // namespace linearize::kernels::detail
