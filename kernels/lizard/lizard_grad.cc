@@ -9,6 +9,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
+#include "kernels/lolcats/window_bwd_prologue.h"
 #include "kernels/lolcats/window_shape.h"
 
 namespace linearize::kernels::lizard::internal {
@@ -51,12 +52,11 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y = s[4], &z = s[5];
     // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z.
-    const at::Tensor dy = grads[0].to(at::kFloat);
-    const at::Tensor inv_z = z.reciprocal();
-    const at::Tensor d_den = (-(dy * y.to(at::kFloat)).sum(-1) * inv_z).contiguous();
-    const at::Tensor d_num = (dy * inv_z.unsqueeze(-1)).to(at::kBFloat16).contiguous();
+    const detail::WindowBwdGrads pro =
+        detail::WindowBwdPrologueCuda(grads[0], y, z, at::Tensor(), at::Tensor());
+    const at::Tensor& d_den = pro.d_den;
 
-    const at::TensorOptions f32 = dy.options();
+    const at::TensorOptions f32 = z.options();
     const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
                      dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
@@ -65,7 +65,7 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     p.q = q.data_ptr();
     p.k = k.data_ptr();
     p.v = v.data_ptr();
-    p.d_num = d_num.data_ptr();
+    p.d_num = pro.d_num_bf16.data_ptr();
     p.d_den = d_den.data_ptr<float>();
     p.sinks = sinks.data_ptr<float>();
     p.d_q = dq.data_ptr<float>();

@@ -10,6 +10,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
+#include "kernels/lolcats/window_bwd_prologue.h"
 #include "kernels/lolcats/window_shape.h"
 
 namespace linearize::kernels::lolcats::internal {
@@ -54,19 +55,14 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &q = s[0], &k = s[1], &v = s[2], &gate = s[3], &y = s[4], &z = s[5];
     const at::Tensor &lin_num = s[6], &lin_den = s[7];
-    // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both parts.
-    const at::Tensor dy = grads[0].to(at::kFloat);
-    const at::Tensor inv_z = z.reciprocal();
-    const at::Tensor d_den = -(dy * y.to(at::kFloat)).sum(-1) * inv_z;
-    const at::Tensor d_num = dy * inv_z.unsqueeze(-1);
-    const at::Tensor dn_b = d_num.to(at::kBFloat16).contiguous();
-    const at::Tensor dz = d_den.contiguous();
-    // c_i's gradient, -sum_j t_ij, in closed form (the sum over t cancels):
-    // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; and d_g = -sum_i dc_i / g.
-    const at::Tensor dc = ((d_num * lin_num).sum(-1) + d_den * lin_den).contiguous();
-    const at::Tensor dg = -dc.sum(at::IntArrayRef{0, 2}) / gate;
+    // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both
+    // parts, and c's gradient in closed form (the sum over t cancels):
+    // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; then d_g = -sum_i dc_i / g.
+    const detail::WindowBwdGrads pro =
+        detail::WindowBwdPrologueCuda(grads[0], y, z, lin_num, lin_den);
+    const at::Tensor dg = -pro.dc.sum(at::IntArrayRef{0, 2}) / gate;
 
-    const at::TensorOptions f32 = dy.options();
+    const at::TensorOptions f32 = z.options();
     const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
                      dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
@@ -75,9 +71,9 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     p.q = q.data_ptr();
     p.k = k.data_ptr();
     p.v = v.data_ptr();
-    p.d_num = dn_b.data_ptr();
-    p.d_den = dz.data_ptr<float>();
-    p.dc = dc.data_ptr<float>();
+    p.d_num = pro.d_num_bf16.data_ptr();
+    p.d_den = pro.d_den.data_ptr<float>();
+    p.dc = pro.dc.data_ptr<float>();
     p.gate = gate.data_ptr<float>();
     p.d_q = dq.data_ptr<float>();
     p.d_k = dk.data_ptr<float>();
@@ -92,8 +88,8 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
             detail::SumToKvHeads(dk, k.size(1)),
             detail::SumToKvHeads(dv, v.size(1)),
             dg,
-            d_num,
-            d_den,
+            pro.d_num,
+            pro.d_den,
             at::Tensor()};
   }
 };

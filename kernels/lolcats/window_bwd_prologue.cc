@@ -1,0 +1,44 @@
+#include "kernels/lolcats/window_bwd_prologue.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+
+#include "kernels/lolcats/window_bwd_prologue_params.h"
+
+namespace linearize::kernels::detail {
+
+WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, const at::Tensor& z,
+                                     const at::Tensor& lin_num, const at::Tensor& lin_den) {
+  const bool f32 = dy.scalar_type() != at::kBFloat16;
+  const at::Tensor g = (f32 ? dy.to(at::kFloat) : dy).contiguous();
+  const at::Tensor yc = y.contiguous(), zc = z.contiguous();
+  const bool linear = lin_num.defined();
+  const at::Tensor ln = linear ? lin_num.contiguous() : at::Tensor();
+  const at::Tensor ld = linear ? lin_den.contiguous() : at::Tensor();
+  WindowBwdGrads out;
+  out.d_num_bf16 = at::empty(yc.sizes(), yc.options());
+  out.d_den = at::empty(zc.sizes(), zc.options());
+  if (linear) {
+    out.d_num = at::empty(yc.sizes(), zc.options());
+    out.dc = at::empty(zc.sizes(), zc.options());
+  }
+  WindowBwdPrologueParams p;
+  p.dy = g.data_ptr();
+  p.dy_f32 = f32;
+  p.y = yc.data_ptr();
+  p.z = zc.data_ptr<float>();
+  p.lin_num = linear ? ln.data_ptr<float>() : nullptr;
+  p.lin_den = linear ? ld.data_ptr<float>() : nullptr;
+  p.rows = zc.numel();
+  p.head_dim = yc.size(-1);
+  p.d_num_bf16 = out.d_num_bf16.data_ptr();
+  p.d_num = linear ? out.d_num.data_ptr<float>() : nullptr;
+  p.d_den = out.d_den.data_ptr<float>();
+  p.dc = linear ? out.dc.data_ptr<float>() : nullptr;
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchWindowBwdPrologue(p);
+  TORCH_CHECK(err == nullptr, "window backward prologue: CUDA launch failed: ", err);
+  return out;
+}
+
+}  // namespace linearize::kernels::detail
