@@ -15,7 +15,10 @@
 // each recipe's T = 32k forward + backward kernel by kernel (torch's Kineto
 // profiler) and exits; on the H200 it recorded our own kernels in only one
 // of the three profiled steps (launches below 1 per step), so read its
-// times as shares, and the timed rows for totals. Each row: median of `reps` timed runs after
+// times as shares, and the timed rows for totals. `--step OP` runs one
+// T = 32k forward + backward step of one training case between
+// cudaProfilerStart/Stop, after a warm-up, and exits: scripts/gpu-kernel-times
+// runs it under ncu for each kernel's time. Each row: median of `reps` timed runs after
 // warm-up; floors from the bytes each op must move (inputs read once, output
 // written once; for decode the state read and written) at the measured copy
 // bandwidth, and from its FLOPs at the measured bf16 matmul rate.
@@ -24,6 +27,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/core/GradMode.h>
+#include <cuda_profiler_api.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -179,8 +183,9 @@ int main(int argc, char** argv) {
   const c10::NoGradGuard no_grad;
   const bool profile = argc > 1 && std::string(argv[1]) == "--profile";
   const bool profile_train = argc > 1 && std::string(argv[1]) == "--profile-train";
+  const std::string step_op = argc > 2 && std::string(argv[1]) == "--step" ? argv[2] : "";
   std::string path = "attention_bench.json";
-  if (argc > 1 && !profile && !profile_train) {
+  if (argc > 1 && !profile && !profile_train && step_op.empty()) {
     path = argv[1];
   } else if (const char* out = std::getenv("OUT")) {
     path = std::string(out) + "/attention_bench.json";
@@ -267,6 +272,22 @@ int main(int argc, char** argv) {
                      {q, k, v}, /*has_libtorch_form=*/false});
     return cases;
   };
+  if (!step_op.empty()) {  // one T = 32k step of one case after a warm-up, for ncu
+    const Bf16Autocast autocast;
+    for (const TrainCase& c : train_cases(32768)) {
+      if (c.op != step_op) continue;
+      const std::function<void()> step = FwdBwdStep(c.fwd, c.inputs);
+      step();
+      at::cuda::getCurrentCUDAStream().synchronize();
+      cudaProfilerStart();  // ncu --profile-from-start off records this step alone
+      step();
+      at::cuda::getCurrentCUDAStream().synchronize();
+      cudaProfilerStop();
+      return 0;
+    }
+    std::fprintf(stderr, "bench_attention_gpu: no training case %s\n", step_op.c_str());
+    return 2;
+  }
   if (profile_train) {  // each case's T = 32k step, kernel by kernel
     const Bf16Autocast autocast;
     for (const TrainCase& c : train_cases(32768)) {

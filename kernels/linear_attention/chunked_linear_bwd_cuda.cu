@@ -81,12 +81,26 @@ struct Smem {
   }
 };
 
+// One (b, h)'s rows of a float32 or bf16 gradient output.
+struct GradOut {
+  void* base;
+  bool bf16_out;
+  int64_t offset;  // elements before the (b, h)'s first row
+  __device__ void Store2(int64_t at, float x0, float x1) const {
+    if (bf16_out) {  // uniform: every thread of the launch takes the same side
+      tiles::StoreOut2(static_cast<bf16*>(base) + offset + at, x0, x1);
+    } else {
+      tiles::StoreOut2(static_cast<float*>(base) + offset + at, x0, x1);
+    }
+  }
+};
+
 // Per-(b, h) global pointers.
 template <class Cf>
 struct Seq {
   const bf16 *q, *k, *v;
   const float *g, *dnum, *dden;
-  float *dq, *dk, *dv;
+  GradOut dq, dk, dv;
   int64_t bh;
   __device__ Seq(const ChunkedLinearBwdParams& p, int b, int h) {
     const int64_t t = p.length;
@@ -101,9 +115,9 @@ struct Seq {
     }
     dnum = p.d_num + bh * t * Cf::D;
     dden = p.d_den + bh * t;
-    dq = p.d_q + bh * t * Cf::F;
-    dk = p.d_k + bh * t * Cf::F;
-    dv = p.d_v + bh * t * Cf::D;
+    dq = GradOut{p.d_q, p.d_q_bf16, bh * t * Cf::F};
+    dk = GradOut{p.d_k, p.d_k_bf16, bh * t * Cf::F};
+    dv = GradOut{p.d_v, p.d_v_bf16, bh * t * Cf::D};
   }
 };
 
@@ -234,10 +248,10 @@ __device__ __forceinline__ void ScaleAccRows(float (&acc)[kTiles][4], const floa
   }
 }
 
-// Writes the warp's rows (those inside the sequence) of a [T][kCols] float32 output.
+// Writes the warp's rows (those inside the sequence) of a [T][kCols] output.
 template <int kTiles, int kCols>
-__device__ __forceinline__ void StoreRows(float* out, const float (&acc)[kTiles][4], int64_t start,
-                                          int r0, int tile0, int64_t length) {
+__device__ __forceinline__ void StoreRows(const GradOut& out, const float (&acc)[kTiles][4],
+                                          int64_t start, int r0, int tile0, int64_t length) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -246,7 +260,7 @@ __device__ __forceinline__ void StoreRows(float* out, const float (&acc)[kTiles]
 #pragma unroll
     for (int j = 0; j < kTiles; ++j) {
       const int col = 8 * (tile0 + j) + 2 * t;
-      tiles::StoreOut2(out + pos * kCols + col, acc[j][2 * half], acc[j][2 * half + 1]);
+      out.Store2(pos * kCols + col, acc[j][2 * half], acc[j][2 * half + 1]);
     }
   }
 }

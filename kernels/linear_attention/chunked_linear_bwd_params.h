@@ -28,10 +28,13 @@ struct ChunkedLinearBwdParams {
   int64_t feature_dim = 0;  // F: 64 or 128
   int64_t head_dim = 0;     // D: 64 or 128
 
-  // Outputs, float32, per query head, every element written:
-  float* d_q = nullptr;  // [B, H, T, F]
-  float* d_k = nullptr;  // [B, H, T, F]
-  float* d_v = nullptr;  // [B, H, T, D]
+  // Outputs, per query head, every element written; float32, or bf16 where
+  // the flag says (the caller's inputs were bf16 and nothing more is summed
+  // into them in float32):
+  void* d_q = nullptr;  // [B, H, T, F]
+  void* d_k = nullptr;  // [B, H, T, F]
+  void* d_v = nullptr;  // [B, H, T, D]
+  bool d_q_bf16 = false, d_k_bf16 = false, d_v_bf16 = false;
 
   int sm_count = 132;
   // Two-pass split as in the forward (PlanChunkedLinearBwd sets blocks /

@@ -17,16 +17,25 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 struct LinearGrads {
-  at::Tensor d_phi_q, d_phi_k, d_v, d_log_gamma;  // in the inputs' heads, float32
+  at::Tensor d_phi_q, d_phi_k, d_v, d_log_gamma;  // in the inputs' heads
+};
+
+// Which of the forward's inputs were bfloat16 (the others float32 under autocast).
+struct InputTypes {
+  bool q_bf16 = false, k_bf16 = false, v_bf16 = false;
 };
 
 // The backward alone: gradients of num and den's inputs (bfloat16 phi_q
 // [B, H, T, F], phi_k [B, Hk, T, F], v [B, Hv, T, D], optional float32
 // log_gamma [B, Hg, T]), given float32 d_num [B, H, T, D] and d_den [B, H, T].
-// The sizes were checked by ChunkedCausalLinearTrainCuda.
+// The sizes were checked by ChunkedCausalLinearTrainCuda. A gradient comes
+// out in bfloat16 where its input was bfloat16 and the kernel's rows are
+// final (no sum over query heads, no gate gradient formed from it), so
+// autograd has nothing to cast; else in float32.
 LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                             const at::Tensor& v, const at::Tensor& log_gamma,
-                                            const at::Tensor& d_num, const at::Tensor& d_den) {
+                                            const at::Tensor& d_num, const at::Tensor& d_den,
+                                            InputTypes types) {
   const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2), f = phi_q.size(3);
   const int64_t d = v.size(3);
   const c10::cuda::CUDAGuard guard(phi_q.device());
@@ -34,11 +43,16 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   const at::Tensor gc = log_gamma.defined() ? log_gamma.to(at::kFloat).contiguous() : at::Tensor();
   const at::Tensor dn = d_num.to(at::kFloat).contiguous();
   const at::Tensor dd = d_den.to(at::kFloat).contiguous();
-  const at::TensorOptions f32 = phi_q.options().dtype(at::kFloat);
-  const at::Tensor dq = at::empty({b, h, t, f}, f32), dk = at::empty({b, h, t, f}, f32),
-                   dv = at::empty({b, h, t, d}, f32);
-
   ChunkedLinearBwdParams p;
+  p.d_q_bf16 = types.q_bf16 && !gc.defined();
+  p.d_k_bf16 = types.k_bf16 && !gc.defined() && k.size(1) == h;
+  p.d_v_bf16 = types.v_bf16 && vc.size(1) == h;
+  const auto grad_options = [&](bool bf16) {
+    return phi_q.options().dtype(bf16 ? at::kBFloat16 : at::kFloat);
+  };
+  const at::Tensor dq = at::empty({b, h, t, f}, grad_options(p.d_q_bf16));
+  const at::Tensor dk = at::empty({b, h, t, f}, grad_options(p.d_k_bf16));
+  const at::Tensor dv = at::empty({b, h, t, d}, grad_options(p.d_v_bf16));
   p.phi_q = q.data_ptr();
   p.phi_k = k.data_ptr();
   p.v = vc.data_ptr();
@@ -53,9 +67,9 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.length = t;
   p.feature_dim = f;
   p.head_dim = d;
-  p.d_q = dq.data_ptr<float>();
-  p.d_k = dk.data_ptr<float>();
-  p.d_v = dv.data_ptr<float>();
+  p.d_q = dq.data_ptr();
+  p.d_k = dk.data_ptr();
+  p.d_v = dv.data_ptr();
   p.sm_count = CurrentSmCount();
   p.stream = at::cuda::getCurrentCUDAStream().stream();
   PlanChunkedLinearBwd(p);
@@ -98,15 +112,21 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
         ChunkedCausalLinearTermsCuda(q, k, vb, log_gamma, /*want_state=*/true);
     TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
     ctx->save_for_backward({q, k, vb, gate_or_empty});
+    ctx->saved_data["q_bf16"] = phi_q.scalar_type() == at::kBFloat16;
+    ctx->saved_data["k_bf16"] = phi_k.scalar_type() == at::kBFloat16;
+    ctx->saved_data["v_bf16"] = v.scalar_type() == at::kBFloat16;
     ctx->mark_non_differentiable({out->kv, out->k_sum});
     return {out->num, out->den, out->kv, out->k_sum};
   }
 
-  // Float32 gradients; autograd casts each to its input's dtype.
+  // Gradients in float32 or bfloat16 (see the backward above); autograd
+  // casts each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
-    const LinearGrads g = ChunkedCausalLinearBackwardCuda(saved[0], saved[1], saved[2],
-                                                          GateOrNone(saved[3]), grads[0], grads[1]);
+    const InputTypes types{ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["k_bf16"].toBool(),
+                           ctx->saved_data["v_bf16"].toBool()};
+    const LinearGrads g = ChunkedCausalLinearBackwardCuda(
+        saved[0], saved[1], saved[2], GateOrNone(saved[3]), grads[0], grads[1], types);
     return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma};
   }
 };

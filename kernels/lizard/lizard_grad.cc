@@ -9,6 +9,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
+#include "kernels/lolcats/window_bwd_outputs.h"
 #include "kernels/lolcats/window_bwd_prologue.h"
 #include "kernels/lolcats/window_shape.h"
 
@@ -44,10 +45,14 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, sinks, y, z});
     ctx->saved_data["window"] = window;
+    ctx->saved_data["q_bf16"] = q.scalar_type() == at::kBFloat16;
+    ctx->saved_data["kv_bf16"] =
+        k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16;
     return {y};
   }
 
-  // Float32 gradients; autograd casts each to its input's dtype.
+  // Gradients in float32 or bfloat16 (window_bwd_outputs.h); autograd casts
+  // each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y = s[4], &z = s[5];
@@ -57,8 +62,6 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     const at::Tensor& d_den = pro.d_den;
 
     const at::TensorOptions f32 = z.options();
-    const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
-                     dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
     auto p = detail::WindowShape<LolcatsWindowBwdParams>(q, k, ctx->saved_data["window"].toInt(),
                                                          sinks.size(1));
@@ -68,9 +71,8 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     p.d_num = pro.d_num_bf16.data_ptr();
     p.d_den = d_den.data_ptr<float>();
     p.sinks = sinks.data_ptr<float>();
-    p.d_q = dq.data_ptr<float>();
-    p.d_k = dk.data_ptr<float>();
-    p.d_v = dv.data_ptr<float>();
+    const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(
+        p, q, {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["kv_bf16"].toBool()});
     p.row_max = row_max.data_ptr<float>();
     p.stream = at::cuda::getCurrentCUDAStream().stream();
     const char* err = LaunchLolcatsWindowBwd(p);
@@ -81,8 +83,8 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     const at::Tensor d_sinks =
         (d_den.unsqueeze(-1) * at::exp(sinks.view({1, h, 1, m}) - row_max.unsqueeze(-1)))
             .sum(at::IntArrayRef{0, 2});
-    return {dq, detail::SumToKvHeads(dk, k.size(1)), detail::SumToKvHeads(dv, v.size(1)), d_sinks,
-            at::Tensor()};
+    return {qkv.dq, detail::SumToKvHeads(qkv.dk, k.size(1)),
+            detail::SumToKvHeads(qkv.dv, v.size(1)), d_sinks, at::Tensor()};
   }
 };
 

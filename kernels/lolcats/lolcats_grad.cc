@@ -10,6 +10,7 @@
 #include "kernels/linear_attention/cuda_dispatch.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
+#include "kernels/lolcats/window_bwd_outputs.h"
 #include "kernels/lolcats/window_bwd_prologue.h"
 #include "kernels/lolcats/window_shape.h"
 
@@ -47,10 +48,14 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, g, y, z, ln, ld});
     ctx->saved_data["window"] = window;
+    ctx->saved_data["q_bf16"] = q.scalar_type() == at::kBFloat16;
+    ctx->saved_data["kv_bf16"] =
+        k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16;
     return {y};
   }
 
-  // Float32 gradients; autograd casts each to its input's dtype.
+  // Gradients in float32 or bfloat16 (window_bwd_outputs.h); autograd casts
+  // each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &q = s[0], &k = s[1], &v = s[2], &gate = s[3], &y = s[4], &z = s[5];
@@ -63,8 +68,6 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     const at::Tensor dg = -pro.dc.sum(at::IntArrayRef{0, 2}) / gate;
 
     const at::TensorOptions f32 = z.options();
-    const at::Tensor dq = at::empty(q.sizes(), f32), dk = at::empty(q.sizes(), f32),
-                     dv = at::empty(q.sizes(), f32);
     const at::Tensor row_max = at::empty(z.sizes(), f32);
     const at::Tensor argmax = at::empty(z.sizes(), f32.dtype(at::kInt));
     auto p = detail::WindowShape<LolcatsWindowBwdParams>(q, k, ctx->saved_data["window"].toInt());
@@ -75,18 +78,17 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     p.d_den = pro.d_den.data_ptr<float>();
     p.dc = pro.dc.data_ptr<float>();
     p.gate = gate.data_ptr<float>();
-    p.d_q = dq.data_ptr<float>();
-    p.d_k = dk.data_ptr<float>();
-    p.d_v = dv.data_ptr<float>();
+    const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(
+        p, q, {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["kv_bf16"].toBool()});
     p.row_max = row_max.data_ptr<float>();
     p.argmax = argmax.data_ptr<int>();
     p.stream = at::cuda::getCurrentCUDAStream().stream();
     const char* err = LaunchLolcatsWindowBwd(p);
     TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
-    return {dq,
-            detail::SumToKvHeads(dk, k.size(1)),
-            detail::SumToKvHeads(dv, v.size(1)),
+    return {qkv.dq,
+            detail::SumToKvHeads(qkv.dk, k.size(1)),
+            detail::SumToKvHeads(qkv.dv, v.size(1)),
             dg,
             pro.d_num,
             pro.d_den,

@@ -51,6 +51,17 @@ struct Seq {
   }
 };
 
+// Two adjacent gradient elements at `at`, into a float32 or bf16 array (a
+// uniform branch: every thread of the launch takes the same side).
+__device__ __forceinline__ void StoreGrad2(void* base, bool bf16_out, int64_t at, float x0,
+                                           float x1) {
+  if (bf16_out) {
+    tiles::StoreOut2(static_cast<bf16*>(base) + at, x0, x1);
+  } else {
+    tiles::StoreOut2(static_cast<float*>(base) + at, x0, x1);
+  }
+}
+
 // acc[j] (+)= x(rows r0.., kK columns) * y(rows 8 (tile0 + j) .., same columns)^T
 // for the tile pairs that overlap [lo, hi] (the others stay as they are).
 template <int kK, int kTiles>
@@ -198,11 +209,11 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   for (int half = 0; half < 2; ++half) {
     const int64_t i = q0 + r0 + g + 8 * half;
     if (i >= p.length) continue;
-    float* out = p.d_q + (s.row0 + i) * D;
+    const int64_t at = (s.row0 + i) * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      tiles::StoreOut2(out + 8 * j + 2 * t, o[j][2 * half] * p.scale,
-                       o[j][2 * half + 1] * p.scale);
+      StoreGrad2(p.d_q, p.d_q_bf16, at + 8 * j + 2 * t, o[j][2 * half] * p.scale,
+                 o[j][2 * half + 1] * p.scale);
     }
   }
 }
@@ -282,13 +293,12 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   for (int half = 0; half < 2; ++half) {
     const int64_t j = j0 + r0 + g + 8 * half;
     if (j >= p.length) continue;
-    float* ok = p.d_k + (s.row0 + j) * D;
-    float* ov = p.d_v + (s.row0 + j) * D;
+    const int64_t at = (s.row0 + j) * D;
 #pragma unroll
     for (int c = 0; c < D / 8; ++c) {
-      const int col = 8 * c + 2 * t;
-      tiles::StoreOut2(ok + col, dk[c][2 * half] * p.scale, dk[c][2 * half + 1] * p.scale);
-      tiles::StoreOut2(ov + col, dv[c][2 * half], dv[c][2 * half + 1]);
+      const int64_t col = at + 8 * c + 2 * t;
+      StoreGrad2(p.d_k, p.d_kv_bf16, col, dk[c][2 * half] * p.scale, dk[c][2 * half + 1] * p.scale);
+      StoreGrad2(p.d_v, p.d_kv_bf16, col, dv[c][2 * half], dv[c][2 * half + 1]);
     }
   }
 }

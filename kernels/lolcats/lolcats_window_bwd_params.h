@@ -43,12 +43,16 @@ struct LolcatsWindowBwdParams {
   int64_t head_dim = 0;  // 64 or 128
   int64_t window = 64;   // 1..128
   float scale = 1.f;
-  // Outputs, float32, per query head: d_q, d_k, d_v [B, H, T, D], and c_i
-  // (row_max [B, H, T]), which the second kernel reads and Lizard's caller
-  // uses. Scratch: argmax [B, H, T] int32 (LoLCATs only; null for Lizard).
-  float* d_q = nullptr;
-  float* d_k = nullptr;
-  float* d_v = nullptr;
+  // Outputs, per query head: d_q, d_k, d_v [B, H, T, D], float32, or bf16
+  // where the flag says (the caller's autograd wants bf16 and no head sum
+  // follows: a float32 copy would only be cast), and c_i (row_max [B, H, T],
+  // float32), which the second kernel reads and Lizard's caller uses.
+  // Scratch: argmax [B, H, T] int32 (LoLCATs only; null for Lizard).
+  void* d_q = nullptr;
+  void* d_k = nullptr;
+  void* d_v = nullptr;
+  bool d_q_bf16 = false;
+  bool d_kv_bf16 = false;  // d_k and d_v
   float* row_max = nullptr;
   int* argmax = nullptr;
   void* stream = nullptr;

@@ -1,0 +1,24 @@
+#include "kernels/lolcats/window_bwd_outputs.h"
+
+#include <ATen/ATen.h>
+
+namespace linearize::kernels::detail {
+
+WindowQkvGrads AllocWindowGrads(LolcatsWindowBwdParams& p, const at::Tensor& q,
+                                WindowInputTypes types) {
+  const at::TensorOptions f32 = q.options().dtype(at::kFloat);
+  const at::TensorOptions bf16 = q.options().dtype(at::kBFloat16);
+  p.d_q_bf16 = types.q_bf16;
+  // Under grouped-query heads the per-query-head gradients are summed first.
+  p.d_kv_bf16 = types.kv_bf16 && p.kv_heads == p.heads;
+  WindowQkvGrads g;
+  g.dq = at::empty(q.sizes(), p.d_q_bf16 ? bf16 : f32);
+  g.dk = at::empty(q.sizes(), p.d_kv_bf16 ? bf16 : f32);
+  g.dv = at::empty(q.sizes(), p.d_kv_bf16 ? bf16 : f32);
+  p.d_q = g.dq.data_ptr();
+  p.d_k = g.dk.data_ptr();
+  p.d_v = g.dv.data_ptr();
+  return g;
+}
+
+}  // namespace linearize::kernels::detail
