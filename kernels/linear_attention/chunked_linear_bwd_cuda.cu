@@ -100,8 +100,12 @@ template <class Cf>
 struct Seq {
   const bf16 *q, *k, *v;
   const float *g, *dnum, *dden;
+  const bf16* dy;  // the normalised form (dnum null): dy and z
+  const float* z;
   GradOut dq, dk, dv;
+  float *q_dot, *k_dot;  // gated: q . d_q and k . d_k per row, or null
   int64_t bh;
+  int64_t delay;  // key row r of a chunk holds source row start + r - delay
   __device__ Seq(const ChunkedLinearBwdParams& p, int b, int h) {
     const int64_t t = p.length;
     bh = int64_t(b) * p.heads + h;
@@ -113,11 +117,17 @@ struct Seq {
     if (p.log_gamma != nullptr) {
       g = p.log_gamma + (int64_t(b) * p.g_heads + h / (p.heads / p.g_heads)) * t;
     }
-    dnum = p.d_num + bh * t * Cf::D;
+    const bool normalised = p.d_num == nullptr;
+    dnum = normalised ? nullptr : p.d_num + bh * t * Cf::D;
     dden = p.d_den + bh * t;
+    dy = normalised ? static_cast<const bf16*>(p.dy) + bh * t * Cf::D : nullptr;
+    z = normalised ? p.z + bh * t : nullptr;
     dq = GradOut{p.d_q, p.d_q_bf16, bh * t * Cf::F};
     dk = GradOut{p.d_k, p.d_k_bf16, bh * t * Cf::F};
     dv = GradOut{p.d_v, p.d_v_bf16, bh * t * Cf::D};
+    delay = p.key_delay;
+    q_dot = p.q_dot_dq != nullptr ? p.q_dot_dq + bh * t : nullptr;
+    k_dot = p.k_dot_dk != nullptr ? p.k_dot_dk + bh * t : nullptr;
   }
 };
 
@@ -134,6 +144,14 @@ __device__ void InitPads(const Smem<Cf>& sm) {
 
 enum Load : unsigned { kLoadQ = 1, kLoadK = 2, kLoadV = 4, kLoadDout = 8 };
 
+// Four bf16 values as floats (8-byte aligned).
+__device__ __forceinline__ float4 Load4(const bf16* p) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(p);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
 // Loads the parts of chunk `chunk` named in `what` (and the gates), then
 // waits and synchronises. Rows past the end are zero (gates 0).
 template <class Cf>
@@ -141,18 +159,40 @@ __device__ void LoadChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int64_t chunk, i
                           unsigned what) {
   const int64_t start = chunk * kC;
   if (what & kLoadQ) tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.q, Cf::SQ, 0, s.q, start, length);
-  if (what & kLoadK) tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.k, Cf::SQ, 0, s.k, start, length);
-  if (what & kLoadV) tiles::LoadTile<bf16, kC, Cf::D, kThreads>(sm.v, Cf::SP, 0, s.v, start, length);
+  // Delayed keys: zero unless 0 <= source and position < length, as in the forward.
+  const int64_t k_start = start - s.delay, k_limit = length - s.delay;
+  if (what & kLoadK) {
+    tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.k, Cf::SQ, 0, s.k, k_start, k_limit);
+  }
+  if (what & kLoadV) {
+    tiles::LoadTile<bf16, kC, Cf::D, kThreads>(sm.v, Cf::SP, 0, s.v, k_start, k_limit);
+  }
   tiles::CpAsyncCommit();
   if (what & kLoadDout) {
+    // d_num as given, or dy / z (the normalised form), into bf16 rows.
     constexpr int kPerRow = Cf::D / 4;
-    for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
-      const int row = i / kPerRow, col = (i % kPerRow) * 4;
-      const int64_t pos = start + row;
-      float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (pos < length) x = *reinterpret_cast<const float4*>(s.dnum + pos * Cf::D + col);
-      *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
-          make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+    if (s.dy == nullptr) {
+      for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
+        const int row = i / kPerRow, col = (i % kPerRow) * 4;
+        const int64_t pos = start + row;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (pos < length) x = *reinterpret_cast<const float4*>(s.dnum + pos * Cf::D + col);
+        *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
+            make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+      }
+    } else {
+      for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
+        const int row = i / kPerRow, col = (i % kPerRow) * 4;
+        const int64_t pos = start + row;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (pos < length) {
+          const float inv_z = 1.f / s.z[pos];
+          x = Load4(s.dy + pos * Cf::D + col);
+          x = make_float4(x.x * inv_z, x.y * inv_z, x.z * inv_z, x.w * inv_z);
+        }
+        *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
+            make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+      }
     }
     if (threadIdx.x < kC) {
       const int64_t pos = start + threadIdx.x;
@@ -248,19 +288,41 @@ __device__ __forceinline__ void ScaleAccRows(float (&acc)[kTiles][4], const floa
   }
 }
 
-// Writes the warp's rows (those inside the sequence) of a [T][kCols] output.
+// Writes the warp's rows (those inside the sequence) of a [T][kCols] output;
+// position pos goes to row pos - shift (the key delay for d_k, d_v), rows
+// with no source skipped. With `dot` set, also adds each row's
+// x_row . out_row (x: the phi rows [T][kCols] of the same positions) into
+// dot[row], from the float32 values: the gates' gradient needs q . d_q and
+// k . d_k. The two warps that share a row each add once onto zero, so the
+// sum does not depend on their order.
 template <int kTiles, int kCols>
 __device__ __forceinline__ void StoreRows(const GradOut& out, const float (&acc)[kTiles][4],
-                                          int64_t start, int r0, int tile0, int64_t length) {
+                                          int64_t start, int r0, int tile0, int64_t length,
+                                          int64_t shift = 0, const bf16* x = nullptr,
+                                          float* dot = nullptr) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int64_t pos = start + r0 + g + 8 * half;
-    if (pos >= length) continue;
+    const int64_t pos = start + r0 + g + 8 * half - shift;
+    const bool inside = pos >= 0 && pos + shift < length;
+    float partial = 0.f;
 #pragma unroll
     for (int j = 0; j < kTiles; ++j) {
       const int col = 8 * (tile0 + j) + 2 * t;
-      out.Store2(pos * kCols + col, acc[j][2 * half], acc[j][2 * half + 1]);
+      const float a0 = acc[j][2 * half], a1 = acc[j][2 * half + 1];
+      if (inside) {
+        out.Store2(pos * kCols + col, a0, a1);
+        if (dot != nullptr) {
+          const float2 xv =
+              __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + pos * kCols + col));
+          partial = fmaf(xv.x, a0, fmaf(xv.y, a1, partial));
+        }
+      }
+    }
+    if (dot != nullptr) {  // warp-uniform: every lane shuffles
+      partial += __shfl_xor_sync(0xffffffffu, partial, 1);
+      partial += __shfl_xor_sync(0xffffffffu, partial, 2);
+      if (t == 0 && inside) atomicAdd(dot + pos, partial);
     }
   }
 }
@@ -465,7 +527,7 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
       tiles::LoadA(a, sm.a, Cf::SA, r0, 16 * kk);
       MmaTiles<false>(acc, a, sm.k, Cf::SQ, tile0, 16 * kk);
     }
-    StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length);
+    StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length, 0, s.q, s.q_dot);
     FoldChunk(sm, sm.k, sm.k_dec, sm.v, gated, st);
     __syncthreads();
     StoreStateSmem(sm, st);
@@ -516,7 +578,7 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
         tiles::LoadAT(a, sm.a, Cf::SA, r0, 16 * kk);
         MmaTiles<false>(acc, a, sm.q, Cf::SQ, tile0, 16 * kk);
       }
-      StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length);
+      StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length, s.delay, s.k, s.k_dot);
     }
     {  // d_v = exp(b_last - b_j) K dS[:, :D] + P^T d_num
       const int tile0 = half * Cf::NV;
@@ -535,7 +597,7 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
         tiles::LoadAT(a, sm.p, Cf::SA, r0, 16 * kk);
         MmaTiles<false>(acc, a, sm.dout, Cf::SP, tile0, 16 * kk);
       }
-      StoreRows<Cf::NV, Cf::D>(s.dv, acc, c * kC, r0, tile0, p.length);
+      StoreRows<Cf::NV, Cf::D>(s.dv, acc, c * kC, r0, tile0, p.length, s.delay);
     }
     FoldChunk(sm, sm.q, sm.q_dec, sm.dout, gated, st);
     __syncthreads();
@@ -557,12 +619,38 @@ const char* LastError() {
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
+// The normalised form's d_den_i = -(dy_i . num_i) / z_i^2 (= -(dy_i . y_i) / z_i,
+// from the float32 num rather than the rounded y), one warp per row.
+template <int D>
+__global__ void __launch_bounds__(256) NormalizedDenGradKernel(const ChunkedLinearBwdParams p) {
+  const int64_t row = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= p.batch * p.heads * p.length) return;  // whole warps leave together
+  float dot = 0.f;
+  const int col = 4 * lane;
+  if (col < D) {
+    const float4 dy = Load4(static_cast<const bf16*>(p.dy) + row * D + col);
+    const float4 n = *reinterpret_cast<const float4*>(p.num + row * D + col);
+    dot = dy.x * n.x + dy.y * n.y + dy.z * n.z + dy.w * n.w;
+  }
+#pragma unroll
+  for (int o = 16; o >= 1; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  if (lane == 0) {
+    const float inv_z = 1.f / p.z[row];
+    p.d_den[row] = -dot * inv_z * inv_z;
+  }
+}
+
 template <class Cf>
 const char* Launch(const ChunkedLinearBwdParams& p) {
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
   const char* err = nullptr;
+  if (p.d_num == nullptr) {  // normalised: d_den first, which every kernel below reads
+    const int64_t rows = p.batch * p.heads * p.length;
+    NormalizedDenGradKernel<Cf::D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p);
+  }
   if (p.blocks > 1) {
     const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
     const dim3 grid1(static_cast<unsigned>(p.blocks - 1), grid.y, grid.z);
@@ -621,7 +709,8 @@ bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& p) {
   const bool heads = p.heads >= 1 && p.k_heads >= 1 && p.v_heads >= 1 &&
                      p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 &&
                      p.g_heads >= 0 && (p.g_heads == 0 || p.heads % p.g_heads == 0);
-  const bool sizes = p.batch >= 1 && p.batch <= 65535 && p.heads <= 65535 && p.length >= 1;
+  const bool sizes = p.batch >= 1 && p.batch <= 65535 && p.heads <= 65535 && p.length >= 1 &&
+                     p.key_delay >= 0 && (p.g_heads == 0 || p.key_delay == 0);
   return dims && heads && sizes;
 }
 
@@ -640,7 +729,9 @@ int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& p) {
 
 const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& p) {
   if (!ChunkedLinearBwdSupported(p)) return "ChunkedLinearBwd: unsupported sizes";
-  if (!(p.phi_q && p.phi_k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v) ||
+  const bool normalised = p.d_num == nullptr && p.dy && p.num && p.z;
+  if (!(p.phi_q && p.phi_k && p.v && (p.d_num || normalised) && p.d_den && p.d_q && p.d_k &&
+        p.d_v) ||
       (p.log_gamma != nullptr) != (p.g_heads > 0)) {
     return "ChunkedLinearBwd: missing tensors";
   }

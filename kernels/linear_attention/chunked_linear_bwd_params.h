@@ -22,19 +22,38 @@ struct ChunkedLinearBwdParams {
   const void* v = nullptr;           // [B, Hv, T, D]
   const float* log_gamma = nullptr;  // optional [B, Hg, T], <= 0 (-inf allowed); Hg = 0 without
   const float* d_num = nullptr;      // [B, H, T, D]
-  const float* d_den = nullptr;      // [B, H, T]
+  float* d_den = nullptr;            // [B, H, T]
+  // Or the normalised form (d_num null): the forward's output was
+  // y = num / z (z = den + eps); given bf16 dy and float32 num [B, H, T, D]
+  // and z [B, H, T], a first kernel fills d_den (then scratch) with
+  // -(dy . num) / z^2, and the kernels form d_num = dy / z as they load each
+  // chunk, so no float32 d_num passes through device memory.
+  const void* dy = nullptr;
+  const float* num = nullptr;
+  const float* z = nullptr;
   int64_t batch = 0, heads = 0, k_heads = 0, v_heads = 0, g_heads = 0;
   int64_t length = 0;       // T >= 1
+  // Keys and values of position t are those of t - key_delay (zero before 0),
+  // as the forward's key_delay; ungated only. d_k and d_v are then the
+  // gradients of the undelayed phi_k and v: rows T - key_delay .. T - 1,
+  // which no query reads, are not written (the caller zeroes them).
+  int64_t key_delay = 0;
   int64_t feature_dim = 0;  // F: 64 or 128
   int64_t head_dim = 0;     // D: 64 or 128
 
-  // Outputs, per query head, every element written; float32, or bf16 where
+  // Outputs, per query head, every element written (but the delayed tail
+  // above); float32, or bf16 where
   // the flag says (the caller's inputs were bf16 and nothing more is summed
   // into them in float32):
   void* d_q = nullptr;  // [B, H, T, F]
   void* d_k = nullptr;  // [B, H, T, F]
   void* d_v = nullptr;  // [B, H, T, D]
   bool d_q_bf16 = false, d_k_bf16 = false, d_v_bf16 = false;
+  // Optional, float32 [B, H, T], zeroed by the caller: the kernels add each
+  // row's phi_q_i . d_q_i and phi_k_j . d_k_j (per query head, from the
+  // unrounded gradients), from which the caller forms the gates' gradient.
+  float* q_dot_dq = nullptr;
+  float* k_dot_dk = nullptr;
 
   int sm_count = 132;
   // Two-pass split as in the forward (PlanChunkedLinearBwd sets blocks /

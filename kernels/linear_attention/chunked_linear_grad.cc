@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
+
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
@@ -20,33 +22,71 @@ struct LinearGrads {
   at::Tensor d_phi_q, d_phi_k, d_v, d_log_gamma;  // in the inputs' heads
 };
 
-// Which of the forward's inputs were bfloat16 (the others float32 under autocast).
-struct InputTypes {
+// What the forward saw beside its saved bfloat16 copies: which inputs were
+// bfloat16 (the others float32 under autocast), and the key delay.
+struct ForwardFacts {
   bool q_bf16 = false, k_bf16 = false, v_bf16 = false;
+  int64_t key_delay = 0;
+
+  void Save(AutogradContext* ctx) const {
+    ctx->saved_data["q_bf16"] = q_bf16;
+    ctx->saved_data["k_bf16"] = k_bf16;
+    ctx->saved_data["v_bf16"] = v_bf16;
+    ctx->saved_data["key_delay"] = key_delay;
+  }
+  static ForwardFacts Of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         int64_t key_delay) {
+    return {q.scalar_type() == at::kBFloat16, k.scalar_type() == at::kBFloat16,
+            v.scalar_type() == at::kBFloat16, key_delay};
+  }
+  static ForwardFacts Load(AutogradContext* ctx) {
+    return {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["k_bf16"].toBool(),
+            ctx->saved_data["v_bf16"].toBool(), ctx->saved_data["key_delay"].toInt()};
+  }
 };
 
-// The backward alone: gradients of num and den's inputs (bfloat16 phi_q
-// [B, H, T, F], phi_k [B, Hk, T, F], v [B, Hv, T, D], optional float32
-// log_gamma [B, Hg, T]), given float32 d_num [B, H, T, D] and d_den [B, H, T].
-// The sizes were checked by ChunkedCausalLinearTrainCuda. A gradient comes
-// out in bfloat16 where its input was bfloat16 and the kernel's rows are
-// final (no sum over query heads, no gate gradient formed from it), so
-// autograd has nothing to cast; else in float32.
+// The gradient the backward starts from: float32 d_num [B, H, T, D] and
+// d_den [B, H, T]; or, for the normalised form y = num / z, dy and the
+// forward's float32 num [B, H, T, D] and z [B, H, T].
+struct OutputGrads {
+  at::Tensor d_num, d_den;
+  at::Tensor dy, num, z;
+};
+
+// The backward alone: gradients of the inputs (bfloat16 phi_q [B, H, T, F],
+// phi_k [B, Hk, T, F], v [B, Hv, T, D], optional float32 log_gamma
+// [B, Hg, T]). The sizes were checked by TrainApplies. A gradient comes out
+// in bfloat16 where its input was bfloat16 and the kernel's rows are final
+// (no sum over query heads follows), so autograd has nothing to cast; else
+// in float32. The gates' gradient comes from per-row dots the kernels form
+// from the unrounded d_q and d_k.
 LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                             const at::Tensor& v, const at::Tensor& log_gamma,
-                                            const at::Tensor& d_num, const at::Tensor& d_den,
-                                            InputTypes types) {
+                                            const OutputGrads& og, const ForwardFacts& facts) {
   const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2), f = phi_q.size(3);
   const int64_t d = v.size(3);
   const c10::cuda::CUDAGuard guard(phi_q.device());
   const at::Tensor q = phi_q.contiguous(), k = phi_k.contiguous(), vc = v.contiguous();
   const at::Tensor gc = log_gamma.defined() ? log_gamma.to(at::kFloat).contiguous() : at::Tensor();
-  const at::Tensor dn = d_num.to(at::kFloat).contiguous();
-  const at::Tensor dd = d_den.to(at::kFloat).contiguous();
   ChunkedLinearBwdParams p;
-  p.d_q_bf16 = types.q_bf16 && !gc.defined();
-  p.d_k_bf16 = types.k_bf16 && !gc.defined() && k.size(1) == h;
-  p.d_v_bf16 = types.v_bf16 && vc.size(1) == h;
+  at::Tensor dn, dd, dy, num, z;
+  if (og.d_num.defined()) {
+    dn = og.d_num.to(at::kFloat).contiguous();
+    dd = og.d_den.to(at::kFloat).contiguous();
+    p.d_num = dn.data_ptr<float>();
+  } else {
+    dy = og.dy.to(at::kBFloat16).contiguous();
+    num = og.num.contiguous();
+    z = og.z.contiguous();
+    dd = at::empty({b, h, t}, z.options());  // the kernels fill it
+    p.dy = dy.data_ptr();
+    p.num = num.data_ptr<float>();
+    p.z = z.data_ptr<float>();
+  }
+  p.d_den = dd.data_ptr<float>();
+  p.d_q_bf16 = facts.q_bf16;
+  p.d_k_bf16 = facts.k_bf16 && k.size(1) == h;
+  p.d_v_bf16 = facts.v_bf16 && vc.size(1) == h;
   const auto grad_options = [&](bool bf16) {
     return phi_q.options().dtype(bf16 ? at::kBFloat16 : at::kFloat);
   };
@@ -57,8 +97,6 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.phi_k = k.data_ptr();
   p.v = vc.data_ptr();
   p.log_gamma = gc.defined() ? gc.data_ptr<float>() : nullptr;
-  p.d_num = dn.data_ptr<float>();
-  p.d_den = dd.data_ptr<float>();
   p.batch = b;
   p.heads = h;
   p.k_heads = k.size(1);
@@ -67,9 +105,17 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.length = t;
   p.feature_dim = f;
   p.head_dim = d;
+  p.key_delay = facts.key_delay;
   p.d_q = dq.data_ptr();
   p.d_k = dk.data_ptr();
   p.d_v = dv.data_ptr();
+  at::Tensor q_dot, k_dot;  // gated: the kernels' per-row dots for the gates' gradient
+  if (gc.defined()) {
+    q_dot = at::zeros({b, h, t}, phi_q.options().dtype(at::kFloat));
+    k_dot = at::zeros({b, h, t}, phi_q.options().dtype(at::kFloat));
+    p.q_dot_dq = q_dot.data_ptr<float>();
+    p.k_dot_dk = k_dot.data_ptr<float>();
+  }
   p.sm_count = CurrentSmCount();
   p.stream = at::cuda::getCurrentCUDAStream().stream();
   PlanChunkedLinearBwd(p);
@@ -81,6 +127,11 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   const char* err = LaunchChunkedLinearBwd(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearBackwardCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
+  if (facts.key_delay > 0) {  // the last key_delay keys reach no query
+    const int64_t tail = std::min(t, facts.key_delay);
+    dk.narrow(2, t - tail, tail).zero_();
+    dv.narrow(2, t - tail, tail).zero_();
+  }
 
   LinearGrads out;
   out.d_phi_q = dq;
@@ -88,9 +139,8 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   out.d_v = SumToKvHeads(dv, vc.size(1));
   if (gc.defined()) {
     // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
-    // (per query head), and log_gamma_s enters every B_t with t >= s.
-    const at::Tensor db = (q.to(at::kFloat) * dq).sum(-1) -
-                          (ExpandKvHeads(k, h).to(at::kFloat) * dk).sum(-1);      // [B, H, T]
+    // (per query head, from the kernels), and log_gamma_s enters every B_t with t >= s.
+    const at::Tensor db = q_dot - k_dot;                                          // [B, H, T]
     out.d_log_gamma = SumToKvHeads(db, gc.size(1)).flip(-1).cumsum(-1).flip(-1);  // [B, Hg, T]
   }
   return out;
@@ -101,47 +151,91 @@ at::Tensor GateOrNone(const at::Tensor& log_gamma) {
   return log_gamma.numel() > 0 ? log_gamma : at::Tensor();
 }
 
+// The forward kernel on bfloat16 copies of the inputs (no-ops when they are
+// bfloat16 already).
+struct Bf16Inputs {
+  at::Tensor q, k, v;
+  Bf16Inputs(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v_in)
+      : q(phi_q.to(at::kBFloat16)), k(phi_k.to(at::kBFloat16)), v(v_in.to(at::kBFloat16)) {}
+};
+
+CudaLinearOutputs RunForward(const Bf16Inputs& in, const at::Tensor& log_gamma,
+                             CudaLinearInputs spec) {
+  spec.phi_q = in.q;
+  spec.phi_k = in.k;
+  spec.v = in.v;
+  spec.log_gamma = log_gamma;
+  std::optional<CudaLinearOutputs> out = ChunkedCausalLinearCuda(spec);
+  TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
+  return std::move(*out);
+}
+
 struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
                                const at::Tensor& phi_k, const at::Tensor& v,
-                               const at::Tensor& gate_or_empty) {
-    const at::Tensor log_gamma = GateOrNone(gate_or_empty);
-    const at::Tensor q = phi_q.to(at::kBFloat16), k = phi_k.to(at::kBFloat16),
-                     vb = v.to(at::kBFloat16);
-    std::optional<LinearTerms> out =
-        ChunkedCausalLinearTermsCuda(q, k, vb, log_gamma, /*want_state=*/true);
-    TORCH_CHECK(out.has_value(), "ChunkedCausalLinearTrainCuda: the forward kernel declined");
-    ctx->save_for_backward({q, k, vb, gate_or_empty});
-    ctx->saved_data["q_bf16"] = phi_q.scalar_type() == at::kBFloat16;
-    ctx->saved_data["k_bf16"] = phi_k.scalar_type() == at::kBFloat16;
-    ctx->saved_data["v_bf16"] = v.scalar_type() == at::kBFloat16;
-    ctx->mark_non_differentiable({out->kv, out->k_sum});
-    return {out->num, out->den, out->kv, out->k_sum};
+                               const at::Tensor& gate_or_empty, int64_t key_delay) {
+    const Bf16Inputs in(phi_q, phi_k, v);
+    CudaLinearInputs spec;
+    spec.key_delay = key_delay;
+    spec.want_y = false;
+    spec.want_num_den = true;
+    spec.want_state = true;
+    const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
+    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty});
+    ForwardFacts::Of(phi_q, phi_k, v, key_delay).Save(ctx);
+    ctx->mark_non_differentiable({out.kv, out.k_sum});
+    return {out.num, out.den, out.kv, out.k_sum};
   }
 
-  // Gradients in float32 or bfloat16 (see the backward above); autograd
-  // casts each to its input's dtype.
+  // Gradients in float32 or bfloat16 (ChunkedCausalLinearBackwardCuda);
+  // autograd casts each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list saved = ctx->get_saved_variables();
-    const InputTypes types{ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["k_bf16"].toBool(),
-                           ctx->saved_data["v_bf16"].toBool()};
-    const LinearGrads g = ChunkedCausalLinearBackwardCuda(
-        saved[0], saved[1], saved[2], GateOrNone(saved[3]), grads[0], grads[1], types);
-    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma};
+    const variable_list s = ctx->get_saved_variables();
+    OutputGrads og;
+    og.d_num = grads[0];
+    og.d_den = grads[1];
+    const LinearGrads g = ChunkedCausalLinearBackwardCuda(s[0], s[1], s[2], GateOrNone(s[3]), og,
+                                                          ForwardFacts::Load(ctx));
+    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor()};
   }
 };
 
-}  // namespace
+struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLinearFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
+                               const at::Tensor& phi_k, const at::Tensor& v,
+                               const at::Tensor& gate_or_empty, double eps) {
+    const Bf16Inputs in(phi_q, phi_k, v);
+    CudaLinearInputs spec;
+    spec.eps = eps;
+    spec.want_y = true;
+    spec.want_num_den = true;  // for the backward
+    const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
+    const at::Tensor z = out.den + eps;  // the kernel's y = num / (den + eps)
+    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.num, z});
+    ForwardFacts::Of(phi_q, phi_k, v, 0).Save(ctx);
+    return {out.y};
+  }
 
-std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
-                                                        const at::Tensor& phi_k,
-                                                        const at::Tensor& v,
-                                                        const at::Tensor& log_gamma) {
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    OutputGrads og;
+    og.dy = grads[0];
+    og.num = s[4];
+    og.z = s[5];
+    const LinearGrads g = ChunkedCausalLinearBackwardCuda(s[0], s[1], s[2], GateOrNone(s[3]), og,
+                                                          ForwardFacts::Load(ctx));
+    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor()};
+  }
+};
+
+// Whether both kernels cover the inputs (training on CUDA in bfloat16).
+bool TrainApplies(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                  const at::Tensor& log_gamma, int64_t key_delay) {
   if (!CudaTrainingApplies(phi_q.device(), {&phi_q, &phi_k, &v, &log_gamma}) ||
       !TrainsInBfloat16(phi_q) || !TrainsInBfloat16(phi_k) || !TrainsInBfloat16(v) ||
       phi_q.dim() != 4 || phi_k.dim() != 4 || v.dim() != 4 ||
       (log_gamma.defined() && log_gamma.dim() != 3)) {
-    return std::nullopt;
+    return false;
   }
   // The backward kernel's own size rules (the forward's are the same or wider).
   ChunkedLinearBwdParams p;
@@ -153,18 +247,38 @@ std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
   p.length = phi_q.size(2);
   p.feature_dim = phi_q.size(3);
   p.head_dim = v.size(3);
+  p.key_delay = key_delay;
   const auto same_bt = [&](const at::Tensor& x) {
     return x.size(0) == p.batch && x.size(2) == p.length;
   };
-  if (!ChunkedLinearBwdSupported(p) || !same_bt(phi_k) || !same_bt(v) ||
-      phi_k.size(3) != p.feature_dim ||
-      (log_gamma.defined() && (p.g_heads < 1 || !same_bt(log_gamma)))) {
-    return std::nullopt;
-  }
-  const at::Tensor gate_or_empty =
-      log_gamma.defined() ? log_gamma : at::empty({0}, phi_q.options().dtype(at::kFloat));
-  const variable_list out = ChunkedLinearFunction::apply(phi_q, phi_k, v, gate_or_empty);
+  return ChunkedLinearBwdSupported(p) && same_bt(phi_k) && same_bt(v) &&
+         phi_k.size(3) == p.feature_dim &&
+         (!log_gamma.defined() || (p.g_heads >= 1 && same_bt(log_gamma)));
+}
+
+at::Tensor GateOrEmpty(const at::Tensor& log_gamma, const at::Tensor& like) {
+  return log_gamma.defined() ? log_gamma : at::empty({0}, like.options().dtype(at::kFloat));
+}
+
+}  // namespace
+
+std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                        const at::Tensor& phi_k,
+                                                        const at::Tensor& v,
+                                                        const at::Tensor& log_gamma,
+                                                        int64_t key_delay) {
+  if (!TrainApplies(phi_q, phi_k, v, log_gamma, key_delay)) return std::nullopt;
+  const variable_list out =
+      ChunkedLinearFunction::apply(phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), key_delay);
   return LinearTerms{out[0], out[1], out[2], out[3]};
+}
+
+std::optional<at::Tensor> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                          const at::Tensor& phi_k,
+                                                          const at::Tensor& v,
+                                                          const at::Tensor& log_gamma, double eps) {
+  if (!TrainApplies(phi_q, phi_k, v, log_gamma, 0)) return std::nullopt;
+  return NormalizedLinearFunction::apply(phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), eps)[0];
 }
 
 }  // namespace linearize::kernels::detail

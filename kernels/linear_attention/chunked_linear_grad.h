@@ -20,9 +20,23 @@ namespace linearize::kernels::detail {
 // (computed in bfloat16 then, as autocast's matmuls are), F and D in {64,
 // 128}. num and den come back in float32 (gradients in the inputs' dtypes).
 // Otherwise nullopt, and the caller takes the LibTorch form.
+// key_delay > 0 (ungated only) delays the keys and values by that many
+// positions inside the kernels (query i reads keys j <= i - key_delay), as
+// LoLCATs' linear part needs, with no shifted copies of phi_k and v.
 std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
-                                                        const at::Tensor& log_gamma);
+                                                        const at::Tensor& log_gamma,
+                                                        int64_t key_delay = 0);
+
+// The normalised form y = num / (den + eps) of the same op, in bfloat16
+// [B, H, T, D], under the same conditions (no key delay). The forward kernel
+// writes y itself (and num, den for the backward), and the backward kernels
+// form num's gradient dy / (den + eps) as they load it, so no float32 y and
+// no gradients of num or y pass through device memory.
+std::optional<at::Tensor> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                          const at::Tensor& phi_k,
+                                                          const at::Tensor& v,
+                                                          const at::Tensor& log_gamma, double eps);
 
 }  // namespace linearize::kernels::detail

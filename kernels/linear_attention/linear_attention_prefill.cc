@@ -9,6 +9,7 @@
 
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/feature_map/hedgehog_grad.h"
+#include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/linear_attention/linear_attention_cuda.h"
 #endif
 
@@ -47,6 +48,16 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
     return {at::empty_like(q), EmptyState(p.dims.batch, p.dims.q_heads, p.phi_q.size(3),
                                           p.dims.head_dim, p.v.options())};
   }
+#ifdef LINEARIZE_WITH_CUDA
+  // Training on the GPU from the empty state: y straight from the kernels
+  // (chunked_linear_grad.h), no state wanted.
+  if (!want_state && initial == nullptr) {
+    if (std::optional<at::Tensor> y = detail::NormalizedCausalLinearTrainCuda(
+            p.phi_q, p.phi_k, p.v, at::Tensor(), options.eps)) {
+      return {y->to(q.scalar_type()), State{}};
+    }
+  }
+#endif
   // CUDA tensors the kernels do not cover (and autograd) take the LibTorch
   // form below, which runs on any device.
   const detail::LinearTerms terms =

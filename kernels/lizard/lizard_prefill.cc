@@ -23,6 +23,7 @@
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/feature_map/hedgehog_grad.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
+#include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/lizard/lizard_cuda.h"
 #include "kernels/lizard/lizard_grad.h"
 #endif
@@ -139,22 +140,38 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   // chunked products train on the backward kernels (chunked_linear_grad.h).
   // The window branch trains on its kernels (lizard_grad.h) when they cover
   // the inputs, else it is LibTorch.
+  // Training with no state wanted normalises the gated branch in its kernels
+  // too (chunked_linear_grad.h).
   std::optional<detail::LinearTerms> cuda_gla;
-  std::optional<at::Tensor> y_win;
+  std::optional<at::Tensor> y_gla_trained, y_win;
 #ifdef LINEARIZE_WITH_CUDA
   cuda_gla = detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
+  if (!cuda_gla && !want_state) {
+    y_gla_trained = detail::NormalizedCausalLinearTrainCuda(p.phi_q, p.phi_k, p.v, p.log_gamma,
+                                                            options.eps);
+  }
   y_win = internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
                                           weights.meta_logits, options.window);
 #endif
-  const detail::LinearTerms gla =
-      cuda_gla ? *cuda_gla
-               : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
-  const at::Tensor y_gla = gla.num / (gla.den.unsqueeze(-1) + options.eps);
+  detail::LinearTerms gla;
+  if (!y_gla_trained) {
+    gla = cuda_gla ? *cuda_gla
+                   : detail::ChunkedCausalLinear(p.phi_q, p.phi_k, p.v, p.log_gamma, options.chunk);
+  }
+  const at::Tensor y_gla =
+      y_gla_trained ? *y_gla_trained : gla.num / (gla.den.unsqueeze(-1) + options.eps);
   if (!y_win) {
     const internal::WindowQk w = internal::ExpandWindowQk(in, dims.q_heads);
     y_win = WindowBranch(w.q, w.k, p.v.to(w.q.scalar_type()), p.meta, options);
   }
-  out.y = (y_gla + p.alpha * *y_win).to(in.q.scalar_type());
+  if (y_gla_trained && y_win->scalar_type() == at::kBFloat16) {
+    // Both branches from the training kernels: combined in bfloat16 (alpha
+    // rounded to bfloat16, as autocast rounds a matmul's weights), no float32
+    // copies of y or of its gradient. (Not addcmul: autocast would promote it.)
+    out.y = (*y_gla_trained + *y_win * p.alpha.to(at::kBFloat16)).to(in.q.scalar_type());
+  } else {
+    out.y = (y_gla + p.alpha * *y_win).to(in.q.scalar_type());
+  }
   if (want_state) {
     out.state.kv = gla.kv.detach();
     out.state.k_sum = gla.k_sum.detach();

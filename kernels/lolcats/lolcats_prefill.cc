@@ -22,6 +22,7 @@
 #include "kernels/lolcats/lolcats_args.h"
 
 #ifdef LINEARIZE_WITH_CUDA
+#include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/lolcats/lolcats_cuda.h"
 #include "kernels/lolcats/lolcats_grad.h"
 #endif
@@ -54,6 +55,13 @@ Terms SlidingLinearTerms(const internal::Prepared& p, int64_t window, int64_t ch
   if (t <= window) {  // no key is older than the window yet
     return {at::zeros_like(p.v), at::zeros({p.v.size(0), p.v.size(1), t, 1}, p.v.options())};
   }
+#ifdef LINEARIZE_WITH_CUDA
+  // Training on the GPU: the kernels delay the keys themselves.
+  if (std::optional<detail::LinearTerms> lt =
+          detail::ChunkedCausalLinearTrainCuda(p.phi_q, p.phi_k, p.v, at::Tensor(), window)) {
+    return {lt->num, lt->den.unsqueeze(-1)};
+  }
+#endif
   const auto delay = [&](const at::Tensor& x) {
     return at::constant_pad_nd(x, {0, 0, window, 0}).narrow(2, 0, t);
   };

@@ -52,11 +52,35 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   tiles::LoadTile<T, kBand, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
   tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
   tiles::CpAsyncCommit();
-  tiles::CpAsyncWaitAll();
-  __syncthreads();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
+  // The linear terms of the thread's output elements. With the 128-key band
+  // they are loaded now, so that their latency hides behind the tile loads
+  // and the products (the registers are there at this kernel's occupancy,
+  // which shared memory sets); the 192-key band has no registers to spare and
+  // loads them at the end.
+  constexpr bool kPrefetch = kBand <= 2 * kC;
+  const auto lin_terms = [&](int half, float2 (&num)[D / 8], float& den) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    const int64_t row = bh * p.length + i;
+    den = i < p.length && p.lin_den != nullptr ? p.lin_den[row] : 0.f;
+    const bool live = i < p.length && p.lin_num != nullptr;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      num[j] = live ? *reinterpret_cast<const float2*>(p.lin_num + row * D + 8 * j + 2 * t)
+                    : make_float2(0.f, 0.f);
+    }
+  };
+  float2 lin_num[kPrefetch ? 2 : 1][D / 8];
+  float lin_den[2];
+  if constexpr (kPrefetch) {
+    lin_terms(0, lin_num[0], lin_den[0]);
+    lin_terms(1, lin_num[kPrefetch ? 1 : 0], lin_den[1]);
+  }
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+
   const int w = static_cast<int>(p.window);
   // Band tiles (8 keys) any of the warp's rows can see.
   const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
@@ -145,23 +169,21 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     const int64_t i = q0 + r0 + g + 8 * half;
     if (i >= p.length) continue;
     const int64_t row = bh * p.length + i;
-    const float lin_den = p.lin_den != nullptr ? p.lin_den[row] : 0.f;
+    float2(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
+    if constexpr (!kPrefetch) lin_terms(half, ln, lin_den[half]);
+    const float ld = lin_den[half];
     // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
-    // eps) + alpha o / den.
-    const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + lin_den);
-    const float lin_scale = lizard ? 1.f / (lin_den + p.eps) : inv;
-    if (t == 0 && p.row_den != nullptr) p.row_den[row] = den[half] + lin_den;
+    // eps) + alpha o / den. Without linear terms lin_num / lin_den are 0.
+    const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + ld);
+    const float lin_scale = lizard ? (p.lin_num != nullptr ? 1.f / (ld + p.eps) : 0.f) : inv;
+    if (t == 0 && p.row_den != nullptr) p.row_den[row] = den[half] + ld;
     T* y = static_cast<T*>(p.y) + row * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       const int col = 8 * j + 2 * t;
-      float x0 = o[j][2 * half] * inv, x1 = o[j][2 * half + 1] * inv;
-      if (p.lin_num != nullptr) {
-        const float2 l = *reinterpret_cast<const float2*>(p.lin_num + row * D + col);
-        x0 = fmaf(l.x, lin_scale, x0);
-        x1 = fmaf(l.y, lin_scale, x1);
-      }
-      tiles::StoreOut2(y + col, x0, x1);
+      const float2 l = ln[j];
+      tiles::StoreOut2(y + col, fmaf(l.x, lin_scale, o[j][2 * half] * inv),
+                       fmaf(l.y, lin_scale, o[j][2 * half + 1] * inv));
     }
   }
 }

@@ -2,12 +2,14 @@
 // backward, chunked_linear_grad.h) against LibTorch autograd through the
 // same function in float64 on the CPU, on fresh random inputs: plain, GQA,
 // gated with mild and strong decays, one block and the two-pass split, float32
-// under autocast. The loss weighs num and den with random weights so that
+// under autocast; and the delayed-key and normalised training forms. The loss weighs num and den with random weights so that
 // both gradients are exercised; the CUDA allocator is poisoned first.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 
 #include "kernels/linear_attention/chunked_linear.h"
@@ -131,6 +133,136 @@ const Case kCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedLinearGradGpu, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// The two other training forms on the same kernels: keys delayed inside
+// the kernels (LoLCATs' linear part: query i reads keys j <= i - W) and the
+// normalised output y = num / (den + eps) (the baseline's and Lizard's gated
+// branch), against float64 autograd through the LibTorch form: a shifted
+// copy of phi_k and v, and the division. The normalised cases avoid rows
+// that see a single key (T = 1, or right after a gate of -25): there y's
+// gradient to phi_q and phi_k is a difference of nearly equal terms (it is
+// 0 at eps = 0) that bfloat16 cannot resolve; the un-normalised cases above
+// cover those shapes.
+enum class Form { kDelayed, kNormalized };
+
+struct FormCase {
+  const char* name;
+  Form form;
+  Case shape;
+  int64_t key_delay;  // kDelayed
+};
+
+Result RunForm(const FormCase& fc, const Inputs& in, at::Device device) {
+  const Case& c = fc.shape;
+  const bool cpu = !device.is_cuda();
+  const at::ScalarType dtype = cpu ? at::kDouble : at::kBFloat16;
+  const auto leaf = [&](const at::Tensor& x, at::ScalarType t) {
+    return x.to(t).to(device).detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(in.q, dtype), k = leaf(in.k, dtype), v = leaf(in.v, dtype);
+  const at::Tensor g = in.g.defined() ? leaf(in.g, cpu ? at::kDouble : at::kFloat) : at::Tensor();
+  const at::ScalarType acc = cpu ? at::kDouble : at::kFloat;
+  const at::Tensor w_num = in.w_num.to(acc).to(device), w_den = in.w_den.to(acc).to(device);
+  constexpr double kEps = 1e-3;
+  Result r;
+  at::Tensor loss;
+  if (fc.form == Form::kDelayed) {
+    detail::LinearTerms terms;
+    if (cpu) {
+      const auto delay = [&](const at::Tensor& x) {
+        return at::constant_pad_nd(Expand(x, c.h), {0, 0, fc.key_delay, 0}).narrow(2, 0, c.t);
+      };
+      terms = detail::ChunkedCausalLinear(q, delay(k), delay(v), at::Tensor(), 64);
+    } else {
+      std::optional<detail::LinearTerms> t =
+          detail::ChunkedCausalLinearTrainCuda(q, k, v, at::Tensor(), fc.key_delay);
+      EXPECT_TRUE(t.has_value()) << "the kernels declined";
+      if (!t) return r;
+      terms = *t;
+    }
+    r.num = terms.num.detach();
+    r.den = terms.den.detach();
+    loss = (terms.num.to(acc) * w_num).sum() + (terms.den.to(acc) * w_den).sum();
+  } else {
+    at::Tensor y;
+    if (cpu) {
+      const detail::LinearTerms terms = detail::ChunkedCausalLinear(
+          q, Expand(k, c.h), Expand(v, c.h), g.defined() ? Expand(g, c.h) : g, 64);
+      y = terms.num / (terms.den.unsqueeze(-1) + kEps);
+    } else {
+      std::optional<at::Tensor> out = detail::NormalizedCausalLinearTrainCuda(q, k, v, g, kEps);
+      EXPECT_TRUE(out.has_value()) << "the kernels declined";
+      if (!out) return r;
+      y = *out;
+    }
+    r.num = y.detach();
+    loss = (y.to(acc) * w_num).sum();
+  }
+  loss.backward();
+  r.dq = q.grad();
+  r.dk = k.grad();
+  r.dv = v.grad();
+  if (g.defined()) r.dg = g.grad();
+  return r;
+}
+
+class ChunkedLinearTrainFormsGpu : public ::testing::TestWithParam<FormCase> {};
+
+TEST_P(ChunkedLinearTrainFormsGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const FormCase fc = GetParam();
+  const Case& c = fc.shape;
+  const Inputs in = Draw(c, 23 + c.t * 5 + c.f + c.d);
+  Inputs seen = in;
+  seen.q = Seen(in.q, at::kBFloat16);
+  seen.k = Seen(in.k, at::kBFloat16);
+  seen.v = Seen(in.v, at::kBFloat16);
+  const Result ref = RunForm(fc, seen, at::kCPU);
+
+  testing::PoisonCudaAllocator();
+  const testing::LaunchCounter launches;
+  const Result got = RunForm(fc, in, at::kCUDA);
+  ASSERT_TRUE(got.dq.defined());
+  EXPECT_EQ(launches.Launches(), 2) << "the forward and backward kernels, once each";
+  for (const at::Tensor* t : {&got.num, &got.dq, &got.dk, &got.dv}) {
+    ASSERT_TRUE(testing::AllFinite(*t)) << "unwritten (NaN-poisoned) or non-finite output";
+  }
+  EXPECT_EQ(got.dk.sizes(), in.k.sizes());
+  EXPECT_EQ(got.dv.sizes(), in.v.sizes());
+  const double tol = testing::Tol(at::kBFloat16);
+  EXPECT_LT(RelativeError(got.num, ref.num), tol) << (fc.form == Form::kDelayed ? "num" : "y");
+  if (fc.form == Form::kDelayed) EXPECT_LT(RelativeError(got.den, ref.den), tol) << "den";
+  EXPECT_LT(RelativeError(got.dq, ref.dq), tol) << "d phi_q";
+  EXPECT_LT(RelativeError(got.dk, ref.dk), tol) << "d phi_k";
+  EXPECT_LT(RelativeError(got.dv, ref.dv), tol) << "d v";
+  if (fc.form == Form::kDelayed && fc.key_delay > 0) {
+    // The last key_delay keys reach no query: exactly zero gradients.
+    const int64_t tail = std::min(c.t, fc.key_delay);
+    EXPECT_EQ(got.dk.narrow(2, c.t - tail, tail).abs().max().item<float>(), 0.f);
+    EXPECT_EQ(got.dv.narrow(2, c.t - tail, tail).abs().max().item<float>(), 0.f);
+  }
+  if (got.dg.defined()) EXPECT_LT(RelativeError(got.dg, ref.dg), tol) << "d log_gamma";
+}
+
+const FormCase kFormCases[] = {
+    {"delayed_T37_shorter_than_delay", Form::kDelayed,
+     {"", 1, 2, 2, 2, 37, 64, 64, Gates::kNone, 0}, 64},
+    {"delayed_T200_gqa", Form::kDelayed, {"", 2, 4, 2, 1, 200, 128, 64, Gates::kNone, 0}, 64},
+    {"delayed_T300_window_37", Form::kDelayed, {"", 1, 2, 2, 2, 300, 64, 128, Gates::kNone, 0}, 37},
+    {"delayed_T4096_two_pass", Form::kDelayed,
+     {"", 1, 8, 8, 8, 4096, 128, 128, Gates::kNone, 0}, 64},
+    {"normalized_T65", Form::kNormalized, {"", 1, 2, 2, 2, 65, 64, 64, Gates::kNone, 0}, 0},
+    {"normalized_T129_gqa", Form::kNormalized, {"", 2, 4, 2, 2, 129, 128, 128, Gates::kNone, 0}, 0},
+    {"normalized_T300_gated_kvgates", Form::kNormalized,
+     {"", 2, 4, 2, 2, 300, 64, 64, Gates::kMild, 2}, 0},
+    {"normalized_T3000_two_pass_gated", Form::kNormalized,
+     {"", 1, 2, 2, 2, 3000, 128, 128, Gates::kMild, 2}, 0},
+};
+
+INSTANTIATE_TEST_SUITE_P(Forms, ChunkedLinearTrainFormsGpu, ::testing::ValuesIn(kFormCases),
+                         [](const ::testing::TestParamInfo<FormCase>& info) {
                            return std::string(info.param.name);
                          });
 
