@@ -19,6 +19,8 @@
 // Gate exponents come from the forward's prefix helpers (chunk_gates.cuh).
 // Long sequences with few (b, h) use the forward's two-pass scheme in both
 // directions: block-local states, a scan (chunk_scan.cuh), then the blocks.
+// Every kernel loads the next chunk (cp.async, d_num or dy raw into a
+// staging area) while it computes the current one from the other buffer.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -47,9 +49,14 @@ struct Cfg {
   static constexpr int SP = tiles::Stride(DP);
   static constexpr int SA = tiles::Stride(kC);
   static constexpr int kQ = kC * SQ, kV = kC * SP, kS = F * SP, kA = kC * SA;
-  // Q, K, [v | 1], [d_num | d_den], the state copy, P, A'.
-  static constexpr int kElems = 2 * kQ + 2 * kV + kS + 2 * kA;
-  static constexpr int kBytes = kElems * 2 + (3 * kC + 4) * 4;
+  // Two buffers of Q, K, [v | 1] (the next chunk lands in one while the
+  // current computes from the other), then [d_num | d_den], the state copy,
+  // P, A' (bf16); then the next chunk's raw d_num (float32) or dy (bf16), its
+  // d_den and z, two buffers of gates, the decays (float32).
+  static constexpr int kBuf = 2 * kQ + kV;
+  static constexpr int kElems = 2 * kBuf + kV + kS + 2 * kA;
+  static constexpr int kStaging = kC * D;
+  static constexpr int kBytes = kElems * 2 + (kStaging + 6 * kC + 4) * 4;
   // State [F][DP]: F/16 row tiles over 8 warps; F = 64 also splits the columns.
   static constexpr int kMT = F / 16;
   static constexpr int kStateSplit = 8 / kMT;
@@ -64,20 +71,37 @@ struct Cfg {
 
 template <class Cf>
 struct Smem {
-  bf16 *q, *k, *v, *dout, *state, *p, *a;
-  float *gates, *q_dec, *k_dec, *chunk_dec;
-  __device__ explicit Smem(unsigned char* raw) {
-    q = reinterpret_cast<bf16*>(raw);
-    k = q + Cf::kQ;
-    v = k + Cf::kQ;
-    dout = v + Cf::kV;
+  // The current chunk's tiles (At() points them at one of the two buffers).
+  bf16 *q, *k, *v;
+  float* gates;
+  bf16 *dout, *state, *p, *a;
+  float *staging, *stage_den, *stage_z;
+  float *q_dec, *k_dec, *chunk_dec;
+  unsigned char* raw;
+  __device__ explicit Smem(unsigned char* base) : raw(base) {
+    bf16* after_bufs = reinterpret_cast<bf16*>(base) + 2 * Cf::kBuf;
+    dout = after_bufs;
     state = dout + Cf::kV;
     p = state + Cf::kS;
     a = p + Cf::kA;
-    gates = reinterpret_cast<float*>(raw + Cf::kElems * 2);
-    q_dec = gates + kC;
+    staging = reinterpret_cast<float*>(base + Cf::kElems * 2);
+    stage_den = staging + Cf::kStaging;
+    stage_z = stage_den + kC;
+    q_dec = stage_z + 3 * kC;  // after the two gate buffers
     k_dec = q_dec + kC;
     chunk_dec = k_dec + kC;
+    Point(0);
+  }
+  __device__ void Point(int b) {
+    q = reinterpret_cast<bf16*>(raw) + b * Cf::kBuf;
+    k = q + Cf::kQ;
+    v = k + Cf::kQ;
+    gates = stage_z + kC + b * kC;
+  }
+  __device__ Smem At(int b) const {
+    Smem s = *this;
+    s.Point(b);
+    return s;
   }
 };
 
@@ -137,7 +161,9 @@ __device__ void InitPads(const Smem<Cf>& sm) {
   constexpr int kPad = Cf::DP - Cf::D;
   for (int i = threadIdx.x; i < kC * kPad; i += kThreads) {
     const int row = i / kPad, col = Cf::D + i % kPad;
-    sm.v[row * Cf::SP + col] = __float2bfloat16_rn(col == Cf::D ? 1.f : 0.f);
+    const bf16 one_or_zero = __float2bfloat16_rn(col == Cf::D ? 1.f : 0.f);
+    sm.At(0).v[row * Cf::SP + col] = one_or_zero;
+    sm.At(1).v[row * Cf::SP + col] = one_or_zero;
     if (col > Cf::D) sm.dout[row * Cf::SP + col] = __float2bfloat16_rn(0.f);
   }
 }
@@ -152,11 +178,15 @@ __device__ __forceinline__ float4 Load4(const bf16* p) {
   return make_float4(a.x, a.y, b.x, b.y);
 }
 
-// Loads the parts of chunk `chunk` named in `what` (and the gates), then
-// waits and synchronises. Rows past the end are zero (gates 0).
+// Starts the loads of chunk `chunk`'s parts named in `what` (and its gates)
+// into buffer `buf` and the staging area, all cp.async (one group): rows
+// past the end (and keys before the start, when delayed) are zero, gates 0.
+// LandChunk waits for them; a chunk's loads thus fly while the previous
+// chunk computes.
 template <class Cf>
-__device__ void LoadChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int64_t chunk, int64_t length,
-                          unsigned what) {
+__device__ void IssueChunk(const Smem<Cf>& sm_any, int buf, const Seq<Cf>& s, int64_t chunk,
+                           int64_t length, unsigned what) {
+  const Smem<Cf> sm = sm_any.At(buf);
   const int64_t start = chunk * kC;
   if (what & kLoadQ) tiles::LoadTile<bf16, kC, Cf::F, kThreads>(sm.q, Cf::SQ, 0, s.q, start, length);
   // Delayed keys: zero unless 0 <= source and position < length, as in the forward.
@@ -167,48 +197,70 @@ __device__ void LoadChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int64_t chunk, i
   if (what & kLoadV) {
     tiles::LoadTile<bf16, kC, Cf::D, kThreads>(sm.v, Cf::SP, 0, s.v, k_start, k_limit);
   }
-  tiles::CpAsyncCommit();
   if (what & kLoadDout) {
-    // d_num as given, or dy / z (the normalised form), into bf16 rows.
-    constexpr int kPerRow = Cf::D / 4;
-    if (s.dy == nullptr) {
-      for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
-        const int row = i / kPerRow, col = (i % kPerRow) * 4;
-        const int64_t pos = start + row;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (pos < length) x = *reinterpret_cast<const float4*>(s.dnum + pos * Cf::D + col);
-        *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
-            make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
-      }
-    } else {
-      for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
-        const int row = i / kPerRow, col = (i % kPerRow) * 4;
-        const int64_t pos = start + row;
-        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (pos < length) {
-          const float inv_z = 1.f / s.z[pos];
-          x = Load4(s.dy + pos * Cf::D + col);
-          x = make_float4(x.x * inv_z, x.y * inv_z, x.z * inv_z, x.w * inv_z);
-        }
-        *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
-            make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+    // d_num rows as float32, or dy rows as bf16 (the normalised form), raw.
+    constexpr int kPerRow = Cf::D * 4 / 16;  // 16-byte pieces of the widest (float32) row
+    const bool f32 = s.dy == nullptr;
+    const int row_bytes = f32 ? Cf::D * 4 : Cf::D * 2;
+    const unsigned char* src = f32 ? reinterpret_cast<const unsigned char*>(s.dnum)
+                                   : reinterpret_cast<const unsigned char*>(s.dy);
+    unsigned char* dst = reinterpret_cast<unsigned char*>(sm.staging);
+    for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
+      const int row = i / kPerRow, off = (i % kPerRow) * 16;
+      const int64_t pos = start + row;
+      const bool valid = pos < length && off < row_bytes;
+      if (off < row_bytes) {
+        tiles::CpAsync16(dst + row * row_bytes + off, src + (valid ? pos : 0) * row_bytes + off,
+                         valid);
       }
     }
     if (threadIdx.x < kC) {
       const int64_t pos = start + threadIdx.x;
-      sm.dout[threadIdx.x * Cf::SP + Cf::D] = __float2bfloat16_rn(pos < length ? s.dden[pos] : 0.f);
+      const bool valid = pos < length;
+      tiles::CpAsync4(sm.stage_den + threadIdx.x, s.dden + (valid ? pos : 0), valid);
+      if (!f32) tiles::CpAsync4(sm.stage_z + threadIdx.x, s.z + (valid ? pos : 0), valid);
     }
   }
   if (s.g != nullptr && threadIdx.x < kC) {
     const int64_t pos = start + threadIdx.x;
-    sm.gates[threadIdx.x] = pos < length ? s.g[pos] : 0.f;
+    tiles::CpAsync4(sm.gates + threadIdx.x, s.g + (pos < length ? pos : 0), pos < length);
   }
+  tiles::CpAsyncCommit();
+}
+
+// Waits for the chunk issued into `sm`'s buffer (every thread, and every
+// thread done with the previous chunk), then forms the bf16 [d_num | d_den]
+// tile from the staging area: d_num as given, or dy / z.
+template <class Cf>
+__device__ void LandChunk(const Smem<Cf>& sm, const Seq<Cf>& s, unsigned what) {
   tiles::CpAsyncWaitAll();
   __syncthreads();
+  if (what & kLoadDout) {
+    constexpr int kPerRow = Cf::D / 4;
+    const bool f32 = s.dy == nullptr;
+    for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
+      const int row = i / kPerRow, col = (i % kPerRow) * 4;
+      float4 x;
+      if (f32) {
+        x = *reinterpret_cast<const float4*>(sm.staging + row * Cf::D + col);
+      } else {
+        const float z = sm.stage_z[row];
+        const float inv_z = z != 0.f ? 1.f / z : 0.f;  // 0: a row past the end
+        x = Load4(reinterpret_cast<const bf16*>(sm.staging) + row * Cf::D + col);
+        x = make_float4(x.x * inv_z, x.y * inv_z, x.z * inv_z, x.w * inv_z);
+      }
+      *reinterpret_cast<uint2*>(sm.dout + row * Cf::SP + col) =
+          make_uint2(tiles::Pack(x.x, x.y), tiles::Pack(x.z, x.w));
+    }
+    if (threadIdx.x < kC) {
+      sm.dout[threadIdx.x * Cf::SP + Cf::D] = __float2bfloat16_rn(sm.stage_den[threadIdx.x]);
+    }
+    __syncthreads();
+  }
 }
 
 // Every warp scans the chunk's gates (MaskAndDecay needs its own copy); warp
-// 0 publishes the decays. Call after LoadChunk, before a barrier.
+// 0 publishes the decays. Call after LandChunk, before a barrier.
 __device__ __forceinline__ gates::Prefix ChunkGates(const float* gate_smem, float* q_dec,
                                                     float* k_dec, float* chunk_dec,
                                                     double* total_f, int* total_c) {
@@ -468,15 +520,19 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
   float st[Cf::NTS][4] = {};
   double total_f = 0;
   int total_c = 0;
-  for (int64_t i = 0; i < r.end - r.begin; ++i) {
-    const int64_t c = kReverse ? r.end - 1 - i : r.begin + i;
-    __syncthreads();
-    LoadChunk(sm, s, c, p.length, kReverse ? (kLoadQ | kLoadDout) : (kLoadK | kLoadV));
-    if (gated) ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &total_f, &total_c);
+  const unsigned what = kReverse ? (kLoadQ | kLoadDout) : (kLoadK | kLoadV);
+  const int64_t n = r.end - r.begin;
+  const auto chunk_at = [&](int64_t i) { return kReverse ? r.end - 1 - i : r.begin + i; };
+  IssueChunk(sm, 0, s, chunk_at(0), p.length, what);
+  for (int64_t i = 0; i < n; ++i) {
+    const Smem<Cf> cur = sm.At(int(i & 1));
+    LandChunk(cur, s, what);
+    if (i + 1 < n) IssueChunk(sm, int((i + 1) & 1), s, chunk_at(i + 1), p.length, what);
+    if (gated) ChunkGates(cur.gates, cur.q_dec, cur.k_dec, cur.chunk_dec, &total_f, &total_c);
     if constexpr (kReverse) {
-      FoldChunk(sm, sm.q, sm.q_dec, sm.dout, gated, st);
+      FoldChunk(cur, cur.q, cur.q_dec, cur.dout, gated, st);
     } else {
-      FoldChunk(sm, sm.k, sm.k_dec, sm.v, gated, st);
+      FoldChunk(cur, cur.k, cur.k_dec, cur.v, gated, st);
     }
   }
   const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
@@ -491,22 +547,25 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
 template <class Cf>
 __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const Smem<Cf> sm(smem_raw);
+  const Smem<Cf> sm_all(smem_raw);
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq<Cf> s(p, b, h);
   const bool gated = s.g != nullptr;
   const BlockRange r(p, blk);
   const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
   const int tile0 = (warp >> 2) * Cf::NQ;
-  InitPads(sm);
+  InitPads(sm_all);
   float st[Cf::NTS][4] = {};
   EntryState<Cf, false>(p, s, blk, st);
-  StoreStateSmem(sm, st);
+  StoreStateSmem(sm_all, st);
   double unused_f = 0;
   int unused_c = 0;
+  constexpr unsigned kWhat = kLoadK | kLoadV | kLoadDout;
+  IssueChunk(sm_all, 0, s, r.begin, p.length, kWhat);
   for (int64_t c = r.begin; c < r.end; ++c) {
-    __syncthreads();
-    LoadChunk(sm, s, c, p.length, kLoadK | kLoadV | kLoadDout);
+    const Smem<Cf> sm = sm_all.At(int((c - r.begin) & 1));
+    LandChunk(sm, s, kWhat);
+    if (c + 1 < r.end) IssueChunk(sm_all, int((c + 1 - r.begin) & 1), s, c + 1, p.length, kWhat);
     gates::Prefix pre{};
     if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
     Scores<Cf, Cf::DP>(sm.dout, Cf::SP, sm.v, Cf::SP, sm.a, gated, pre);
@@ -538,23 +597,28 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
 template <class Cf>
 __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const Smem<Cf> sm(smem_raw);
+  const Smem<Cf> sm_all(smem_raw);
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq<Cf> s(p, b, h);
   const bool gated = s.g != nullptr;
   const BlockRange r(p, blk);
   const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
   const int half = warp >> 2;
-  InitPads(sm);
+  InitPads(sm_all);
   float st[Cf::NTS][4] = {};
   EntryState<Cf, true>(p, s, blk, st);
-  StoreStateSmem(sm, st);
+  StoreStateSmem(sm_all, st);
   const bool last_block = blk == p.blocks - 1;
   double unused_f = 0;
   int unused_c = 0;
+  constexpr unsigned kWhat = kLoadQ | kLoadK | kLoadV | kLoadDout;
+  IssueChunk(sm_all, 0, s, r.end - 1, p.length, kWhat);
   for (int64_t c = r.end - 1; c >= r.begin; --c) {
-    __syncthreads();
-    LoadChunk(sm, s, c, p.length, kLoadQ | kLoadK | kLoadV | kLoadDout);
+    const Smem<Cf> sm = sm_all.At(int((r.end - 1 - c) & 1));
+    LandChunk(sm, s, kWhat);
+    if (c - 1 >= r.begin) {
+      IssueChunk(sm_all, int((r.end - c) & 1), s, c - 1, p.length, kWhat);
+    }
     gates::Prefix pre{};
     if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
     Scores<Cf, Cf::F>(sm.q, Cf::SQ, sm.k, Cf::SQ, sm.p, gated, pre);
