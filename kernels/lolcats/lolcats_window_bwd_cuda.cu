@@ -118,31 +118,38 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
   tiles::LoadTile<bf16, kC, D, kThreads>(sdn, Cf::SD, 0, s.dn, q0, p.length);
   tiles::CpAsyncCommit();
-  tiles::CpAsyncWaitAll();
-  __syncthreads();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
   // Band tiles (8 keys) any of the warp's rows can see.
   const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
+  // The per-row and per-head scalars, read while the tiles are in flight.
   const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
   const bool has_dc = p.dc != nullptr;
   float sink_max = -INFINITY;  // Lizard: the sinks enter the forward's c_i
   for (int m = 0; m < p.sink_count && p.sinks != nullptr; ++m) {
     sink_max = fmaxf(sink_max, p.sinks[h * p.sink_count + m]);
   }
-  float sc[kBand / 8][4] = {};
-  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
-  // Per row half: c_i and its first position, then the weights a in place.
   float dz[2], dc[2];
-  int64_t arg[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = s.row0 + (i < p.length ? i : 0);
     dz[half] = i < p.length ? p.d_den[row] : 0.f;
     dc[half] = i < p.length && has_dc ? p.dc[row] : 0.f;
+  }
+  tiles::CpAsyncWaitAll();
+  __syncthreads();
+
+  float sc[kBand / 8][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
+  // Per row half: c_i and its first position, then the weights a in place.
+  int64_t arg[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t i = q0 + r0 + g + 8 * half;
+    const int64_t row = s.row0 + (i < p.length ? i : 0);
     float mx = -INFINITY;
     int64_t a = INT64_MAX;  // keys in increasing order per thread
 #pragma unroll

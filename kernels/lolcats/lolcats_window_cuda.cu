@@ -55,12 +55,12 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
-  // The linear terms of the thread's output elements. With the 128-key band
-  // they are loaded now, so that their latency hides behind the tile loads
-  // and the products (the registers are there at this kernel's occupancy,
-  // which shared memory sets); the 192-key band has no registers to spare and
-  // loads them at the end.
-  constexpr bool kPrefetch = kBand <= 2 * kC;
+  // The linear terms of the thread's output elements. With bf16 tiles and
+  // the 128-key band they are loaded now, so that their latency hides behind
+  // the tile loads and the products (the registers are there at this
+  // kernel's occupancy, which shared memory sets); the 192-key band and the
+  // float32 split planes have no registers to spare and load them at the end.
+  constexpr bool kPrefetch = !S && kBand <= 2 * kC;
   const auto lin_terms = [&](int half, float2 (&num)[D / 8], float& den) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = bh * p.length + i;
@@ -78,6 +78,14 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     lin_terms(0, lin_num[0], lin_den[0]);
     lin_terms(1, lin_num[kPrefetch ? 1 : 0], lin_den[1]);
   }
+  // The per-head scalars too (the sinks are read again, from cache, where
+  // their exponentials are formed: fewer live registers).
+  const bool lizard = p.sinks != nullptr;
+  const float gate = lizard ? 1.f : p.gate[h];
+  const int m_count = lizard ? static_cast<int>(p.sink_count) : 0;
+  const float* sinks = lizard ? p.sinks + h * m_count : nullptr;
+  float sink_max = -INFINITY;
+  for (int m = 0; m < m_count; ++m) sink_max = fmaxf(sink_max, sinks[m]);
   tiles::CpAsyncWaitAll();
   __syncthreads();
 
@@ -102,16 +110,6 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     }
   }
   // Mask to the window, exact max per row (with the sinks), weights g exp(s - c).
-  const bool lizard = p.sinks != nullptr;
-  const float gate = lizard ? 1.f : p.gate[h];
-  const int m_count = lizard ? static_cast<int>(p.sink_count) : 0;
-  float sink[kMaxSinks];
-  float sink_max = -INFINITY;
-#pragma unroll
-  for (int m = 0; m < kMaxSinks; ++m) {
-    sink[m] = m < m_count ? p.sinks[h * m_count + m] : -INFINITY;
-    sink_max = fmaxf(sink_max, sink[m]);
-  }
   float den[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -144,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
 #pragma unroll
-    for (int m = 0; m < kMaxSinks; ++m) sum += m < m_count ? __expf(sink[m] - mx) : 0.f;
+    for (int m = 0; m < kMaxSinks; ++m) sum += m < m_count ? __expf(sinks[m] - mx) : 0.f;
     den[half] = sum;
   }
   // num = weights (registers, as A fragments) x band values.
