@@ -21,6 +21,10 @@
 // directions: block-local states, a scan (chunk_scan.cuh), then the blocks.
 // Every kernel loads the next chunk (cp.async, d_num or dy raw into a
 // staging area) while it computes the current one from the other buffer.
+// Options on top (chunked_linear_bwd_params.h): keys delayed by key_delay
+// (d_k, d_v stored back at the undelayed rows); the normalised form, where
+// NormalizedDenGradKernel first forms d_den and the loads form d_num = dy / z;
+// bf16 gradient outputs; and per-row q . d_q, k . d_k for the gates.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
