@@ -115,11 +115,7 @@ struct GradOut {
   bool bf16_out;
   int64_t offset;  // elements before the (b, h)'s first row
   __device__ void Store2(int64_t at, float x0, float x1) const {
-    if (bf16_out) {  // uniform: every thread of the launch takes the same side
-      tiles::StoreOut2(static_cast<bf16*>(base) + offset + at, x0, x1);
-    } else {
-      tiles::StoreOut2(static_cast<float*>(base) + offset + at, x0, x1);
-    }
+    tiles::StoreOut2(base, bf16_out, offset + at, x0, x1);
   }
 };
 

@@ -258,5 +258,15 @@ __device__ __forceinline__ void StoreOut2(float* p, float x0, float x1) {
 __device__ __forceinline__ void StoreOut2(bf16* p, float x0, float x1) {
   *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x0, x1);
 }
+// The same at element `at` of an array whose type a flag picks at run time
+// (bf16 or float32); the flag is uniform over a launch, so no divergence.
+__device__ __forceinline__ void StoreOut2(void* base, bool bf16_out, int64_t at, float x0,
+                                          float x1) {
+  if (bf16_out) {
+    StoreOut2(static_cast<bf16*>(base) + at, x0, x1);
+  } else {
+    StoreOut2(static_cast<float*>(base) + at, x0, x1);
+  }
+}
 
 }  // namespace linearize::kernels::tiles

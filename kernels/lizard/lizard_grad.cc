@@ -45,9 +45,7 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, sinks, y, z});
     ctx->saved_data["window"] = window;
-    ctx->saved_data["q_bf16"] = q.scalar_type() == at::kBFloat16;
-    ctx->saved_data["kv_bf16"] =
-        k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16;
+    detail::WindowInputTypes::Of(q, k, v).Save(ctx);
     return {y};
   }
 
@@ -71,8 +69,8 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     p.d_num = pro.d_num_bf16.data_ptr();
     p.d_den = d_den.data_ptr<float>();
     p.sinks = sinks.data_ptr<float>();
-    const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(
-        p, q, {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["kv_bf16"].toBool()});
+    const detail::WindowQkvGrads qkv =
+        detail::AllocWindowGrads(p, q, detail::WindowInputTypes::Load(ctx));
     p.row_max = row_max.data_ptr<float>();
     p.stream = at::cuda::getCurrentCUDAStream().stream();
     const char* err = LaunchLolcatsWindowBwd(p);

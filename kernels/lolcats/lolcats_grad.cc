@@ -48,9 +48,7 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     detail::CountCudaAttentionLaunch();
     ctx->save_for_backward({qb, kb, vb, g, y, z, ln, ld});
     ctx->saved_data["window"] = window;
-    ctx->saved_data["q_bf16"] = q.scalar_type() == at::kBFloat16;
-    ctx->saved_data["kv_bf16"] =
-        k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16;
+    detail::WindowInputTypes::Of(q, k, v).Save(ctx);
     return {y};
   }
 
@@ -78,8 +76,8 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     p.d_den = pro.d_den.data_ptr<float>();
     p.dc = pro.dc.data_ptr<float>();
     p.gate = gate.data_ptr<float>();
-    const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(
-        p, q, {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["kv_bf16"].toBool()});
+    const detail::WindowQkvGrads qkv =
+        detail::AllocWindowGrads(p, q, detail::WindowInputTypes::Load(ctx));
     p.row_max = row_max.data_ptr<float>();
     p.argmax = argmax.data_ptr<int>();
     p.stream = at::cuda::getCurrentCUDAStream().stream();

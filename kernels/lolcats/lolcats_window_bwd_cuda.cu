@@ -51,17 +51,6 @@ struct Seq {
   }
 };
 
-// Two adjacent gradient elements at `at`, into a float32 or bf16 array (a
-// uniform branch: every thread of the launch takes the same side).
-__device__ __forceinline__ void StoreGrad2(void* base, bool bf16_out, int64_t at, float x0,
-                                           float x1) {
-  if (bf16_out) {
-    tiles::StoreOut2(static_cast<bf16*>(base) + at, x0, x1);
-  } else {
-    tiles::StoreOut2(static_cast<float*>(base) + at, x0, x1);
-  }
-}
-
 // acc[j] (+)= x(rows r0.., kK columns) * y(rows 8 (tile0 + j) .., same columns)^T
 // for the tile pairs that overlap [lo, hi] (the others stay as they are).
 template <int kK, int kTiles>
@@ -219,8 +208,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     const int64_t at = (s.row0 + i) * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      StoreGrad2(p.d_q, p.d_q_bf16, at + 8 * j + 2 * t, o[j][2 * half] * p.scale,
-                 o[j][2 * half + 1] * p.scale);
+      tiles::StoreOut2(p.d_q, p.d_q_bf16, at + 8 * j + 2 * t, o[j][2 * half] * p.scale,
+                       o[j][2 * half + 1] * p.scale);
     }
   }
 }
@@ -304,8 +293,9 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
 #pragma unroll
     for (int c = 0; c < D / 8; ++c) {
       const int64_t col = at + 8 * c + 2 * t;
-      StoreGrad2(p.d_k, p.d_kv_bf16, col, dk[c][2 * half] * p.scale, dk[c][2 * half + 1] * p.scale);
-      StoreGrad2(p.d_v, p.d_kv_bf16, col, dv[c][2 * half], dv[c][2 * half + 1]);
+      tiles::StoreOut2(p.d_k, p.d_kv_bf16, col, dk[c][2 * half] * p.scale,
+                       dk[c][2 * half + 1] * p.scale);
+      tiles::StoreOut2(p.d_v, p.d_kv_bf16, col, dv[c][2 * half], dv[c][2 * half + 1]);
     }
   }
 }

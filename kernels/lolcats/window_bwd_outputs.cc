@@ -1,8 +1,24 @@
 #include "kernels/lolcats/window_bwd_outputs.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace linearize::kernels::detail {
+
+WindowInputTypes WindowInputTypes::Of(const at::Tensor& q, const at::Tensor& k,
+                                      const at::Tensor& v) {
+  return {q.scalar_type() == at::kBFloat16,
+          k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16};
+}
+
+void WindowInputTypes::Save(torch::autograd::AutogradContext* ctx) const {
+  ctx->saved_data["q_bf16"] = q_bf16;
+  ctx->saved_data["kv_bf16"] = kv_bf16;
+}
+
+WindowInputTypes WindowInputTypes::Load(torch::autograd::AutogradContext* ctx) {
+  return {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["kv_bf16"].toBool()};
+}
 
 WindowQkvGrads AllocWindowGrads(LolcatsWindowBwdParams& p, const at::Tensor& q,
                                 WindowInputTypes types) {

@@ -10,12 +10,20 @@
 
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 
+namespace torch::autograd {
+struct AutogradContext;
+}  // namespace torch::autograd
+
 namespace linearize::kernels::detail {
 
 // Which input dtypes the forward saw: saved at the forward, read at the backward.
 struct WindowInputTypes {
   bool q_bf16 = false;
   bool kv_bf16 = false;  // k and v both bfloat16
+
+  static WindowInputTypes Of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+  void Save(torch::autograd::AutogradContext* ctx) const;
+  static WindowInputTypes Load(torch::autograd::AutogradContext* ctx);
 };
 
 struct WindowQkvGrads {
