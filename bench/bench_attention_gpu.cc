@@ -16,7 +16,8 @@
 // profiler) and exits; on the H200 it recorded our own kernels in only one
 // of the three profiled steps (launches below 1 per step), so read its
 // times as shares, and the timed rows for totals. `--step OP` runs one
-// T = 32k forward + backward step of one training case between
+// T = 32k forward + backward step of one training case (or, for OP one of
+// linear_attention, lolcats and lizard, one forward without autograd) between
 // cudaProfilerStart/Stop, after a warm-up, and exits: scripts/gpu-kernel-times
 // runs it under ncu for each kernel's time. Each row: median of `reps` timed runs after
 // warm-up; floors from the bytes each op must move (inputs read once, output
@@ -273,6 +274,28 @@ int main(int argc, char** argv) {
     return cases;
   };
   if (!step_op.empty()) {  // one T = 32k step of one case after a warm-up, for ncu
+    // Forward only (prefill, no autograd): linear_attention, lolcats, lizard.
+    const int64_t t = 32768;
+    const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
+                     v = at::randn({1, h, t, d}, bf);
+    const lk::lizard::Inputs zin = lizard_inputs(1, h, t);
+    std::function<void()> forward;
+    if (step_op == "linear_attention") {
+      forward = [&] { lk::linear_attention::ForwardParallel(q, k, v, maps); };
+    } else if (step_op == "lolcats") {
+      forward = [&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); };
+    } else if (step_op == "lizard") {
+      forward = [&] { lk::lizard::ForwardParallel(zin, zw, zo); };
+    }
+    if (forward) {
+      forward();
+      at::cuda::getCurrentCUDAStream().synchronize();
+      cudaProfilerStart();
+      forward();
+      at::cuda::getCurrentCUDAStream().synchronize();
+      cudaProfilerStop();
+      return 0;
+    }
     const Bf16Autocast autocast;
     for (const TrainCase& c : train_cases(32768)) {
       if (c.op != step_op) continue;

@@ -26,7 +26,8 @@
 // Memory O(T * (C + F)) plus one [F, D] state per chunk; differentiable.
 // With CUDA, when autograd records from the empty state in bfloat16 (or
 // float32 under CUDA autocast), it runs as the CUDA forward and backward
-// kernels instead (chunked_linear_grad.h); num and den are float32 then.
+// kernels instead (chunked_linear_grad.h); num is bfloat16 and den float32
+// then.
 #pragma once
 
 #include <ATen/core/Tensor.h>

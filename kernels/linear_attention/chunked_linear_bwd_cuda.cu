@@ -123,7 +123,9 @@ struct GradOut {
 template <class Cf>
 struct Seq {
   const bf16 *q, *k, *v;
-  const float *g, *dnum, *dden;
+  const float *g, *dden;
+  const void* dnum;  // float32, or bf16 with dnum_bf16
+  bool dnum_bf16;
   const bf16* dy;  // the normalised form (dnum null): dy and z
   const float* z;
   GradOut dq, dk, dv;
@@ -142,7 +144,10 @@ struct Seq {
       g = p.log_gamma + (int64_t(b) * p.g_heads + h / (p.heads / p.g_heads)) * t;
     }
     const bool normalised = p.d_num == nullptr;
-    dnum = normalised ? nullptr : p.d_num + bh * t * Cf::D;
+    dnum_bf16 = !normalised && p.d_num_bf16;
+    dnum = normalised ? nullptr
+                      : static_cast<const unsigned char*>(p.d_num) +
+                            bh * t * Cf::D * (dnum_bf16 ? sizeof(bf16) : sizeof(float));
     dden = p.d_den + bh * t;
     dy = normalised ? static_cast<const bf16*>(p.dy) + bh * t * Cf::D : nullptr;
     z = normalised ? p.z + bh * t : nullptr;
@@ -198,12 +203,12 @@ __device__ void IssueChunk(const Smem<Cf>& sm_any, int buf, const Seq<Cf>& s, in
     tiles::LoadTile<bf16, kC, Cf::D, kThreads>(sm.v, Cf::SP, 0, s.v, k_start, k_limit);
   }
   if (what & kLoadDout) {
-    // d_num rows as float32, or dy rows as bf16 (the normalised form), raw.
+    // d_num rows as float32 or bf16, or dy rows as bf16 (the normalised form), raw.
     constexpr int kPerRow = Cf::D * 4 / 16;  // 16-byte pieces of the widest (float32) row
-    const bool f32 = s.dy == nullptr;
+    const bool f32 = s.dy == nullptr && !s.dnum_bf16;
     const int row_bytes = f32 ? Cf::D * 4 : Cf::D * 2;
-    const unsigned char* src = f32 ? reinterpret_cast<const unsigned char*>(s.dnum)
-                                   : reinterpret_cast<const unsigned char*>(s.dy);
+    const unsigned char* src = s.dy == nullptr ? static_cast<const unsigned char*>(s.dnum)
+                                               : reinterpret_cast<const unsigned char*>(s.dy);
     unsigned char* dst = reinterpret_cast<unsigned char*>(sm.staging);
     for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
       const int row = i / kPerRow, off = (i % kPerRow) * 16;
@@ -218,7 +223,9 @@ __device__ void IssueChunk(const Smem<Cf>& sm_any, int buf, const Seq<Cf>& s, in
       const int64_t pos = start + threadIdx.x;
       const bool valid = pos < length;
       tiles::CpAsync4(sm.stage_den + threadIdx.x, s.dden + (valid ? pos : 0), valid);
-      if (!f32) tiles::CpAsync4(sm.stage_z + threadIdx.x, s.z + (valid ? pos : 0), valid);
+      if (s.dy != nullptr) {
+        tiles::CpAsync4(sm.stage_z + threadIdx.x, s.z + (valid ? pos : 0), valid);
+      }
     }
   }
   if (s.g != nullptr && threadIdx.x < kC) {
@@ -230,21 +237,21 @@ __device__ void IssueChunk(const Smem<Cf>& sm_any, int buf, const Seq<Cf>& s, in
 
 // Waits for the chunk issued into `sm`'s buffer (every thread, and every
 // thread done with the previous chunk), then forms the bf16 [d_num | d_den]
-// tile from the staging area: d_num as given, or dy / z.
+// tile from the staging area: d_num as given (float32 or bf16), or dy / z.
 template <class Cf>
 __device__ void LandChunk(const Smem<Cf>& sm, const Seq<Cf>& s, unsigned what) {
   tiles::CpAsyncWaitAll();
   __syncthreads();
   if (what & kLoadDout) {
     constexpr int kPerRow = Cf::D / 4;
-    const bool f32 = s.dy == nullptr;
+    const bool f32 = s.dy == nullptr && !s.dnum_bf16;
     for (int i = threadIdx.x; i < kC * kPerRow; i += kThreads) {
       const int row = i / kPerRow, col = (i % kPerRow) * 4;
       float4 x;
       if (f32) {
         x = *reinterpret_cast<const float4*>(sm.staging + row * Cf::D + col);
       } else {
-        const float z = sm.stage_z[row];
+        const float z = s.dy != nullptr ? sm.stage_z[row] : 1.f;
         const float inv_z = z != 0.f ? 1.f / z : 0.f;  // 0: a row past the end
         x = Load4(reinterpret_cast<const bf16*>(sm.staging) + row * Cf::D + col);
         x = make_float4(x.x * inv_z, x.y * inv_z, x.z * inv_z, x.w * inv_z);

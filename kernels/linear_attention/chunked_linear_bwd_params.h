@@ -21,7 +21,8 @@ struct ChunkedLinearBwdParams {
   const void* phi_k = nullptr;       // [B, Hk, T, F], query head h reads h / (H / Hk)
   const void* v = nullptr;           // [B, Hv, T, D]
   const float* log_gamma = nullptr;  // optional [B, Hg, T], <= 0 (-inf allowed); Hg = 0 without
-  const float* d_num = nullptr;      // [B, H, T, D]
+  const void* d_num = nullptr;       // [B, H, T, D], float32 or (d_num_bf16) bfloat16
+  bool d_num_bf16 = false;
   float* d_den = nullptr;            // [B, H, T]
   // Or the normalised form (d_num null): the forward's output was
   // y = num / z (z = den + eps); given bf16 dy and float32 num [B, H, T, D]

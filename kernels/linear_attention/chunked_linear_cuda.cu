@@ -624,7 +624,7 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
           const int col = 8 * (tile0 + j) + 2 * t;
           if (j < nt && col < D) {
             const float x0 = acc[j][2 * half], x1 = acc[j][2 * half + 1];
-            if (p.num != nullptr) tiles::StoreOut2(p.num + out_row * D + col, x0, x1);
+            if (p.num != nullptr) tiles::StoreOut2(p.num, p.num_bf16, out_row * D + col, x0, x1);
             if (p.y != nullptr) {
               tiles::StoreOut2(static_cast<T*>(p.y) + out_row * D + col, x0 * inv, x1 * inv);
             }

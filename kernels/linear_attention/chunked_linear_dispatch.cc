@@ -79,7 +79,7 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   CudaLinearOutputs out;
   if (in.want_y) out.y = at::empty({b, h, t, d}, q.options());
   if (in.want_num_den) {
-    out.num = at::empty({b, h, t, d}, f32);
+    out.num = at::empty({b, h, t, d}, in.num_in_input_dtype ? q.options() : f32);
     out.den = at::empty({b, h, t}, f32);
   }
   if (in.want_state) {
@@ -90,7 +90,8 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   p.phi_k = kc.data_ptr();
   p.v = vc.data_ptr();
   p.y = in.want_y ? out.y.data_ptr() : nullptr;
-  p.num = in.want_num_den ? out.num.data_ptr<float>() : nullptr;
+  p.num = in.want_num_den ? out.num.data_ptr() : nullptr;
+  p.num_bf16 = in.want_num_den && out.num.scalar_type() == at::kBFloat16;
   p.den = in.want_num_den ? out.den.data_ptr<float>() : nullptr;
   p.kv = in.want_state ? out.kv.data_ptr<float>() : nullptr;
   p.k_sum = in.want_state ? out.k_sum.data_ptr<float>() : nullptr;

@@ -30,6 +30,9 @@ struct CudaLinearInputs {
   double eps = 1e-6;
   bool want_y = true;        // y = num / (den + eps) in phi_q's dtype
   bool want_num_den = false;  // float32 num [B, H, T, D], den [B, H, T]
+  // num in phi_q's dtype instead (bf16 for bf16 inputs): half the bytes, for
+  // a consumer that reads it once and rounds its own output to that dtype.
+  bool num_in_input_dtype = false;
   bool want_state = false;    // float32 kv [B, H, F, D], k_sum [B, H, F]
 };
 

@@ -71,9 +71,10 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   ChunkedLinearBwdParams p;
   at::Tensor dn, dd, dy, num, z;
   if (og.d_num.defined()) {
-    dn = og.d_num.to(at::kFloat).contiguous();
+    p.d_num_bf16 = og.d_num.scalar_type() == at::kBFloat16;
+    dn = (p.d_num_bf16 ? og.d_num : og.d_num.to(at::kFloat)).contiguous();
     dd = og.d_den.to(at::kFloat).contiguous();
-    p.d_num = dn.data_ptr<float>();
+    p.d_num = dn.data_ptr();
   } else {
     dy = og.dy.to(at::kBFloat16).contiguous();
     num = og.num.contiguous();
@@ -179,6 +180,7 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
     spec.key_delay = key_delay;
     spec.want_y = false;
     spec.want_num_den = true;
+    spec.num_in_input_dtype = true;  // bf16: the backward reads its gradient in bf16 too
     spec.want_state = true;
     const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
     ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty});

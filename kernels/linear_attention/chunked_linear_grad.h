@@ -18,7 +18,9 @@ namespace linearize::kernels::detail {
 // Runs when autograd needs it (grad mode on and an input requires grad) and
 // the kernels cover the inputs: CUDA, bfloat16, or float32 under CUDA autocast
 // (computed in bfloat16 then, as autocast's matmuls are), F and D in {64,
-// 128}. num and den come back in float32 (gradients in the inputs' dtypes).
+// 128}. num comes back in bfloat16 (the kernels round it there for their
+// products anyway, and its gradient the same: half the bytes both ways), den
+// in float32 (gradients in the inputs' dtypes).
 // Otherwise nullopt, and the caller takes the LibTorch form.
 // key_delay > 0 (ungated only) delays the keys and values by that many
 // positions inside the kernels (query i reads keys j <= i - key_delay), as

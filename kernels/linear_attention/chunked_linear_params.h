@@ -42,7 +42,8 @@ struct ChunkedLinearParams {
 
   // Outputs (any subset may be null):
   void* y = nullptr;       // [B, H, T, D] num / (den + eps), element type `type`
-  float* num = nullptr;    // [B, H, T, D]
+  void* num = nullptr;     // [B, H, T, D], float32 or (num_bf16) bfloat16
+  bool num_bf16 = false;
   float* den = nullptr;    // [B, H, T]
   float* kv = nullptr;     // [B, H, F, D] state after the last token
   float* k_sum = nullptr;  // [B, H, F]

@@ -208,6 +208,10 @@ __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool vali
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
+// Waits for all but the newest committed group (the next tile's, in flight).
+__device__ __forceinline__ void CpAsyncWaitAllButOne() {
+  asm volatile("cp.async.wait_group 1;\n" ::);
+}
 
 // ---- tile loads -------------------------------------------------------------
 

@@ -143,6 +143,7 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
   lin_in.log_gamma = in.log_gamma;
   lin_in.want_y = false;
   lin_in.want_num_den = true;
+  lin_in.num_in_input_dtype = true;  // the window kernel reads it once
   lin_in.want_state = want_state;
   if (initial != nullptr) {
     lin_in.kv0 = initial->kv;
@@ -175,7 +176,8 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
   wp->q = q.data_ptr();
   wp->k = k.data_ptr();
   wp->v = v.data_ptr();
-  wp->lin_num = lin_num.data_ptr<float>();
+  wp->lin_num = lin_num.data_ptr();
+  wp->lin_num_bf16 = lin_num.scalar_type() == at::kBFloat16;
   wp->lin_den = lin_den.data_ptr<float>();
   wp->y = y.data_ptr();
   wp->stream = at::cuda::getCurrentCUDAStream().stream();

@@ -60,6 +60,7 @@ std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const a
     in.k_sum0 = k_sum0;
     in.want_y = false;
     in.want_num_den = true;
+    in.num_in_input_dtype = true;  // the window kernel reads it once
     in.want_state = want_state;
     run.lin = detail::ChunkedCausalLinearOnMapsCuda(in, maps, q, k, dims.q_heads);
     if (!run.lin) return std::nullopt;
@@ -71,7 +72,8 @@ std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const a
   wp.k = kc.data_ptr();
   wp.v = vc.data_ptr();
   wp.gate = gate.data_ptr<float>();
-  wp.lin_num = run.lin ? run.lin->num.data_ptr<float>() : nullptr;
+  wp.lin_num = run.lin ? run.lin->num.data_ptr() : nullptr;
+  wp.lin_num_bf16 = run.lin && run.lin->num.scalar_type() == at::kBFloat16;
   wp.lin_den = run.lin ? run.lin->den.data_ptr<float>() : nullptr;
   wp.y = run.y.data_ptr();
   wp.stream = at::cuda::getCurrentCUDAStream().stream();

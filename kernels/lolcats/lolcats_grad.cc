@@ -28,7 +28,9 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     const at::Tensor qb = q.to(at::kBFloat16).contiguous(), kb = k.to(at::kBFloat16).contiguous(),
                      vb = v.to(at::kBFloat16).contiguous();
     const at::Tensor g = gate.to(at::kFloat).contiguous();
-    const at::Tensor ln = lin_num.to(at::kFloat).contiguous();
+    // bf16 linear terms (the chunked kernels' training output) stay bf16.
+    const at::Tensor ln =
+        (lin_num.scalar_type() == at::kBFloat16 ? lin_num : lin_num.to(at::kFloat)).contiguous();
     const at::Tensor ld = lin_den.to(at::kFloat).contiguous();
     at::Tensor y = at::empty(qb.sizes(), qb.options());
     at::Tensor z = at::empty({q.size(0), q.size(1), q.size(2)}, g.options());
@@ -38,7 +40,8 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     p.k = kb.data_ptr();
     p.v = vb.data_ptr();
     p.gate = g.data_ptr<float>();
-    p.lin_num = ln.data_ptr<float>();
+    p.lin_num = ln.data_ptr();
+    p.lin_num_bf16 = ln.scalar_type() == at::kBFloat16;
     p.lin_den = ld.data_ptr<float>();
     p.y = y.data_ptr();
     p.row_den = z.data_ptr<float>();

@@ -5,7 +5,9 @@
 // current chunk and the 64 (W <= 64) or 128 (W <= 128, bf16: the float32
 // split planes would not fit in shared memory) keys before it, exact window
 // max c_i, weights exp(s - c_i) kept in registers as the A operand of the
-// value product (no shared-memory round trip).
+// value product (no shared-memory round trip). The 192-key band keeps q in
+// the value tile's first 64 rows, whose values load once the scores are
+// done: 104 KB of shared memory, two CTAs per SM instead of one.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -29,18 +31,27 @@ struct WCfg {
   static constexpr int SD = tiles::Stride(D);
   static constexpr int kQ = kC * SD;
   static constexpr int kK = kBand * SD;
-  static constexpr int kBytes = kPlanes * (kQ + 2 * kK) * 2;
+  static constexpr bool kQInV = !kSplit && kBand > 2 * kC;
+  static constexpr int kBytes = kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) * 2;
 };
 
-template <typename T, int D, int kBand>
+// Two consecutive linear-term elements as loaded: float2, or two bf16 in
+// one register (half the registers while they wait for the epilogue).
+template <typename LT>
+using LinPair = std::conditional_t<std::is_same_v<LT, float>, float2, __nv_bfloat162>;
+__device__ __forceinline__ float2 ToFloat2(float2 x) { return x; }
+__device__ __forceinline__ float2 ToFloat2(__nv_bfloat162 x) { return __bfloat1622float2(x); }
+
+// LT: lin_num's element type.
+template <typename T, int D, int kBand, typename LT>
 __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWindowParams p) {
   using Cf = WCfg<T, D, kBand>;
   constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   constexpr bool S = Cf::kSplit;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
-  bf16* sk = sq + Cf::kPlanes * Cf::kQ;
+  bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + Cf::kPlanes * Cf::kK;
+  bf16* sq = Cf::kQInV ? sv : sv + Cf::kPlanes * Cf::kK;
   const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (p.heads / p.kv_heads);
   const int64_t bh = b * p.heads + h;
@@ -50,7 +61,12 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   const int64_t q0 = n * kC, k0 = q0 - kBefore;  // band row u holds key position k0 + u
   tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, Cf::kQ, q, q0, p.length);
   tiles::LoadTile<T, kBand, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
-  tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+  if constexpr (Cf::kQInV) {  // band rows 64.. now, rows 0..63 (q's place) after the scores
+    tiles::LoadTile<T, kBand - kC, D, kThreads>(sv + kC * Cf::SD, Cf::SD, Cf::kK, v, k0 + kC,
+                                                p.length);
+  } else {
+    tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+  }
   tiles::CpAsyncCommit();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -61,18 +77,18 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   // kernel's occupancy, which shared memory sets); the 192-key band and the
   // float32 split planes have no registers to spare and load them at the end.
   constexpr bool kPrefetch = !S && kBand <= 2 * kC;
-  const auto lin_terms = [&](int half, float2 (&num)[D / 8], float& den) {
+  const auto lin_terms = [&](int half, LinPair<LT> (&num)[D / 8], float& den) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = bh * p.length + i;
     den = i < p.length && p.lin_den != nullptr ? p.lin_den[row] : 0.f;
     const bool live = i < p.length && p.lin_num != nullptr;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
-      num[j] = live ? *reinterpret_cast<const float2*>(p.lin_num + row * D + 8 * j + 2 * t)
-                    : make_float2(0.f, 0.f);
+      num[j] = live ? static_cast<const LinPair<LT>*>(p.lin_num)[(row * D + 8 * j + 2 * t) / 2]
+                    : LinPair<LT>{};
     }
   };
-  float2 lin_num[kPrefetch ? 2 : 1][D / 8];
+  LinPair<LT> lin_num[kPrefetch ? 2 : 1][D / 8];
   float lin_den[2];
   if constexpr (kPrefetch) {
     lin_terms(0, lin_num[0], lin_den[0]);
@@ -108,6 +124,11 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
         tiles::Mma3<S>(s[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
       }
     }
+  }
+  if constexpr (Cf::kQInV) {
+    __syncthreads();  // every warp is done with q
+    tiles::LoadTile<T, kC, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+    tiles::CpAsyncCommit();
   }
   // Mask to the window, exact max per row (with the sinks), weights g exp(s - c).
   float den[2];
@@ -145,10 +166,17 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     for (int m = 0; m < kMaxSinks; ++m) sum += m < m_count ? __expf(sinks[m] - mx) : 0.f;
     den[half] = sum;
   }
-  // num = weights (registers, as A fragments) x band values.
+  // num = weights (registers, as A fragments) x band values; with q in the
+  // value tile, its late rows 0..63 last.
   float o[D / 8][4] = {};
 #pragma unroll
-  for (int kk = 0; kk < kBand / 16; ++kk) {
+  for (int step = 0; step < kBand / 16; ++step) {
+    constexpr int kLate = Cf::kQInV ? kC / 16 : 0;
+    const int kk = (step + kLate) % (kBand / 16);
+    if (Cf::kQInV && step == kBand / 16 - kLate) {
+      tiles::CpAsyncWaitAll();
+      __syncthreads();
+    }
     if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
       uint32_t ah[4], al[4] = {};
       tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
@@ -167,7 +195,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     const int64_t i = q0 + r0 + g + 8 * half;
     if (i >= p.length) continue;
     const int64_t row = bh * p.length + i;
-    float2(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
+    LinPair<LT>(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
     if constexpr (!kPrefetch) lin_terms(half, ln, lin_den[half]);
     const float ld = lin_den[half];
     // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
@@ -179,22 +207,22 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
       const int col = 8 * j + 2 * t;
-      const float2 l = ln[j];
+      const float2 l = ToFloat2(ln[j]);
       tiles::StoreOut2(y + col, fmaf(l.x, lin_scale, o[j][2 * half] * inv),
                        fmaf(l.y, lin_scale, o[j][2 * half + 1] * inv));
     }
   }
 }
 
-template <typename T, int D, int kBand>
+template <typename T, int D, int kBand, typename LT>
 const char* LaunchBand(const LolcatsWindowParams& p) {
   using Cf = WCfg<T, D, kBand>;
-  cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D, kBand>,
+  cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D, kBand, LT>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  LolcatsWindowKernel<T, D, kBand>
+  LolcatsWindowKernel<T, D, kBand, LT>
       <<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
@@ -203,9 +231,11 @@ const char* LaunchBand(const LolcatsWindowParams& p) {
 template <typename T, int D>
 const char* Launch(const LolcatsWindowParams& p) {
   if constexpr (std::is_same_v<T, float>) {
-    return LaunchBand<T, D, 2 * kC>(p);  // W <= 64 (Supported)
+    return LaunchBand<T, D, 2 * kC, float>(p);  // W <= 64, float32 lin_num (Supported)
+  } else if (p.lin_num_bf16) {
+    return p.window <= kC ? LaunchBand<T, D, 2 * kC, bf16>(p) : LaunchBand<T, D, 3 * kC, bf16>(p);
   } else {
-    return p.window <= kC ? LaunchBand<T, D, 2 * kC>(p) : LaunchBand<T, D, 3 * kC>(p);
+    return p.window <= kC ? LaunchBand<T, D, 2 * kC, float>(p) : LaunchBand<T, D, 3 * kC, float>(p);
   }
 }
 
@@ -223,6 +253,7 @@ bool LolcatsWindowSizesSupported(const LolcatsWindowParams& p, bool lizard) {
 bool LolcatsWindowSupported(const LolcatsWindowParams& p) {
   const bool lizard = p.sinks != nullptr || p.sink_count > 0;
   return (!lizard || (p.sinks != nullptr && p.alpha != nullptr)) &&
+         (p.type == ElementType::kBF16 || !p.lin_num_bf16) &&
          LolcatsWindowSizesSupported(p, lizard);
 }
 

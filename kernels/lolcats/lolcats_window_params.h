@@ -27,7 +27,8 @@ struct LolcatsWindowParams {
   int64_t sink_count = 0;          // M, 0..8
   const float* alpha = nullptr;    // [H] Lizard's window-branch weight
   float eps = 0.f;                 // Lizard: added to the gated branch's denominator
-  const float* lin_num = nullptr;  // [B, H, T, D] float32, or null (no linear terms)
+  const void* lin_num = nullptr;   // [B, H, T, D] float32 or bf16, or null (no linear terms)
+  bool lin_num_bf16 = false;       // lin_num is bfloat16
   const float* lin_den = nullptr;  // [B, H, T] float32, or null
   void* y = nullptr;               // [B, H, T, D], element type `type`
   // Optional, LoLCATs only: the shared normaliser of each row,

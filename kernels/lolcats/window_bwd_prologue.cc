@@ -18,8 +18,10 @@ WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, 
   WindowBwdGrads out;
   out.d_num_bf16 = at::empty(yc.sizes(), yc.options());
   out.d_den = at::empty(zc.sizes(), zc.options());
+  const bool lin_bf16 = linear && ln.scalar_type() == at::kBFloat16;
   if (linear) {
-    out.d_num = at::empty(yc.sizes(), zc.options());
+    // bf16 linear terms take the bf16 dN as their gradient; float32 ones a float32 copy.
+    out.d_num = lin_bf16 ? out.d_num_bf16 : at::empty(yc.sizes(), zc.options());
     out.dc = at::empty(zc.sizes(), zc.options());
   }
   WindowBwdPrologueParams p;
@@ -27,12 +29,13 @@ WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, 
   p.dy_f32 = f32;
   p.y = yc.data_ptr();
   p.z = zc.data_ptr<float>();
-  p.lin_num = linear ? ln.data_ptr<float>() : nullptr;
+  p.lin_num = linear ? ln.data_ptr() : nullptr;
+  p.lin_num_bf16 = lin_bf16;
   p.lin_den = linear ? ld.data_ptr<float>() : nullptr;
   p.rows = zc.numel();
   p.head_dim = yc.size(-1);
   p.d_num_bf16 = out.d_num_bf16.data_ptr();
-  p.d_num = linear ? out.d_num.data_ptr<float>() : nullptr;
+  p.d_num = linear && !lin_bf16 ? out.d_num.data_ptr<float>() : nullptr;
   p.d_den = out.d_den.data_ptr<float>();
   p.dc = linear ? out.dc.data_ptr<float>() : nullptr;
   p.stream = at::cuda::getCurrentCUDAStream().stream();

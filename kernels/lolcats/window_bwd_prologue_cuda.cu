@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "kernels/lolcats/window_bwd_prologue_params.h"
 
 namespace linearize::kernels {
@@ -23,8 +25,10 @@ __device__ __forceinline__ float WarpSum(float x) {
   return x;
 }
 
-template <typename DyT, int D, bool kLinear>
+// LinT: lin_num's element type (void: no linear terms).
+template <typename DyT, int D, typename LinT>
 __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPrologueParams p) {
+  constexpr bool kLinear = !std::is_void_v<LinT>;
   constexpr int E = D / 32;
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
@@ -37,7 +41,9 @@ __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPro
   for (int e = 0; e < E; ++e) {
     g[e] = Load(dy, base + 32 * e);
     dot_y += g[e] * Load(y, base + 32 * e);
-    if constexpr (kLinear) dot_lin += g[e] * p.lin_num[base + 32 * e];
+    if constexpr (kLinear) {
+      dot_lin += g[e] * Load(static_cast<const LinT*>(p.lin_num), base + 32 * e);
+    }
   }
   dot_y = WarpSum(dot_y);
   if constexpr (kLinear) dot_lin = WarpSum(dot_lin);
@@ -48,7 +54,7 @@ __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPro
   for (int e = 0; e < E; ++e) {
     const float dn = g[e] * inv_z;
     dn_b[base + 32 * e] = __float2bfloat16(dn);
-    if constexpr (kLinear) p.d_num[base + 32 * e] = dn;
+    if constexpr (std::is_same_v<LinT, float>) p.d_num[base + 32 * e] = dn;
   }
   if (lane == 0) {
     p.d_den[row] = d_den;
@@ -60,10 +66,12 @@ template <typename DyT, int D>
 const char* LaunchTyped(const WindowBwdPrologueParams& p) {
   const dim3 grid(static_cast<unsigned>((p.rows + kWarps - 1) / kWarps));
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
-  if (p.lin_num != nullptr) {
-    PrologueKernel<DyT, D, true><<<grid, 32 * kWarps, 0, stream>>>(p);
+  if (p.lin_num == nullptr) {
+    PrologueKernel<DyT, D, void><<<grid, 32 * kWarps, 0, stream>>>(p);
+  } else if (p.lin_num_bf16) {
+    PrologueKernel<DyT, D, __nv_bfloat16><<<grid, 32 * kWarps, 0, stream>>>(p);
   } else {
-    PrologueKernel<DyT, D, false><<<grid, 32 * kWarps, 0, stream>>>(p);
+    PrologueKernel<DyT, D, float><<<grid, 32 * kWarps, 0, stream>>>(p);
   }
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
@@ -85,7 +93,8 @@ const char* LaunchWindowBwdPrologue(const WindowBwdPrologueParams& p) {
   if (!WindowBwdPrologueSupported(p)) return "window backward prologue: unsupported sizes";
   if (p.dy == nullptr || p.y == nullptr || p.z == nullptr || p.d_num_bf16 == nullptr ||
       p.d_den == nullptr ||
-      (p.lin_num != nullptr && (p.lin_den == nullptr || p.d_num == nullptr || p.dc == nullptr))) {
+      (p.lin_num != nullptr && (p.lin_den == nullptr || p.dc == nullptr ||
+                                (!p.lin_num_bf16 && p.d_num == nullptr)))) {
     return "window backward prologue: missing pointer";
   }
   return p.dy_f32 ? LaunchDim<float>(p) : LaunchDim<__nv_bfloat16>(p);

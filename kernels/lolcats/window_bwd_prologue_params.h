@@ -17,14 +17,16 @@ struct WindowBwdPrologueParams {
   bool dy_f32 = false;
   const void* y = nullptr;         // [rows, D] bfloat16
   const float* z = nullptr;        // [rows]
-  const float* lin_num = nullptr;  // [rows, D], LoLCATs; null for Lizard
+  const void* lin_num = nullptr;   // [rows, D] float32 or bf16, LoLCATs; null for Lizard
+  bool lin_num_bf16 = false;
   const float* lin_den = nullptr;  // [rows], with lin_num
   int64_t rows = 0;
   int64_t head_dim = 0;  // D: 64 or 128
-  // Outputs: dN in bfloat16 (what the window backward reads) and, with the
-  // linear terms, in float32 (the linear part's gradient); dZ and dc float32.
+  // Outputs: dN in bfloat16 (what the window backward reads) and, with
+  // float32 linear terms, in float32 (the linear part's gradient; bf16 terms
+  // take the bf16 dN); dZ and dc float32.
   void* d_num_bf16 = nullptr;  // [rows, D]
-  float* d_num = nullptr;      // [rows, D], with lin_num
+  float* d_num = nullptr;      // [rows, D], with float32 lin_num
   float* d_den = nullptr;      // [rows]
   float* dc = nullptr;         // [rows], with lin_num
   void* stream = nullptr;      // cudaStream_t
