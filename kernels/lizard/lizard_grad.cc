@@ -19,16 +19,24 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// y = y_other + alpha_h y_win (alpha and y_other given), else y = y_win,
+// with y_win the window branch: one kernel forward, and a backward whose
+// prologue scales dy by alpha and forms alpha's gradient (no bf16 products
+// and sums of whole tensors around the kernels).
 struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
-                               const at::Tensor& v, const at::Tensor& meta_logits, int64_t window) {
+                               const at::Tensor& v, const at::Tensor& meta_logits,
+                               const at::Tensor& alpha, const at::Tensor& y_other,
+                               int64_t window) {
     const at::Tensor qb = q.to(at::kBFloat16).contiguous(), kb = k.to(at::kBFloat16).contiguous(),
                      vb = v.to(at::kBFloat16).contiguous();
     const at::Tensor sinks = meta_logits.to(at::kFloat).contiguous();
-    // The kernel's Lizard mode scales the branch by alpha; 1 here (the caller
-    // weighs it, so alpha's gradient stays with autograd).
-    const at::Tensor ones = at::ones({q.size(1)}, sinks.options());
+    const bool combined = alpha.defined();
+    const at::Tensor a = combined ? alpha.to(at::kFloat).reshape({q.size(1)}).contiguous()
+                                  : at::ones({q.size(1)}, sinks.options());
+    const at::Tensor other = y_other.defined() ? y_other.to(at::kBFloat16).contiguous() : y_other;
     at::Tensor y = at::empty(qb.sizes(), qb.options());
+    at::Tensor y_win = combined ? at::empty(qb.sizes(), qb.options()) : y;
     at::Tensor z = at::empty({q.size(0), q.size(1), q.size(2)}, sinks.options());
     auto p = detail::WindowShape<LolcatsWindowParams>(q, k, window, sinks.size(1));
     p.type = ElementType::kBF16;
@@ -36,15 +44,22 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     p.k = kb.data_ptr();
     p.v = vb.data_ptr();
     p.sinks = sinks.data_ptr<float>();
-    p.alpha = ones.data_ptr<float>();
+    p.alpha = a.data_ptr<float>();
+    if (other.defined()) {
+      p.lin_num = other.data_ptr();
+      p.lin_num_bf16 = true;
+      p.lin_normalised = true;
+    }
     p.y = y.data_ptr();
+    if (combined) p.y_window = y_win.data_ptr();
     p.row_den = z.data_ptr<float>();  // no linear terms: the branch's own Z_i
     p.stream = at::cuda::getCurrentCUDAStream().stream();
     const char* err = LaunchLolcatsWindow(p);
     TORCH_CHECK(err == nullptr, "lizard window (training): CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
-    ctx->save_for_backward({qb, kb, vb, sinks, y, z});
+    ctx->save_for_backward({qb, kb, vb, sinks, y_win, z, combined ? a : at::Tensor()});
     ctx->saved_data["window"] = window;
+    ctx->saved_data["has_other"] = other.defined();
     detail::WindowInputTypes::Of(q, k, v).Save(ctx);
     return {y};
   }
@@ -53,10 +68,12 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
   // each to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y = s[4], &z = s[5];
-    // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z.
+    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &sinks = s[3], &y_win = s[4], &z = s[5];
+    const at::Tensor& alpha = s[6];
+    // Through y_win = N / Z: dN = a dy / Z and dZ = -a (dy . y_win) / Z, and
+    // alpha's gradient sum_rows dy . y_win per head.
     const detail::WindowBwdGrads pro =
-        detail::WindowBwdPrologueCuda(grads[0], y, z, at::Tensor(), at::Tensor());
+        detail::WindowBwdPrologueCuda(grads[0], y_win, z, at::Tensor(), at::Tensor(), alpha);
     const at::Tensor& d_den = pro.d_den;
 
     const at::TensorOptions f32 = z.options();
@@ -81,8 +98,12 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     const at::Tensor d_sinks =
         (d_den.unsqueeze(-1) * at::exp(sinks.view({1, h, 1, m}) - row_max.unsqueeze(-1)))
             .sum(at::IntArrayRef{0, 2});
-    return {qkv.dq, detail::SumToKvHeads(qkv.dk, k.size(1)),
-            detail::SumToKvHeads(qkv.dv, v.size(1)), d_sinks, at::Tensor()};
+    const at::Tensor d_alpha =
+        alpha.defined() ? pro.dy_dot_y.sum(at::IntArrayRef{0, 2}) : at::Tensor();
+    const at::Tensor d_other = ctx->saved_data["has_other"].toBool() ? grads[0] : at::Tensor();
+    return {qkv.dq,  detail::SumToKvHeads(qkv.dk, k.size(1)),
+            detail::SumToKvHeads(qkv.dv, v.size(1)),
+            d_sinks, d_alpha, d_other, at::Tensor()};
   }
 };
 
@@ -90,11 +111,12 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
 
 std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::Tensor& kw,
                                                 const at::Tensor& v, const at::Tensor& meta_logits,
-                                                int64_t window) {
+                                                int64_t window, const at::Tensor& alpha,
+                                                const at::Tensor& y_other) {
   for (const at::Tensor* x : {&qw, &kw, &v, &meta_logits}) {
     if (!x->defined()) return std::nullopt;
   }
-  if (!detail::CudaTrainingApplies(qw.device(), {&qw, &kw, &v, &meta_logits}) ||
+  if (!detail::CudaTrainingApplies(qw.device(), {&qw, &kw, &v, &meta_logits, &alpha, &y_other}) ||
       !detail::TrainsInBfloat16(qw) || !detail::TrainsInBfloat16(kw) ||
       !detail::TrainsInBfloat16(v)) {
     return std::nullopt;
@@ -104,7 +126,10 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
                       kw.size(2) == qw.size(2) && kw.size(3) == qw.size(3) &&
                       qw.size(1) % kw.size(1) == 0 && meta_logits.size(0) == qw.size(1) &&
                       qw.size(2) >= 1;
-  if (!shapes) return std::nullopt;
+  if (!shapes || (y_other.defined() && (!alpha.defined() || y_other.sizes() != qw.sizes())) ||
+      (alpha.defined() && alpha.numel() != qw.size(1))) {
+    return std::nullopt;
+  }
   // Pointers are set at launch; these sizes decide.
   auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window, meta_logits.size(1));
   fp.type = ElementType::kBF16;
@@ -113,7 +138,7 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(qw.device());
-  return WindowBranchFunction::apply(qw, kw, v, meta_logits, window)[0];
+  return WindowBranchFunction::apply(qw, kw, v, meta_logits, alpha, y_other, window)[0];
 }
 
 }  // namespace linearize::kernels::lizard::internal

@@ -20,8 +20,12 @@ namespace linearize::kernels::lizard::internal {
 // Runs when autograd needs it and the kernels cover the inputs (CUDA,
 // bfloat16 or float32 under CUDA autocast, D in {64, 128}); y is bfloat16.
 // Otherwise nullopt, and the caller takes the LibTorch form.
+// With alpha (H elements) the output is y_other + alpha_h y (y_other, the
+// gated branch's output [B, H, T, D], optional), in the kernel, with
+// gradients for alpha and y_other too.
 std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::Tensor& kw,
                                                 const at::Tensor& v, const at::Tensor& meta_logits,
-                                                int64_t window);
+                                                int64_t window, const at::Tensor& alpha = {},
+                                                const at::Tensor& y_other = {});
 
 }  // namespace linearize::kernels::lizard::internal

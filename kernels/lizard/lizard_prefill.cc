@@ -150,6 +150,15 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
     y_gla_trained = detail::NormalizedCausalLinearTrainCuda(p.phi_q, p.phi_k, p.v, p.log_gamma,
                                                             options.eps);
   }
+  if (y_gla_trained) {  // both branches and their sum in the window kernel
+    if (std::optional<at::Tensor> y =
+            internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
+                                            weights.meta_logits, options.window,
+                                            weights.alpha.reshape({-1}), *y_gla_trained)) {
+      out.y = y->to(in.q.scalar_type());
+      return out;
+    }
+  }
   y_win = internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
                                           weights.meta_logits, options.window);
 #endif

@@ -201,7 +201,10 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
     // eps) + alpha o / den. Without linear terms lin_num / lin_den are 0.
     const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + ld);
-    const float lin_scale = lizard ? (p.lin_num != nullptr ? 1.f / (ld + p.eps) : 0.f) : inv;
+    const float lin_scale = !lizard                ? inv
+                            : p.lin_num == nullptr ? 0.f
+                            : p.lin_normalised     ? 1.f
+                                                   : 1.f / (ld + p.eps);
     if (t == 0 && p.row_den != nullptr) p.row_den[row] = den[half] + ld;
     T* y = static_cast<T*>(p.y) + row * D;
 #pragma unroll
@@ -210,6 +213,11 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const float2 l = ToFloat2(ln[j]);
       tiles::StoreOut2(y + col, fmaf(l.x, lin_scale, o[j][2 * half] * inv),
                        fmaf(l.y, lin_scale, o[j][2 * half + 1] * inv));
+      if (lizard && p.y_window != nullptr) {
+        const float inv_den = 1.f / den[half];
+        tiles::StoreOut2(static_cast<T*>(p.y_window) + row * D + col, o[j][2 * half] * inv_den,
+                         o[j][2 * half + 1] * inv_den);
+      }
     }
   }
 }

@@ -9,7 +9,9 @@
 //   Lizard (sinks != nullptr): each branch normalised on its own,
 //     y_i = lin_num_i / (lin_den_i + eps)
 //         + alpha_h sum_win exp(s_ij - c_i) v_j / (sum_win exp(s_ij - c_i) + sum_m exp(l_m - c_i))
-//     with lin_num / lin_den the gated branch over keys j <= i.
+//     with lin_num / lin_den the gated branch over keys j <= i, or with
+//     lin_normalised, lin_num = that branch's finished output (training):
+//     y_i = lin_num_i + alpha_h (the window branch)_i.
 #pragma once
 
 #include <cstdint>
@@ -29,11 +31,15 @@ struct LolcatsWindowParams {
   float eps = 0.f;                 // Lizard: added to the gated branch's denominator
   const void* lin_num = nullptr;   // [B, H, T, D] float32 or bf16, or null (no linear terms)
   bool lin_num_bf16 = false;       // lin_num is bfloat16
+  bool lin_normalised = false;     // Lizard: lin_num is the gated branch's output; no lin_den
   const float* lin_den = nullptr;  // [B, H, T] float32, or null
   void* y = nullptr;               // [B, H, T, D], element type `type`
   // Optional, LoLCATs only: the shared normaliser of each row,
   // g sum_win exp(s_ij - c_i) + lin_den_i, [B, H, T] (the backward needs it).
   float* row_den = nullptr;
+  // Optional, Lizard only: the window branch alone (before alpha),
+  // [B, H, T, D] of element type `type` (the backward reads it).
+  void* y_window = nullptr;
   int64_t batch = 0, heads = 0, kv_heads = 0, length = 0;
   int64_t head_dim = 0;                   // 64 or 128
   int64_t window = 64;                    // 1..64, or up to 128 for Lizard in bf16

@@ -8,7 +8,8 @@
 namespace linearize::kernels::detail {
 
 WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, const at::Tensor& z,
-                                     const at::Tensor& lin_num, const at::Tensor& lin_den) {
+                                     const at::Tensor& lin_num, const at::Tensor& lin_den,
+                                     const at::Tensor& alpha) {
   const bool f32 = dy.scalar_type() != at::kBFloat16;
   const at::Tensor g = (f32 ? dy.to(at::kFloat) : dy).contiguous();
   const at::Tensor yc = y.contiguous(), zc = z.contiguous();
@@ -38,6 +39,16 @@ WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, 
   p.d_num = linear && !lin_bf16 ? out.d_num.data_ptr<float>() : nullptr;
   p.d_den = out.d_den.data_ptr<float>();
   p.dc = linear ? out.dc.data_ptr<float>() : nullptr;
+  const at::Tensor scale = alpha.defined() ? alpha.to(at::kFloat).contiguous() : at::Tensor();
+  if (scale.defined()) {
+    TORCH_CHECK(scale.numel() == zc.size(1), "window backward prologue: alpha has ", scale.numel(),
+                " elements for ", zc.size(1), " heads");
+    out.dy_dot_y = at::empty(zc.sizes(), zc.options());
+    p.scale = scale.data_ptr<float>();
+    p.heads = zc.size(1);
+    p.length = zc.size(2);
+    p.dy_dot_y = out.dy_dot_y.data_ptr<float>();
+  }
   p.stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchWindowBwdPrologue(p);
   TORCH_CHECK(err == nullptr, "window backward prologue: CUDA launch failed: ", err);

@@ -47,18 +47,25 @@ __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPro
   }
   dot_y = WarpSum(dot_y);
   if constexpr (kLinear) dot_lin = WarpSum(dot_lin);
+  float a = 1.f;
+  if (p.scale != nullptr) {
+    a = p.scale[(row / p.length) % p.heads];
+    if (lane == 0) p.dy_dot_y[row] = dot_y;
+    dot_y *= a;
+  }
   const float inv_z = 1.f / p.z[row];
+  const float a_inv_z = a * inv_z;
   const float d_den = -dot_y * inv_z;
   __nv_bfloat16* dn_b = static_cast<__nv_bfloat16*>(p.d_num_bf16);
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    const float dn = g[e] * inv_z;
+    const float dn = g[e] * a_inv_z;
     dn_b[base + 32 * e] = __float2bfloat16(dn);
     if constexpr (std::is_same_v<LinT, float>) p.d_num[base + 32 * e] = dn;
   }
   if (lane == 0) {
     p.d_den[row] = d_den;
-    if constexpr (kLinear) p.dc[row] = dot_lin * inv_z + d_den * p.lin_den[row];
+    if constexpr (kLinear) p.dc[row] = dot_lin * a_inv_z + d_den * p.lin_den[row];
   }
 }
 
@@ -91,6 +98,10 @@ bool WindowBwdPrologueSupported(const WindowBwdPrologueParams& p) {
 
 const char* LaunchWindowBwdPrologue(const WindowBwdPrologueParams& p) {
   if (!WindowBwdPrologueSupported(p)) return "window backward prologue: unsupported sizes";
+  if (p.scale != nullptr && (p.heads < 1 || p.length < 1 || p.dy_dot_y == nullptr ||
+                             p.rows % (p.heads * p.length) != 0)) {
+    return "window backward prologue: scale needs heads, length and dy_dot_y";
+  }
   if (p.dy == nullptr || p.y == nullptr || p.z == nullptr || p.d_num_bf16 == nullptr ||
       p.d_den == nullptr ||
       (p.lin_num != nullptr && (p.lin_den == nullptr || p.dc == nullptr ||

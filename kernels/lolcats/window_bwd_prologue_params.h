@@ -4,6 +4,9 @@
 //   dN_i = dy_i / Z_i,  dZ_i = -(dy_i . y_i) / Z_i,
 // and for LoLCATs (the linear terms given) c's gradient
 //   dc_i = dN_i . lin_num_i + dZ_i lin_den_i
+// With a per-head scale a_h (Lizard's alpha, the output being a_h y + ...),
+// dy is a_h dy in both, and dy_dot_y_i = dy_i . y_i (unscaled) is written for
+// a's gradient.
 // (lolcats_window_bwd_params.h says why), in one pass over the rows instead
 // of a chain of float32 tensor ops.
 #pragma once
@@ -22,6 +25,9 @@ struct WindowBwdPrologueParams {
   const float* lin_den = nullptr;  // [rows], with lin_num
   int64_t rows = 0;
   int64_t head_dim = 0;  // D: 64 or 128
+  const float* scale = nullptr;  // optional [heads]: a_h; rows are [B, heads, length]
+  int64_t heads = 0, length = 0;
+  float* dy_dot_y = nullptr;  // [rows], with scale
   // Outputs: dN in bfloat16 (what the window backward reads) and, with
   // float32 linear terms, in float32 (the linear part's gradient; bf16 terms
   // take the bf16 dN); dZ and dc float32.
