@@ -1,8 +1,10 @@
 """Markdown tables from bench_attention_gpu's JSON: forward and forward +
 backward times (ms) by T, our kernels with the LibTorch form in brackets,
-and the decode step by batch. For bench/results/*.md.
+and the decode step by batch; with --fla, flash-linear-attention's times from
+the same call (bench/fla_bench.py) beside ours, as ratios. For
+bench/results/*.md.
 
-    python3 bench/attention_tables.py attention_bench.json
+    python3 bench/attention_tables.py attention_bench.json [--fla fla_bench.json]
 """
 import json
 import sys
@@ -33,7 +35,38 @@ def table(rows, ops, key):
     return "\n".join(lines) + "\n"
 
 
-def main(path):
+# (ours, mode, FLA kernel of the closest form): FLA's numbers are without
+# feature maps or windows, ours with them.
+VERSUS = [("lolcats", "fwd", "fla_chunk_linear_attn"),
+          ("lizard", "fwd", "fla_chunk_simple_gla"),
+          ("chunked_linear", "fwd", "fla_chunk_linear_attn"),
+          ("chunked_linear_fwd_bwd", "fwd_bwd", "fla_chunk_linear_attn")]
+
+
+def versus_table(rows, fla_rows):
+    """Ours, FLA's and FLA / ours per T (ms); an FLA error shows as its first words."""
+    def fla_cell(op, mode, t):
+        for r in fla_rows:
+            if r["op"] == op and r["mode"] == mode and r["T"] == t:
+                return r.get("ms"), r.get("error", "")
+        return None, "not run"
+    ts = sorted({r["T"] for r in fla_rows})
+    head = "| T | " + " | ".join(f"{o} | FLA {f[4:]} ({m}) | FLA / ours" for o, m, f in VERSUS)
+    lines = [head + " |", "|---" * (1 + 3 * len(VERSUS)) + "|"]
+    for t in ts:
+        cells = []
+        for ours_op, mode, fla_op in VERSUS:
+            ours = [r["ms"] for r in rows if r["op"] == ours_op and r["T"] == t
+                    and r["impl"] == "cuda"]
+            theirs, err = fla_cell(fla_op, mode, t)
+            cells.append(f"{ours[0]:.3f}" if ours else "")
+            cells.append(f"{theirs:.3f}" if theirs is not None else err.split(":")[0])
+            cells.append(f"{theirs / ours[0]:.2f}x" if ours and theirs is not None else "")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(path, fla_path=None):
     with open(path) as f:
         data = json.load(f)
     rows = data["rows"]
@@ -51,7 +84,19 @@ def main(path):
     if resume:
         print("Prefill continuing a state, ms (LibTorch form in brackets):\n")
         print(table(rows, resume, "T"))
+    if fla_path:
+        with open(fla_path) as f:
+            fla = json.load(f)
+        print(f"Against flash-linear-attention in the same call ({fla['device']}, "
+              f"torch {fla.get('torch', '?')}, triton {fla.get('triton', '?')}), ms:\n")
+        print(versus_table(rows, fla["rows"]))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    args = sys.argv[1:]
+    fla_arg = None
+    if "--fla" in args:
+        i = args.index("--fla")
+        fla_arg = args[i + 1]
+        del args[i:i + 2]
+    main(args[0], fla_arg)
