@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(kThreads) HedgehogKernel(const HedgehogParams 
   const T* x = static_cast<const T*>(p.x) + bh * p.length * D;
   const T* w = static_cast<const T*>(p.weight_t) + int64_t(blockIdx.y) * FH * D;
   const auto load_x = [&](int i) {
-    tiles::LoadTile<T, kRows, D, kThreads>(sx + (i & 1) * Cf::kPlanes * Cf::kX, Cf::SD, Cf::kX,
-                                           x, (tile0 + i) * kRows, p.length);
+    tiles::LoadTile<T, kRows, D, kThreads>(sx + (i & 1) * Cf::kPlanes * Cf::kX, Cf::SD, Cf::kX, x,
+                                           (tile0 + i) * kRows, p.length);
     tiles::CpAsyncCommit();
   };
   tiles::LoadTile<T, FH, D, kThreads>(sw, Cf::SD, Cf::kW, w, 0, FH);
@@ -165,8 +165,7 @@ const char* Launch(const HedgehogParams& p) {
   const int64_t tiles = (p.length + kRows - 1) / kRows;
   const dim3 grid(static_cast<unsigned>((tiles + kTilesPerCta - 1) / kTilesPerCta),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  HedgehogKernel<T, D, FH>
-      <<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  HedgehogKernel<T, D, FH><<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }

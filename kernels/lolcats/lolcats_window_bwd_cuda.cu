@@ -7,12 +7,17 @@
 //     one 16-key slice at a time, and d_q; writes c_i (and the argmax) for
 //     the second kernel;
 //   KeyKernel, one CTA per 64-key chunk, against the kBand queries that can
-//     see those keys (the chunk and the next ones): recomputes s^T and t^T
-//     from c_i, then d_k = scale ds^T q and d_v = a^T dN.
+//     see those keys (the chunk and the next ones), 32 at a time, their q and
+//     dN rows streamed through two stages (72 KB of shared memory: two CTAs
+//     per SM on the 192-key band, against one with the whole band's 140 KB):
+//     recomputes s^T and t^T from c_i, then d_k = scale ds^T q and
+//     d_v = a^T dN.
 // Score tiles stay in registers and become the A operands of the products
 // (CToA), as in the forward.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <utility>
 
 #include "kernels/linear_attention/tile_mma.cuh"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
@@ -25,13 +30,22 @@ constexpr int kC = 64;
 constexpr int kThreads = 128;
 constexpr int kMaxSinks = 8;
 
+// The key kernel's queries per step (fewer live registers beside dk and dv,
+// and the unit its q and dN rows stream in).
+constexpr int kSub = 32;
+
 template <int D, int kBand>
 struct Cfg {
   static constexpr int SD = tiles::Stride(D);
-  // Query kernel: q 64 + k kBand + v kBand + dN 64 rows; key kernel: k 64 +
-  // v 64 + q kBand + dN kBand rows; plus kBand per-query floats x 4.
+  // Query kernel: q 64 + k kBand + v kBand + dN 64 rows.
   static constexpr int kRows = 2 * kC + 2 * kBand;
-  static constexpr int kBytes = kRows * SD * 2 + 4 * kBand * 4;
+  static constexpr int kBytes = kRows * SD * 2;
+  // Key kernel: k 64 + v 64 rows, two stages of q kSub + dN kSub rows, then
+  // kBand per-query floats x 4.
+  static constexpr int kSteps = kBand / kSub;
+  static constexpr int kStage = 2 * kSub * SD;
+  static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage;
+  static constexpr int kKeyBytes = kKeyTiles * 2 + 4 * kBand * 4;
 };
 
 struct Seq {
@@ -219,11 +233,11 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   using Cf = Cfg<D, kBand>;
   constexpr int kQueries = kBand;  // queries j0 .. j0 + kBand - 1 can see the chunk's keys
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int kSteps = Cf::kSteps;
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + kC * Cf::SD;
-  bf16* sq = sv + kC * Cf::SD;
-  bf16* sdn = sq + kQueries * Cf::SD;
-  float* s_c = reinterpret_cast<float*>(smem_raw + Cf::kRows * Cf::SD * 2);
+  bf16* stages = sv + kC * Cf::SD;  // [2][q kSub rows | dN kSub rows]
+  float* s_c = reinterpret_cast<float*>(smem_raw + Cf::kKeyTiles * 2);
   float* s_dz = s_c + kQueries;
   float* s_dc = s_dz + kQueries;
   int* s_arg = reinterpret_cast<int*>(s_dc + kQueries);
@@ -231,11 +245,18 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   const Seq s = Seq::Make<D>(p, b, h);
   const int64_t j0 = m * kC;
   const bool has_dc = p.dc != nullptr;
+  // Queries j0 + kSub qc .. into stage qc & 1, one cp.async group.
+  const auto load_step = [&](int qc) {
+    bf16* stage = stages + (qc & 1) * Cf::kStage;
+    tiles::LoadTile<bf16, kSub, D, kThreads>(stage, Cf::SD, 0, s.q, j0 + kSub * qc, p.length);
+    tiles::LoadTile<bf16, kSub, D, kThreads>(stage + kSub * Cf::SD, Cf::SD, 0, s.dn,
+                                             j0 + kSub * qc, p.length);
+    tiles::CpAsyncCommit();
+  };
   tiles::LoadTile<bf16, kC, D, kThreads>(sk, Cf::SD, 0, s.k, j0, p.length);
   tiles::LoadTile<bf16, kC, D, kThreads>(sv, Cf::SD, 0, s.v, j0, p.length);
-  tiles::LoadTile<bf16, kQueries, D, kThreads>(sq, Cf::SD, 0, s.q, j0, p.length);
-  tiles::LoadTile<bf16, kQueries, D, kThreads>(sdn, Cf::SD, 0, s.dn, j0, p.length);
-  tiles::CpAsyncCommit();
+  load_step(0);  // one group with k and v
+  load_step(1);
   for (int u = threadIdx.x; u < kQueries; u += kThreads) {
     const int64_t i = j0 + u;
     const bool in = i < p.length;
@@ -245,44 +266,50 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
     s_dc[u] = in && has_dc ? p.dc[row] : 0.f;
     s_arg[u] = in && has_dc ? p.argmax[row] : -1;
   }
-  tiles::CpAsyncWaitAll();
-  __syncthreads();
-
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
   const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
-  // 32 queries at a time (fewer live registers beside dk and dv).
-  constexpr int kSub = 32;
 #pragma unroll
-  for (int qc = 0; qc < kQueries / kSub; ++qc) {
+  for (int qc = 0; qc < kSteps; ++qc) {
+    if (qc + 1 < kSteps) {
+      tiles::CpAsyncWaitAllButOne();
+    } else {
+      tiles::CpAsyncWaitAll();
+    }
+    __syncthreads();  // step qc's rows (and the scalars) are in
     // Queries u see the warp's keys r0 .. r0 + 15 only for r0 <= u < r0 + 15 + w.
-    if (kSub * qc + kSub - 1 < r0 || kSub * qc >= r0 + 15 + w) continue;
-    // Rows: the warp's 16 keys; columns: 32 queries u = 32 qc + column.
-    const bf16* sq_sub = sq + qc * kSub * Cf::SD;
-    const bf16* sdn_sub = sdn + qc * kSub * Cf::SD;
-    float sc[kSub / 8][4] = {}, dp[kSub / 8][4] = {};
-    RowsTimesRowsT<D>(sc, sk, Cf::SD, r0, sq_sub, Cf::SD, 0);
-    RowsTimesRowsT<D>(dp, sv, Cf::SD, r0, sdn_sub, Cf::SD, 0);
+    if (kSub * qc + kSub - 1 >= r0 && kSub * qc < r0 + 15 + w) {
+      // Rows: the warp's 16 keys; columns: kSub queries u = kSub qc + column.
+      const bf16* sq_sub = stages + (qc & 1) * Cf::kStage;
+      const bf16* sdn_sub = sq_sub + kSub * Cf::SD;
+      float sc[kSub / 8][4] = {}, dp[kSub / 8][4] = {};
+      RowsTimesRowsT<D>(sc, sk, Cf::SD, r0, sq_sub, Cf::SD, 0);
+      RowsTimesRowsT<D>(dp, sv, Cf::SD, r0, sdn_sub, Cf::SD, 0);
 #pragma unroll
-    for (int jt = 0; jt < kSub / 8; ++jt) {
+      for (int jt = 0; jt < kSub / 8; ++jt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t j = j0 + r0 + g + 8 * (e >> 1);
-        const int u = qc * kSub + 8 * jt + 2 * t + (e & 1);
-        const int64_t i = j0 + u;
-        const bool valid = i < p.length && j < p.length && i >= j && i - j < w;
-        const float a = valid ? gate * __expf(sc[jt][e] * p.scale - s_c[u]) : 0.f;
-        const float tv = a * (dp[jt][e] + s_dz[u]);
-        sc[jt][e] = a;                                              // -> d_v
-        dp[jt][e] = tv + (valid && s_arg[u] == j ? s_dc[u] : 0.f);  // ds -> d_k
+        for (int e = 0; e < 4; ++e) {
+          const int64_t j = j0 + r0 + g + 8 * (e >> 1);
+          const int u = qc * kSub + 8 * jt + 2 * t + (e & 1);
+          const int64_t i = j0 + u;
+          const bool valid = i < p.length && j < p.length && i >= j && i - j < w;
+          const float a = valid ? gate * __expf(sc[jt][e] * p.scale - s_c[u]) : 0.f;
+          const float tv = a * (dp[jt][e] + s_dz[u]);
+          sc[jt][e] = a;                                              // -> d_v
+          dp[jt][e] = tv + (valid && s_arg[u] == j ? s_dc[u] : 0.f);  // ds -> d_k
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < kSub / 16; ++kk) {
+        PairTimesRows<D>(dv, sc[2 * kk], sc[2 * kk + 1], sdn_sub, Cf::SD, 16 * kk);
+        PairTimesRows<D>(dk, dp[2 * kk], dp[2 * kk + 1], sq_sub, Cf::SD, 16 * kk);
       }
     }
-#pragma unroll
-    for (int kk = 0; kk < kSub / 16; ++kk) {
-      PairTimesRows<D>(dv, sc[2 * kk], sc[2 * kk + 1], sdn_sub, Cf::SD, 16 * kk);
-      PairTimesRows<D>(dk, dp[2 * kk], dp[2 * kk + 1], sq_sub, Cf::SD, 16 * kk);
+    if (qc + 2 < kSteps) {
+      __syncthreads();  // every warp is done with the stage
+      load_step(qc + 2);
     }
   }
 #pragma unroll
@@ -306,14 +333,16 @@ const char* LaunchBand(const LolcatsWindowBwdParams& p) {
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  for (const void* kernel : {reinterpret_cast<const void*>(QueryKernel<D, kBand>),
-                             reinterpret_cast<const void*>(KeyKernel<D, kBand>)}) {
+  const std::pair<const void*, int> kernels[] = {
+      {reinterpret_cast<const void*>(QueryKernel<D, kBand>), Cf::kBytes},
+      {reinterpret_cast<const void*>(KeyKernel<D, kBand>), Cf::kKeyBytes}};
+  for (const auto& [kernel, bytes] : kernels) {
     const cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
   QueryKernel<D, kBand><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  KeyKernel<D, kBand><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  KeyKernel<D, kBand><<<grid, kThreads, Cf::kKeyBytes, stream>>>(p);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
