@@ -199,7 +199,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     if constexpr (!kPrefetch) lin_terms(half, ln, lin_den[half]);
     const float ld = lin_den[half];
     // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
-    // eps) + alpha o / den. Without linear terms lin_num / lin_den are 0.
+    // eps) + alpha o / den (lin_num + alpha o / den when lin_num is the gated
+    // branch's output). Without linear terms lin_num / lin_den are 0.
     const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + ld);
     const float lin_scale = !lizard                ? inv
                             : p.lin_num == nullptr ? 0.f
