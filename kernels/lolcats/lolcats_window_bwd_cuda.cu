@@ -5,7 +5,10 @@
 //     and the kBand - 64 keys before it (as the forward): recomputes the
 //     scores and the row max, then ds = a (dN v^T + dZ) (+ dc at the argmax)
 //     one 16-key slice at a time, and d_q; writes c_i (and the argmax) for
-//     the second kernel;
+//     the second kernel. The 192-key band streams its values 64 rows at a
+//     time through two buffers, the second in q's place once the scores are
+//     done (104 KB of shared memory, two CTAs per SM, against one with the
+//     whole band's 140 KB);
 //   KeyKernel, one CTA per 64-key chunk, against the kBand queries that can
 //     see those keys (the chunk and the next ones), 32 at a time, their q and
 //     dN rows streamed through two stages (72 KB of shared memory: two CTAs
@@ -37,8 +40,10 @@ constexpr int kSub = 32;
 template <int D, int kBand>
 struct Cfg {
   static constexpr int SD = tiles::Stride(D);
-  // Query kernel: q 64 + k kBand + v kBand + dN 64 rows.
-  static constexpr int kRows = 2 * kC + 2 * kBand;
+  // Query kernel: q 64 + k kBand + v kBand + dN 64 rows; with streamed
+  // values, k kBand + dN 64 + two 64-row value buffers (q in the second).
+  static constexpr bool kStreamV = kBand > 2 * kC;
+  static constexpr int kRows = kStreamV ? kBand + 3 * kC : 2 * kC + 2 * kBand;
   static constexpr int kBytes = kRows * SD * 2;
   // Key kernel: k 64 + v 64 rows, two stages of q kSub + dN kSub rows, then
   // kBand per-query floats x 4.
@@ -109,18 +114,29 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   using Cf = Cfg<D, kBand>;
   constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16* sq = reinterpret_cast<bf16*>(smem_raw);
-  bf16* sk = sq + kC * Cf::SD;
-  bf16* sv = sk + kBand * Cf::SD;
-  bf16* sdn = sv + kBand * Cf::SD;
+  constexpr bool kStreamV = Cf::kStreamV;
+  bf16* sk = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sdn = sk + kBand * Cf::SD;
+  bf16* sv = sdn + kC * Cf::SD;  // the band's values, or (streamed) two 64-row buffers
+  bf16* sq = kStreamV ? sv + kC * Cf::SD : sv + kBand * Cf::SD;
   const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq s = Seq::Make<D>(p, b, h);
   const int64_t q0 = n * kC, k0 = q0 - kBefore;  // band row u holds key k0 + u
+  // Streamed: band value rows 64 c .. 64 c + 63 go to buffer c & 1.
+  const auto load_values = [&](int c) {
+    tiles::LoadTile<bf16, kC, D, kThreads>(sv + (c & 1) * kC * Cf::SD, Cf::SD, 0, s.v,
+                                           k0 + kC * c, p.length);
+    tiles::CpAsyncCommit();
+  };
   tiles::LoadTile<bf16, kC, D, kThreads>(sq, Cf::SD, 0, s.q, q0, p.length);
   tiles::LoadTile<bf16, kBand, D, kThreads>(sk, Cf::SD, 0, s.k, k0, p.length);
-  tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
   tiles::LoadTile<bf16, kC, D, kThreads>(sdn, Cf::SD, 0, s.dn, q0, p.length);
-  tiles::CpAsyncCommit();
+  if constexpr (kStreamV) {
+    load_values(0);  // one group with q, k and dN
+  } else {
+    tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
+    tiles::CpAsyncCommit();
+  }
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
@@ -147,6 +163,10 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
 
   float sc[kBand / 8][4] = {};
   RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
+  if constexpr (kStreamV) {
+    __syncthreads();  // every warp is done with q
+    load_values(1);
+  }
   // Per row half: c_i and its first position, then the weights a in place.
   int64_t arg[2];
 #pragma unroll
@@ -198,9 +218,21 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   float o[D / 8][4] = {};
 #pragma unroll
   for (int kk = 0; kk < kBand / 16; ++kk) {
+    constexpr int kPerBuffer = kC / 16;  // slices per 64 value rows
+    if (kStreamV && kk % kPerBuffer == 0 && kk > 0) {
+      tiles::CpAsyncWaitAll();
+      __syncthreads();  // values 64 c .. landed; every warp is done with the other buffer
+      const int c = kk / kPerBuffer;
+      if (c + 1 < kBand / kC) load_values(c + 1);
+    }
     if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
       float dp[2][4] = {};
-      RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 2 * kk);
+      if constexpr (kStreamV) {
+        RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD,
+                          Cf::SD, 2 * (kk % kPerBuffer));
+      } else {
+        RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 2 * kk);
+      }
 #pragma unroll
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
