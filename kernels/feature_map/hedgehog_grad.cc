@@ -14,15 +14,18 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Outputs phi, and with `pass` x itself (autograd makes it a view whose
+// gradient comes back here).
 struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& x,
-                               const at::Tensor& weight) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               bool pass) {
     HedgehogParams p = *HedgehogShape(x, weight);
     p.type = ElementType::kBF16;
     const at::Tensor xb = x.to(at::kBFloat16).contiguous();
     const at::Tensor wt = weight.to(at::kBFloat16).transpose(1, 2).contiguous();  // [H, Fh, D]
     const at::Tensor phi = RunHedgehog(p, xb, wt);
     ctx->save_for_backward({xb, wt, phi});
+    if (pass) return {phi, x};
     return {phi};
   }
 
@@ -44,29 +47,55 @@ struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
     const char* err = LaunchHedgehogBwd(p);
     TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
     CountCudaFeatureMapLaunch();
-    const at::Tensor dx = at::matmul(dl, wt.unsqueeze(0));  // [B, H, T, Fh] x [1, H, Fh, D]
+    // dx = dl W^T: [B, H, T, Fh] x [1, H, Fh, D], plus the passed-through
+    // x's gradient, in the product when both are bf16.
+    const at::Tensor d_pass = grads.size() > 1 ? grads[1] : at::Tensor();
+    const int64_t b = xb.size(0), h = xb.size(1), t = xb.size(2), d = xb.size(3);
+    at::Tensor dx;
+    if (d_pass.defined() && d_pass.scalar_type() == at::kBFloat16) {
+      const at::Tensor w3 =
+          b == 1 ? wt : wt.unsqueeze(0).expand({b, h, fh, d}).reshape({b * h, fh, d});
+      dx = at::baddbmm(d_pass.reshape({b * h, t, d}), dl.view({b * h, t, fh}), w3)
+               .view({b, h, t, d});
+    } else {
+      dx = at::matmul(dl, wt.unsqueeze(0));
+      if (d_pass.defined()) dx = dx + d_pass;
+    }
     // dW_h = sum over batch and time of x^T dl: [B, H, D, Fh] summed over B.
     const at::Tensor dw = at::matmul(xb.transpose(-1, -2), dl).sum(0);
-    return {dx, dw};
+    return {dx, dw, at::Tensor()};
   }
 };
+
+// Whether the training kernels cover x and weight (with autograd on).
+bool TrainKernelsCover(const at::Tensor& x, const at::Tensor& weight) {
+  if (!x.defined() || !weight.defined() || !CudaTrainingApplies(x.device(), {&x, &weight}) ||
+      !TrainsInBfloat16(x) || !at::isFloatingType(weight.scalar_type())) {
+    return false;
+  }
+  const std::optional<HedgehogParams> fp = HedgehogShape(x, weight);
+  if (!fp) return false;
+  HedgehogBwdParams bp;
+  bp.rows = fp->batch * fp->heads * fp->length;
+  bp.half_features = fp->half_features;
+  return HedgehogBwdSupported(bp);
+}
 
 }  // namespace
 
 std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
                                                       const at::Tensor& weight) {
-  if (!x.defined() || !weight.defined() || !CudaTrainingApplies(x.device(), {&x, &weight}) ||
-      !TrainsInBfloat16(x) || !at::isFloatingType(weight.scalar_type())) {
-    return std::nullopt;
-  }
-  const std::optional<HedgehogParams> fp = HedgehogShape(x, weight);
-  if (!fp) return std::nullopt;
-  HedgehogBwdParams bp;
-  bp.rows = fp->batch * fp->heads * fp->length;
-  bp.half_features = fp->half_features;
-  if (!HedgehogBwdSupported(bp)) return std::nullopt;
+  if (!TrainKernelsCover(x, weight)) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
-  return HedgehogFunction::apply(x, weight)[0];
+  return HedgehogFunction::apply(x, weight, /*pass=*/false)[0];
+}
+
+std::optional<std::pair<at::Tensor, at::Tensor>> HedgehogFeatureMapTrainCudaPassing(
+    const at::Tensor& x, const at::Tensor& weight) {
+  if (!TrainKernelsCover(x, weight)) return std::nullopt;
+  const c10::cuda::CUDAGuard guard(x.device());
+  const variable_list out = HedgehogFunction::apply(x, weight, /*pass=*/true);
+  return std::make_pair(out[0], out[1]);
 }
 
 bool FeaturesTrainOnKernels(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <utility>
 
 #include "kernels/feature_map/feature_map.h"
 
@@ -20,6 +21,13 @@ namespace linearize::kernels::detail {
 // Otherwise nullopt, and the caller takes the LibTorch form.
 std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
                                                       const at::Tensor& weight);
+
+// The same, also passing x through for a second consumer: {phi, x_pass},
+// x_pass holding x's values. x's gradient is then d_x_pass + dl W_h^T in one
+// batched product (cuBLAS with beta = 1, when d_x_pass is bfloat16), where
+// autograd would add x's two gradients in a kernel of its own.
+std::optional<std::pair<at::Tensor, at::Tensor>> HedgehogFeatureMapTrainCudaPassing(
+    const at::Tensor& x, const at::Tensor& weight);
 
 // Whether a training step's features run on the kernels: autograd on CUDA
 // through q, k, v or the maps, q/k/v bfloat16 (or float32 under autocast),

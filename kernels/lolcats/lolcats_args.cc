@@ -2,6 +2,12 @@
 
 #include <ATen/ATen.h>
 
+#include <tuple>
+
+#ifdef LINEARIZE_WITH_CUDA
+#include "kernels/feature_map/hedgehog_grad.h"
+#endif
+
 namespace linearize::kernels::lolcats::internal {
 
 detail::WindowSpec Spec(const Options& options) {
@@ -27,8 +33,23 @@ Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const
   const at::Tensor kc = k.to(ct);
   p.k = detail::ExpandKvHeads(kc, p.dims.q_heads);
   p.v = detail::ExpandKvHeads(v.to(ct), p.dims.q_heads);
-  p.phi_q = QueryFeatures(weights.maps, p.q);
-  p.phi_k = KeyFeatures(weights.maps, kc, p.dims.q_heads);
+  const FeatureMaps& maps = weights.maps;
+#ifdef LINEARIZE_WITH_CUDA
+  if (compute == at::kBFloat16 && maps.kind == FeatureMapKind::kHedgehog) {
+    if (auto qp = detail::HedgehogFeatureMapTrainCudaPassing(p.q, maps.q_weight)) {
+      std::tie(p.phi_q, p.q_window) = *qp;
+    }
+    // The k map's input is k itself when its weights are per kv head (or there is no GQA).
+    if (maps.k_weight.size(0) == p.dims.kv_heads) {
+      if (auto kp = detail::HedgehogFeatureMapTrainCudaPassing(kc, maps.k_weight)) {
+        p.phi_k = detail::ExpandKvHeads(kp->first, p.dims.q_heads);
+        p.k_window = kp->second;
+      }
+    }
+  }
+#endif
+  if (!p.phi_q.defined()) p.phi_q = QueryFeatures(maps, p.q);
+  if (!p.phi_k.defined()) p.phi_k = KeyFeatures(maps, kc, p.dims.q_heads);
   const at::ScalarType gt = ct == at::kBFloat16 ? at::kFloat : ct;
   p.g = at::sigmoid(weights.window_logit.to(gt)).view({1, p.dims.q_heads, 1, 1});
   return p;

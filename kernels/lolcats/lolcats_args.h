@@ -26,6 +26,11 @@ struct Prepared {
   at::Tensor q, k, v;       // [B, Hq, T, D]
   at::Tensor phi_q, phi_k;  // [B, Hq, T, F]
   at::Tensor g;             // [1, Hq, 1, 1] sigmoid(window_logit)
+  // Training on the kernels with Hedgehog maps whose inputs are q and k
+  // themselves (no head expansion): q and k as the map kernels pass them
+  // through, for the window kernel, so that each one's two gradients meet in
+  // the map's product (hedgehog_grad.h). Else undefined.
+  at::Tensor q_window, k_window;
 };
 
 Prepared Prepare(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -204,9 +204,12 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   std::optional<at::Tensor> y;
 #ifdef LINEARIZE_WITH_CUDA
   if (options.window_kind == WindowKind::kSliding) {
-    // q, k, v as given (kv heads): the kernel reads them in bfloat16.
-    y = internal::WindowCombineTrainCuda(q, k, v, p.g.reshape({-1}), lin.num,
-                                         lin.den.squeeze(-1), options.window);
+    // q, k, v as given (kv heads; q and k as the maps pass them through
+    // when they do): the kernel reads them in bfloat16.
+    y = internal::WindowCombineTrainCuda(p.q_window.defined() ? p.q_window : q,
+                                         p.k_window.defined() ? p.k_window : k, v,
+                                         p.g.reshape({-1}), lin.num, lin.den.squeeze(-1),
+                                         options.window);
   }
 #endif
   if (!y) {
