@@ -274,38 +274,36 @@ int main(int argc, char** argv) {
     return cases;
   };
   if (!step_op.empty()) {  // one T = 32k step of one case after a warm-up, for ncu
-    // Forward only (prefill, no autograd): linear_attention, lolcats, lizard.
-    const int64_t t = 32768;
-    const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
-                     v = at::randn({1, h, t, d}, bf);
-    const lk::lizard::Inputs zin = lizard_inputs(1, h, t);
-    std::function<void()> forward;
-    if (step_op == "linear_attention") {
-      forward = [&] { lk::linear_attention::ForwardParallel(q, k, v, maps); };
-    } else if (step_op == "lolcats") {
-      forward = [&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); };
-    } else if (step_op == "lizard") {
-      forward = [&] { lk::lizard::ForwardParallel(zin, zw, zo); };
-    }
-    if (forward) {
-      forward();
-      at::cuda::getCurrentCUDAStream().synchronize();
-      cudaProfilerStart();
-      forward();
-      at::cuda::getCurrentCUDAStream().synchronize();
-      cudaProfilerStop();
-      return 0;
-    }
-    const Bf16Autocast autocast;
-    for (const TrainCase& c : train_cases(32768)) {
-      if (c.op != step_op) continue;
-      const std::function<void()> step = FwdBwdStep(c.fwd, c.inputs);
+    const auto profile_once = [](const std::function<void()>& step) {
       step();
       at::cuda::getCurrentCUDAStream().synchronize();
       cudaProfilerStart();  // ncu --profile-from-start off records this step alone
       step();
       at::cuda::getCurrentCUDAStream().synchronize();
       cudaProfilerStop();
+    };
+    // Forward only (prefill, no autograd): linear_attention, lolcats, lizard;
+    // their inputs are made only for them.
+    const int64_t t = 32768;
+    if (step_op == "lizard") {
+      const lk::lizard::Inputs zin = lizard_inputs(1, h, t);
+      profile_once([&] { lk::lizard::ForwardParallel(zin, zw, zo); });
+      return 0;
+    }
+    if (step_op == "linear_attention" || step_op == "lolcats") {
+      const at::Tensor q = at::randn({1, h, t, d}, bf), k = at::randn({1, h, t, d}, bf),
+                       v = at::randn({1, h, t, d}, bf);
+      if (step_op == "lolcats") {
+        profile_once([&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); });
+      } else {
+        profile_once([&] { lk::linear_attention::ForwardParallel(q, k, v, maps); });
+      }
+      return 0;
+    }
+    const Bf16Autocast autocast;
+    for (const TrainCase& c : train_cases(t)) {
+      if (c.op != step_op) continue;
+      profile_once(FwdBwdStep(c.fwd, c.inputs));
       return 0;
     }
     std::fprintf(stderr, "bench_attention_gpu: no training case %s\n", step_op.c_str());
