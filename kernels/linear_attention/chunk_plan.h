@@ -8,21 +8,25 @@
 namespace linearize::kernels {
 
 // Chunks per sequence block for `chunks` chunks of each of `bh` sequences,
-// when `slots` CTAs run at once. One block per sequence when the sequences
-// fill the device; else blocks whose local states are computed in parallel
-// (pass 1, about a third of pass 2's cost per chunk), scanned, and then run
-// from their prefix states (pass 2). The cost is counted in chunk-times per
-// wave, with a little fixed cost per pass.
-inline int64_t PlanBlockChunks(int64_t chunks, int64_t bh, int64_t slots) {
+// when `slots` CTAs of pass 2 (and `states_slots` of pass 1; 0: as many) run
+// at once. One block per sequence when the sequences fill the device; else
+// blocks whose local states are computed in parallel (pass 1, about a third
+// of pass 2's cost per chunk), scanned, and then run from their prefix states
+// (pass 2). The cost is counted in chunk-times per wave, with a little fixed
+// cost per pass.
+inline int64_t PlanBlockChunks(int64_t chunks, int64_t bh, int64_t slots,
+                               int64_t states_slots = 0) {
   slots = std::max<int64_t>(1, slots);
-  const auto waves = [&](int64_t ctas) { return double((ctas + slots - 1) / slots); };
+  states_slots = states_slots > 0 ? states_slots : slots;
+  const auto waves_of = [](int64_t ctas, int64_t n) { return double((ctas + n - 1) / n); };
+  const auto waves = [&](int64_t ctas) { return waves_of(ctas, slots); };
   int64_t best_l = chunks;
   double best = waves(bh) * double(chunks);
   for (int64_t l = 1; l < chunks && bh <= 65535; ++l) {
     const int64_t nb = (chunks + l - 1) / l;
     if (nb > 65535) continue;
     const double cost = waves(bh * nb) * (double(l) + 0.5) +
-                        waves(bh * (nb - 1)) * (0.35 * double(l) + 0.5) + 1.0;
+                        waves_of(bh * (nb - 1), states_slots) * (0.35 * double(l) + 0.5) + 1.0;
     if (cost < best) {
       best = cost;
       best_l = l;

@@ -41,6 +41,8 @@ struct LinearTerms {
   at::Tensor den;    // [B, H, T]
   at::Tensor kv;     // [B, H, F, D] state after the last token
   at::Tensor k_sum;  // [B, H, F]
+  // The training kernels' v passed through when asked (chunked_linear_grad.h).
+  at::Tensor v_pass = at::Tensor();
 };
 
 // phi_q, phi_k: [B, H, T, F]; v: [B, H, T, D]; log_gamma: [B, H, T] (<= 0) or

@@ -18,7 +18,8 @@
 // dimension. States are float32 registers plus a bf16 copy in shared memory.
 // Gate exponents come from the forward's prefix helpers (chunk_gates.cuh).
 // Long sequences with few (b, h) use the forward's two-pass scheme in both
-// directions: block-local states, a scan (chunk_scan.cuh), then the blocks.
+// directions: block-local states, then the blocks, each folding the local
+// states before it (after it, in reverse) into its entry state.
 // Every kernel loads the next chunk (cp.async, d_num or dy raw into a
 // staging area) while it computes the current one from the other buffer.
 // Options on top (chunked_linear_bwd_params.h): keys delayed by key_delay
@@ -30,10 +31,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
-#include "kernels/linear_attention/chunk_scan.cuh"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/tile_mma.cuh"
 
@@ -45,7 +46,13 @@ using tiles::bf16;
 constexpr int kC = 64;
 constexpr int kThreads = 256;
 
-template <int FF, int DD>
+// The kernels' shared-memory layouts: kPass 0 for DqKernel and DkvKernel;
+// pass 1's BlockStatesKernel keeps only what it reads, kPass 1 (forward: K
+// and [v | 1]) or 2 (reverse: Q and [d_num | d_den]), so two of its CTAs
+// share an SM. Parts a layout lacks are empty and alias the next part.
+enum Pass : int { kMain = 0, kStatesFwd = 1, kStatesRev = 2 };
+
+template <int FF, int DD, int kPass = kMain>
 struct Cfg {
   static constexpr int F = FF, D = DD;
   static constexpr int DP = D + 16;  // [v | 1 | 0 ...] and [d_num | d_den | 0 ...]
@@ -57,9 +64,15 @@ struct Cfg {
   // current computes from the other), then [d_num | d_den], the state copy,
   // P, A' (bf16); then the next chunk's raw d_num (float32) or dy (bf16), its
   // d_den and z, two buffers of gates, the decays (float32).
-  static constexpr int kBuf = 2 * kQ + kV;
-  static constexpr int kElems = 2 * kBuf + kV + kS + 2 * kA;
-  static constexpr int kStaging = kC * D;
+  static constexpr int kBufQ = kPass == kStatesFwd ? 0 : kQ;
+  static constexpr int kBufK = kPass == kStatesRev ? 0 : kQ;
+  static constexpr int kBufV = kPass == kStatesRev ? 0 : kV;
+  static constexpr int kBuf = kBufQ + kBufK + kBufV;
+  static constexpr int kDout = kPass == kStatesFwd ? 0 : kV;
+  static constexpr int kStateTile = kPass == kMain ? kS : 0;
+  static constexpr int kScoreTile = kPass == kMain ? kA : 0;  // P and A' each
+  static constexpr int kElems = 2 * kBuf + kDout + kStateTile + 2 * kScoreTile;
+  static constexpr int kStaging = kPass == kStatesFwd ? 0 : kC * D;
   static constexpr int kBytes = kElems * 2 + (kStaging + 6 * kC + 4) * 4;
   // State [F][DP]: F/16 row tiles over 8 warps; F = 64 also splits the columns.
   static constexpr int kMT = F / 16;
@@ -70,6 +83,7 @@ struct Cfg {
   static constexpr int kStateElems = F * DP;
   static_assert(kMT * kStateSplit == 8, "F must be 64 or 128");
   static_assert((DP / 8) % kStateSplit == 0, "state columns split evenly");
+  static_assert(NQ % 2 == 0 && NV % 2 == 0, "pairs of n-tiles (MmaTiles)");
   static_assert(kBytes <= 227 * 1024, "shared memory");
 };
 
@@ -85,9 +99,9 @@ struct Smem {
   __device__ explicit Smem(unsigned char* base) : raw(base) {
     bf16* after_bufs = reinterpret_cast<bf16*>(base) + 2 * Cf::kBuf;
     dout = after_bufs;
-    state = dout + Cf::kV;
-    p = state + Cf::kS;
-    a = p + Cf::kA;
+    state = dout + Cf::kDout;
+    p = state + Cf::kStateTile;
+    a = p + Cf::kScoreTile;
     staging = reinterpret_cast<float*>(base + Cf::kElems * 2);
     stage_den = staging + Cf::kStaging;
     stage_z = stage_den + kC;
@@ -98,8 +112,8 @@ struct Smem {
   }
   __device__ void Point(int b) {
     q = reinterpret_cast<bf16*>(raw) + b * Cf::kBuf;
-    k = q + Cf::kQ;
-    v = k + Cf::kQ;
+    k = q + Cf::kBufQ;
+    v = k + Cf::kBufK;
     gates = stage_z + kC + b * kC;
   }
   __device__ Smem At(int b) const {
@@ -109,11 +123,13 @@ struct Smem {
   }
 };
 
-// One (b, h)'s rows of a float32 or bf16 gradient output.
+// One (b, h)'s rows of a float32 or bf16 gradient output, and optionally a
+// bf16 gradient of the same layout that the output starts from (InitRows).
 struct GradOut {
   void* base;
   bool bf16_out;
   int64_t offset;  // elements before the (b, h)'s first row
+  const bf16* add = nullptr;
   __device__ void Store2(int64_t at, float x0, float x1) const {
     tiles::StoreOut2(base, bf16_out, offset + at, x0, x1);
   }
@@ -153,7 +169,7 @@ struct Seq {
     z = normalised ? p.z + bh * t : nullptr;
     dq = GradOut{p.d_q, p.d_q_bf16, bh * t * Cf::F};
     dk = GradOut{p.d_k, p.d_k_bf16, bh * t * Cf::F};
-    dv = GradOut{p.d_v, p.d_v_bf16, bh * t * Cf::D};
+    dv = GradOut{p.d_v, p.d_v_bf16, bh * t * Cf::D, static_cast<const bf16*>(p.d_v_add)};
     delay = p.key_delay;
     q_dot = p.q_dot_dq != nullptr ? p.q_dot_dq + bh * t : nullptr;
     k_dot = p.k_dot_dk != nullptr ? p.k_dot_dk + bh * t : nullptr;
@@ -167,9 +183,11 @@ __device__ void InitPads(const Smem<Cf>& sm) {
   for (int i = threadIdx.x; i < kC * kPad; i += kThreads) {
     const int row = i / kPad, col = Cf::D + i % kPad;
     const bf16 one_or_zero = __float2bfloat16_rn(col == Cf::D ? 1.f : 0.f);
-    sm.At(0).v[row * Cf::SP + col] = one_or_zero;
-    sm.At(1).v[row * Cf::SP + col] = one_or_zero;
-    if (col > Cf::D) sm.dout[row * Cf::SP + col] = __float2bfloat16_rn(0.f);
+    if constexpr (Cf::kBufV > 0) {
+      sm.At(0).v[row * Cf::SP + col] = one_or_zero;
+      sm.At(1).v[row * Cf::SP + col] = one_or_zero;
+    }
+    if (Cf::kDout > 0 && col > Cf::D) sm.dout[row * Cf::SP + col] = __float2bfloat16_rn(0.f);
   }
 }
 
@@ -347,6 +365,41 @@ __device__ __forceinline__ void ScaleAccRows(float (&acc)[kTiles][4], const floa
   }
 }
 
+// out.add's values at the warp's accumulator places of a [T][kCols] output
+// (rows as StoreRows places them), as bf16 pairs: zero without out.add or
+// for rows with no source. Loaded before the products (their latency hides
+// behind them) and added after (AddRows), past a gated decay of the products.
+template <int kTiles, int kCols>
+__device__ __forceinline__ void LoadAddRows(const GradOut& out, uint32_t (&add)[kTiles][2],
+                                            int64_t start, int r0, int tile0, int64_t length,
+                                            int64_t shift) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t pos = start + r0 + g + 8 * half - shift;
+    const bool inside = out.add != nullptr && pos >= 0 && pos + shift < length;
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j) {
+      const int col = 8 * (tile0 + j) + 2 * t;
+      add[j][half] =
+          inside ? *reinterpret_cast<const uint32_t*>(out.add + out.offset + pos * kCols + col)
+                 : 0u;
+    }
+  }
+}
+template <int kTiles>
+__device__ __forceinline__ void AddRows(float (&acc)[kTiles][4], const uint32_t (&add)[kTiles][2]) {
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const float2 a = tiles::Unpack(add[j][half]);
+      acc[j][2 * half] += a.x;
+      acc[j][2 * half + 1] += a.y;
+    }
+  }
+}
+
 // Writes the warp's rows (those inside the sequence) of a [T][kCols] output;
 // position pos goes to row pos - shift (the key delay for d_k, d_v), rows
 // with no source skipped. With `dot` set, also adds each row's
@@ -454,25 +507,34 @@ __device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]
   }
 }
 
-// Global [F][DP] float32 state <-> registers.
-template <class Cf, bool kStore>
-__device__ void StateGlobal(float* base, float (&st)[Cf::NTS][4]) {
+// Global [F][kCols] float32 state <-> registers; kFold: st = keep * st +
+// state. Columns past kCols (the forward's narrower rows) count as zero.
+enum class Io { kLoad, kStore, kFold };
+template <class Cf, Io kIo, int kCols = Cf::DP>
+__device__ void StateGlobal(std::conditional_t<kIo == Io::kStore, float*, const float*> base,
+                            float (&st)[Cf::NTS][4], float keep = 0.f) {
   const StateMap<Cf> m;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int j = 0; j < Cf::NTS; ++j) {
     const int col = 8 * (m.tile0 + j) + 2 * t;
-    float2* p0 = reinterpret_cast<float2*>(base + (m.f0 + g) * Cf::DP + col);
-    float2* p1 = reinterpret_cast<float2*>(base + (m.f0 + g + 8) * Cf::DP + col);
-    if constexpr (kStore) {
-      *p0 = make_float2(st[j][0], st[j][1]);
-      *p1 = make_float2(st[j][2], st[j][3]);
+    if (kCols < Cf::DP && col >= kCols) {  // a zero column: only the decay applies
+      if constexpr (kIo == Io::kFold) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[j][e] *= keep;
+      }
+      continue;
+    }
+    const int i0 = (m.f0 + g) * kCols + col, i1 = (m.f0 + g + 8) * kCols + col;
+    if constexpr (kIo == Io::kStore) {
+      *reinterpret_cast<float2*>(base + i0) = make_float2(st[j][0], st[j][1]);
+      *reinterpret_cast<float2*>(base + i1) = make_float2(st[j][2], st[j][3]);
     } else {
-      const float2 a = *p0, b = *p1;
-      st[j][0] = a.x;
-      st[j][1] = a.y;
-      st[j][2] = b.x;
-      st[j][3] = b.y;
+      const float2 a = *reinterpret_cast<const float2*>(base + i0);
+      const float2 b = *reinterpret_cast<const float2*>(base + i1);
+      const float x[4] = {a.x, a.y, b.x, b.y};
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[j][e] = kIo == Io::kFold ? fmaf(keep, st[j][e], x[e]) : x[e];
     }
   }
 }
@@ -491,16 +553,30 @@ struct Workspace {
   }
 };
 
-// The state a block starts from: its scanned workspace slot (forward: the
-// earlier blocks' S; reverse: the later blocks' dS), or zero for the block
-// where the scan starts.
+// The state a block starts from (st zero on entry): the local states of the
+// blocks before it (forward: S) or after it (reverse: dS), pass 1's, folded
+// in order, the running sum decaying by each block's total decay.
 template <class Cf, bool kReverse>
 __device__ void EntryState(const ChunkedLinearBwdParams& p, const Seq<Cf>& s, int64_t blk,
                            float (&st)[Cf::NTS][4]) {
-  if (blk == (kReverse ? p.blocks - 1 : 0)) return;
+  if (!kReverse && p.fwd_block_states != nullptr) {  // the forward's [F][D + 8] rows
+    constexpr int kCols = Cf::D + 8;
+    const float* states = p.fwd_block_states;
+    const float* decays = states + p.batch * p.heads * p.blocks * Cf::F * kCols;
+    for (int64_t a = 0; a < blk; ++a) {
+      const int64_t slot = s.bh * p.blocks + a;
+      StateGlobal<Cf, Io::kFold, kCols>(states + slot * Cf::F * kCols, st, decays[slot]);
+    }
+    return;
+  }
   const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
-  StateGlobal<Cf, false>((kReverse ? ws.bwd : ws.fwd) + (s.bh * p.blocks + blk) * Cf::kStateElems,
-                         st);
+  const float* states = kReverse ? ws.bwd : ws.fwd;
+  const float* decays = kReverse ? ws.bwd_decays : ws.fwd_decays;
+  const int64_t first = kReverse ? p.blocks - 1 : 0, step = kReverse ? -1 : 1;
+  for (int64_t a = first; a != blk; a += step) {
+    const int64_t slot = s.bh * p.blocks + a;
+    StateGlobal<Cf, Io::kFold>(states + slot * Cf::kStateElems, st, decays[slot]);
+  }
 }
 
 struct BlockRange {
@@ -514,8 +590,10 @@ struct BlockRange {
 
 // Pass 1: a block's local state and total decay. Forward (kReverse false):
 // S over blocks 0 .. n-2; backward: dS over blocks 1 .. n-1, chunks in reverse.
+// Cf: the pass's own layout (StatesCfg), two CTAs per SM.
 template <class Cf, bool kReverse>
-__global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLinearBwdParams p) {
+__global__ void __launch_bounds__(kThreads, 2) BlockStatesKernel(const ChunkedLinearBwdParams p) {
+  static_assert((kReverse ? Cf::kBufV : Cf::kBufQ) == 0, "pass 1's layout");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const Smem<Cf> sm(smem_raw);
   const int64_t blk = blockIdx.x + (kReverse ? 1 : 0);
@@ -544,7 +622,7 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
   }
   const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
   const int64_t slot = s.bh * p.blocks + blk;
-  StateGlobal<Cf, true>((kReverse ? ws.bwd : ws.fwd) + slot * Cf::kStateElems, st);
+  StateGlobal<Cf, Io::kStore>((kReverse ? ws.bwd : ws.fwd) + slot * Cf::kStateElems, st);
   if (threadIdx.x == 0) {
     (kReverse ? ws.bwd_decays : ws.fwd_decays)[slot] = total_c > 0 ? 0.f : float(exp(total_f));
   }
@@ -651,9 +729,11 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
       }
       StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length, s.delay, s.k, s.k_dot);
     }
-    {  // d_v = exp(b_last - b_j) K dS[:, :D] + P^T d_num
+    {  // d_v = exp(b_last - b_j) K dS[:, :D] + P^T d_num (+ the added gradient)
       const int tile0 = half * Cf::NV;
       float acc[Cf::NV][4] = {};
+      uint32_t add[Cf::NV][2];
+      LoadAddRows<Cf::NV, Cf::D>(s.dv, add, c * kC, r0, tile0, p.length, s.delay);
       if (state_nonzero) {
 #pragma unroll
         for (int k0 = 0; k0 < Cf::F; k0 += 16) {
@@ -668,6 +748,7 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
         tiles::LoadAT(a, sm.p, Cf::SA, r0, 16 * kk);
         MmaTiles<false>(acc, a, sm.dout, Cf::SP, tile0, 16 * kk);
       }
+      AddRows(acc, add);
       StoreRows<Cf::NV, Cf::D>(s.dv, acc, c * kC, r0, tile0, p.length, s.delay);
     }
     FoldChunk(sm, sm.q, sm.q_dec, sm.dout, gated, st);
@@ -712,6 +793,9 @@ __global__ void __launch_bounds__(256) NormalizedDenGradKernel(const ChunkedLine
   }
 }
 
+template <class Cf, bool kReverse>
+using StatesCfg = Cfg<Cf::F, Cf::D, kReverse ? kStatesRev : kStatesFwd>;
+
 template <class Cf>
 const char* Launch(const ChunkedLinearBwdParams& p) {
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
@@ -723,18 +807,15 @@ const char* Launch(const ChunkedLinearBwdParams& p) {
     NormalizedDenGradKernel<Cf::D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(p);
   }
   if (p.blocks > 1) {
-    const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
     const dim3 grid1(static_cast<unsigned>(p.blocks - 1), grid.y, grid.z);
-    const dim3 scan_grid(static_cast<unsigned>((Cf::kStateElems + 255) / 256),
-                         static_cast<unsigned>(p.batch * p.heads));
-    if ((err = SetSmem(BlockStatesKernel<Cf, false>, Cf::kBytes))) return err;
-    if ((err = SetSmem(BlockStatesKernel<Cf, true>, Cf::kBytes))) return err;
-    BlockStatesKernel<Cf, false><<<grid1, kThreads, Cf::kBytes, stream>>>(p);
-    BlockStatesKernel<Cf, true><<<grid1, kThreads, Cf::kBytes, stream>>>(p);
-    ScanBlockStatesKernel<false>
-        <<<scan_grid, 256, 0, stream>>>(ws.fwd, ws.fwd_decays, p.blocks, Cf::kStateElems);
-    ScanBlockStatesKernel<true>
-        <<<scan_grid, 256, 0, stream>>>(ws.bwd, ws.bwd_decays, p.blocks, Cf::kStateElems);
+    using Fwd = StatesCfg<Cf, false>;
+    using Rev = StatesCfg<Cf, true>;
+    if ((err = SetSmem(BlockStatesKernel<Fwd, false>, Fwd::kBytes))) return err;
+    if ((err = SetSmem(BlockStatesKernel<Rev, true>, Rev::kBytes))) return err;
+    if (p.fwd_block_states == nullptr) {
+      BlockStatesKernel<Fwd, false><<<grid1, kThreads, Fwd::kBytes, stream>>>(p);
+    }
+    BlockStatesKernel<Rev, true><<<grid1, kThreads, Rev::kBytes, stream>>>(p);
     if ((err = LastError())) return err;
   }
   if ((err = SetSmem(DqKernel<Cf>, Cf::kBytes))) return err;
@@ -758,13 +839,25 @@ struct LaunchFn {
   template <class Cf>
   const char* operator()() const { return Launch<Cf>(p); }
 };
+// CTAs per SM of a kernel with `bytes` of dynamic shared memory.
+template <typename Kernel>
+int Occupancy(Kernel kernel, int bytes) {
+  int blocks = 1;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, bytes);
+  return std::max(1, blocks);
+}
+// CTAs per SM of pass 2 (DkvKernel, the slower) and of pass 1 (its two
+// kernels run one after the other; the reverse one, the larger).
+struct PassOccupancy {
+  int blocks, states;
+};
 struct OccupancyFn {
   template <class Cf>
-  int operator()() const {
-    int blocks = 1;
-    cudaFuncSetAttribute(DkvKernel<Cf>, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, DkvKernel<Cf>, kThreads, Cf::kBytes);
-    return std::max(1, blocks);
+  PassOccupancy operator()() const {
+    using Rev = StatesCfg<Cf, true>;
+    return {Occupancy(DkvKernel<Cf>, Cf::kBytes),
+            Occupancy(BlockStatesKernel<Rev, true>, Rev::kBytes)};
   }
 };
 struct StateElemsFn {
@@ -787,8 +880,13 @@ bool ChunkedLinearBwdSupported(const ChunkedLinearBwdParams& p) {
 
 void PlanChunkedLinearBwd(ChunkedLinearBwdParams& p) {
   const int64_t n = (p.length + kC - 1) / kC;
-  const int per_sm = Dispatch(p, OccupancyFn{});
-  p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm);
+  if (p.fwd_block_states != nullptr && p.fwd_block_chunks > 0) {
+    p.block_chunks = p.fwd_block_chunks;  // the forward's cut, whose states it has
+  } else {
+    const PassOccupancy per_sm = Dispatch(p, OccupancyFn{});
+    p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm.blocks,
+                                     int64_t(p.sm_count) * per_sm.states);
+  }
   p.blocks = (n + p.block_chunks - 1) / p.block_chunks;
 }
 

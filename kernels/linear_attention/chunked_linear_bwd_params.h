@@ -50,6 +50,10 @@ struct ChunkedLinearBwdParams {
   void* d_k = nullptr;  // [B, H, T, F]
   void* d_v = nullptr;  // [B, H, T, D]
   bool d_q_bf16 = false, d_k_bf16 = false, d_v_bf16 = false;
+  // Optional bf16 [B, H, T, D], added into d_v as it is stored (another op's
+  // gradient of the same v, e.g. a window's, so no separate addition runs).
+  // Its delayed tail rows are the caller's to copy.
+  const void* d_v_add = nullptr;
   // Optional, float32 [B, H, T], zeroed by the caller: the kernels add each
   // row's phi_q_i . d_q_i and phi_k_j . d_k_j (per query head, from the
   // unrounded gradients), from which the caller forms the gates' gradient.
@@ -57,6 +61,13 @@ struct ChunkedLinearBwdParams {
   float* k_dot_dk = nullptr;
 
   int sm_count = 132;
+  // Optional: the forward's two-pass workspace (chunked_linear_params.h:
+  // each block's local state [B * H][blocks][F][D + 8], then the blocks'
+  // decays [B * H][blocks]) with the chunks per block it used, fwd_block_chunks.
+  // The backward then cuts the sequence the same way and starts d_q's blocks
+  // from those states instead of computing them again.
+  const float* fwd_block_states = nullptr;
+  int64_t fwd_block_chunks = 0;
   // Two-pass split as in the forward (PlanChunkedLinearBwd sets blocks /
   // block_chunks; ChunkedLinearBwdWorkspaceBytes bytes of scratch).
   void* workspace = nullptr;

@@ -21,8 +21,8 @@
 // so features never go through device memory.
 //
 // Long sequences with few (b, h) use two passes: pass 1 computes each block's
-// local state (phase 3 only), a scan turns them into prefix states, pass 2
-// (the kernel above) starts each block from its prefix state.
+// local state (phase 3 only); pass 2 (the kernel above) starts each block
+// from the earlier blocks' local states, folded in as it starts.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -33,7 +33,6 @@
 #include "kernels/linear_attention/chunked_linear_params.h"
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
-#include "kernels/linear_attention/chunk_scan.cuh"
 #include "kernels/linear_attention/tile_mma.cuh"
 
 namespace linearize::kernels {
@@ -44,11 +43,15 @@ using tiles::bf16;
 constexpr int kC = 64;
 constexpr int kThreads = 256;
 
-template <typename TT, int FF, int DD, bool kFuseMaps>
+// kStates: the layout of pass 1 (BlockStatesKernel), which reads no queries
+// and keeps no bf16 state copy or score tile: half the shared memory, so two
+// of its CTAs share an SM.
+template <typename TT, int FF, int DD, bool kFuseMaps, bool kStatesOnly = false>
 struct Cfg {
   using T = TT;
   static constexpr int F = FF, D = DD;
   static constexpr bool kFuse = kFuseMaps;
+  static constexpr bool kStates = kStatesOnly;
   static constexpr int FH = F / 2;
   static constexpr bool kSplit = std::is_same_v<T, float>;
   static constexpr int DA = D + 8;  // values, a ones column, 7 zero columns
@@ -66,11 +69,15 @@ struct Cfg {
   static constexpr int kA = kC * SA;
   static constexpr int kR = kC * SR;
   static constexpr int kW = FH * SR;  // one transposed map weight [Fh][D]
-  // One chunk's inputs: phi_q, phi_k, v (raw q, raw k, v with fused maps).
-  static constexpr int kBuf = kPlanes * ((kFuse ? 2 * kR : 2 * kQ) + kV);
-  // Buffers, S, A, then (fused) the phi_q, phi_k tiles and the two weights.
-  static constexpr int kElems =
-      kBufs * kBuf + kPlanes * (kS + kA) + (kFuse ? kPlanes * (2 * kQ + 2 * kW) : 0);
+  // One chunk's inputs: phi_q, phi_k, v (raw q, raw k, v with fused maps);
+  // pass 1 no queries.
+  static constexpr int kQk = kFuse ? kR : kQ;  // one q or k tile
+  static constexpr int kQkTiles = kStates ? 1 : 2;
+  static constexpr int kBuf = kPlanes * (kQkTiles * kQk + kV);
+  // Buffers, S, A, then (fused) the phi_q, phi_k tiles and the two weights;
+  // pass 1 neither S nor A, and phi_k and k's weights alone.
+  static constexpr int kElems = kBufs * kBuf + (kStates ? 0 : kPlanes * (kS + kA)) +
+                                (kFuse ? kPlanes * kQkTiles * (kQ + kW) : 0);
   // bf16 tiles, then gates [kBufs][64], q decays, k decays, den [64], chunk decay.
   static constexpr int kBytes = kElems * 2 + (kBufs + 3) * kC * 4 + 16;
   // n-tiles (8 columns) of [v | 1]: phase 2 splits them between two warps.
@@ -87,6 +94,8 @@ struct Cfg {
 
 // ---- shared-memory layout -----------------------------------------------------
 
+// Pass 1's layout keeps the same accessors: the query parts (RawQ, PQ, WQ,
+// S, A) are empty there and alias the next part.
 template <class Cf>
 struct Smem {
   bf16* tiles;
@@ -104,22 +113,21 @@ struct Smem {
     chunk_dec = den + kC;
   }
   __device__ bf16* In(int buf) const { return tiles + buf * Cf::kBuf; }
+  static constexpr int kQuery = Cf::kStates ? 0 : 1;  // whether query parts exist
   // Raw q / k tiles (fused maps).
   __device__ bf16* RawQ(int buf) const { return In(buf); }
-  __device__ bf16* RawK(int buf) const { return In(buf) + Cf::kPlanes * Cf::kR; }
-  __device__ bf16* V(int buf) const {
-    return In(buf) + Cf::kPlanes * (Cf::kFuse ? 2 * Cf::kR : 2 * Cf::kQ);
-  }
+  __device__ bf16* RawK(int buf) const { return In(buf) + kQuery * Cf::kPlanes * Cf::kR; }
+  __device__ bf16* V(int buf) const { return In(buf) + Cf::kPlanes * Cf::kQkTiles * Cf::kQk; }
   __device__ bf16* S() const { return tiles + Cf::kBufs * Cf::kBuf; }
-  __device__ bf16* A() const { return S() + Cf::kPlanes * Cf::kS; }
-  __device__ bf16* PQ() const { return A() + Cf::kPlanes * Cf::kA; }  // fused phi_q
-  __device__ bf16* PK() const { return PQ() + Cf::kQ; }               // fused phi_k
+  __device__ bf16* A() const { return S() + kQuery * Cf::kPlanes * Cf::kS; }
+  __device__ bf16* PQ() const { return A() + kQuery * Cf::kPlanes * Cf::kA; }  // fused phi_q
+  __device__ bf16* PK() const { return PQ() + kQuery * Cf::kQ; }               // fused phi_k
   __device__ bf16* WQ() const { return PK() + Cf::kQ; }
-  __device__ bf16* WK() const { return WQ() + Cf::kW; }
+  __device__ bf16* WK() const { return WQ() + kQuery * Cf::kW; }
   // Feature tiles the phases read.
   __device__ bf16* Q(int buf) const { return Cf::kFuse ? PQ() : In(buf); }
   __device__ bf16* K(int buf) const {
-    return Cf::kFuse ? PK() : In(buf) + Cf::kPlanes * Cf::kQ;
+    return Cf::kFuse ? PK() : In(buf) + kQuery * Cf::kPlanes * Cf::kQ;
   }
 };
 
@@ -428,10 +436,11 @@ __device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]
   }
 }
 
-// Global [F][DA] float32 state <-> registers.
-template <class Cf, bool kStore>
-__device__ void StateGlobal(std::conditional_t<kStore, float*, const float*> base,
-                            float (&st)[Cf::NTS][4]) {
+// Global [F][DA] float32 state <-> registers; kFold: st = keep * st + state.
+enum class Io { kLoad, kStore, kFold };
+template <class Cf, Io kIo>
+__device__ void StateGlobal(std::conditional_t<kIo == Io::kStore, float*, const float*> base,
+                            float (&st)[Cf::NTS][4], float keep = 0.f) {
   const StateMap<Cf> m;
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -439,16 +448,15 @@ __device__ void StateGlobal(std::conditional_t<kStore, float*, const float*> bas
     if (j < m.nt) {
       const int col = 8 * (m.tile0 + j) + 2 * t;
       const int i0 = (m.f0 + g) * Cf::DA + col, i1 = (m.f0 + g + 8) * Cf::DA + col;
-      if constexpr (kStore) {
+      if constexpr (kIo == Io::kStore) {
         *reinterpret_cast<float2*>(base + i0) = make_float2(st[j][0], st[j][1]);
         *reinterpret_cast<float2*>(base + i1) = make_float2(st[j][2], st[j][3]);
       } else {
         const float2 a = *reinterpret_cast<const float2*>(base + i0);
         const float2 b = *reinterpret_cast<const float2*>(base + i1);
-        st[j][0] = a.x;
-        st[j][1] = a.y;
-        st[j][2] = b.x;
-        st[j][3] = b.y;
+        const float x[4] = {a.x, a.y, b.x, b.y};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) st[j][e] = kIo == Io::kFold ? fmaf(keep, st[j][e], x[e]) : x[e];
       }
     }
   }
@@ -491,9 +499,11 @@ struct Workspace {
   }
 };
 
-// Pass 1: the local state of every block but the last, and its total decay.
+// Pass 1: the local state of every block but the last, and its total decay
+// (Cf: the pass-1 layout, two CTAs per SM).
 template <class Cf>
-__global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLinearParams p) {
+__global__ void __launch_bounds__(kThreads, 2) BlockStatesKernel(const ChunkedLinearParams p) {
+  static_assert(Cf::kStates, "pass 1 takes its own layout");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const Smem<Cf> sm(smem_raw);
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -542,11 +552,28 @@ __global__ void __launch_bounds__(kThreads, 1) BlockStatesKernel(const ChunkedLi
   }
   const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
   const int64_t slot = s.bh * p.blocks + blk;
-  StateGlobal<Cf, true>(ws.states + slot * Cf::F * Cf::DA, st);
+  StateGlobal<Cf, Io::kStore>(ws.states + slot * Cf::F * Cf::DA, st);
   if (threadIdx.x == 0) ws.decays[slot] = total_c > 0 ? 0.f : float(exp(total_f));
 }
 
-// Pass 2 (or the only pass): outputs of one block, from its prefix state.
+// The state block blk starts from: the initial state (or zero), then each
+// earlier block's local state (pass 1's) folded in after the running sum
+// decays by that block's total decay.
+template <class Cf>
+__device__ void EntryState(const ChunkedLinearParams& p, int64_t bh, int blk,
+                           float (&st)[Cf::NTS][4]) {
+  if (p.initial_state != nullptr) {
+    StateGlobal<Cf, Io::kLoad>(p.initial_state + bh * Cf::F * Cf::DA, st);
+  }
+  if (p.blocks <= 1) return;
+  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+  for (int a = 0; a < blk; ++a) {
+    const int64_t slot = bh * p.blocks + a;
+    StateGlobal<Cf, Io::kFold>(ws.states + slot * Cf::F * Cf::DA, st, ws.decays[slot]);
+  }
+}
+
+// Pass 2 (or the only pass): outputs of one block, from its entry state.
 template <class Cf>
 __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearParams p) {
   using T = typename Cf::T;
@@ -564,12 +591,7 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
   InitOnes(sm);
   IssueWeights(sm, s, /*with_q=*/true);
   float st[Cf::NTS][4] = {};
-  if (p.blocks > 1 && blk > 0) {  // the scan started from the initial state, if any
-    const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
-    StateGlobal<Cf, false>(ws.states + (s.bh * p.blocks + blk) * Cf::F * Cf::DA, st);
-  } else if (p.initial_state != nullptr) {
-    StateGlobal<Cf, false>(p.initial_state + s.bh * Cf::F * Cf::DA, st);
-  }
+  EntryState<Cf>(p, s.bh, blk, st);
   StoreStateSmem(sm, st);
   if constexpr (!Cf::kSplit) IssueChunk<Cf, true>(sm, s, 0, c_begin, p.length, p.key_delay);
 
@@ -643,11 +665,25 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
 // ---- host side ---------------------------------------------------------------------
 
 template <class Cf>
-int Occupancy() {
+using StatesCfg = Cfg<typename Cf::T, Cf::F, Cf::D, Cf::kFuse, true>;
+
+// CTAs per SM of a kernel with `bytes` of dynamic shared memory.
+template <typename Kernel>
+int Occupancy(Kernel kernel, int bytes) {
   int blocks = 1;
-  cudaFuncSetAttribute(OutputKernel<Cf>, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, OutputKernel<Cf>, kThreads, Cf::kBytes);
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, bytes);
   return std::max(1, blocks);
+}
+
+// CTAs per SM of the two passes.
+struct PassOccupancy {
+  int output, states;
+};
+template <class Cf>
+PassOccupancy Occupancies() {
+  using Sf = StatesCfg<Cf>;
+  return {Occupancy(OutputKernel<Cf>, Cf::kBytes), Occupancy(BlockStatesKernel<Sf>, Sf::kBytes)};
 }
 
 template <class Cf>
@@ -657,18 +693,12 @@ const char* Launch(const ChunkedLinearParams& p) {
                   static_cast<unsigned>(p.batch));
   cudaError_t err = cudaSuccess;
   if (p.blocks > 1) {
-    err = cudaFuncSetAttribute(BlockStatesKernel<Cf>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               Cf::kBytes);
+    using Sf = StatesCfg<Cf>;
+    err = cudaFuncSetAttribute(BlockStatesKernel<Sf>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               Sf::kBytes);
     if (err != cudaSuccess) return cudaGetErrorString(err);
     const dim3 grid1(static_cast<unsigned>(p.blocks - 1), grid.y, grid.z);
-    BlockStatesKernel<Cf><<<grid1, kThreads, Cf::kBytes, stream>>>(p);
-    err = cudaGetLastError();
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    const dim3 grid2(static_cast<unsigned>((Cf::F * Cf::DA + 255) / 256),
-                     static_cast<unsigned>(p.batch * p.heads));
-    const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
-    ScanBlockStatesKernel<false><<<grid2, 256, 0, stream>>>(ws.states, ws.decays, p.blocks,
-                                                             Cf::F * Cf::DA, p.initial_state);
+    BlockStatesKernel<Sf><<<grid1, kThreads, Sf::kBytes, stream>>>(p);
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
@@ -710,7 +740,7 @@ auto Dispatch(const ChunkedLinearParams& p, const Fn& fn) {
 
 struct OccupancyFn {
   template <class Cf>
-  int operator()() const { return Occupancy<Cf>(); }
+  PassOccupancy operator()() const { return Occupancies<Cf>(); }
 };
 struct LaunchFn {
   const ChunkedLinearParams& p;
@@ -737,8 +767,9 @@ bool ChunkedLinearSupported(const ChunkedLinearParams& p) {
 
 void PlanChunkedLinear(ChunkedLinearParams& p) {
   const int64_t n = (p.length + kC - 1) / kC;
-  const int per_sm = Dispatch(p, OccupancyFn{});
-  p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm);
+  const PassOccupancy per_sm = Dispatch(p, OccupancyFn{});
+  p.block_chunks = PlanBlockChunks(n, p.batch * p.heads, int64_t(p.sm_count) * per_sm.output,
+                                   int64_t(p.sm_count) * per_sm.states);
   p.blocks = (n + p.block_chunks - 1) / p.block_chunks;
 }
 

@@ -108,6 +108,10 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   const char* err = LaunchChunkedLinear(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
+  if (in.keep_block_states && p.blocks > 1) {
+    out.block_states = workspace;
+    out.block_chunks = p.block_chunks;
+  }
   return out;
 }
 

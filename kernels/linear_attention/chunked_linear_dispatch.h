@@ -34,10 +34,17 @@ struct CudaLinearInputs {
   // a consumer that reads it once and rounds its own output to that dtype.
   bool num_in_input_dtype = false;
   bool want_state = false;    // float32 kv [B, H, F, D], k_sum [B, H, F]
+  // Keep the two-pass split's block states (the backward starts from them
+  // instead of computing them again; chunked_linear_bwd_params.h).
+  bool keep_block_states = false;
 };
 
 struct CudaLinearOutputs {
   at::Tensor y, num, den, kv, k_sum;
+  // With keep_block_states and more than one block: pass 1's workspace, and
+  // the chunks per block it was cut into. Else undefined and 0.
+  at::Tensor block_states;
+  int64_t block_chunks = 0;
 };
 
 // Runs the kernel, or returns nullopt when it does not cover the inputs

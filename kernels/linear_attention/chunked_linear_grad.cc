@@ -23,34 +23,43 @@ struct LinearGrads {
 };
 
 // What the forward saw beside its saved bfloat16 copies: which inputs were
-// bfloat16 (the others float32 under autocast), and the key delay.
+// bfloat16 (the others float32 under autocast), the key delay, and the
+// chunks per block of its two-pass split (0: one block), whose block states
+// (saved with the inputs) the backward reuses.
 struct ForwardFacts {
   bool q_bf16 = false, k_bf16 = false, v_bf16 = false;
   int64_t key_delay = 0;
+  int64_t block_chunks = 0;
 
   void Save(AutogradContext* ctx) const {
     ctx->saved_data["q_bf16"] = q_bf16;
     ctx->saved_data["k_bf16"] = k_bf16;
     ctx->saved_data["v_bf16"] = v_bf16;
     ctx->saved_data["key_delay"] = key_delay;
+    ctx->saved_data["block_chunks"] = block_chunks;
   }
   static ForwardFacts Of(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                         int64_t key_delay) {
+                         int64_t key_delay, int64_t block_chunks) {
     return {q.scalar_type() == at::kBFloat16, k.scalar_type() == at::kBFloat16,
-            v.scalar_type() == at::kBFloat16, key_delay};
+            v.scalar_type() == at::kBFloat16, key_delay, block_chunks};
   }
   static ForwardFacts Load(AutogradContext* ctx) {
     return {ctx->saved_data["q_bf16"].toBool(), ctx->saved_data["k_bf16"].toBool(),
-            ctx->saved_data["v_bf16"].toBool(), ctx->saved_data["key_delay"].toInt()};
+            ctx->saved_data["v_bf16"].toBool(), ctx->saved_data["key_delay"].toInt(),
+            ctx->saved_data["block_chunks"].toInt()};
   }
 };
 
 // The gradient the backward starts from: float32 d_num [B, H, T, D] and
 // d_den [B, H, T]; or, for the normalised form y = num / z, dy and the
-// forward's float32 num [B, H, T, D] and z [B, H, T].
+// forward's float32 num [B, H, T, D] and z [B, H, T]. d_v_pass: the gradient
+// of the passed-through v (another op's, e.g. the window's), or undefined.
+// block_states: the forward's two-pass workspace, or undefined.
 struct OutputGrads {
   at::Tensor d_num, d_den;
   at::Tensor dy, num, z;
+  at::Tensor d_v_pass;
+  at::Tensor block_states;
 };
 
 // The backward alone: gradients of the inputs (bfloat16 phi_q [B, H, T, F],
@@ -59,7 +68,8 @@ struct OutputGrads {
 // in bfloat16 where its input was bfloat16 and the kernel's rows are final
 // (no sum over query heads follows), so autograd has nothing to cast; else
 // in float32. The gates' gradient comes from per-row dots the kernels form
-// from the unrounded d_q and d_k.
+// from the unrounded d_q and d_k. The passed-through v's gradient is added
+// into d_v by the kernel where both are bf16 in the query heads, else after.
 LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                             const at::Tensor& v, const at::Tensor& log_gamma,
                                             const OutputGrads& og, const ForwardFacts& facts) {
@@ -110,6 +120,11 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.d_q = dq.data_ptr();
   p.d_k = dk.data_ptr();
   p.d_v = dv.data_ptr();
+  const at::Tensor& d_pass = og.d_v_pass;
+  const bool add_in_kernel = d_pass.defined() && p.d_v_bf16 &&
+                             d_pass.scalar_type() == at::kBFloat16 && d_pass.is_contiguous() &&
+                             d_pass.sizes() == dv.sizes();
+  if (add_in_kernel) p.d_v_add = d_pass.data_ptr();
   at::Tensor q_dot, k_dot;  // gated: the kernels' per-row dots for the gates' gradient
   if (gc.defined()) {
     q_dot = at::zeros({b, h, t}, phi_q.options().dtype(at::kFloat));
@@ -119,6 +134,10 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   }
   p.sm_count = CurrentSmCount();
   p.stream = at::cuda::getCurrentCUDAStream().stream();
+  if (og.block_states.defined() && facts.block_chunks > 0) {
+    p.fwd_block_states = static_cast<const float*>(og.block_states.data_ptr());
+    p.fwd_block_chunks = facts.block_chunks;
+  }
   PlanChunkedLinearBwd(p);
   at::Tensor workspace;
   if (const int64_t bytes = ChunkedLinearBwdWorkspaceBytes(p); bytes > 0) {
@@ -131,13 +150,18 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   if (facts.key_delay > 0) {  // the last key_delay keys reach no query
     const int64_t tail = std::min(t, facts.key_delay);
     dk.narrow(2, t - tail, tail).zero_();
-    dv.narrow(2, t - tail, tail).zero_();
+    if (add_in_kernel) {
+      dv.narrow(2, t - tail, tail).copy_(d_pass.narrow(2, t - tail, tail));
+    } else {
+      dv.narrow(2, t - tail, tail).zero_();
+    }
   }
 
   LinearGrads out;
   out.d_phi_q = dq;
   out.d_phi_k = SumToKvHeads(dk, k.size(1));
   out.d_v = SumToKvHeads(dv, vc.size(1));
+  if (d_pass.defined() && !add_in_kernel) out.d_v = out.d_v + d_pass;
   if (gc.defined()) {
     // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
     // (per query head, from the kernels), and log_gamma_s enters every B_t with t >= s.
@@ -171,10 +195,12 @@ CudaLinearOutputs RunForward(const Bf16Inputs& in, const at::Tensor& log_gamma,
   return std::move(*out);
 }
 
+// With pass_v, the forward also outputs v itself (autograd makes it a view
+// whose gradient comes back to this op's backward, which adds it into d_v).
 struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
                                const at::Tensor& phi_k, const at::Tensor& v,
-                               const at::Tensor& gate_or_empty, int64_t key_delay) {
+                               const at::Tensor& gate_or_empty, int64_t key_delay, bool pass_v) {
     const Bf16Inputs in(phi_q, phi_k, v);
     CudaLinearInputs spec;
     spec.key_delay = key_delay;
@@ -182,10 +208,12 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
     spec.want_num_den = true;
     spec.num_in_input_dtype = true;  // bf16: the backward reads its gradient in bf16 too
     spec.want_state = true;
+    spec.keep_block_states = true;
     const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
-    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty});
-    ForwardFacts::Of(phi_q, phi_k, v, key_delay).Save(ctx);
+    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.block_states});
+    ForwardFacts::Of(phi_q, phi_k, v, key_delay, out.block_chunks).Save(ctx);
     ctx->mark_non_differentiable({out.kv, out.k_sum});
+    if (pass_v) return {out.num, out.den, out.kv, out.k_sum, v};
     return {out.num, out.den, out.kv, out.k_sum};
   }
 
@@ -196,25 +224,30 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
     OutputGrads og;
     og.d_num = grads[0];
     og.d_den = grads[1];
+    if (grads.size() > 4) og.d_v_pass = grads[4];
+    og.block_states = s[4];
     const LinearGrads g = ChunkedCausalLinearBackwardCuda(s[0], s[1], s[2], GateOrNone(s[3]), og,
                                                           ForwardFacts::Load(ctx));
-    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor()};
+    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor(), at::Tensor()};
   }
 };
 
+// pass_v as in ChunkedLinearFunction.
 struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLinearFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
                                const at::Tensor& phi_k, const at::Tensor& v,
-                               const at::Tensor& gate_or_empty, double eps) {
+                               const at::Tensor& gate_or_empty, double eps, bool pass_v) {
     const Bf16Inputs in(phi_q, phi_k, v);
     CudaLinearInputs spec;
     spec.eps = eps;
     spec.want_y = true;
     spec.want_num_den = true;  // for the backward
+    spec.keep_block_states = true;
     const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
     const at::Tensor z = out.den + eps;  // the kernel's y = num / (den + eps)
-    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.num, z});
-    ForwardFacts::Of(phi_q, phi_k, v, 0).Save(ctx);
+    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.num, z, out.block_states});
+    ForwardFacts::Of(phi_q, phi_k, v, 0, out.block_chunks).Save(ctx);
+    if (pass_v) return {out.y, v};
     return {out.y};
   }
 
@@ -224,9 +257,11 @@ struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLin
     og.dy = grads[0];
     og.num = s[4];
     og.z = s[5];
+    og.block_states = s[6];
+    if (grads.size() > 1) og.d_v_pass = grads[1];
     const LinearGrads g = ChunkedCausalLinearBackwardCuda(s[0], s[1], s[2], GateOrNone(s[3]), og,
                                                           ForwardFacts::Load(ctx));
-    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor()};
+    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -268,19 +303,24 @@ std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma,
-                                                        int64_t key_delay) {
+                                                        int64_t key_delay, bool pass_v) {
   if (!TrainApplies(phi_q, phi_k, v, log_gamma, key_delay)) return std::nullopt;
-  const variable_list out =
-      ChunkedLinearFunction::apply(phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), key_delay);
-  return LinearTerms{out[0], out[1], out[2], out[3]};
+  const variable_list out = ChunkedLinearFunction::apply(
+      phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), key_delay, pass_v);
+  LinearTerms terms{out[0], out[1], out[2], out[3]};
+  if (pass_v) terms.v_pass = out[4];
+  return terms;
 }
 
-std::optional<at::Tensor> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
-                                                          const at::Tensor& phi_k,
-                                                          const at::Tensor& v,
-                                                          const at::Tensor& log_gamma, double eps) {
+std::optional<NormalizedLinear> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                                const at::Tensor& phi_k,
+                                                                const at::Tensor& v,
+                                                                const at::Tensor& log_gamma,
+                                                                double eps, bool pass_v) {
   if (!TrainApplies(phi_q, phi_k, v, log_gamma, 0)) return std::nullopt;
-  return NormalizedLinearFunction::apply(phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), eps)[0];
+  const variable_list out = NormalizedLinearFunction::apply(
+      phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), eps, pass_v);
+  return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
 }
 
 }  // namespace linearize::kernels::detail

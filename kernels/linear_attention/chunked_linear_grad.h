@@ -25,20 +25,29 @@ namespace linearize::kernels::detail {
 // key_delay > 0 (ungated only) delays the keys and values by that many
 // positions inside the kernels (query i reads keys j <= i - key_delay), as
 // LoLCATs' linear part needs, with no shifted copies of phi_k and v.
+// pass_v: LinearTerms::v_pass is v itself, for a second op on the same v (a
+// window) to read; its gradient comes back here and the backward kernel adds
+// it into d_v, so autograd runs no addition of the two.
 std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,
                                                         const at::Tensor& log_gamma,
-                                                        int64_t key_delay = 0);
+                                                        int64_t key_delay = 0,
+                                                        bool pass_v = false);
 
 // The normalised form y = num / (den + eps) of the same op, in bfloat16
 // [B, H, T, D], under the same conditions (no key delay). The forward kernel
 // writes y itself (and num, den for the backward), and the backward kernels
 // form num's gradient dy / (den + eps) as they load it, so no float32 y and
-// no gradients of num or y pass through device memory.
-std::optional<at::Tensor> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
-                                                          const at::Tensor& phi_k,
-                                                          const at::Tensor& v,
-                                                          const at::Tensor& log_gamma, double eps);
+// no gradients of num or y pass through device memory. pass_v as above.
+struct NormalizedLinear {
+  at::Tensor y;       // [B, H, T, D] bfloat16
+  at::Tensor v_pass;  // v itself with pass_v, else undefined
+};
+std::optional<NormalizedLinear> NormalizedCausalLinearTrainCuda(const at::Tensor& phi_q,
+                                                                const at::Tensor& phi_k,
+                                                                const at::Tensor& v,
+                                                                const at::Tensor& log_gamma,
+                                                                double eps, bool pass_v = false);
 
 }  // namespace linearize::kernels::detail

@@ -52,7 +52,10 @@ struct ChunkedLinearParams {
   ElementType type = ElementType::kBF16;
   int sm_count = 132;  // multiprocessors of the device (sizes the two-pass split)
   // Scratch for the two-pass scheme, ChunkedLinearWorkspaceBytes(*this) bytes
-  // (16-byte aligned); set `blocks` with PlanChunkedLinear first.
+  // (16-byte aligned); set `blocks` with PlanChunkedLinear first. After the
+  // launch it holds pass 1's results: the local state of every block but the
+  // last, float32 [B * H][blocks][F][D + 8] (kv | k_sum | zeros, relative to
+  // the block's entry), then each block's total decay [B * H][blocks].
   void* workspace = nullptr;
   int64_t blocks = 1;          // sequence blocks per (b, h), from PlanChunkedLinear
   int64_t block_chunks = 0;    // 64-token chunks per block
@@ -66,8 +69,8 @@ constexpr int64_t ChunkedLinearInitialStateCols(int64_t head_dim) { return head_
 bool ChunkedLinearSupported(const ChunkedLinearParams& params);
 
 // Chooses blocks / block_chunks (one block per (b, h) when B * H fills the
-// device, else the sequence is cut into blocks: their states are computed in
-// parallel, scanned, then each block runs from its prefix state).
+// device, else the sequence is cut into blocks: their local states are
+// computed in parallel, then each block runs from the earlier ones' sum).
 void PlanChunkedLinear(ChunkedLinearParams& params);
 
 // Scratch bytes needed for the plan in `params` (0 for a single block).

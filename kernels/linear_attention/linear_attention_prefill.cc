@@ -52,9 +52,9 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   // Training on the GPU from the empty state: y straight from the kernels
   // (chunked_linear_grad.h), no state wanted.
   if (!want_state && initial == nullptr) {
-    if (std::optional<at::Tensor> y = detail::NormalizedCausalLinearTrainCuda(
+    if (std::optional<detail::NormalizedLinear> lin = detail::NormalizedCausalLinearTrainCuda(
             p.phi_q, p.phi_k, p.v, at::Tensor(), options.eps)) {
-      return {y->to(q.scalar_type()), State{}};
+      return {lin->y.to(q.scalar_type()), State{}};
     }
   }
 #endif

@@ -146,15 +146,18 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   std::optional<at::Tensor> y_gla_trained, y_win;
 #ifdef LINEARIZE_WITH_CUDA
   cuda_gla = detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
+  at::Tensor v_pass;  // without GQA, v passes through the gated kernels to the window
   if (!cuda_gla && !want_state) {
-    y_gla_trained = detail::NormalizedCausalLinearTrainCuda(p.phi_q, p.phi_k, p.v, p.log_gamma,
-                                                            options.eps);
+    if (std::optional<detail::NormalizedLinear> lin = detail::NormalizedCausalLinearTrainCuda(
+            p.phi_q, p.phi_k, p.v, p.log_gamma, options.eps, dims.kv_heads == dims.q_heads)) {
+      y_gla_trained = lin->y;
+      v_pass = lin->v_pass;
+    }
   }
   if (y_gla_trained) {  // both branches and their sum in the window kernel
-    if (std::optional<at::Tensor> y =
-            internal::WindowBranchTrainCuda(internal::WindowQ(in), internal::WindowK(in), in.v,
-                                            weights.meta_logits, options.window,
-                                            weights.alpha.reshape({-1}), *y_gla_trained)) {
+    if (std::optional<at::Tensor> y = internal::WindowBranchTrainCuda(
+            internal::WindowQ(in), internal::WindowK(in), v_pass.defined() ? v_pass : in.v,
+            weights.meta_logits, options.window, weights.alpha.reshape({-1}), *y_gla_trained)) {
       out.y = y->to(in.q.scalar_type());
       return out;
     }

@@ -31,8 +31,9 @@ namespace linearize::kernels::lolcats {
 namespace {
 
 struct Terms {
-  at::Tensor num;  // [B, H, T, D]
-  at::Tensor den;  // [B, H, T, 1]
+  at::Tensor num;     // [B, H, T, D]
+  at::Tensor den;     // [B, H, T, 1]
+  at::Tensor v_pass = at::Tensor();  // the kernels' v passed through for the window
 };
 
 Terms WindowTerms(const internal::Prepared& p, const Options& options) {
@@ -56,10 +57,13 @@ Terms SlidingLinearTerms(const internal::Prepared& p, int64_t window, int64_t ch
     return {at::zeros_like(p.v), at::zeros({p.v.size(0), p.v.size(1), t, 1}, p.v.options())};
   }
 #ifdef LINEARIZE_WITH_CUDA
-  // Training on the GPU: the kernels delay the keys themselves.
-  if (std::optional<detail::LinearTerms> lt =
-          detail::ChunkedCausalLinearTrainCuda(p.phi_q, p.phi_k, p.v, at::Tensor(), window)) {
-    return {lt->num, lt->den.unsqueeze(-1)};
+  // Training on the GPU: the kernels delay the keys themselves. Without
+  // GQA, p.v is v itself (in the compute dtype): it passes through them to the
+  // window, whose gradient of v the backward kernel then adds into its own.
+  const bool pass_v = p.dims.kv_heads == p.dims.q_heads;
+  if (std::optional<detail::LinearTerms> lt = detail::ChunkedCausalLinearTrainCuda(
+          p.phi_q, p.phi_k, p.v, at::Tensor(), window, pass_v)) {
+    return {lt->num, lt->den.unsqueeze(-1), lt->v_pass};
   }
 #endif
   const auto delay = [&](const at::Tensor& x) {
@@ -204,10 +208,11 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
   std::optional<at::Tensor> y;
 #ifdef LINEARIZE_WITH_CUDA
   if (options.window_kind == WindowKind::kSliding) {
-    // q, k, v as given (kv heads; q and k as the maps pass them through
-    // when they do): the kernel reads them in bfloat16.
+    // q, k, v as given (kv heads; each as the maps or the linear kernels
+    // pass it through when they do): the kernel reads them in bfloat16.
     y = internal::WindowCombineTrainCuda(p.q_window.defined() ? p.q_window : q,
-                                         p.k_window.defined() ? p.k_window : k, v,
+                                         p.k_window.defined() ? p.k_window : k,
+                                         lin.v_pass.defined() ? lin.v_pass : v,
                                          p.g.reshape({-1}), lin.num, lin.den.squeeze(-1),
                                          options.window);
   }

@@ -2,8 +2,10 @@
 // backward, chunked_linear_grad.h) against LibTorch autograd through the
 // same function in float64 on the CPU, on fresh random inputs: plain, GQA,
 // gated with mild and strong decays, one block and the two-pass split, float32
-// under autocast; and the delayed-key and normalised training forms. The loss weighs num and den with random weights so that
-// both gradients are exercised; the CUDA allocator is poisoned first.
+// under autocast; and the delayed-key and normalised training forms, with v
+// passed through to a second use or not. The loss weighs num and den with
+// random weights so that both gradients are exercised; the CUDA allocator is
+// poisoned first.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
@@ -34,6 +36,7 @@ struct Case {
 struct Inputs {
   at::Tensor q, k, v, g;  // float64 on the CPU
   at::Tensor w_num, w_den;
+  at::Tensor w_v;  // weighs the passed-through v (pass_v forms)
 };
 
 Inputs Draw(const Case& c, uint64_t seed) {
@@ -50,6 +53,7 @@ Inputs Draw(const Case& c, uint64_t seed) {
   }
   in.w_num = at::randn({c.b, c.h, c.t, c.d}, at::kDouble);
   in.w_den = at::randn({c.b, c.h, c.t}, at::kDouble);
+  in.w_v = at::randn({c.b, c.hv, c.t, c.d}, at::kDouble);
   return in;
 }
 
@@ -144,7 +148,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ChunkedLinearGradGpu, ::testing::ValuesIn(kCase
 // that see a single key (T = 1, or right after a gate of -25): there y's
 // gradient to phi_q and phi_k is a difference of nearly equal terms (it is
 // 0 at eps = 0) that bfloat16 cannot resolve; the un-normalised cases above
-// cover those shapes.
+// cover those shapes. With pass_v the loss also weighs v as the kernels
+// pass it through (as the hybrids' windows read it), so d_v is the sum of
+// both ops' gradients: added inside the backward kernel without GQA, after
+// it with GQA.
 enum class Form { kDelayed, kNormalized };
 
 struct FormCase {
@@ -152,6 +159,7 @@ struct FormCase {
   Form form;
   Case shape;
   int64_t key_delay;  // kDelayed
+  bool pass_v = false;
 };
 
 Result RunForm(const FormCase& fc, const Inputs& in, at::Device device) {
@@ -167,7 +175,7 @@ Result RunForm(const FormCase& fc, const Inputs& in, at::Device device) {
   const at::Tensor w_num = in.w_num.to(acc).to(device), w_den = in.w_den.to(acc).to(device);
   constexpr double kEps = 1e-3;
   Result r;
-  at::Tensor loss;
+  at::Tensor loss, v_pass = v;  // the CPU form reads v itself
   if (fc.form == Form::kDelayed) {
     detail::LinearTerms terms;
     if (cpu) {
@@ -176,11 +184,12 @@ Result RunForm(const FormCase& fc, const Inputs& in, at::Device device) {
       };
       terms = detail::ChunkedCausalLinear(q, delay(k), delay(v), at::Tensor(), 64);
     } else {
-      std::optional<detail::LinearTerms> t =
-          detail::ChunkedCausalLinearTrainCuda(q, k, v, at::Tensor(), fc.key_delay);
+      std::optional<detail::LinearTerms> t = detail::ChunkedCausalLinearTrainCuda(
+          q, k, v, at::Tensor(), fc.key_delay, fc.pass_v);
       EXPECT_TRUE(t.has_value()) << "the kernels declined";
       if (!t) return r;
       terms = *t;
+      v_pass = terms.v_pass;
     }
     r.num = terms.num.detach();
     r.den = terms.den.detach();
@@ -192,13 +201,20 @@ Result RunForm(const FormCase& fc, const Inputs& in, at::Device device) {
           q, Expand(k, c.h), Expand(v, c.h), g.defined() ? Expand(g, c.h) : g, 64);
       y = terms.num / (terms.den.unsqueeze(-1) + kEps);
     } else {
-      std::optional<at::Tensor> out = detail::NormalizedCausalLinearTrainCuda(q, k, v, g, kEps);
+      std::optional<detail::NormalizedLinear> out =
+          detail::NormalizedCausalLinearTrainCuda(q, k, v, g, kEps, fc.pass_v);
       EXPECT_TRUE(out.has_value()) << "the kernels declined";
       if (!out) return r;
-      y = *out;
+      y = out->y;
+      v_pass = out->v_pass;
     }
     r.num = y.detach();
     loss = (y.to(acc) * w_num).sum();
+  }
+  if (fc.pass_v) {
+    EXPECT_TRUE(v_pass.defined() && v_pass.sizes() == v.sizes()) << "v not passed through";
+    if (!v_pass.defined()) return r;
+    loss = loss + (v_pass.to(acc) * in.w_v.to(acc).to(device)).sum();
   }
   loss.backward();
   r.dq = q.grad();
@@ -233,17 +249,28 @@ TEST_P(ChunkedLinearTrainFormsGpu, MatchesFloat64Autograd) {
   EXPECT_EQ(got.dv.sizes(), in.v.sizes());
   const double tol = testing::Tol(at::kBFloat16);
   EXPECT_LT(RelativeError(got.num, ref.num), tol) << (fc.form == Form::kDelayed ? "num" : "y");
-  if (fc.form == Form::kDelayed) EXPECT_LT(RelativeError(got.den, ref.den), tol) << "den";
+  if (fc.form == Form::kDelayed) {
+    EXPECT_LT(RelativeError(got.den, ref.den), tol) << "den";
+  }
   EXPECT_LT(RelativeError(got.dq, ref.dq), tol) << "d phi_q";
   EXPECT_LT(RelativeError(got.dk, ref.dk), tol) << "d phi_k";
   EXPECT_LT(RelativeError(got.dv, ref.dv), tol) << "d v";
   if (fc.form == Form::kDelayed && fc.key_delay > 0) {
-    // The last key_delay keys reach no query: exactly zero gradients.
+    // The last key_delay keys reach no query: exactly zero gradients (d_v's
+    // rows there are the passed-through v's alone).
     const int64_t tail = std::min(c.t, fc.key_delay);
     EXPECT_EQ(got.dk.narrow(2, c.t - tail, tail).abs().max().item<float>(), 0.f);
-    EXPECT_EQ(got.dv.narrow(2, c.t - tail, tail).abs().max().item<float>(), 0.f);
+    const at::Tensor dv_tail = got.dv.narrow(2, c.t - tail, tail).cpu().to(at::kDouble);
+    if (fc.pass_v) {
+      const at::Tensor w_tail = in.w_v.narrow(2, c.t - tail, tail).to(at::kBFloat16);
+      EXPECT_TRUE(at::equal(dv_tail, w_tail.to(at::kDouble))) << "d v's tail";
+    } else {
+      EXPECT_EQ(dv_tail.abs().max().item<double>(), 0.0);
+    }
   }
-  if (got.dg.defined()) EXPECT_LT(RelativeError(got.dg, ref.dg), tol) << "d log_gamma";
+  if (got.dg.defined()) {
+    EXPECT_LT(RelativeError(got.dg, ref.dg), tol) << "d log_gamma";
+  }
 }
 
 const FormCase kFormCases[] = {
@@ -259,6 +286,13 @@ const FormCase kFormCases[] = {
      {"", 2, 4, 2, 2, 300, 64, 64, Gates::kMild, 2}, 0},
     {"normalized_T3000_two_pass_gated", Form::kNormalized,
      {"", 1, 2, 2, 2, 3000, 128, 128, Gates::kMild, 2}, 0},
+    {"delayed_T37_pass_v", Form::kDelayed, {"", 1, 2, 2, 2, 37, 64, 64, Gates::kNone, 0}, 64, true},
+    {"delayed_T200_gqa_pass_v", Form::kDelayed,
+     {"", 2, 4, 2, 1, 200, 128, 64, Gates::kNone, 0}, 64, true},
+    {"delayed_T4096_two_pass_pass_v", Form::kDelayed,
+     {"", 1, 8, 8, 8, 4096, 128, 128, Gates::kNone, 0}, 64, true},
+    {"normalized_T3000_two_pass_gated_pass_v", Form::kNormalized,
+     {"", 1, 2, 2, 2, 3000, 128, 128, Gates::kMild, 2}, 0, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Forms, ChunkedLinearTrainFormsGpu, ::testing::ValuesIn(kFormCases),

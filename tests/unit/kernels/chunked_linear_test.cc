@@ -55,6 +55,16 @@ TEST(ChunkPlan, OneBlockWhenTheSequencesFillTheDevice) {
   EXPECT_EQ(PlanBlockChunks(1, 1, 132), 1);
 }
 
+// Pass 1 at two CTAs per SM (its own, smaller layout) makes its blocks
+// cheaper, so 32 sequences of 512 chunks are cut into more, shorter blocks.
+TEST(ChunkPlan, MoreSlotsForPassOneCutShorterBlocks) {
+  const int64_t same = PlanBlockChunks(512, 32, 132);
+  const int64_t twice = PlanBlockChunks(512, 32, 132, 264);
+  EXPECT_EQ(same, PlanBlockChunks(512, 32, 132, 132));
+  EXPECT_LT(twice, same);
+  EXPECT_LE(32 * ((512 + twice - 1) / twice), 2 * 132) << "pass 2 in at most two waves";
+}
+
 TEST(ChunkPlan, FewLongSequencesAreCutIntoBlocksThatCoverThem) {
   for (const int64_t chunks : {2, 7, 64, 512, 513}) {
     for (const int64_t bh : {1, 8, 32}) {
