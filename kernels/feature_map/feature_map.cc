@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/linear_attention/attention_common.h"
+
 #ifdef LINEARIZE_WITH_CUDA
 #include "kernels/feature_map/hedgehog_dispatch.h"
 #include "kernels/feature_map/hedgehog_grad.h"
@@ -78,13 +80,9 @@ at::Tensor QueryFeatures(const FeatureMaps& maps, const at::Tensor& q) {
 }
 
 at::Tensor KeyFeatures(const FeatureMaps& maps, const at::Tensor& k, int64_t hq) {
-  const int64_t hkv = k.size(1);
-  const int64_t group = hq / hkv;
-  const auto expand = [&](const at::Tensor& x) {
-    return group == 1 ? x : at::repeat_interleave(x, group, /*dim=*/1);
-  };
+  const auto expand = [&](const at::Tensor& x) { return detail::ExpandKvHeads(x, hq); };
   if (maps.kind == FeatureMapKind::kEluPlusOne) return expand(EluPlusOneFeatureMap(k));
-  if (maps.k_weight.size(0) == hkv) return expand(HedgehogFeatureMap(k, maps.k_weight));
+  if (maps.k_weight.size(0) == k.size(1)) return expand(HedgehogFeatureMap(k, maps.k_weight));
   return HedgehogFeatureMap(expand(k), maps.k_weight);
 }
 

@@ -36,6 +36,7 @@
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/occupancy.cuh"
 #include "kernels/linear_attention/tile_mma.cuh"
 
 namespace linearize::kernels {
@@ -839,14 +840,7 @@ struct LaunchFn {
   template <class Cf>
   const char* operator()() const { return Launch<Cf>(p); }
 };
-// CTAs per SM of a kernel with `bytes` of dynamic shared memory.
-template <typename Kernel>
-int Occupancy(Kernel kernel, int bytes) {
-  int blocks = 1;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, bytes);
-  return std::max(1, blocks);
-}
+
 // CTAs per SM of pass 2 (DkvKernel, the slower) and of pass 1 (its two
 // kernels run one after the other; the reverse one, the larger).
 struct PassOccupancy {
@@ -856,8 +850,8 @@ struct OccupancyFn {
   template <class Cf>
   PassOccupancy operator()() const {
     using Rev = StatesCfg<Cf, true>;
-    return {Occupancy(DkvKernel<Cf>, Cf::kBytes),
-            Occupancy(BlockStatesKernel<Rev, true>, Rev::kBytes)};
+    return {CtasPerSm(DkvKernel<Cf>, kThreads, Cf::kBytes),
+            CtasPerSm(BlockStatesKernel<Rev, true>, kThreads, Rev::kBytes)};
   }
 };
 struct StateElemsFn {

@@ -30,9 +30,10 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/linear_attention/chunked_linear_params.h"
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
+#include "kernels/linear_attention/chunked_linear_params.h"
+#include "kernels/linear_attention/occupancy.cuh"
 #include "kernels/linear_attention/tile_mma.cuh"
 
 namespace linearize::kernels {
@@ -667,15 +668,6 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
 template <class Cf>
 using StatesCfg = Cfg<typename Cf::T, Cf::F, Cf::D, Cf::kFuse, true>;
 
-// CTAs per SM of a kernel with `bytes` of dynamic shared memory.
-template <typename Kernel>
-int Occupancy(Kernel kernel, int bytes) {
-  int blocks = 1;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kThreads, bytes);
-  return std::max(1, blocks);
-}
-
 // CTAs per SM of the two passes.
 struct PassOccupancy {
   int output, states;
@@ -683,7 +675,8 @@ struct PassOccupancy {
 template <class Cf>
 PassOccupancy Occupancies() {
   using Sf = StatesCfg<Cf>;
-  return {Occupancy(OutputKernel<Cf>, Cf::kBytes), Occupancy(BlockStatesKernel<Sf>, Sf::kBytes)};
+  return {CtasPerSm(OutputKernel<Cf>, kThreads, Cf::kBytes),
+          CtasPerSm(BlockStatesKernel<Sf>, kThreads, Sf::kBytes)};
 }
 
 template <class Cf>

@@ -218,7 +218,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   float o[D / 8][4] = {};
 #pragma unroll
   for (int kk = 0; kk < kBand / 16; ++kk) {
-    constexpr int kPerBuffer = kC / 16;  // slices per 64 value rows
+    // Slices per value buffer: 64 rows streamed, else the whole band in one.
+    constexpr int kPerBuffer = (kStreamV ? kC : kBand) / 16;
     if (kStreamV && kk % kPerBuffer == 0 && kk > 0) {
       tiles::CpAsyncWaitAll();
       __syncthreads();  // values 64 c .. landed; every warp is done with the other buffer
@@ -227,12 +228,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     }
     if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
       float dp[2][4] = {};
-      if constexpr (kStreamV) {
-        RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD,
-                          Cf::SD, 2 * (kk % kPerBuffer));
-      } else {
-        RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv, Cf::SD, 2 * kk);
-      }
+      RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD, Cf::SD,
+                        2 * (kk % kPerBuffer));
 #pragma unroll
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
