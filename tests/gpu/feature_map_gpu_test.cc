@@ -1,6 +1,7 @@
 // The Hedgehog feature-map kernels through HedgehogFeatureMap against the
 // float64 CPU result on the same (rounded) inputs: the forward, and in
-// training the forward and backward (gradients to x and the weight).
+// training the forward and backward (gradients to x and the weight, with x
+// passed through to a second use or not).
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <tuple>
 
 #include "kernels/feature_map/feature_map.h"
+#include "kernels/feature_map/hedgehog_grad.h"
 #include "tests/gpu/attention_gpu_util.h"
 
 namespace linearize::kernels {
@@ -108,13 +110,42 @@ TEST_P(HedgehogGradGpu, MatchesFloat64Autograd) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, HedgehogGradGpu,
     ::testing::Combine(::testing::Values(Case{1, 2, 1, 64, 32}, Case{2, 3, 100, 128, 64},
-                                         Case{1, 2, 1000, 64, 64}, Case{2, 1, 65, 128, 32}),
+                                         Case{1, 2, 1000, 64, 64}, Case{2, 1, 65, 128, 32},
+                                         // several tiles per CTA, dW summed over CTAs
+                                         Case{2, 8, 2050, 128, 64}),
                        ::testing::Bool()),
     [](const ::testing::TestParamInfo<std::tuple<Case, bool>>& info) {
       const Case& c = std::get<0>(info.param);
       return "T" + std::to_string(c.t) + "_D" + std::to_string(c.d) + "_Fh" +
              std::to_string(c.fh) + (std::get<1>(info.param) ? "_autocast" : "_bf16");
     });
+
+// x passed through to a second use (as LoLCATs' window reads q and k): its
+// gradient there is added into dx inside the backward kernel.
+TEST(HedgehogGradGpuPassing, AddsThePassedThroughGradient) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  at::manual_seed(17);
+  const Case c{2, 4, 300, 128, 64};
+  const at::Tensor x = at::randn({c.b, c.h, c.t, c.d}, at::kDouble) * 1.5;
+  const at::Tensor w = at::randn({c.h, c.d, c.fh}, at::kDouble) / std::sqrt(double(c.d));
+  const at::Tensor r = at::randn({c.b, c.h, c.t, 2 * c.fh}, at::kDouble);
+  const at::Tensor r_pass = at::randn({c.b, c.h, c.t, c.d}, at::kDouble);
+  const Grads ref = TrainMap(Seen(x, at::kBFloat16), Seen(w, at::kBFloat16), r, at::kDouble,
+                             at::kDouble, at::kCPU);
+  testing::PoisonCudaAllocator();
+  const at::Tensor xl = x.to(at::kBFloat16).cuda().detach().requires_grad_(true);
+  const at::Tensor wl = w.to(at::kBFloat16).cuda().detach().requires_grad_(true);
+  const auto out = detail::HedgehogFeatureMapTrainCudaPassing(xl, wl);
+  ASSERT_TRUE(out.has_value()) << "the kernels declined";
+  const auto& [phi, x_pass] = *out;
+  ((phi.to(at::kFloat) * r.to(at::kFloat).cuda()).sum() +
+   (x_pass.to(at::kFloat) * r_pass.to(at::kFloat).cuda()).sum())
+      .backward();
+  ASSERT_TRUE(testing::AllFinite(xl.grad()) && testing::AllFinite(wl.grad()));
+  const double tol = testing::Tol(at::kBFloat16);
+  EXPECT_LT(testing::RelativeError(xl.grad(), ref.dx + Seen(r_pass, at::kBFloat16)), tol) << "d x";
+  EXPECT_LT(testing::RelativeError(wl.grad(), ref.dw), tol) << "d weight";
+}
 
 // Float32 without autocast keeps the exact LibTorch form (no kernel).
 TEST(HedgehogGradGpuRouting, Float32WithoutAutocastStaysLibTorch) {
