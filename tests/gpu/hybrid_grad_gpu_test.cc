@@ -8,6 +8,9 @@
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -96,6 +99,9 @@ void ExpectSameGradients(
       EXPECT_LT(gpu[i].grad().abs().max().item<double>(), testing::Tol(at::kBFloat16) * scale)
           << "d " << names[i] << " (gradient scale " << scale << ")";
       continue;
+    }
+    if (std::getenv("LINEARIZE_PRINT_ERRORS")) {
+      std::printf("d %s: %.6g\n", names[i], RelativeError(gpu[i].grad(), cpu[i].grad()));
     }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
         << "d " << names[i];
