@@ -11,9 +11,9 @@ namespace linearize::kernels {
 // when `slots` CTAs of pass 2 (and `states_slots` of pass 1; 0: as many) run
 // at once. One block per sequence when the sequences fill the device; else
 // blocks whose local states are computed in parallel (pass 1, about a third
-// of pass 2's cost per chunk), scanned, and then run from their prefix states
-// (pass 2). The cost is counted in chunk-times per wave, with a little fixed
-// cost per pass.
+// of pass 2's cost per chunk), then run from the earlier blocks' states
+// (pass 2, each block folding them in as it starts). The cost is counted in
+// chunk-times per wave, with a little fixed cost per pass.
 inline int64_t PlanBlockChunks(int64_t chunks, int64_t bh, int64_t slots,
                                int64_t states_slots = 0) {
   slots = std::max<int64_t>(1, slots);

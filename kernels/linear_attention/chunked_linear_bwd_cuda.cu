@@ -125,7 +125,7 @@ struct Smem {
 };
 
 // One (b, h)'s rows of a float32 or bf16 gradient output, and optionally a
-// bf16 gradient of the same layout that the output starts from (InitRows).
+// bf16 gradient of the same layout added into it (LoadAddRows, AddRows).
 struct GradOut {
   void* base;
   bool bf16_out;
