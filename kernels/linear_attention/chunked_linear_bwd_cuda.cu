@@ -36,6 +36,7 @@
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/chunked_linear_params.h"  // the forward's state rows
 #include "kernels/linear_attention/occupancy.cuh"
 #include "kernels/linear_attention/tile_mma.cuh"
 
@@ -508,9 +509,9 @@ __device__ void StoreStateSmem(const Smem<Cf>& sm, const float (&st)[Cf::NTS][4]
   }
 }
 
-// Global [F][kCols] float32 state <-> registers; kFold: st = keep * st +
-// state. Columns past kCols (the forward's narrower rows) count as zero.
-enum class Io { kLoad, kStore, kFold };
+// Registers -> global [F][kCols] float32 state (kStore), or st = keep * st +
+// state (kFold). Columns past kCols (the forward's narrower rows) count as zero.
+enum class Io { kStore, kFold };
 template <class Cf, Io kIo, int kCols = Cf::DP>
 __device__ void StateGlobal(std::conditional_t<kIo == Io::kStore, float*, const float*> base,
                             float (&st)[Cf::NTS][4], float keep = 0.f) {
@@ -535,7 +536,7 @@ __device__ void StateGlobal(std::conditional_t<kIo == Io::kStore, float*, const 
       const float2 b = *reinterpret_cast<const float2*>(base + i1);
       const float x[4] = {a.x, a.y, b.x, b.y};
 #pragma unroll
-      for (int e = 0; e < 4; ++e) st[j][e] = kIo == Io::kFold ? fmaf(keep, st[j][e], x[e]) : x[e];
+      for (int e = 0; e < 4; ++e) st[j][e] = fmaf(keep, st[j][e], x[e]);
     }
   }
 }
@@ -561,7 +562,7 @@ template <class Cf, bool kReverse>
 __device__ void EntryState(const ChunkedLinearBwdParams& p, const Seq<Cf>& s, int64_t blk,
                            float (&st)[Cf::NTS][4]) {
   if (!kReverse && p.fwd_block_states != nullptr) {  // the forward's [F][D + 8] rows
-    constexpr int kCols = Cf::D + 8;
+    constexpr int kCols = ChunkedLinearInitialStateCols(Cf::D);
     const float* states = p.fwd_block_states;
     const float* decays = states + p.batch * p.heads * p.blocks * Cf::F * kCols;
     for (int64_t a = 0; a < blk; ++a) {
