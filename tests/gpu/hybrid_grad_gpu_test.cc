@@ -41,13 +41,22 @@ std::vector<at::Tensor> Leaves(const std::vector<at::Tensor>& xs, at::Device dev
   return out;
 }
 
+// bf16 autocast, as training runs (common/convert/precision.cc); CUDA's
+// default autocast dtype would be float16, in the backward's products too.
 class AutocastOn {
  public:
-  AutocastOn() { at::autocast::set_autocast_enabled(at::kCUDA, true); }
+  AutocastOn() : was_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
   ~AutocastOn() {
     at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
     at::autocast::clear_cache();
   }
+
+ private:
+  at::ScalarType was_dtype_;
 };
 
 // Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
@@ -101,7 +110,7 @@ void ExpectSameGradients(
       continue;
     }
     if (std::getenv("LINEARIZE_PRINT_ERRORS")) {
-      std::printf("d %s: %.6g\n", names[i], RelativeError(gpu[i].grad(), cpu[i].grad()));
+      std::printf("d %s: %.6g\n", names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()));
     }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
         << "d " << names[i];
