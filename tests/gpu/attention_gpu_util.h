@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -30,6 +31,28 @@ inline at::Tensor Seen(const at::Tensor& x, at::ScalarType type) {
 inline at::Tensor OnGpu(const at::Tensor& x, at::ScalarType type) { return x.to(type).cuda(); }
 
 inline bool AllFinite(const at::Tensor& x) { return at::isfinite(x).all().item<bool>(); }
+
+// While alive: CUDA autocast to bfloat16, as training runs it (the
+// converter's convert::AutocastScope, which these kernel-only tests cannot
+// link); CUDA's default autocast dtype would be float16. Restores the dtype,
+// turns autocast off and drops its cast cache.
+class CudaBf16Autocast {
+ public:
+  CudaBf16Autocast() : was_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~CudaBf16Autocast() {
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
+    at::autocast::clear_cache();
+  }
+  CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+  CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+ private:
+  at::ScalarType was_dtype_;
+};
 
 // Hedgehog maps with logits of order 1 (weights N(0, 1/D)), in float64.
 inline kernels::FeatureMaps RandomHedgehog(int64_t hq, int64_t k_heads, int64_t d, int64_t fh) {

@@ -3,7 +3,6 @@
 // training the forward and backward (gradients to x and the weight, with x
 // passed through to a second use or not).
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -85,11 +84,8 @@ TEST_P(HedgehogGradGpu, MatchesFloat64Autograd) {
   const testing::LaunchCounter launches;
   Grads got;
   if (autocast) {  // float32 x and weight, as the converter's autocast sees them
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    const testing::CudaBf16Autocast scope;
     got = TrainMap(x, w, r.to(at::kFloat), at::kFloat, at::kFloat, at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
   } else {
     got = TrainMap(x, w, r.to(at::kFloat), at::kBFloat16, at::kBFloat16, at::kCUDA);
   }

@@ -5,7 +5,6 @@
 // parameters against LibTorch autograd of the same entry point in float64 on
 // the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -41,24 +40,6 @@ std::vector<at::Tensor> Leaves(const std::vector<at::Tensor>& xs, at::Device dev
   return out;
 }
 
-// bf16 autocast, as training runs (common/convert/precision.cc); CUDA's
-// default autocast dtype would be float16, in the backward's products too.
-class AutocastOn {
- public:
-  AutocastOn() : was_dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-  }
-  ~AutocastOn() {
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::set_autocast_dtype(at::kCUDA, was_dtype_);
-    at::autocast::clear_cache();
-  }
-
- private:
-  at::ScalarType was_dtype_;
-};
-
 // Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
 // float32 parameters, autocast) and on the CPU (float64), back-propagates the
 // same random output weights, and compares every gradient. `params_from`:
@@ -79,7 +60,7 @@ void ExpectSameGradients(
   }
   const testing::LaunchCounter launches;
   {
-    const AutocastOn autocast;
+    const testing::CudaBf16Autocast autocast;
     const at::Tensor y = forward(gpu);
     (y.to(at::kFloat) * w.to(at::kFloat).cuda()).sum().backward();
     EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
