@@ -1,77 +1,223 @@
-// Backward of the Hedgehog feature map to its logits: one warp per row. The
-// row's 2 Fh features sit E = 2 Fh / 32 to a lane, so lanes 0-15 hold the
-// softmax(l) half and lanes 16-31 the softmax(-l) half; each half's dot
-// product <d, phi> is a 16-lane reduction, and lane i + 16's term is
-// subtracted from lane i's. Math in float32; memory-bound (reads phi and
-// d_phi once, writes dl once).
+// Backward of the Hedgehog feature map in one pass over the rows, bf16 on
+// tensor cores. One CTA of 8 warps runs a range of 64-row tiles of one
+// (b, h), the next tile's phi, d_phi and x loading (cp.async) while the
+// current one computes:
+//   dl = p (dp - <dp, p>) - n (dn - <dn, n>)   (float32 from phi = [p, n] and
+//                                              d_phi = [dp, dn]; bf16 in smem)
+//   dx = d_pass + dl W_h^T                     (stored per tile)
+//   dW_h += x^T dl                             (registers across the range)
+// and at the end the CTA adds its dW_h into the float32 output (atomics: the
+// CTAs of a head, and the batch, share it). Rows past the end load as zeros,
+// so their dl is 0.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "kernels/feature_map/hedgehog_params.h"
+#include "kernels/linear_attention/tile_mma.cuh"
 
 namespace linearize::kernels {
 namespace {
 
-constexpr int kWarps = 8;
+using tiles::bf16;
+constexpr int kRows = 64;
+constexpr int kThreads = 256;
 
-template <int E>
-struct alignas(2 * E) Pack {
-  __nv_bfloat16 v[E];
+template <int D, int FH>
+struct BCfg {
+  static constexpr int SF = tiles::Stride(2 * FH);  // phi, d_phi rows
+  static constexpr int SD = tiles::Stride(D);       // x rows, W^T rows
+  static constexpr int SL = tiles::Stride(FH);      // dl rows
+  static constexpr int kF = kRows * SF, kX = kRows * SD, kW = FH * SD, kL = kRows * SL;
+  static constexpr int kStage = 2 * kF + kX;  // one tile's phi, d_phi, x
+  static constexpr int kBytes = (2 * kStage + kW + kL) * 2;
+  static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
+  static constexpr int kFq = FH / 4;       // dl columns per thread (a quarter row)
+  static_assert(D == 64 || D == 128, "D");
 };
 
-template <int FH>
-__global__ void __launch_bounds__(32 * kWarps) HedgehogBwdKernel(const HedgehogBwdParams p) {
-  constexpr int E = 2 * FH / 32;
-  const int lane = threadIdx.x & 31;
-  const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= p.rows) return;
-  const int64_t at = row * (2 * FH) + lane * E;
-  const Pack<E> phi =
-      *reinterpret_cast<const Pack<E>*>(static_cast<const __nv_bfloat16*>(p.phi) + at);
-  const Pack<E> dphi =
-      *reinterpret_cast<const Pack<E>*>(static_cast<const __nv_bfloat16*>(p.d_phi) + at);
-  float f[E], g[E], dot = 0.f;
+template <int D, int FH>
+__global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogBwdParams p) {
+  using Cf = BCfg<D, FH>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sw = reinterpret_cast<bf16*>(smem_raw);  // W_h^T [Fh][D]
+  bf16* sl = sw + Cf::kW;                        // dl [64][Fh]
+  bf16* stages = sl + Cf::kL;                    // [2][phi | d_phi | x]
+  const int h = blockIdx.y;
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + h;
+  const int64_t tiles_total = (p.length + kRows - 1) / kRows;
+  const int64_t per_cta = (tiles_total + gridDim.x - 1) / gridDim.x;
+  const int64_t first = blockIdx.x * per_cta;
+  const int64_t last = std::min<int64_t>(tiles_total, first + per_cta);
+  if (first >= last) return;  // the whole CTA: a range past the end
+  const int64_t row0 = bh * p.length;  // the (b, h)'s first row
+  const bf16* phi = static_cast<const bf16*>(p.phi) + row0 * 2 * FH;
+  const bf16* d_phi = static_cast<const bf16*>(p.d_phi) + row0 * 2 * FH;
+  const bf16* x = static_cast<const bf16*>(p.x) + row0 * D;
+  const bf16* d_pass =
+      p.d_pass != nullptr ? static_cast<const bf16*>(p.d_pass) + row0 * D : nullptr;
+  bf16* d_x = static_cast<bf16*>(p.d_x) + row0 * D;
+  const auto issue = [&](int64_t tile) {
+    bf16* st = stages + int(tile & 1) * Cf::kStage;
+    const int64_t start = tile * kRows;
+    tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st, Cf::SF, 0, phi, start, p.length);
+    tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st + Cf::kF, Cf::SF, 0, d_phi, start,
+                                                   p.length);
+    tiles::LoadTile<bf16, kRows, D, kThreads>(st + 2 * Cf::kF, Cf::SD, 0, x, start, p.length);
+    tiles::CpAsyncCommit();
+  };
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * (warp & 3), c0 = (warp >> 2) * (D / 2);  // the warp's dx block
+  tiles::LoadTile<bf16, FH, D, kThreads>(
+      sw, Cf::SD, 0, static_cast<const bf16*>(p.weight_t) + int64_t(h) * FH * D, 0, FH);
+  issue(first);
+  // dW: warp w owns rows 16 w (D = 128) or 16 (w & 3) of d, columns: all of
+  // Fh (D = 128) or half of them (D = 64).
+  constexpr int kDwN = D == 128 ? FH / 8 : FH / 16;
+  const int dw_m = D == 128 ? 16 * warp : 16 * (warp & 3);
+  const int dw_n = D == 128 ? 0 : (warp >> 2) * (FH / 2);
+  float dw[kDwN][4] = {};
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t start = tile * kRows;
+    const bf16* st = stages + int(tile & 1) * Cf::kStage;
+    const bf16* sp = st;
+    const bf16* sdp = st + Cf::kF;
+    const bf16* sx = st + 2 * Cf::kF;
+    tiles::CpAsyncWaitAll();
+    __syncthreads();  // tile landed; every warp is done with the previous one
+    if (tile + 1 < last) issue(tile + 1);
+    // The passed-through gradient at the warp's dx places, loaded meanwhile.
+    uint32_t pass[Cf::kDxTiles][2];
 #pragma unroll
-  for (int e = 0; e < E; ++e) {
-    f[e] = __bfloat162float(phi.v[e]);
-    g[e] = __bfloat162float(dphi.v[e]);
-    dot += f[e] * g[e];
+    for (int half = 0; half < 2; ++half) {
+      const int64_t row = start + r0 + g + 8 * half;
+      const bool valid = d_pass != nullptr && row < p.length;
+#pragma unroll
+      for (int j = 0; j < Cf::kDxTiles; ++j) {
+        pass[j][half] =
+            valid ? *reinterpret_cast<const uint32_t*>(d_pass + row * D + c0 + 8 * j + 2 * t)
+                  : 0u;
+      }
+    }
+    {  // dl: four threads a row, kFq columns of each half each
+      const int row = threadIdx.x >> 2, q0 = (threadIdx.x & 3) * Cf::kFq;
+      float pv[Cf::kFq], dpv[Cf::kFq], nv[Cf::kFq], dnv[Cf::kFq];
+      float dot_p = 0.f, dot_n = 0.f;
+#pragma unroll
+      for (int e = 0; e < Cf::kFq; e += 2) {
+        const float2 a = tiles::Unpack(*reinterpret_cast<const uint32_t*>(sp + row * Cf::SF + q0 + e));
+        const float2 b =
+            tiles::Unpack(*reinterpret_cast<const uint32_t*>(sdp + row * Cf::SF + q0 + e));
+        const float2 c =
+            tiles::Unpack(*reinterpret_cast<const uint32_t*>(sp + row * Cf::SF + FH + q0 + e));
+        const float2 d =
+            tiles::Unpack(*reinterpret_cast<const uint32_t*>(sdp + row * Cf::SF + FH + q0 + e));
+        pv[e] = a.x, pv[e + 1] = a.y, dpv[e] = b.x, dpv[e + 1] = b.y;
+        nv[e] = c.x, nv[e + 1] = c.y, dnv[e] = d.x, dnv[e + 1] = d.y;
+        dot_p += a.x * b.x + a.y * b.y;
+        dot_n += c.x * d.x + c.y * d.y;
+      }
+#pragma unroll
+      for (int off = 1; off < 4; off <<= 1) {
+        dot_p += __shfl_xor_sync(0xffffffffu, dot_p, off);
+        dot_n += __shfl_xor_sync(0xffffffffu, dot_n, off);
+      }
+#pragma unroll
+      for (int e = 0; e < Cf::kFq; e += 2) {
+        *reinterpret_cast<uint32_t*>(sl + row * Cf::SL + q0 + e) = tiles::Pack(
+            pv[e] * (dpv[e] - dot_p) - nv[e] * (dnv[e] - dot_n),
+            pv[e + 1] * (dpv[e + 1] - dot_p) - nv[e + 1] * (dnv[e + 1] - dot_n));
+      }
+    }
+    __syncthreads();  // dl complete
+
+    {  // dx = d_pass + dl W^T: rows r0.., columns c0..
+      float acc[Cf::kDxTiles][4] = {};
+#pragma unroll
+      for (int k0 = 0; k0 < FH; k0 += 16) {
+        uint32_t a[4];
+        tiles::LoadA(a, sl, Cf::SL, r0, k0);
+#pragma unroll
+        for (int j = 0; j < Cf::kDxTiles; j += 2) {
+          uint32_t b[4];
+          tiles::LoadB2T(b, sw, Cf::SD, c0 + 8 * j, k0);
+          tiles::Mma(acc[j], a, b[0], b[1]);
+          tiles::Mma(acc[j + 1], a, b[2], b[3]);
+        }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t row = start + r0 + g + 8 * half;
+        if (row < p.length) {
+#pragma unroll
+          for (int j = 0; j < Cf::kDxTiles; ++j) {
+            const float2 add = tiles::Unpack(pass[j][half]);
+            tiles::StoreOut2(d_x + row * D + c0 + 8 * j + 2 * t, acc[j][2 * half] + add.x,
+                             acc[j][2 * half + 1] + add.y);
+          }
+        }
+      }
+    }
+    // dW[d][f] += sum over the tile's rows of x[r][d] dl[r][f].
+#pragma unroll
+    for (int k0 = 0; k0 < kRows; k0 += 16) {
+      uint32_t a[4];
+      tiles::LoadAT(a, sx, Cf::SD, dw_m, k0);
+#pragma unroll
+      for (int j = 0; j < kDwN; j += 2) {
+        uint32_t b[4];
+        tiles::LoadB2T(b, sl, Cf::SL, dw_n + 8 * j, k0);
+        tiles::Mma(dw[j], a, b[0], b[1]);
+        tiles::Mma(dw[j + 1], a, b[2], b[3]);
+      }
+    }
   }
+  float* dw_h = p.d_weight + int64_t(h) * D * FH;
 #pragma unroll
-  for (int off = 1; off < 16; off <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-  float dl[E];
+  for (int j = 0; j < kDwN; ++j) {
 #pragma unroll
-  for (int e = 0; e < E; ++e) {
-    const float term = f[e] * (g[e] - dot);
-    dl[e] = term - __shfl_xor_sync(0xffffffffu, term, 16);  // lanes < 16: p term - n term
-  }
-  if (lane < 16) {
-    Pack<E> out;
-#pragma unroll
-    for (int e = 0; e < E; ++e) out.v[e] = __float2bfloat16(dl[e]);
-    *reinterpret_cast<Pack<E>*>(static_cast<__nv_bfloat16*>(p.d_logits) + row * FH + lane * E) =
-        out;
+    for (int e = 0; e < 4; ++e) {
+      const int d = dw_m + g + 8 * (e >> 1);
+      const int f = dw_n + 8 * j + 2 * t + (e & 1);
+      atomicAdd(dw_h + d * FH + f, dw[j][e]);
+    }
   }
 }
 
-template <int FH>
+template <int D, int FH>
 const char* Launch(const HedgehogBwdParams& p) {
-  const dim3 grid(static_cast<unsigned>((p.rows + kWarps - 1) / kWarps));
-  HedgehogBwdKernel<FH><<<grid, 32 * kWarps, 0, static_cast<cudaStream_t>(p.stream)>>>(p);
-  const cudaError_t err = cudaGetLastError();
+  using Cf = BCfg<D, FH>;
+  cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  // At most one CTA per SM in all (one wave), each a range of one (b, h)'s tiles.
+  const int64_t tiles_total = (p.length + kRows - 1) / kRows;
+  const int64_t per_bh = int64_t(p.sm_count) / (p.batch * p.heads);
+  const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(per_bh, 1, tiles_total)),
+                  static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  HedgehogBwdKernel<D, FH>
+      <<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace
 
 bool HedgehogBwdSupported(const HedgehogBwdParams& p) {
-  return (p.half_features == 32 || p.half_features == 64) && p.rows >= 1 &&
-         (p.rows + kWarps - 1) / kWarps <= 0x7fffffff;
+  return (p.half_features == 32 || p.half_features == 64) &&
+         (p.head_dim == 64 || p.head_dim == 128) && p.batch >= 1 && p.batch <= 65535 &&
+         p.heads >= 1 && p.heads <= 65535 && p.length >= 1;
 }
 
 const char* LaunchHedgehogBwd(const HedgehogBwdParams& p) {
   if (!HedgehogBwdSupported(p)) return "Hedgehog backward: unsupported sizes";
-  return p.half_features == 64 ? Launch<64>(p) : Launch<32>(p);
+  if (!(p.x && p.weight_t && p.phi && p.d_phi && p.d_x && p.d_weight)) {
+    return "Hedgehog backward: missing tensors";
+  }
+  if (p.head_dim == 128) return p.half_features == 64 ? Launch<128, 64>(p) : Launch<128, 32>(p);
+  return p.half_features == 64 ? Launch<64, 64>(p) : Launch<64, 32>(p);
 }
 
 }  // namespace linearize::kernels

@@ -29,40 +29,36 @@ struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
     return {phi};
   }
 
-  // bfloat16 gradients (float32 accumulation inside the products); autograd
-  // casts each to its input's dtype.
+  // One kernel (hedgehog_bwd_cuda.cu): dx in bfloat16 (the passed-through
+  // x's gradient added in), dW in float32; autograd casts each to its input's
+  // dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &xb = s[0], &wt = s[1], &phi = s[2];
     const at::Tensor d_phi = grads[0].to(at::kBFloat16).contiguous();
-    const int64_t fh = wt.size(1);
-    at::Tensor dl = at::empty({xb.size(0), xb.size(1), xb.size(2), fh}, xb.options());
+    at::Tensor d_pass = grads.size() > 1 ? grads[1] : at::Tensor();
+    if (d_pass.defined()) d_pass = d_pass.to(at::kBFloat16).contiguous();
+    const at::Tensor dx = at::empty_like(xb);
+    const at::Tensor dw = at::zeros({wt.size(0), wt.size(2), wt.size(1)},  // [H, D, Fh]
+                                    xb.options().dtype(at::kFloat));
     HedgehogBwdParams p;
+    p.x = xb.data_ptr();
+    p.weight_t = wt.data_ptr();
     p.phi = phi.data_ptr();
     p.d_phi = d_phi.data_ptr();
-    p.d_logits = dl.data_ptr();
-    p.rows = phi.numel() / (2 * fh);
-    p.half_features = fh;
+    p.d_pass = d_pass.defined() ? d_pass.data_ptr() : nullptr;
+    p.d_x = dx.data_ptr();
+    p.d_weight = dw.data_ptr<float>();
+    p.batch = xb.size(0);
+    p.heads = xb.size(1);
+    p.length = xb.size(2);
+    p.head_dim = xb.size(3);
+    p.half_features = wt.size(1);
+    p.sm_count = CurrentSmCount();
     p.stream = at::cuda::getCurrentCUDAStream().stream();
     const char* err = LaunchHedgehogBwd(p);
     TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
     CountCudaFeatureMapLaunch();
-    // dx = dl W^T: [B, H, T, Fh] x [1, H, Fh, D], plus the passed-through
-    // x's gradient, in the product when both are bf16.
-    const at::Tensor d_pass = grads.size() > 1 ? grads[1] : at::Tensor();
-    const int64_t b = xb.size(0), h = xb.size(1), t = xb.size(2), d = xb.size(3);
-    at::Tensor dx;
-    if (d_pass.defined() && d_pass.scalar_type() == at::kBFloat16) {
-      const at::Tensor w3 =
-          b == 1 ? wt : wt.unsqueeze(0).expand({b, h, fh, d}).reshape({b * h, fh, d});
-      dx = at::baddbmm(d_pass.reshape({b * h, t, d}), dl.view({b * h, t, fh}), w3)
-               .view({b, h, t, d});
-    } else {
-      dx = at::matmul(dl, wt.unsqueeze(0));
-      if (d_pass.defined()) dx = dx + d_pass;
-    }
-    // dW_h = sum over batch and time of x^T dl: [B, H, D, Fh] summed over B.
-    const at::Tensor dw = at::matmul(xb.transpose(-1, -2), dl).sum(0);
     return {dx, dw, at::Tensor()};
   }
 };
@@ -76,7 +72,10 @@ bool TrainKernelsCover(const at::Tensor& x, const at::Tensor& weight) {
   const std::optional<HedgehogParams> fp = HedgehogShape(x, weight);
   if (!fp) return false;
   HedgehogBwdParams bp;
-  bp.rows = fp->batch * fp->heads * fp->length;
+  bp.batch = fp->batch;
+  bp.heads = fp->heads;
+  bp.length = fp->length;
+  bp.head_dim = fp->head_dim;
   bp.half_features = fp->half_features;
   return HedgehogBwdSupported(bp);
 }

@@ -1,6 +1,6 @@
 // Training path of the Hedgehog feature map on the GPU (compiled only with
 // LINEARIZE_WITH_CUDA): the map kernel (hedgehog_cuda.cu) forward and
-// hedgehog_bwd_cuda.cu plus two cuBLAS products backward, as one
+// hedgehog_bwd_cuda.cu backward (dx and dW in one pass), as one
 // differentiable op. Internal to kernels/.
 #pragma once
 
@@ -23,9 +23,9 @@ std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
                                                       const at::Tensor& weight);
 
 // The same, also passing x through for a second consumer: {phi, x_pass},
-// x_pass holding x's values. x's gradient is then d_x_pass + dl W_h^T in one
-// batched product (cuBLAS with beta = 1, when d_x_pass is bfloat16), where
-// autograd would add x's two gradients in a kernel of its own.
+// x_pass holding x's values. x's gradient is then d_x_pass + dl W_h^T, the
+// addition inside the backward kernel, where autograd would add x's two
+// gradients in a kernel of its own.
 std::optional<std::pair<at::Tensor, at::Tensor>> HedgehogFeatureMapTrainCudaPassing(
     const at::Tensor& x, const at::Tensor& weight);
 

@@ -25,16 +25,22 @@ bool HedgehogSupported(const HedgehogParams& params);
 // Launches; returns the launch error string, or nullptr on success.
 const char* LaunchHedgehog(const HedgehogParams& params);
 
-// The backward to the logits l = x W_h (hedgehog_bwd_cuda.cu), from the
-// forward's output phi = [p, n] = [softmax(l), softmax(-l)] and its gradient
-// [dp, dn]: dl = p (dp - <dp, p>) - n (dn - <dn, n>) per row. The products
-// dx = dl W_h^T and dW_h = x^T dl are left to cuBLAS.
+// The backward (hedgehog_bwd_cuda.cu), bfloat16, in one pass: from the
+// forward's output phi = [p, n] = [softmax(l), softmax(-l)] (l = x W_h) and
+// its gradient [dp, dn], dl = p (dp - <dp, p>) - n (dn - <dn, n>) per row,
+// then dx = d_pass + dl W_h^T and dW_h = sum over batch and rows of x^T dl.
 struct HedgehogBwdParams {
-  const void* phi = nullptr;    // [rows, 2 Fh] contiguous bfloat16
-  const void* d_phi = nullptr;  // [rows, 2 Fh] contiguous bfloat16
-  void* d_logits = nullptr;     // [rows, Fh] contiguous bfloat16
-  int64_t rows = 0;
+  const void* x = nullptr;         // [B, H, T, D] contiguous bfloat16
+  const void* weight_t = nullptr;  // [H, Fh, D] contiguous bfloat16 (W_h transposed)
+  const void* phi = nullptr;       // [B, H, T, 2 Fh] contiguous bfloat16
+  const void* d_phi = nullptr;     // [B, H, T, 2 Fh] contiguous bfloat16
+  const void* d_pass = nullptr;    // optional [B, H, T, D] bfloat16, added into dx
+  void* d_x = nullptr;             // [B, H, T, D] bfloat16
+  float* d_weight = nullptr;       // [H, D, Fh] float32, zeroed by the caller (atomics)
+  int64_t batch = 0, heads = 0, length = 0;
+  int64_t head_dim = 0;       // D: 64 or 128
   int64_t half_features = 0;  // Fh: 32 or 64
+  int sm_count = 132;         // multiprocessors (sizes the grid)
   void* stream = nullptr;     // cudaStream_t
 };
 
