@@ -20,6 +20,14 @@
 // them into Hedgehog features in shared memory (float32 logits and softmax),
 // so features never go through device memory.
 //
+// LoLCATs' window fused (bf16 maps, key_delay = 64, OutputKernel<Cf, true>):
+// after phase 2 each chunk's queries also score the band of the previous
+// chunk's raw keys (this chunk's delayed tile) and the current chunk's (the
+// next buffer's delayed tile, waited for after phase 1), and the window's
+// g exp(s - c) [v | 1] adds into phase 2's accumulators: numerator and shared
+// denominator together, y written once. The sliding-window kernel and the
+// linear terms' round trip through device memory drop out of the prefill.
+//
 // Long sequences with few (b, h) use two passes: pass 1 computes each block's
 // local state (phase 3 only); pass 2 (the kernel above) starts each block
 // from the earlier blocks' local states, folded in as it starts.
@@ -186,10 +194,14 @@ __device__ void IssueWeights(const Smem<Cf>& sm, const Seq<Cf>& s, bool with_q) 
   }
 }
 
-// Loads chunk `chunk` (keys/values delayed) and, if gated, its gates into buffer `buf`.
+// Loads chunk `chunk` (keys/values delayed) and, if gated, its gates into
+// buffer `buf`. Key and value rows whose source is at or past `key_limit`
+// are zeros. Two cp.async groups, keys/values/gates first, then the queries
+// (empty without kWithQ): waiting for all but the newest group waits for the
+// keys and values alone (the fused window's).
 template <class Cf, bool kWithQ>
 __device__ void IssueChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int buf, int64_t chunk,
-                           int64_t length, int64_t delay) {
+                           int64_t length, int64_t delay, int64_t key_limit) {
   using T = typename Cf::T;
   constexpr int kCols = Cf::kFuse ? Cf::D : Cf::F;
   constexpr int kStride = Cf::kFuse ? Cf::SR : Cf::SQ;
@@ -197,19 +209,18 @@ __device__ void IssueChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int buf, int64_
   const int64_t start = chunk * kC;
   bf16* q_tile = Cf::kFuse ? sm.RawQ(buf) : sm.Q(buf);
   bf16* k_tile = Cf::kFuse ? sm.RawK(buf) : sm.K(buf);
-  if constexpr (kWithQ) {
-    tiles::LoadTile<T, kC, kCols, kThreads>(q_tile, kStride, kPlane, s.q, start, length);
-  }
-  // Key row r sits at position start + r and holds source row start + r - delay:
-  // zero unless 0 <= source and position < length (a padded tail row must not
-  // bring a real key into the state).
+  // Key row r sits at position start + r and holds source row start + r - delay.
   tiles::LoadTile<T, kC, kCols, kThreads>(k_tile, kStride, kPlane, s.k, start - delay,
-                                          length - delay);
+                                          key_limit);
   tiles::LoadTile<T, kC, Cf::D, kThreads>(sm.V(buf), Cf::SV, Cf::kV, s.v, start - delay,
-                                          length - delay);
+                                          key_limit);
   if (s.g != nullptr && threadIdx.x < kC) {
     const int64_t t = start + threadIdx.x;
     tiles::CpAsync4(sm.gates + buf * kC + threadIdx.x, s.g + (t < length ? t : 0), t < length);
+  }
+  tiles::CpAsyncCommit();
+  if constexpr (kWithQ) {
+    tiles::LoadTile<T, kC, kCols, kThreads>(q_tile, kStride, kPlane, s.q, start, length);
   }
   tiles::CpAsyncCommit();
 }
@@ -344,12 +355,12 @@ __device__ void Phase1(const Smem<Cf>& sm, int buf, bool gated, const gates::Pre
 }
 
 // Phase 2: acc = exp(b_i) phi_q [S | z] + A [v | 1] for the warp's rows and
-// columns; publishes den (column D) to sm.den.
+// columns (PublishDen then publishes column D, den).
 template <class Cf>
 __device__ void Phase2(const Smem<Cf>& sm, int buf, bool gated, bool state_nonzero,
                        float (&acc)[Cf::NT1][4]) {
   constexpr bool S = Cf::kSplit;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
   const int rb = warp & 3, ch = warp >> 2, r0 = 16 * rb;
   const int tile0 = ch * Cf::NT0, nt = ch ? Cf::NT1 : Cf::NT0;
 #pragma unroll
@@ -380,7 +391,89 @@ __device__ void Phase2(const Smem<Cf>& sm, int buf, bool gated, bool state_nonze
     if constexpr (S) tiles::LoadA(al, sm.A() + Cf::kA, Cf::SA, r0, 16 * kk);
     tiles::MmaRowTiles<S>(acc, ah, al, sm.V(buf), Cf::SV, Cf::kV, tile0, nt, 16 * kk);
   }
-  if (ch == 1 && t == 0) {
+}
+
+// The window of LoLCATs' hybrid (OutputKernel<Cf, true>), added into phase
+// 2's accumulators: acc += g exp(s - c) [v | 1] for the warp's rows and
+// columns, s = q k^T * scale over the window keys, c the row's max. The band:
+// key u (0..127) is at position chunk_start - 64 + u, the previous chunk's
+// raw keys in this buffer's delayed tile (u < 64), the current chunk's in the
+// next buffer's; row i sees u in (i, i + 64] (W = 64), so the warp's 16 rows
+// need u in [16 rb, 16 rb + 80): five 16-key slices. The warps of a row
+// block both score it (each then takes its half of the columns), which
+// keeps the softmax in registers.
+template <class Cf>
+__device__ void WindowIntoAcc(const Smem<Cf>& sm, int buf, bool first_chunk, float gate,
+                              float scale, float (&acc)[Cf::NT1][4]) {
+  static_assert(Cf::kFuse && !Cf::kSplit, "the window reads the fused maps' raw tiles");
+  constexpr int kSlices = 5;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int rb = warp & 3, ch = warp >> 2, r0 = 16 * rb;
+  const int tile0 = ch * Cf::NT0, nt = ch ? Cf::NT1 : Cf::NT0;
+  const auto in_band = [&](int u0, bf16* prev, bf16* cur, int stride) {
+    return u0 < kC ? prev + u0 * stride : cur + (u0 - kC) * stride;
+  };
+  float s[2 * kSlices][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < Cf::D; kk += 16) {
+    uint32_t a[4];
+    tiles::LoadA(a, sm.RawQ(buf), Cf::SR, r0, kk);
+#pragma unroll
+    for (int sl = 0; sl < kSlices; ++sl) {
+      uint32_t b[4];
+      tiles::LoadB2(b, in_band(16 * (rb + sl), sm.RawK(buf), sm.RawK(buf ^ 1), Cf::SR), Cf::SR, 0,
+                    kk);
+      tiles::Mma(s[2 * sl], a, b[0], b[1]);
+      tiles::Mma(s[2 * sl + 1], a, b[2], b[3]);
+    }
+  }
+  // Mask to the window (and, in the first chunk, to positions >= 0), then
+  // g exp(s - c) with the row's exact max c (its own key is always in).
+  const int u_min = first_chunk ? kC : 0;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int i = r0 + g + 8 * half;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 2 * kSlices; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int u = r0 + 8 * j + 2 * t + e;
+        const bool valid = u >= u_min && u <= i + kC && u > i;
+        float& x = s[j][2 * half + e];
+        x = valid ? x * scale : -INFINITY;
+        mx = fmaxf(mx, x);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+#pragma unroll
+    for (int j = 0; j < 2 * kSlices; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = s[j][2 * half + e];
+        x = x == -INFINITY ? 0.f : gate * __expf(x - mx);
+      }
+    }
+  }
+  // The weights (registers, as A fragments) times the band's [v | 1].
+#pragma unroll
+  for (int sl = 0; sl < kSlices; ++sl) {
+    const int u0 = 16 * (rb + sl);
+    uint32_t a[4], a_lo[4] = {};
+    tiles::CToA<false>(s[2 * sl], s[2 * sl + 1], a, a_lo);
+    tiles::MmaRowTiles<false>(acc, a, a_lo, u0 < kC ? sm.V(buf) : sm.V(buf ^ 1), Cf::SV, Cf::kV,
+                              tile0, nt, u0 % kC);
+  }
+}
+
+// Publishes the denominator (accumulator column D, in the warps of column
+// half 1) to sm.den.
+template <class Cf>
+__device__ void PublishDen(const Smem<Cf>& sm, const float (&acc)[Cf::NT1][4]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = 16 * (warp & 3);
+  if (warp >> 2 == 1 && t == 0) {
     sm.den[r0 + g] = acc[Cf::NT1 - 1][0];
     sm.den[r0 + g + 8] = acc[Cf::NT1 - 1][2];
   }
@@ -513,24 +606,29 @@ __global__ void __launch_bounds__(kThreads, 2) BlockStatesKernel(const ChunkedLi
   const int64_t n_chunks = (p.length + kC - 1) / kC;
   const int64_t c_begin = blk * p.block_chunks;
   const int64_t c_end = std::min<int64_t>(n_chunks, c_begin + p.block_chunks);
+  // Keys at positions >= length are zero rows (a padded tail row must not
+  // bring a real key into the state).
+  const int64_t key_limit = p.length - p.key_delay;
   InitOnes(sm);
   IssueWeights(sm, s, /*with_q=*/false);
   float st[Cf::NTS][4] = {};
   double total_f = 0;
   int total_c = 0;
-  if constexpr (!Cf::kSplit) IssueChunk<Cf, false>(sm, s, 0, c_begin, p.length, p.key_delay);
+  if constexpr (!Cf::kSplit) IssueChunk<Cf, false>(sm, s, 0, c_begin, p.length, p.key_delay, key_limit);
   for (int64_t c = c_begin; c < c_end; ++c) {
     int buf = 0;
     if constexpr (Cf::kSplit) {
       __syncthreads();
-      IssueChunk<Cf, false>(sm, s, 0, c, p.length, p.key_delay);
+      IssueChunk<Cf, false>(sm, s, 0, c, p.length, p.key_delay, key_limit);
       tiles::CpAsyncWaitAll();
       __syncthreads();
     } else {
       buf = int(c - c_begin) & 1;
       tiles::CpAsyncWaitAll();
       __syncthreads();
-      if (c + 1 < c_end) IssueChunk<Cf, false>(sm, s, buf ^ 1, c + 1, p.length, p.key_delay);
+      if (c + 1 < c_end) {
+        IssueChunk<Cf, false>(sm, s, buf ^ 1, c + 1, p.length, p.key_delay, key_limit);
+      }
     }
     if constexpr (Cf::kFuse) {
       Phase0(sm, buf, /*with_q=*/false, c * kC, p.length, p.key_delay);
@@ -574,8 +672,9 @@ __device__ void EntryState(const ChunkedLinearParams& p, int64_t bh, int blk,
   }
 }
 
-// Pass 2 (or the only pass): outputs of one block, from its entry state.
-template <class Cf>
+// Pass 2 (or the only pass): outputs of one block, from its entry state;
+// kWindow: LoLCATs' window fused (WindowIntoAcc).
+template <class Cf, bool kWindow>
 __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearParams p) {
   using T = typename Cf::T;
   constexpr int D = Cf::D;
@@ -588,26 +687,37 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
   const int64_t c_begin = blk * p.block_chunks;
   const int64_t c_end = std::min<int64_t>(n_chunks, c_begin + p.block_chunks);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  // Keys at positions >= length are zero rows (a padded tail row must not
+  // bring a real key into the state). The window reads the raw keys up to
+  // the end: phase 0 gives the later positions zero features.
+  const int64_t key_limit = kWindow ? p.length : p.length - p.key_delay;
+  const float gate = kWindow ? p.window_gate[h] : 0.f;
 
   InitOnes(sm);
   IssueWeights(sm, s, /*with_q=*/true);
   float st[Cf::NTS][4] = {};
   EntryState<Cf>(p, s.bh, blk, st);
   StoreStateSmem(sm, st);
-  if constexpr (!Cf::kSplit) IssueChunk<Cf, true>(sm, s, 0, c_begin, p.length, p.key_delay);
+  if constexpr (!Cf::kSplit) {
+    IssueChunk<Cf, true>(sm, s, 0, c_begin, p.length, p.key_delay, key_limit);
+  }
 
   for (int64_t c = c_begin; c < c_end; ++c) {
     int buf = 0;
     if constexpr (Cf::kSplit) {
       __syncthreads();
-      IssueChunk<Cf, true>(sm, s, 0, c, p.length, p.key_delay);
+      IssueChunk<Cf, true>(sm, s, 0, c, p.length, p.key_delay, key_limit);
       tiles::CpAsyncWaitAll();
       __syncthreads();
     } else {
       buf = int(c - c_begin) & 1;
       tiles::CpAsyncWaitAll();
       __syncthreads();
-      if (c + 1 < c_end) IssueChunk<Cf, true>(sm, s, buf ^ 1, c + 1, p.length, p.key_delay);
+      if (c + 1 < c_end) {
+        IssueChunk<Cf, true>(sm, s, buf ^ 1, c + 1, p.length, p.key_delay, key_limit);
+      } else if constexpr (kWindow) {  // the window's current keys: the next delayed tile
+        IssueChunk<Cf, false>(sm, s, buf ^ 1, c + 1, p.length, p.key_delay, key_limit);
+      }
     }
     if constexpr (Cf::kFuse) {
       Phase0(sm, buf, /*with_q=*/true, c * kC, p.length, p.key_delay);
@@ -623,11 +733,17 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
       }
     }
     Phase1(sm, buf, gated, pre);
+    // The next buffer's keys and values (the window's; its queries may still land).
+    if constexpr (kWindow) tiles::CpAsyncWaitAllButOne();
     __syncthreads();
     float acc[Cf::NT1][4];
     const bool state_nonzero =
         (p.blocks > 1 && blk > 0) || c > c_begin || p.initial_state != nullptr;
     Phase2(sm, buf, gated, state_nonzero, acc);
+    if constexpr (kWindow) {
+      WindowIntoAcc(sm, buf, c == 0, gate, p.window_scale, acc);
+    }
+    PublishDen(sm, acc);
     if (gated) ScaleKeys(sm, buf);
     __syncthreads();
 
@@ -641,7 +757,7 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
       if (pos < p.length) {
         const int64_t out_row = s.bh * p.length + pos;
         const float den = sm.den[row];
-        const float inv = 1.f / (den + p.eps);
+        const float inv = 1.f / (kWindow ? den : den + p.eps);  // the window's den is >= g
 #pragma unroll
         for (int j = 0; j < Cf::NT1; ++j) {
           const int col = 8 * (tile0 + j) + 2 * t;
@@ -675,7 +791,7 @@ struct PassOccupancy {
 template <class Cf>
 PassOccupancy Occupancies() {
   using Sf = StatesCfg<Cf>;
-  return {CtasPerSm(OutputKernel<Cf>, kThreads, Cf::kBytes),
+  return {CtasPerSm(OutputKernel<Cf, false>, kThreads, Cf::kBytes),
           CtasPerSm(BlockStatesKernel<Sf>, kThreads, Sf::kBytes)};
 }
 
@@ -695,11 +811,18 @@ const char* Launch(const ChunkedLinearParams& p) {
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  err = cudaFuncSetAttribute(OutputKernel<Cf>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             Cf::kBytes);
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  OutputKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  err = cudaGetLastError();
+  const auto output = [&](auto kernel) {
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
+    if (e != cudaSuccess) return e;
+    kernel<<<grid, kThreads, Cf::kBytes, stream>>>(p);
+    return cudaGetLastError();
+  };
+  if constexpr (Cf::kFuse) {
+    err = p.window_gate != nullptr ? output(OutputKernel<Cf, true>) : output(OutputKernel<Cf, false>);
+  } else {
+    err = output(OutputKernel<Cf, false>);
+  }
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
@@ -755,7 +878,9 @@ bool ChunkedLinearSupported(const ChunkedLinearParams& p) {
   const bool fuse = p.q_weight_t == nullptr ||
                     (p.type == ElementType::kBF16 && p.k_weight_t != nullptr &&
                      (p.k_weight_heads == p.heads || p.k_weight_heads == p.k_heads));
-  return dims && type && heads && sizes && fuse;
+  const bool window = p.window_gate == nullptr ||
+                      (p.q_weight_t != nullptr && p.key_delay == kC && p.log_gamma == nullptr);
+  return dims && type && heads && sizes && fuse && window;
 }
 
 void PlanChunkedLinear(ChunkedLinearParams& p) {
@@ -780,6 +905,9 @@ const char* LaunchChunkedLinear(const ChunkedLinearParams& p) {
     return "ChunkedLinear: call PlanChunkedLinear before launching";
   }
   if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinear: workspace missing";
+  if (p.window_gate != nullptr && (p.y == nullptr || p.num != nullptr || p.den != nullptr)) {
+    return "ChunkedLinear: the fused window writes y alone (no num / den)";
+  }
   return Dispatch(p, LaunchFn{p});
 }
 

@@ -4,6 +4,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cmath>
+
 #include "kernels/linear_attention/chunked_linear_params.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
 
@@ -12,7 +14,7 @@ namespace linearize::kernels::detail {
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in) {
   const at::Tensor &q = in.phi_q, &k = in.phi_k, &v = in.v, &g = in.log_gamma;
   if (!q.defined() || !k.defined() || !v.defined()) return std::nullopt;
-  if (!CudaKernelApplies(q.device(), {&q, &k, &v, &g, &in.kv0, &in.k_sum0}) ||
+  if (!CudaKernelApplies(q.device(), {&q, &k, &v, &g, &in.kv0, &in.k_sum0, &in.window_gate}) ||
       in.kv0.defined() != in.k_sum0.defined()) {
     return std::nullopt;
   }
@@ -65,6 +67,15 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   }
   const at::Tensor gc = g.defined() ? g.to(at::kFloat).contiguous() : at::Tensor();
   p.log_gamma = gc.defined() ? gc.data_ptr<float>() : nullptr;
+  at::Tensor window_gate;
+  if (in.window_gate.defined()) {
+    TORCH_CHECK(in.want_y && !in.want_num_den, "ChunkedCausalLinearCuda: the fused window ",
+                "gives y alone");
+    if (in.window_gate.numel() != h) return std::nullopt;
+    window_gate = in.window_gate.to(at::kFloat).contiguous();
+    p.window_gate = window_gate.data_ptr<float>();
+    p.window_scale = static_cast<float>(1.0 / std::sqrt(double(d)));
+  }
   if (!ChunkedLinearSupported(p)) return std::nullopt;
 
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();

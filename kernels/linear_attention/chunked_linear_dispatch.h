@@ -34,6 +34,11 @@ struct CudaLinearInputs {
   // a consumer that reads it once and rounds its own output to that dtype.
   bool num_in_input_dtype = false;
   bool want_state = false;    // float32 kv [B, H, F, D], k_sum [B, H, F]
+  // Optional [H] float32, with fused maps and key_delay = 64: LoLCATs' window
+  // fused into the kernel under the shared normaliser, g_h = sigmoid(window
+  // logit) (ChunkedLinearParams::window_gate); y is then the hybrid's output
+  // and the only one besides the state (want_num_den must be false).
+  at::Tensor window_gate;
   // Keep the two-pass split's block states (the backward starts from them
   // instead of computing them again; chunked_linear_bwd_params.h).
   bool keep_block_states = false;

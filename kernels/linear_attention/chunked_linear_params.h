@@ -40,6 +40,16 @@ struct ChunkedLinearParams {
   const void* k_weight_t = nullptr;  // [Hw, Fh, D]; Hw = H (per query head) or Hk
   int64_t k_weight_heads = 0;
 
+  // Optional, with fused maps and key_delay = 64: LoLCATs' sliding window of
+  // W = 64 keys fused in, sharing the normaliser with the linear part (keys
+  // older than the window, the delayed keys):
+  //   y_i = (g_h sum_win exp(s_ij - c_i) v_j + num_i) / (g_h sum_win exp(s_ij - c_i) + den_i)
+  // over window keys j in (i - 64, i], s_ij = q_i . k_j * window_scale, c_i
+  // their max. y is then the only output row-wise (num / den null; eps is
+  // not added).
+  const float* window_gate = nullptr;  // [H] float32 g_h = sigmoid(window logit), or null
+  float window_scale = 0.f;            // 1 / sqrt(D)
+
   // Outputs (any subset may be null):
   void* y = nullptr;       // [B, H, T, D] num / (den + eps), element type `type`
   void* num = nullptr;     // [B, H, T, D], float32 or (num_bf16) bfloat16

@@ -19,6 +19,9 @@ namespace linearize::kernels::lolcats::internal {
 
 namespace {
 
+// The window the chunked kernel fuses (its chunk).
+constexpr int64_t kFusedWindow = 64;
+
 // The kernels over one sequence (after the checks): the window terms and
 // the shared normaliser, with the linear part over the keys delayed by W,
 // from kv0 / k_sum0 when given (a continued state) or from zero. `lin` is
@@ -50,9 +53,31 @@ std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const a
   const c10::NoGradGuard no_grad;
   const c10::cuda::CUDAGuard guard(q.device());
   KernelRun run;
+  const at::Tensor gate = at::sigmoid(weights.window_logit.to(at::kFloat)).contiguous();
+  const bool linear_part = dims.length > options.window || kv0.defined();
+  // Hedgehog maps in bf16 with the 64-token window: one kernel, the window
+  // fused into the chunked kernel's output pass.
+  if (linear_part && maps.kind == FeatureMapKind::kHedgehog &&
+      q.scalar_type() == at::kBFloat16 && options.window == kFusedWindow) {
+    detail::CudaLinearInputs in;
+    in.phi_q = q;
+    in.phi_k = k;
+    in.v = v;
+    in.q_weight = maps.q_weight;
+    in.k_weight = maps.k_weight;
+    in.key_delay = options.window;
+    in.kv0 = kv0;
+    in.k_sum0 = k_sum0;
+    in.window_gate = gate;
+    in.want_state = want_state;
+    if ((run.lin = detail::ChunkedCausalLinearCuda(in))) {
+      run.y = run.lin->y;
+      return run;
+    }
+  }
   // Linear part: keys j <= i - W, i.e. the causal linear attention of the
   // key stream delayed by W; its final state is the prefill state.
-  if (dims.length > options.window || kv0.defined()) {
+  if (linear_part) {
     detail::CudaLinearInputs in;
     in.v = v;
     in.key_delay = options.window;
@@ -66,7 +91,6 @@ std::optional<KernelRun> RunKernels(const char* op, const at::Tensor& q, const a
     if (!run.lin) return std::nullopt;
   }
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
-  const at::Tensor gate = at::sigmoid(weights.window_logit.to(at::kFloat)).contiguous();
   run.y = at::empty(q.sizes(), q.options());
   wp.q = qc.data_ptr();
   wp.k = kc.data_ptr();

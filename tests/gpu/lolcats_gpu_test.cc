@@ -85,9 +85,11 @@ TEST_P(LolcatsGpu, ForwardAndPrefillMatchFloat64) {
     const at::Tensor y =
         ForwardParallel(OnGpu(q, dtype), OnGpu(k, dtype), OnGpu(v, dtype), WeightsOnGpu(w, dtype), o);
     // The delayed chunked kernel (bf16: maps fused; float32: two feature-map
-    // launches before it) and the window kernel; a prompt within the window
-    // has no linear part (window kernel only).
-    const int64_t expected = c.t <= c.window ? 1 : dtype == at::kBFloat16 ? 2 : 4;
+    // launches before it) and the window kernel, or in bf16 with the 64-token
+    // window the chunked kernel alone, the window fused in; a prompt within
+    // the window has no linear part (window kernel only).
+    const bool bf16 = dtype == at::kBFloat16;
+    const int64_t expected = c.t <= c.window ? 1 : bf16 && c.window == 64 ? 1 : bf16 ? 2 : 4;
     EXPECT_EQ(launches.Launches(), expected) << "the CUDA kernels did not all run";
     ASSERT_TRUE(testing::AllFinite(y));
     EXPECT_EQ(y.scalar_type(), dtype);
@@ -126,8 +128,11 @@ TEST_P(LolcatsGpu, PrefillContinuesAStateOnTheKernels) {
   const testing::LaunchCounter launches;
   const PrefillResult b =
       Prefill(part(q, first, rest), part(k, first, rest), part(v, first, rest), gw, o, &a.state);
-  // The chunked kernel from the state and the window kernel.
-  EXPECT_EQ(launches.AttentionLaunches(), 2) << "the continuing prefill did not run on the kernels";
+  // The chunked kernel from the state and the window kernel (in bf16 with
+  // the 64-token window, the chunked kernel with the window fused in).
+  const int64_t expected = dtype == at::kBFloat16 && c.window == 64 ? 1 : 2;
+  EXPECT_EQ(launches.AttentionLaunches(), expected)
+      << "the continuing prefill did not run on the kernels";
   ASSERT_TRUE(testing::AllFinite(b.y));
   EXPECT_LT(RelativeError(at::cat({a.y, b.y}, 2), ref.y), tol) << "continued Prefill y";
   ExpectState(b.state, ref.state, tol, "continued Prefill");
@@ -182,6 +187,12 @@ const Case kCases[] = {
     {"T100_B2_gqa", 2, 4, 2, 100, 128, 64, 64, false},
     {"T300_window16", 2, 2, 2, 300, 64, 32, 16, true},
     {"T1111_D128", 1, 4, 2, 1111, 128, 64, 64, false},
+    // The other feature / head dims of the fused window (F = 2 Fh).
+    {"T200_D64_F128", 1, 2, 2, 200, 64, 64, 64, true},
+    {"T333_B2_gqa4_D128_F64", 2, 4, 1, 333, 128, 32, 64, false},
+    // 128 (b, h) fill the device: one block of 8 chunks per sequence, so the
+    // fused window's buffers are reused chunk after chunk.
+    {"T500_B4_H32_one_block", 4, 32, 8, 500, 128, 64, 64, false},
     // The decode kernel splits each head's columns over 4, 2 or 1 CTAs,
     // whichever fills one wave of the GPU (132 SMs on an H100): the cases
     // above take 4 splits, these 2 (64 rows x heads) and 1 (192).
