@@ -541,17 +541,19 @@ __device__ void StateGlobal(std::conditional_t<kIo == Io::kStore, float*, const 
   }
 }
 
-// Workspace: the forward states (for d_q), then the backward states (for
-// d_k, d_v), each [BH][blocks][F][DP] with its decays [BH][blocks].
+// Workspace: the forward states (for d_q; none when the forward's own are
+// given, fwd_block_states), then the backward states (for d_k, d_v), each
+// [BH][blocks][F][DP], then their decays [BH][blocks] in the same order.
 template <class Cf>
 struct Workspace {
   float *fwd, *fwd_decays, *bwd, *bwd_decays;
-  __device__ __host__ Workspace(void* base, int64_t bh, int64_t blocks) {
-    const int64_t n = bh * blocks;
-    fwd = static_cast<float*>(base);
-    bwd = fwd + n * Cf::kStateElems;
+  __device__ __host__ Workspace(const ChunkedLinearBwdParams& p) {
+    const int64_t n = p.batch * p.heads * p.blocks;
+    const int64_t n_fwd = p.fwd_block_states == nullptr ? n : 0;
+    fwd = static_cast<float*>(p.workspace);
+    bwd = fwd + n_fwd * Cf::kStateElems;
     fwd_decays = bwd + n * Cf::kStateElems;
-    bwd_decays = fwd_decays + n;
+    bwd_decays = fwd_decays + n_fwd;
   }
 };
 
@@ -571,7 +573,7 @@ __device__ void EntryState(const ChunkedLinearBwdParams& p, const Seq<Cf>& s, in
     }
     return;
   }
-  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+  const Workspace<Cf> ws(p);
   const float* states = kReverse ? ws.bwd : ws.fwd;
   const float* decays = kReverse ? ws.bwd_decays : ws.fwd_decays;
   const int64_t first = kReverse ? p.blocks - 1 : 0, step = kReverse ? -1 : 1;
@@ -622,7 +624,7 @@ __global__ void __launch_bounds__(kThreads, 2) BlockStatesKernel(const ChunkedLi
       FoldChunk(cur, cur.k, cur.k_dec, cur.v, gated, st);
     }
   }
-  const Workspace<Cf> ws(p.workspace, p.batch * p.heads, p.blocks);
+  const Workspace<Cf> ws(p);
   const int64_t slot = s.bh * p.blocks + blk;
   StateGlobal<Cf, Io::kStore>((kReverse ? ws.bwd : ws.fwd) + slot * Cf::kStateElems, st);
   if (threadIdx.x == 0) {
@@ -888,7 +890,8 @@ void PlanChunkedLinearBwd(ChunkedLinearBwdParams& p) {
 int64_t ChunkedLinearBwdWorkspaceBytes(const ChunkedLinearBwdParams& p) {
   if (p.blocks <= 1) return 0;
   const int64_t slots = p.batch * p.heads * p.blocks;
-  return 2 * (slots * Dispatch(p, StateElemsFn{}) + slots) * 4;
+  const int64_t passes = p.fwd_block_states == nullptr ? 2 : 1;  // Workspace's regions
+  return passes * (slots * Dispatch(p, StateElemsFn{}) + slots) * 4;
 }
 
 const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& p) {
