@@ -107,6 +107,8 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, HedgehogGradGpu,
     ::testing::Combine(::testing::Values(Case{1, 2, 1, 64, 32}, Case{2, 3, 100, 128, 64},
                                          Case{1, 2, 1000, 64, 64}, Case{2, 1, 65, 128, 32},
+                                         // D = 64 with Fh = 32 over several tiles
+                                         Case{2, 3, 300, 64, 32},
                                          // several tiles per CTA, dW summed over CTAs
                                          Case{2, 8, 2050, 128, 64}),
                        ::testing::Bool()),
