@@ -795,22 +795,27 @@ PassOccupancy Occupancies() {
           CtasPerSm(BlockStatesKernel<Sf>, kThreads, Sf::kBytes)};
 }
 
+// Pass 1 (blocks > 1).
+template <class Cf>
+cudaError_t LaunchBlockStates(const ChunkedLinearParams& p) {
+  if (p.blocks <= 1) return cudaSuccess;
+  using Sf = StatesCfg<Cf>;
+  const cudaError_t err = cudaFuncSetAttribute(
+      BlockStatesKernel<Sf>, cudaFuncAttributeMaxDynamicSharedMemorySize, Sf::kBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid1(static_cast<unsigned>(p.blocks - 1), static_cast<unsigned>(p.heads),
+                   static_cast<unsigned>(p.batch));
+  BlockStatesKernel<Sf><<<grid1, kThreads, Sf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  return cudaGetLastError();
+}
+
 template <class Cf>
 const char* Launch(const ChunkedLinearParams& p) {
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
-  cudaError_t err = cudaSuccess;
-  if (p.blocks > 1) {
-    using Sf = StatesCfg<Cf>;
-    err = cudaFuncSetAttribute(BlockStatesKernel<Sf>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               Sf::kBytes);
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    const dim3 grid1(static_cast<unsigned>(p.blocks - 1), grid.y, grid.z);
-    BlockStatesKernel<Sf><<<grid1, kThreads, Sf::kBytes, stream>>>(p);
-    err = cudaGetLastError();
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-  }
+  cudaError_t err = LaunchBlockStates<Cf>(p);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
   const auto output = [&](auto kernel) {
     cudaError_t e =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
@@ -863,6 +868,14 @@ struct LaunchFn {
   template <class Cf>
   const char* operator()() const { return Launch<Cf>(p); }
 };
+struct BlockStatesFn {
+  const ChunkedLinearParams& p;
+  template <class Cf>
+  const char* operator()() const {
+    const cudaError_t err = LaunchBlockStates<Cf>(p);
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  }
+};
 
 }  // namespace
 
@@ -896,6 +909,12 @@ int64_t ChunkedLinearWorkspaceBytes(const ChunkedLinearParams& p) {
   const int64_t da = p.head_dim + 8;
   const int64_t slots = p.batch * p.heads * p.blocks;
   return slots * p.feature_dim * da * 4 + slots * 4;
+}
+
+const char* LaunchChunkedLinearBlockStates(const ChunkedLinearParams& p) {
+  if (!ChunkedLinearSupported(p)) return "ChunkedLinear: unsupported sizes or element type";
+  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinear: workspace missing";
+  return Dispatch(p, BlockStatesFn{p});
 }
 
 const char* LaunchChunkedLinear(const ChunkedLinearParams& p) {

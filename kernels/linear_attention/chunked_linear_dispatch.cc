@@ -5,11 +5,28 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/linear_attention/chunked_linear_params.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
 
 namespace linearize::kernels::detail {
+namespace {
+
+// Experimental, while it is measured: LINEARIZE_WGMMA=1 runs the output
+// pass on the wgmma kernel (sm90a/chunked_linear_wgmma.h) wherever it covers
+// the call, so that the same tests and benchmarks run on both.
+bool WgmmaRequested() {
+  static const bool on = [] {
+    const char* env = std::getenv("LINEARIZE_WGMMA");
+    return env != nullptr && std::strcmp(env, "1") == 0;
+  }();
+  return on;
+}
+
+}  // namespace
 
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in) {
   const at::Tensor &q = in.phi_q, &k = in.phi_k, &v = in.v, &g = in.log_gamma;
@@ -116,7 +133,8 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     workspace = at::empty({bytes}, q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
-  const char* err = LaunchChunkedLinear(p);
+  const bool wgmma = WgmmaRequested() && ChunkedLinearWgmmaSupported(p);
+  const char* err = wgmma ? LaunchChunkedLinearWgmma(p) : LaunchChunkedLinear(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
   if (in.keep_block_states && p.blocks > 1) {

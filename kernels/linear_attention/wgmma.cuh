@@ -67,7 +67,9 @@ __device__ __forceinline__ void Wait() {
 __device__ __forceinline__ void FenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-// Keeps the compiler from moving accumulator reads above a Wait.
+// Pins the accumulators in place around the products: after a Wait, so the
+// compiler keeps their reads below it; before a Fence, so it keeps their
+// writes above.
 template <int kN>
 __device__ __forceinline__ void FenceOperands(float (&d)[kN]) {
 #pragma unroll

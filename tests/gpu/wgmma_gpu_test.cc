@@ -47,8 +47,9 @@ TEST_P(WgmmaGpu, MatchesFloat64Product) {
   const at::Tensor ga = a_stored.cuda(), gb = b_stored.cuda();
   const at::Tensor c = at::full({64, n}, std::numeric_limits<float>::quiet_NaN(),
                                 at::TensorOptions().device(at::kCUDA).dtype(at::kFloat));
-  const char* err = LaunchWgmmaProbe(n, k, a_mode, mn_major, ga.data_ptr(), gb.data_ptr(),
-                                     c.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  const char* err =
+      LaunchWgmmaProbe(n, k, a_mode, mn_major, ga.data_ptr(), gb.data_ptr(), c.data_ptr<float>(),
+                       at::cuda::getCurrentCUDAStream().stream());
   ASSERT_EQ(err, nullptr) << err;
   const at::Tensor got = c.cpu().to(at::kDouble);
   ASSERT_TRUE(AllFinite(got)) << "unwritten (NaN-poisoned) outputs";
@@ -67,16 +68,17 @@ TEST_P(WgmmaGpu, MatchesFloat64Product) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, WgmmaGpu,
-    ::testing::Combine(::testing::Values(64, 128), ::testing::Values(64, 128),
-                       ::testing::Values(WgmmaA::kKMajor, WgmmaA::kMMajor, WgmmaA::kRegisters),
-                       ::testing::Bool()),
-    [](const ::testing::TestParamInfo<Param>& info) {
-      return "N" + std::to_string(std::get<0>(info.param)) + "_K" +
-             std::to_string(std::get<1>(info.param)) + "_" + AName(std::get<2>(info.param)) +
-             (std::get<3>(info.param) ? "_b_mn_major" : "_b_k_major");
-    });
+INSTANTIATE_TEST_SUITE_P(Shapes, WgmmaGpu,
+                         ::testing::Combine(::testing::Values(64, 128), ::testing::Values(64, 128),
+                                            ::testing::Values(WgmmaA::kKMajor, WgmmaA::kMMajor,
+                                                              WgmmaA::kRegisters),
+                                            ::testing::Bool()),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return "N" + std::to_string(std::get<0>(info.param)) + "_K" +
+                                  std::to_string(std::get<1>(info.param)) + "_" +
+                                  AName(std::get<2>(info.param)) +
+                                  (std::get<3>(info.param) ? "_b_mn_major" : "_b_k_major");
+                         });
 
 }  // namespace
 }  // namespace linearize::testing

@@ -55,8 +55,8 @@ struct Mma<128> {
 };
 
 template <int kN, int kK, WgmmaA kA, bool kBMnMajor>
-__global__ void __launch_bounds__(kThreads) WgmmaProbeKernel(const __nv_bfloat16* a,
-                                                             const __nv_bfloat16* b, float* c) {
+__global__ void __launch_bounds__(kThreads)
+    WgmmaProbeKernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
   // 1024-byte alignment for the swizzle atoms.
@@ -111,8 +111,8 @@ __global__ void __launch_bounds__(kThreads) WgmmaProbeKernel(const __nv_bfloat16
     } else if constexpr (kA == WgmmaA::kMMajor) {
       Mma<kN>::template Smem<1, kTransB>(d, wg::Descriptor(sa + kk * 16 * 128, kK * 128, 1024), db);
     } else {
-      Mma<kN>::template Smem<0, kTransB>(d, wg::Descriptor(sa + slab * kM * 128 + in_slab, 16, 1024),
-                                         db);
+      Mma<kN>::template Smem<0, kTransB>(
+          d, wg::Descriptor(sa + slab * kM * 128 + in_slab, 16, 1024), db);
     }
   }
   wg::Commit();
@@ -136,7 +136,8 @@ template <int kN, int kK, WgmmaA kA, bool kBMnMajor>
 const char* Launch(const void* a, const void* b, float* c, cudaStream_t stream) {
   const int bytes = (kM * kK + kN * kK) * 2 + 1024;
   auto* kernel = WgmmaProbeKernel<kN, kK, kA, kBMnMajor>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   kernel<<<1, kThreads, bytes, stream>>>(static_cast<const __nv_bfloat16*>(a),
                                          static_cast<const __nv_bfloat16*>(b), c);

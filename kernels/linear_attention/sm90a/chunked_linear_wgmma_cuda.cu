@@ -1,0 +1,827 @@
+// Chunked causal (optionally gated) linear attention, bf16, F = D = 128, on
+// wgmma (chunked_linear_wgmma.h). One CTA of two warpgroups per (b, h) walks
+// the 64-token chunks:
+//   warpgroup 0, the outputs: A = Q K^T masked to j <= i (registers), then
+//     num = Q S + A V (A straight from registers) and den = Q . z + the rows'
+//     sums of A; y = num / (den + eps).
+//   warpgroup 1, the state: S' = S + K^T V (the float32 128 x 128 state in its
+//     registers) and z' = z + K's column sums, written as bf16 S' and float
+//     z' into the other state buffer, which the next chunk's outputs read.
+// So the two overlap: chunk i's outputs read state buffer i % 2 while the
+// state warpgroup writes buffer (i + 1) % 2; one barrier per chunk. Long
+// sequences with few (b, h) take the mma.sync kernel's two-pass split: its
+// pass 1 writes the block states, and each block here starts from the sum
+// of the earlier ones (and the initial state, if any). The Q, K
+// and V tiles are double-buffered by cp.async (all 256 threads) in
+// 128-byte-swizzled shared memory (wgmma.cuh): K serves as the K-major B of
+// Q K^T and as the M-major A of K^T V, V as the MN-major B of A V and K^T V.
+//
+// Gates (kGated): the outputs warpgroup weights A by exp(b_i - b_j) and the
+// state's terms by exp(b_i) (b the in-chunk prefix of the log gates,
+// chunk_gates.cuh); the state warpgroup decays the state by the chunk and
+// scales the keys by exp(b_last - b_j) into a tile of their own.
+//
+// Fused Hedgehog maps (kFuse): the tiles hold raw q and k, and each
+// warpgroup first maps its own: the outputs warpgroup phi_q = [softmax(q
+// W_q), softmax(-q W_q)], kept in registers as the A fragments of Q K^T and
+// Q S (it never touches shared memory); the state warpgroup phi_k, written
+// to a tile (zero rows past the end) that both then read, after a second
+// barrier.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/linear_attention/chunk_gates.cuh"
+#include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
+#include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/linear_attention/wgmma.cuh"
+
+namespace linearize::kernels {
+namespace {
+
+using tiles::bf16;
+namespace wg = wgmma;
+
+constexpr int kC = 64, kF = 128, kD = 128;
+constexpr int kThreads = 256;  // two warpgroups
+// Shared memory (bytes from a 1024-aligned base): [Q | K | V] tiles of two
+// buffers, each [64][128] bf16 in two 64-column slabs; S of two buffers,
+// [128][128] bf16 in two slabs; with fused maps the phi_k tile and the two
+// transposed map weights [Fh = 64][D] (tiles too); z float [2][128].
+constexpr int kSlab = kC * 128;
+constexpr int kTile = 2 * kSlab;
+constexpr int kStateSlab = kF * 128;
+constexpr int kState = 2 * kStateSlab;
+constexpr int kQ = 0, kK = 2 * kTile, kV = 4 * kTile, kS = 6 * kTile;
+constexpr int kPhiK = kS + 2 * kState, kW = kPhiK + kTile, kZ = kW + 2 * kTile;
+// Gated: the chunk's log gates [2][64] (with the tiles), then the state
+// warpgroup's key decays [64] and chunk decay.
+constexpr int kGates = kZ + 2 * kF * 4, kDecays = kGates + 2 * kC * 4;
+constexpr int kBytes = kDecays + (kC + 4) * 4 + 1024;  // + the alignment slack
+static_assert(kBytes <= 227 * 1024, "shared memory");
+
+// Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
+__device__ __forceinline__ int TileOffset(int row, int col, int slab) {
+  return (col >> 6) * slab + wg::SwizzledOffset(row, col & 63);
+}
+
+// Rows [start, start + 64) of a [T][128] bf16 matrix into a tile (zeros
+// before 0 and at or past `limit`), asynchronously, by `threads` threads
+// from `first` on (the caller is one of them).
+__device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, int64_t limit,
+                          int first = 0, int threads = kThreads) {
+  for (int i = int(threadIdx.x) - first; i < kC * 16; i += threads) {
+    const int row = i >> 4, col = (i & 15) * 8;
+    const int64_t r = start + row;
+    const bool valid = r >= 0 && r < limit;
+    tiles::CpAsync16(tile + TileOffset(row, col, kSlab), src + (valid ? r : 0) * 128 + col, valid);
+  }
+}
+
+// All 256 threads (a named barrier: the warpgroups reach it from their own loops).
+__device__ __forceinline__ void BarrierAll() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+}
+
+struct Ptrs {
+  const bf16 *q, *k, *v;
+  bf16* y;
+  int64_t length;
+  int64_t key_delay;  // position t reads the key and value of t - key_delay
+  int64_t c_begin;    // the block's first chunk
+  int n_chunks;       // the block's chunks
+  float gate, scale;  // the fused window's g_h and 1 / sqrt(D)
+  const float* g;     // gated: this (b, h)'s log gates [T], else null
+};
+
+// The parts of chunk i of the block (local index) into tile buffer i % 2,
+// asynchronously, by `threads` threads from `first` on: the queries and/or
+// the keys and values. Key row r at position start + r holds source
+// start + r - delay, zero unless that source is >= 0 and the position is
+// < length; with the fused window (raw_keys_to_end) the keys run to the
+// sequence's end (the window's), and the map zeroes the later positions'
+// features.
+__device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries, bool keys,
+                           bool raw_keys_to_end, int first = 0, int threads = kThreads) {
+  const int buf = i & 1;
+  const int64_t start = (s.c_begin + i) * kC;
+  if (queries) IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
+  if (keys) {
+    const int64_t src = start - s.key_delay;
+    const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
+    IssueTile(sm + kK + buf * kTile, s.k, src, limit, first, threads);
+    IssueTile(sm + kV + buf * kTile, s.v, src, limit, first, threads);
+    const int lane = int(threadIdx.x) - first;  // gated: 0 past the end (a gate of 1)
+    if (s.g != nullptr && lane >= 0 && lane < kC) {
+      const int64_t t = start + lane;
+      tiles::CpAsync4(reinterpret_cast<float*>(sm + kGates) + buf * kC + lane,
+                      s.g + (t < s.length ? t : 0), t < s.length);
+    }
+  }
+  tiles::CpAsyncCommit();
+}
+
+// Waits for chunk i's tiles (this thread's copies, then everyone's), and
+// issues chunk i + 1's. With the fused window the outputs warpgroup issues
+// the keys and values (the window waits for them within the chunk, on its
+// own), also past the block's last chunk (the window's current keys are the
+// next chunk's delayed ones), and the state warpgroup the queries.
+template <bool kWindow>
+__device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
+  tiles::CpAsyncWaitAll();
+  wg::FenceProxyAsync();  // the copies and the state writes, before the tensor cores read them
+  BarrierAll();
+  if constexpr (kWindow) {
+    if (threadIdx.x < 128) {
+      IssueChunk(sm, s, i + 1, false, true, true, 0, 128);
+    } else if (i + 1 < s.n_chunks) {
+      IssueChunk(sm, s, i + 1, true, false, true, 128, 128);
+    }
+  } else if (i + 1 < s.n_chunks) {
+    IssueChunk(sm, s, i + 1, true, true, false);
+  }
+}
+
+// Fused maps: a warpgroup's logits l = x W for the chunk's 64 rows (x a
+// K-major [64][128] tile, W^T [64][128] the K-major B), m64n64
+// accumulators (rows 16 w + g + 8 h, columns 8 j + 2 t + e).
+__device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned char* w_t) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) l[i] = 0.f;
+  wg::FenceOperands(l);
+  wg::Fence();
+#pragma unroll
+  for (int kk = 0; kk < kF / 16; ++kk) {
+    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+    wg::MmaAsyncM64N64<0, 0>(l, wg::Descriptor(x + at, 16, 1024),
+                             wg::Descriptor(w_t + at, 16, 1024), 1);
+  }
+  wg::Commit();
+  wg::Wait<0>();
+  wg::FenceOperands(l);
+}
+
+// Each row's softmax over l and over -l (Hedgehog's phi = [p, n]):
+// p = exp(l - mx) ip and n = exp(mn - l) in (four threads a row).
+struct RowSoftmax {
+  float mx[2], mn[2], ip[2], in[2];
+  __device__ explicit RowSoftmax(const float (&l)[32]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float hi = -INFINITY, lo = INFINITY;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        hi = fmaxf(hi, fmaxf(l[4 * j + 2 * h], l[4 * j + 2 * h + 1]));
+        lo = fminf(lo, fminf(l[4 * j + 2 * h], l[4 * j + 2 * h + 1]));
+      }
+#pragma unroll
+      for (int off = 1; off < 4; off <<= 1) {
+        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, off));
+        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, off));
+      }
+      float sp = 0.f, sn = 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          sp += __expf(l[4 * j + 2 * h + e] - hi);
+          sn += __expf(lo - l[4 * j + 2 * h + e]);
+        }
+      }
+#pragma unroll
+      for (int off = 1; off < 4; off <<= 1) {
+        sp += __shfl_xor_sync(0xffffffffu, sp, off);
+        sn += __shfl_xor_sync(0xffffffffu, sn, off);
+      }
+      mx[h] = hi;
+      mn[h] = lo;
+      ip[h] = 1.f / sp;
+      in[h] = 1.f / sn;
+    }
+  }
+  __device__ float P(float x, int h) const { return __expf(x - mx[h]) * ip[h]; }
+  __device__ float N(float x, int h) const { return __expf(mn[h] - x) * in[h]; }
+};
+
+// LoLCATs' window (fused maps, key delay 64), by the outputs warpgroup after
+// the linear terms: the band is this chunk's delayed raw keys (the previous
+// chunk's, in this buffer) and the next buffer's (this chunk's, which this
+// warpgroup loaded and now waits for on its own). Row i sees the previous
+// chunk's key j for j > i (and position >= 0), this chunk's for j <= i;
+// scores q k * scale, the row's exact max c, weights g exp(s - c) added into
+// num through both value tiles, their sums into den_w.
+__device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&num)[64],
+                              float (&den_w)[2]) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  tiles::CpAsyncWaitAll();  // this warpgroup's copies of the next keys and values
+  wg::FenceProxyAsync();
+  asm volatile("bar.sync 3, 128;\n" ::: "memory");  // the outputs warpgroup alone
+  const unsigned char* q = sm + kQ + (c & 1) * kTile;
+  const unsigned char* k_prev = sm + kK + (c & 1) * kTile;
+  const unsigned char* k_cur = sm + kK + ((c + 1) & 1) * kTile;
+  float sp[32], sc[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) sp[i] = sc[i] = 0.f;
+  wg::FenceOperands(sp);
+  wg::FenceOperands(sc);
+  wg::Fence();
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+    const uint64_t dq = wg::Descriptor(q + at, 16, 1024);
+    wg::MmaAsyncM64N64<0, 0>(sp, dq, wg::Descriptor(k_prev + at, 16, 1024), 1);
+    wg::MmaAsyncM64N64<0, 0>(sc, dq, wg::Descriptor(k_cur + at, 16, 1024), 1);
+  }
+  wg::Commit();
+  wg::Wait<0>();
+  wg::FenceOperands(sp);
+  wg::FenceOperands(sc);
+  const bool first_chunk = s.c_begin + c == 0;  // no previous chunk
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * warp + g + 8 * h;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = 8 * j + 2 * t + e, at = 4 * j + 2 * h + e;
+        sp[at] = !first_chunk && col > row ? sp[at] * s.scale : -INFINITY;
+        sc[at] = col <= row ? sc[at] * s.scale : -INFINITY;
+        mx = fmaxf(mx, fmaxf(sp[at], sc[at]));
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int at = 4 * j + 2 * h + e;
+        sp[at] = sp[at] == -INFINITY ? 0.f : s.gate * __expf(sp[at] - mx);
+        sc[at] = sc[at] == -INFINITY ? 0.f : s.gate * __expf(sc[at] - mx);
+        sum += sp[at] + sc[at];
+      }
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    den_w[h] = sum;
+  }
+  uint32_t fp[4][4], fc[4][4];  // the weights as A fragments, 16 keys a k step
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      fp[kk][r] = tiles::Pack(sp[8 * kk + 2 * r], sp[8 * kk + 2 * r + 1]);
+      fc[kk][r] = tiles::Pack(sc[8 * kk + 2 * r], sc[8 * kk + 2 * r + 1]);
+    }
+  }
+  const unsigned char* v_prev = sm + kV + (c & 1) * kTile;
+  const unsigned char* v_cur = sm + kV + ((c + 1) & 1) * kTile;
+  wg::FenceOperands(num);
+  wg::Fence();
+#pragma unroll
+  for (int kk = 0; kk < kC / 16; ++kk) {
+    wg::MmaAsyncRegAM64N128<1>(num, fp[kk], wg::Descriptor(v_prev + kk * 16 * 128, kSlab, 1024), 1);
+    wg::MmaAsyncRegAM64N128<1>(num, fc[kk], wg::Descriptor(v_cur + kk * 16 * 128, kSlab, 1024), 1);
+  }
+  wg::Commit();
+  wg::Wait<0>();
+  wg::FenceOperands(num);
+}
+
+// Warpgroup 0: the outputs of every chunk.
+template <bool kFuse, bool kWindow, bool kGated>
+__device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const float* z_all = reinterpret_cast<const float*>(sm + kZ);
+  for (int c = 0; c < s.n_chunks; ++c) {
+    NextChunk<kWindow>(sm, s, c);
+    const unsigned char* q = sm + kQ + (c & 1) * kTile;
+    const unsigned char* k = sm + kK + (c & 1) * kTile;
+    const unsigned char* v = sm + kV + (c & 1) * kTile;
+    const unsigned char* st = sm + kS + (c & 1) * kState;
+    const float* z = z_all + (c & 1) * kF;
+
+    // A = Q K^T and Q . z. Without fused maps, Q and K are both K-major tiles
+    // (features along the rows); with them, phi_q's A fragments (pq, k steps
+    // 0-3 the p half, 4-7 the n half) and the state warpgroup's phi_k tile.
+    float a[32];
+    float qz[2] = {0.f, 0.f};
+    uint32_t pq[kFuse ? 8 : 1][4];
+    if constexpr (kFuse) {
+      float l[32];
+      MapLogits(l, q, sm + kW);
+      const RowSoftmax r(l);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // A register i: tile 2 kk + i / 2, row half i % 2
+          const int j = 2 * kk + i / 2, h = i % 2, col = 8 * j + 2 * t;
+          const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
+          const float p0 = r.P(x0, h), p1 = r.P(x1, h), n0 = r.N(x0, h), n1 = r.N(x1, h);
+          pq[kk][i] = tiles::Pack(p0, p1);
+          pq[4 + kk][i] = tiles::Pack(n0, n1);
+          qz[h] += p0 * z[col] + p1 * z[col + 1] + n0 * z[64 + col] + n1 * z[64 + col + 1];
+        }
+      }
+      BarrierAll();  // the state warpgroup's phi_k tile is written
+    }
+#pragma unroll
+    for (int i = 0; i < 32; ++i) a[i] = 0.f;
+    wg::FenceOperands(a);
+    wg::Fence();
+#pragma unroll
+    for (int kk = 0; kk < kF / 16; ++kk) {
+      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+      if constexpr (kFuse) {
+        wg::MmaAsyncRegAM64N64<0>(a, pq[kk], wg::Descriptor(sm + kPhiK + at, 16, 1024), 1);
+      } else {
+        wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(q + at, 16, 1024),
+                                 wg::Descriptor(k + at, 16, 1024), 1);
+      }
+    }
+    wg::Commit();
+    if constexpr (!kFuse) {  // meanwhile Q . z: four threads a row, 32 features each
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = 16 * warp + g + 8 * h;
+#pragma unroll
+        for (int f = 32 * t; f < 32 * t + 32; f += 2) {
+          const float2 x =
+              tiles::Unpack(*reinterpret_cast<const uint32_t*>(q + TileOffset(row, f, kSlab)));
+          qz[h] += x.x * z[f] + x.y * z[f + 1];
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 1);
+      qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 2);
+    }
+    wg::Wait<0>();
+    wg::FenceOperands(a);
+
+    // Gated: the rows' in-chunk prefixes b_i (this warp's own scan of the
+    // chunk's gates, chunk_gates.cuh), exp(b_i - b_j) on A and exp(b_i) on
+    // the state's terms.
+    float q_dec[2] = {1.f, 1.f};
+    if constexpr (kGated) {
+      const gates::Prefix pre =
+          gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC);
+      const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
+      double fi[2];
+      int ci[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = 16 * warp + g + 8 * h;
+        fi[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.f1 : pre.f0, i & 31);
+        ci[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.c1 : pre.c0, i & 31);
+        q_dec[h] = ci[h] ? 0.f : __expf(float(fi[h]));
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = 8 * j + 2 * t + e;
+          const double fj = __shfl_sync(0xffffffffu, j >= 4 ? pre.f1 : pre.f0, col & 31);
+          const int cj = __shfl_sync(0xffffffffu, j >= 4 ? pre.c1 : pre.c0, col & 31);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            if (col <= 16 * warp + g + 8 * h)
+              a[4 * j + 2 * h + e] *= gates::Decay(fi[h], ci[h], fj, cj);
+          }
+        }
+      }
+      qz[0] *= q_dec[0];
+      qz[1] *= q_dec[1];
+    }
+
+    // Causal mask, the rows' sums, and A as bf16 A fragments of A V.
+    float rs[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = 16 * warp + g + 8 * (e / 2), col = 8 * j + 2 * t + (e & 1);
+        if (col > row) a[4 * j + e] = 0.f;
+        rs[e / 2] += a[4 * j + e];
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
+      rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
+    }
+    uint32_t af[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) af[kk][r] = tiles::Pack(a[8 * kk + 2 * r], a[8 * kk + 2 * r + 1]);
+    }
+
+    // num = Q S (S: MN-major, its rows the features) + A V (V: MN-major).
+    float num[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) num[i] = 0.f;
+    wg::FenceOperands(num);
+    wg::Fence();
+#pragma unroll
+    for (int kk = 0; kk < kF / 16; ++kk) {
+      const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
+      if constexpr (kFuse) {
+        wg::MmaAsyncRegAM64N128<1>(num, pq[kk], ds, 1);
+      } else {
+        wg::MmaAsyncM64N128<0, 1>(
+            num, wg::Descriptor(q + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024), ds, 1);
+      }
+    }
+    if constexpr (kGated) {  // Q S's rows times exp(b_i) before A V adds in
+      wg::Commit();
+      wg::Wait<0>();
+      wg::FenceOperands(num);
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+        num[4 * j] *= q_dec[0];
+        num[4 * j + 1] *= q_dec[0];
+        num[4 * j + 2] *= q_dec[1];
+        num[4 * j + 3] *= q_dec[1];
+      }
+      wg::FenceOperands(num);
+      wg::Fence();
+    }
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {
+      wg::MmaAsyncRegAM64N128<1>(num, af[kk], wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<0>();
+    wg::FenceOperands(num);
+    float den_w[2] = {0.f, 0.f};
+    if constexpr (kWindow) WindowIntoNum(sm, s, c, num, den_w);
+
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 16 * warp + g + 8 * h;
+      const int64_t pos = (s.c_begin + c) * kC + row;
+      if (pos < s.length) {
+        // The window's denominator is >= g (the row's own key): no eps.
+        const float inv = kWindow ? 1.f / (qz[h] + rs[h] + den_w[h]) : 1.f / (qz[h] + rs[h] + eps);
+        bf16* out = s.y + pos * kD;
+#pragma unroll
+        for (int j = 0; j < kD / 8; ++j) {
+          tiles::StoreOut2(out + 8 * j + 2 * t, num[4 * j + 2 * h] * inv,
+                           num[4 * j + 2 * h + 1] * inv);
+        }
+      }
+    }
+  }
+}
+
+// The state warpgroup's registers: (feature 64 half + 16 warp + g + 8 h,
+// column 8 j + 2 t + e) is st[half][4 j + 2 h + e].
+struct StatePlace {
+  int warp, g, t;
+  __device__ StatePlace() {
+    const int tid = threadIdx.x & 127;
+    warp = tid >> 5;
+    g = (tid & 31) >> 2;
+    t = tid & 3;
+  }
+  __device__ int Feature(int half, int h) const { return 64 * half + 16 * warp + g + 8 * h; }
+  __device__ int Column(int j) const { return 8 * j + 2 * t; }
+};
+
+// The block's entry state, by all threads, into float32 [F][D] scratch over
+// both state buffers (64 KB, unused yet) and z buffer 0: the initial state
+// plus the earlier blocks' local states (pass 1's), rows [F][D + 8] with kv
+// in the columns < D and k_sum in
+// column D, each earlier block's sum decayed by the blocks after it (pass
+// 1's total decays). False (and z zeroed) when the block starts from zero.
+constexpr int kRowCols = kD + 8;  // ChunkedLinearInitialStateCols
+__device__ bool EntryStateToScratch(unsigned char* sm, const ChunkedLinearParams& p, int64_t bh,
+                                    int blk) {
+  const bool any = p.initial_state != nullptr || blk > 0;
+  const float* initial =
+      p.initial_state != nullptr ? p.initial_state + bh * kF * kRowCols : nullptr;
+  const float* blocks = static_cast<const float*>(p.workspace) + bh * p.blocks * kF * kRowCols;
+  // Each block's total decay (1 ungated), after all the states.
+  const float* decays = static_cast<const float*>(p.workspace) +
+                        p.batch * p.heads * p.blocks * kF * kRowCols + bh * p.blocks;
+  float* scratch = reinterpret_cast<float*>(sm + kS);
+  float* z = reinterpret_cast<float*>(sm + kZ);
+  if (any) {
+    for (int i = threadIdx.x; i < kF * kD / 4; i += kThreads) {
+      const int row = i / (kD / 4) * kRowCols + (i % (kD / 4)) * 4;
+      float4 sum = initial != nullptr ? *reinterpret_cast<const float4*>(initial + row)
+                                      : make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int a = 0; a < blk; ++a) {  // the running sum decays by each block's total decay
+        const float4 x = *reinterpret_cast<const float4*>(blocks + a * kF * kRowCols + row);
+        const float keep = decays[a];
+        sum.x = fmaf(keep, sum.x, x.x), sum.y = fmaf(keep, sum.y, x.y);
+        sum.z = fmaf(keep, sum.z, x.z), sum.w = fmaf(keep, sum.w, x.w);
+      }
+      reinterpret_cast<float4*>(scratch)[i] = sum;
+    }
+  }
+  for (int f = threadIdx.x; f < kF; f += kThreads) {
+    float sum = initial != nullptr ? initial[f * kRowCols + kD] : 0.f;
+    for (int a = 0; a < blk; ++a) {
+      sum = fmaf(decays[a], sum, blocks[a * kF * kRowCols + f * kRowCols + kD]);
+    }
+    z[f] = sum;
+  }
+  return any;
+}
+
+// The registers as the bf16 state tile (the MN-major B of Q S).
+__device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
+  const StatePlace m;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        *reinterpret_cast<uint32_t*>(dst +
+                                     TileOffset(m.Feature(half, h), m.Column(j), kStateSlab)) =
+            tiles::Pack(st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
+      }
+    }
+  }
+}
+
+// Gated (state warpgroup): the chunk's decays, exp(b_last - b_j) for each
+// key (published by warp 0 from its scan of the gates) and exp(b_last) into
+// chunk_dec, and the keys scaled by theirs into a tile of their own, which
+// it returns: with fused maps phi_k again from the logits `l`, into this
+// chunk's query tile (the outputs warpgroup read it for its map, before the
+// phi_k barrier); else the feature tile `k`, into the (then unused) phi_k
+// tile. The outputs warpgroup needs the unscaled keys for Q K^T.
+template <bool kFuse>
+__device__ const unsigned char* ScaleKeys(unsigned char* sm, const Ptrs& s, int c,
+                                          const unsigned char* k, const float (&l)[kFuse ? 32 : 1],
+                                          float& chunk_dec) {
+  const StatePlace m;
+  float* k_dec = reinterpret_cast<float*>(sm + kDecays);  // [64], then the chunk's decay
+  if (m.warp == 0) {
+    const int lane = threadIdx.x & 31;
+    const gates::Prefix pre =
+        gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC);
+    const double last_f = __shfl_sync(0xffffffffu, pre.f1, 31);
+    const int last_c = __shfl_sync(0xffffffffu, pre.c1, 31);
+    k_dec[lane] = gates::Decay(last_f, last_c, pre.f0, pre.c0);
+    k_dec[32 + lane] = gates::Decay(last_f, last_c, pre.f1, pre.c1);
+    if (lane == 0) k_dec[kC] = last_c ? 0.f : __expf(float(last_f));
+  }
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
+  chunk_dec = k_dec[kC];
+  unsigned char* scaled;
+  if constexpr (kFuse) {
+    scaled = sm + kQ + (c & 1) * kTile;
+    const RowSoftmax r(l);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 16 * m.warp + m.g + 8 * h;
+      const bool live = (s.c_begin + c) * kC + row < s.length;  // no key delay with gates
+      const float w = live ? k_dec[row] : 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
+        const int col = m.Column(j);
+        *reinterpret_cast<uint32_t*>(scaled + TileOffset(row, col, kSlab)) =
+            tiles::Pack(r.P(x0, h) * w, r.P(x1, h) * w);
+        *reinterpret_cast<uint32_t*>(scaled + TileOffset(row, 64 + col, kSlab)) =
+            tiles::Pack(r.N(x0, h) * w, r.N(x1, h) * w);
+      }
+    }
+  } else {
+    scaled = sm + kPhiK;
+    for (int i = threadIdx.x & 127; i < kC * kF / 2; i += 128) {
+      const int row = i / (kF / 2), col = (i % (kF / 2)) * 2;
+      const int at = TileOffset(row, col, kSlab);
+      const float2 x = tiles::Unpack(*reinterpret_cast<const uint32_t*>(k + at));
+      *reinterpret_cast<uint32_t*>(scaled + at) = tiles::Pack(x.x * k_dec[row], x.y * k_dec[row]);
+    }
+  }
+  wg::FenceProxyAsync();
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  return scaled;
+}
+
+// Warpgroup 1: the block's entry state (EntryStateToScratch's, when
+// `entry`) as bf16 into state buffer 0, the state after every chunk into the
+// other buffer, and after the last block's last chunk the final state (kv,
+// k_sum).
+template <bool kFuse, bool kWindow, bool kGated>
+__device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearParams& p,
+                          int64_t bh, int blk, bool entry) {
+  const int tid = threadIdx.x & 127;
+  float* z_all = reinterpret_cast<float*>(sm + kZ);
+  float st[2][64];  // features 0-63 and 64-127
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  if (entry) {  // from the scratch, then (once every state thread has read) the bf16 tile
+    const StatePlace m;
+    const float* scratch = reinterpret_cast<const float*>(sm + kS);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 x =
+              *reinterpret_cast<const float2*>(scratch + m.Feature(half, h) * kD + m.Column(j));
+          st[half][4 * j + 2 * h] = x.x;
+          st[half][4 * j + 2 * h + 1] = x.y;
+        }
+      }
+    }
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
+  }
+  StoreStateBf16(st, sm + kS);
+  for (int c = 0; c < s.n_chunks; ++c) {
+    NextChunk<kWindow>(sm, s, c);
+    const unsigned char* k = sm + kK + (c & 1) * kTile;
+    const unsigned char* v = sm + kV + (c & 1) * kTile;
+    float l[kFuse ? 32 : 1];
+    if constexpr (kFuse) {  // phi_k into its tile, zero rows past the end
+      const StatePlace m;
+      MapLogits(l, k, sm + kW + kTile);
+      const RowSoftmax r(l);
+      unsigned char* phi = sm + kPhiK;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = 16 * m.warp + m.g + 8 * h;
+        const int64_t src = (s.c_begin + c) * kC + row - s.key_delay;  // as IssueChunk
+        const bool live = src >= 0 && src < s.length - s.key_delay;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
+          const int col = m.Column(j);
+          *reinterpret_cast<uint32_t*>(phi + TileOffset(row, col, kSlab)) =
+              live ? tiles::Pack(r.P(x0, h), r.P(x1, h)) : 0u;
+          *reinterpret_cast<uint32_t*>(phi + TileOffset(row, 64 + col, kSlab)) =
+              live ? tiles::Pack(r.N(x0, h), r.N(x1, h)) : 0u;
+        }
+      }
+      wg::FenceProxyAsync();
+      BarrierAll();  // phi_k is there for both warpgroups
+      k = phi;
+    }
+    float chunk_dec = 1.f;
+    if constexpr (kGated) {
+      k = ScaleKeys<kFuse>(sm, s, c, k, l, chunk_dec);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
+      }
+    }
+
+    // S += K^T V: K as the M-major A (its slab `half` holds features
+    // 64 half .. 64 half + 63 along the rows' bytes), V the MN-major B.
+    wg::FenceOperands(st[0]);
+    wg::FenceOperands(st[1]);
+    wg::Fence();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int kk = 0; kk < kC / 16; ++kk) {
+        wg::MmaAsyncM64N128<1, 1>(st[half],
+                                  wg::Descriptor(k + half * kSlab + kk * 16 * 128, kSlab, 1024),
+                                  wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
+      }
+    }
+    wg::Commit();
+    // Meanwhile z' = z + K's column sums (one feature a thread; gated: the
+    // chunk's decay on z, the keys' own decays already in K).
+    {
+      float sum = chunk_dec * z_all[(c & 1) * kF + tid];
+      for (int key = 0; key < kC; ++key) {
+        sum += __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, tid, kSlab)));
+      }
+      z_all[((c + 1) & 1) * kF + tid] = sum;
+    }
+    wg::Wait<0>();
+    wg::FenceOperands(st[0]);
+    wg::FenceOperands(st[1]);
+    StoreStateBf16(st, sm + kS + ((c + 1) & 1) * kState);
+  }
+  if (blk == p.blocks - 1 && p.kv != nullptr) {
+    const StatePlace m;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          tiles::StoreOut2(p.kv + (bh * kF + m.Feature(half, h)) * kD + m.Column(j),
+                           st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
+        }
+      }
+    }
+  }
+  if (blk == p.blocks - 1 && p.k_sum != nullptr) {
+    p.k_sum[bh * kF + tid] = z_all[(s.n_chunks & 1) * kF + tid];  // this thread wrote it
+  }
+}
+
+// kFuse: raw q and k (D = 128 columns) and the maps' W^T (Fh = 64);
+// kWindow (with kFuse, key_delay 64): LoLCATs' window fused; kGated: log
+// gates (no key delay, no window).
+template <bool kFuse, bool kWindow, bool kGated>
+__global__ void __launch_bounds__(kThreads, 1)
+    ChunkedLinearWgmmaKernel(const __grid_constant__ ChunkedLinearParams p) {
+  static_assert(kFuse || !kWindow, "the window reads the raw keys of the fused maps");
+  static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t(b) * p.heads + h;
+  const int64_t hk = h / (p.heads / p.k_heads), hv = h / (p.heads / p.v_heads);
+  Ptrs s;
+  s.length = p.length;
+  s.key_delay = p.key_delay;
+  s.gate = kWindow ? p.window_gate[h] : 0.f;
+  s.scale = p.window_scale;
+  s.g = nullptr;
+  if constexpr (kGated) {
+    const int64_t hg = h / (p.heads / p.g_heads);
+    s.g = p.log_gamma + (int64_t(b) * p.g_heads + hg) * p.length;
+  }
+  const int64_t n_chunks = (p.length + kC - 1) / kC;
+  s.c_begin = blk * p.block_chunks;
+  s.n_chunks = static_cast<int>(std::min<int64_t>(n_chunks - s.c_begin, p.block_chunks));
+  s.q = static_cast<const bf16*>(p.phi_q) + bh * p.length * kF;
+  s.k = static_cast<const bf16*>(p.phi_k) + (int64_t(b) * p.k_heads + hk) * p.length * kF;
+  s.v = static_cast<const bf16*>(p.v) + (int64_t(b) * p.v_heads + hv) * p.length * kD;
+  s.y = static_cast<bf16*>(p.y) + bh * p.length * kD;
+  if constexpr (kFuse) {  // the maps' weights, in the first chunk's group
+    const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
+    IssueTile(sm + kW, static_cast<const bf16*>(p.q_weight_t) + int64_t(h) * 64 * kD, 0, 64);
+    IssueTile(sm + kW + kTile, static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD, 0, 64);
+  }
+  // The block's first tiles, and its entry state; the state warpgroup turns
+  // it into bf16 state buffer 0 before the first chunk's barrier.
+  IssueChunk(sm, s, 0, true, true, kWindow);
+  const bool entry = EntryStateToScratch(sm, p, bh, blk);
+  BarrierAll();
+  if (threadIdx.x < 128) {
+    OutputsLoop<kFuse, kWindow, kGated>(sm, s, p.eps);
+  } else {
+    StateLoop<kFuse, kWindow, kGated>(sm, s, p, bh, blk, entry);
+  }
+#else
+  __trap();  // wgmma needs the sm_90a target
+#endif
+}
+
+}  // namespace
+
+bool ChunkedLinearWgmmaSupported(const ChunkedLinearParams& p) {
+  const bool maps =
+      p.q_weight_t == nullptr ||  // fused: Fh = 64, as F = 2 Fh = 128
+      (p.k_weight_t != nullptr && (p.k_weight_heads == p.heads || p.k_weight_heads == p.k_heads));
+  return p.type == ElementType::kBF16 && p.feature_dim == kF && p.head_dim == kD && maps &&
+         p.key_delay >= 0 &&
+         (p.log_gamma == nullptr || (p.key_delay == 0 && p.window_gate == nullptr &&
+                                     p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
+         (p.window_gate == nullptr || (p.q_weight_t != nullptr && p.key_delay == kC)) &&
+         p.num == nullptr && p.den == nullptr && p.y != nullptr &&
+         (p.kv == nullptr) == (p.k_sum == nullptr) && p.batch >= 1 && p.batch <= 65535 &&
+         p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 && p.v_heads >= 1 &&
+         p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
+}
+
+const char* LaunchChunkedLinearWgmma(const ChunkedLinearParams& p) {
+  if (!ChunkedLinearWgmmaSupported(p)) return "ChunkedLinearWgmma: unsupported parameters";
+  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+    return "ChunkedLinearWgmma: call PlanChunkedLinear before launching";
+  }
+  if (const char* err = LaunchChunkedLinearBlockStates(p)) return err;  // pass 1 (blocks > 1)
+  const bool fuse = p.q_weight_t != nullptr, gated = p.log_gamma != nullptr;
+  auto* kernel = p.window_gate != nullptr ? ChunkedLinearWgmmaKernel<true, true, false>
+                 : gated                  ? (fuse ? ChunkedLinearWgmmaKernel<true, false, true>
+                                                  : ChunkedLinearWgmmaKernel<false, false, true>)
+                 : fuse                   ? ChunkedLinearWgmmaKernel<true, false, false>
+                                          : ChunkedLinearWgmmaKernel<false, false, false>;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, kThreads, kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace linearize::kernels
