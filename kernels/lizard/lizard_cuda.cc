@@ -137,13 +137,12 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
   std::optional<LolcatsWindowParams> wp = WindowParams(in, weights, options, keep);
   if (dims.length == 0 || !wp) return std::nullopt;
   const c10::cuda::CUDAGuard guard(in.q.device());
-  // Gated branch: num and den over keys j <= i (and the final state).
+  // Gated branch: its output num / (den + eps) over keys j <= i (and the
+  // final state), which the window kernel adds its branch to.
   detail::CudaLinearInputs lin_in;
   lin_in.v = in.v;
   lin_in.log_gamma = in.log_gamma;
-  lin_in.want_y = false;
-  lin_in.want_num_den = true;
-  lin_in.num_in_input_dtype = true;  // the window kernel reads it once
+  lin_in.eps = options.eps;
   lin_in.want_state = want_state;
   if (initial != nullptr) {
     lin_in.kv0 = initial->kv;
@@ -170,15 +169,16 @@ std::optional<PrefillResult> RunKernels(const char* op, const Inputs& in, const 
       initial != nullptr ? front(initial->k_window, kw).contiguous() : kw.contiguous();
   const at::Tensor v =
       initial != nullptr ? front(initial->v_window, in.v).contiguous() : in.v.contiguous();
-  const at::Tensor lin_num = pad(lin->num), lin_den = pad(lin->den);
+  const at::Tensor lin_y = pad(lin->y);
   at::Tensor y = at::empty(q.sizes(), q.options());
   wp->length = ctx + t;
   wp->q = q.data_ptr();
   wp->k = k.data_ptr();
   wp->v = v.data_ptr();
-  wp->lin_num = lin_num.data_ptr();
-  wp->lin_num_bf16 = lin_num.scalar_type() == at::kBFloat16;
-  wp->lin_den = lin_den.data_ptr<float>();
+  wp->lin_num = lin_y.data_ptr();
+  wp->lin_num_bf16 = lin_y.scalar_type() == at::kBFloat16;
+  wp->lin_normalised = true;
+  wp->lin_den = nullptr;
   wp->y = y.data_ptr();
   wp->stream = at::cuda::getCurrentCUDAStream().stream();
   const char* err = LaunchLolcatsWindow(*wp);
