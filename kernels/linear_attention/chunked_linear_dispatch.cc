@@ -15,15 +15,30 @@
 namespace linearize::kernels::detail {
 namespace {
 
-// Experimental, while it is measured: LINEARIZE_WGMMA=1 runs the output
-// pass on the wgmma kernel (sm90a/chunked_linear_wgmma.h) wherever it covers
-// the call, so that the same tests and benchmarks run on both.
-bool WgmmaRequested() {
-  static const bool on = [] {
+// Which output pass runs where the wgmma kernel (sm90a/chunked_linear_wgmma.h)
+// covers the call on an sm_90 device. By default the ungated forms take it
+// (H100, bf16: 1.2-1.5x the mma.sync kernel) and the gated ones keep mma.sync
+// (0.94-1.14x); LINEARIZE_WGMMA=0 keeps mma.sync everywhere and =1 takes
+// wgmma everywhere, so the tests and benchmarks can run either.
+enum class WgmmaMode { kUngated, kNever, kWherever };
+
+WgmmaMode WgmmaModeFromEnv() {
+  static const WgmmaMode mode = [] {
     const char* env = std::getenv("LINEARIZE_WGMMA");
-    return env != nullptr && std::strcmp(env, "1") == 0;
+    if (env != nullptr && std::strcmp(env, "0") == 0) return WgmmaMode::kNever;
+    if (env != nullptr && std::strcmp(env, "1") == 0) return WgmmaMode::kWherever;
+    return WgmmaMode::kUngated;
   }();
-  return on;
+  return mode;
+}
+
+bool UseWgmma(const ChunkedLinearParams& p, const at::Device& device) {
+  const WgmmaMode mode = WgmmaModeFromEnv();
+  if (mode == WgmmaMode::kNever || (mode == WgmmaMode::kUngated && p.log_gamma != nullptr)) {
+    return false;
+  }
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index());
+  return prop->major == 9 && prop->minor == 0 && ChunkedLinearWgmmaSupported(p);  // sm_90a code
 }
 
 }  // namespace
@@ -133,8 +148,7 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     workspace = at::empty({bytes}, q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
-  const bool wgmma = WgmmaRequested() && ChunkedLinearWgmmaSupported(p);
-  const char* err = wgmma ? LaunchChunkedLinearWgmma(p) : LaunchChunkedLinear(p);
+  const char* err = UseWgmma(p, q.device()) ? LaunchChunkedLinearWgmma(p) : LaunchChunkedLinear(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
   if (in.keep_block_states && p.blocks > 1) {
@@ -144,12 +158,9 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   return out;
 }
 
-std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,
-                                                        const at::Tensor& phi_k,
-                                                        const at::Tensor& v,
-                                                        const at::Tensor& log_gamma,
-                                                        bool want_state, const at::Tensor& kv0,
-                                                        const at::Tensor& k_sum0) {
+std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(
+    const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+    const at::Tensor& log_gamma, bool want_state, const at::Tensor& kv0, const at::Tensor& k_sum0) {
   CudaLinearInputs in;
   in.phi_q = phi_q;
   in.phi_k = phi_k;
