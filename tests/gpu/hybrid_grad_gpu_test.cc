@@ -7,10 +7,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-
-#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,31 +39,47 @@ std::vector<at::Tensor> Leaves(const std::vector<at::Tensor>& xs, at::Device dev
   return out;
 }
 
+using Forward = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+
+// GPU leaves (bf16 activations, float32 parameters from `params_from` on),
+// run through `forward` under bf16 autocast and back-propagated with `w`.
+std::vector<at::Tensor> GpuGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
+                                     const Forward& forward, const at::Tensor& w,
+                                     at::Tensor* y_out) {
+  std::vector<at::Tensor> gpu;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    gpu.push_back(Leaves({inputs[i]}, at::kCUDA, i < params_from ? at::kBFloat16 : at::kFloat)[0]);
+  }
+  const testing::CudaBf16Autocast autocast;
+  const at::Tensor y = forward(gpu);
+  (y.to(at::kFloat) * w.to(at::kFloat).cuda()).sum().backward();
+  if (y_out != nullptr) *y_out = y;
+  return gpu;
+}
+
 // Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
 // float32 parameters, autocast) and on the CPU (float64), back-propagates the
 // same random output weights, and compares every gradient. `params_from`:
-// index of the first parameter (float32 on the GPU).
-void ExpectSameGradients(
-    const std::vector<at::Tensor>& inputs, size_t params_from,
-    const std::function<at::Tensor(const std::vector<at::Tensor>&)>& forward,
-    const std::vector<std::string>& names, int min_launches) {
+// index of the first parameter (float32 on the GPU). With
+// LINEARIZE_PRINT_ERRORS set it prints each gradient's error beside that of
+// `native` (the same attention in plain LibTorch ops) on the GPU under the
+// same autocast: what bf16 alone costs.
+void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
+                         const Forward& forward, const Forward& native,
+                         const std::vector<std::string>& names, int min_launches) {
   std::vector<at::Tensor> cpu = Leaves(inputs, at::kCPU, at::kDouble);
   const at::Tensor y_ref = forward(cpu);
   const at::Tensor w = at::randn(y_ref.sizes(), at::kDouble);
   (y_ref * w).sum().backward();
 
+  const bool print = std::getenv("LINEARIZE_PRINT_ERRORS") != nullptr;
+  std::vector<at::Tensor> bf16_native;
+  if (print) bf16_native = GpuGradients(inputs, params_from, native, w, nullptr);
   testing::PoisonCudaAllocator();
-  std::vector<at::Tensor> gpu;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    gpu.push_back(Leaves({inputs[i]}, at::kCUDA, i < params_from ? at::kBFloat16 : at::kFloat)[0]);
-  }
   const testing::LaunchCounter launches;
-  {
-    const testing::CudaBf16Autocast autocast;
-    const at::Tensor y = forward(gpu);
-    (y.to(at::kFloat) * w.to(at::kFloat).cuda()).sum().backward();
-    EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
-  }
+  at::Tensor y;
+  const std::vector<at::Tensor> gpu = GpuGradients(inputs, params_from, forward, w, &y);
+  EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
   EXPECT_GE(launches.Launches(), min_launches) << "the CUDA kernels ran forward and backward";
   // The call's gradient scale: the largest reference gradient.
   double scale = 0;
@@ -90,8 +105,10 @@ void ExpectSameGradients(
           << "d " << names[i] << " (gradient scale " << scale << ")";
       continue;
     }
-    if (std::getenv("LINEARIZE_PRINT_ERRORS")) {
-      std::printf("d %s: %.6g\n", names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()));
+    if (print) {
+      std::printf("d %s: %.6g (LibTorch ops in bf16: %.6g)\n", names[i].c_str(),
+                  RelativeError(gpu[i].grad(), cpu[i].grad()),
+                  RelativeError(bf16_native[i].grad(), cpu[i].grad()));
     }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
         << "d " << names[i];
@@ -105,23 +122,28 @@ TEST_P(LolcatsGradGpu, MatchesFloat64Autograd) {
   const Case c = GetParam();
   at::manual_seed(21 + c.t + c.d);
   const kernels::FeatureMaps m = testing::RandomHedgehog(c.hq, c.hkv, c.d, c.fh);
-  const std::vector<at::Tensor> inputs = {
-      at::randn({c.b, c.hq, c.t, c.d}, at::kDouble), at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble),
-      at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble), m.q_weight, m.k_weight,
-      at::randn({c.hq}, at::kDouble)};
+  const std::vector<at::Tensor> inputs = {at::randn({c.b, c.hq, c.t, c.d}, at::kDouble),
+                                          at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble),
+                                          at::randn({c.b, c.hkv, c.t, c.d}, at::kDouble),
+                                          m.q_weight,
+                                          m.k_weight,
+                                          at::randn({c.hq}, at::kDouble)};
   lolcats::Options o;
   o.window = c.window;
-  const auto forward = [&](const std::vector<at::Tensor>& x) {
+  const auto run = [&](const std::vector<at::Tensor>& x, bool plain) {
     lolcats::Weights w;
     w.maps.kind = FeatureMapKind::kHedgehog;
     w.maps.q_weight = x[3];
     w.maps.k_weight = x[4];
     w.window_logit = x[5];
-    return lolcats::ForwardParallel(x[0], x[1], x[2], w, o);
+    return plain ? lolcats::ForwardReference(x[0], x[1], x[2], w, o)
+                 : lolcats::ForwardParallel(x[0], x[1], x[2], w, o);
   };
+  const auto forward = [&](const std::vector<at::Tensor>& x) { return run(x, false); };
+  const auto native = [&](const std::vector<at::Tensor>& x) { return run(x, true); };
   // Window forward and backward, plus the chunked ones once keys leave the window.
   const int launches = c.t > c.window ? 4 : 2;
-  ExpectSameGradients(inputs, 3, forward, {"q", "k", "v", "q_map", "k_map", "window_logit"},
+  ExpectSameGradients(inputs, 3, forward, native, {"q", "k", "v", "q_map", "k_map", "window_logit"},
                       launches);
 }
 
@@ -149,12 +171,11 @@ TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
   const std::vector<at::Tensor> inputs = {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
-      at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 3),
-      m.q_weight, m.k_weight, at::randn({c.hq, 4}, at::kDouble),
-      at::rand({c.hq}, at::kDouble) + 0.5};
+      at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
+      at::randn({c.hq, 4}, at::kDouble), at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
-  const auto forward = [&](const std::vector<at::Tensor>& x) {
+  const auto run = [&](const std::vector<at::Tensor>& x, bool plain) {
     const at::Tensor log_gamma = x[5].is_cuda() ? x[5].to(at::kFloat) : x[5];
     const lizard::Inputs in{x[0], x[1], x[2], log_gamma, x[3], x[4]};
     lizard::Weights w;
@@ -163,10 +184,12 @@ TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
     w.maps.k_weight = x[7];
     w.meta_logits = x[8];
     w.alpha = x[9];
-    return lizard::ForwardParallel(in, w, o);
+    return plain ? lizard::ForwardReference(in, w, o) : lizard::ForwardParallel(in, w, o);
   };
+  const auto forward = [&](const std::vector<at::Tensor>& x) { return run(x, false); };
+  const auto native = [&](const std::vector<at::Tensor>& x) { return run(x, true); };
   // The gated branch's chunked kernel and the window kernel, forward and backward.
-  ExpectSameGradients(inputs, 6, forward,
+  ExpectSameGradients(inputs, 6, forward, native,
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
                       4);
