@@ -75,6 +75,14 @@ __device__ __forceinline__ void FenceOperands(float (&d)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+// Zeroes accumulators that the next products add onto, pinned and fenced.
+template <int kN>
+__device__ __forceinline__ void ZeroForProducts(float (&d)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) d[i] = 0.f;
+  FenceOperands(d);
+  Fence();
+}
 
 // d (+)= A B for one 16-deep k step, both operands in shared memory:
 // kTransA 0 for a K-major A, 1 for an M-major A (stored [K][M]); kTransB 0

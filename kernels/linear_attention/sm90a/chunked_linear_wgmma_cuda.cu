@@ -148,10 +148,7 @@ __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
 // K-major [64][128] tile, W^T [64][128] the K-major B), m64n64
 // accumulators (rows 16 w + g + 8 h, columns 8 j + 2 t + e).
 __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned char* w_t) {
-#pragma unroll
-  for (int i = 0; i < 32; ++i) l[i] = 0.f;
-  wg::FenceOperands(l);
-  wg::Fence();
+  wg::ZeroForProducts(l);
 #pragma unroll
   for (int kk = 0; kk < kF / 16; ++kk) {
     const int at = (kk / 4) * kSlab + (kk % 4) * 32;
@@ -330,10 +327,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       }
       BarrierAll();  // the state warpgroup's phi_k tile is written
     }
-#pragma unroll
-    for (int i = 0; i < 32; ++i) a[i] = 0.f;
-    wg::FenceOperands(a);
-    wg::Fence();
+    wg::ZeroForProducts(a);
 #pragma unroll
     for (int kk = 0; kk < kF / 16; ++kk) {
       const int at = (kk / 4) * kSlab + (kk % 4) * 32;
@@ -425,10 +419,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
 
     // num = Q S (S: MN-major, its rows the features) + A V (V: MN-major).
     float num[64];
-#pragma unroll
-    for (int i = 0; i < 64; ++i) num[i] = 0.f;
-    wg::FenceOperands(num);
-    wg::Fence();
+    wg::ZeroForProducts(num);
 #pragma unroll
     for (int kk = 0; kk < kF / 16; ++kk) {
       const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
