@@ -38,6 +38,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/feature_map/hedgehog_rows.cuh"
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/chunk_plan.h"
 #include "kernels/linear_attention/chunked_linear_params.h"
@@ -144,8 +145,8 @@ struct Smem {
 template <class Cf>
 struct Seq {
   using T = typename Cf::T;
-  const T* q;   // phi_q (raw q when fused)
-  const T* k;   // phi_k (raw k when fused)
+  const T* q;  // phi_q (raw q when fused)
+  const T* k;  // phi_k (raw k when fused)
   const T* v;
   const T* wq;  // fused: this head's transposed maps [Fh][D]
   const T* wk;
@@ -210,10 +211,8 @@ __device__ void IssueChunk(const Smem<Cf>& sm, const Seq<Cf>& s, int buf, int64_
   bf16* q_tile = Cf::kFuse ? sm.RawQ(buf) : sm.Q(buf);
   bf16* k_tile = Cf::kFuse ? sm.RawK(buf) : sm.K(buf);
   // Key row r sits at position start + r and holds source row start + r - delay.
-  tiles::LoadTile<T, kC, kCols, kThreads>(k_tile, kStride, kPlane, s.k, start - delay,
-                                          key_limit);
-  tiles::LoadTile<T, kC, Cf::D, kThreads>(sm.V(buf), Cf::SV, Cf::kV, s.v, start - delay,
-                                          key_limit);
+  tiles::LoadTile<T, kC, kCols, kThreads>(k_tile, kStride, kPlane, s.k, start - delay, key_limit);
+  tiles::LoadTile<T, kC, Cf::D, kThreads>(sm.V(buf), Cf::SV, Cf::kV, s.v, start - delay, key_limit);
   if (s.g != nullptr && threadIdx.x < kC) {
     const int64_t t = start + threadIdx.x;
     tiles::CpAsync4(sm.gates + buf * kC + threadIdx.x, s.g + (t < length ? t : 0), t < length);
@@ -256,43 +255,20 @@ __device__ void Phase0(const Smem<Cf>& sm, int buf, bool with_q, int64_t start, 
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      float mx = -INFINITY, mn = INFINITY;
-#pragma unroll
-      for (int j = 0; j < FH / 8; ++j) {
-        mx = fmaxf(mx, fmaxf(acc[j][2 * half], acc[j][2 * half + 1]));
-        mn = fminf(mn, fminf(acc[j][2 * half], acc[j][2 * half + 1]));
-      }
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, off));
-      }
-      float sp = 0.f, sn = 0.f;
-#pragma unroll
-      for (int j = 0; j < FH / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          sp += __expf(acc[j][2 * half + e] - mx);
-          sn += __expf(mn - acc[j][2 * half + e]);
-        }
-      }
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        sp += __shfl_xor_sync(0xffffffffu, sp, off);
-        sn += __shfl_xor_sync(0xffffffffu, sn, off);
-      }
+      const hedgehog::RowHalfSoftmax r =
+          hedgehog::RowHalfSoftmaxOf<FH / 8>([&](int j, int i) { return acc[j][i]; }, half);
       const int row = r0 + g + 8 * half;
       const int64_t src = start + row - (is_k ? delay : 0);
       const bool valid = src >= 0 && src < length - (is_k ? delay : 0);
-      const float ip = valid ? 1.f / sp : 0.f, in = valid ? 1.f / sn : 0.f;
+      const float ip = valid ? r.ip : 0.f, in = valid ? r.in : 0.f;  // else phi = 0
 #pragma unroll
       for (int j = 0; j < FH / 8; ++j) {
         const int col = 8 * j + 2 * t;
         const float l0 = acc[j][2 * half], l1 = acc[j][2 * half + 1];
         *reinterpret_cast<uint32_t*>(out + row * Cf::SQ + col) =
-            tiles::Pack(__expf(l0 - mx) * ip, __expf(l1 - mx) * ip);
+            tiles::Pack(__expf(l0 - r.mx) * ip, __expf(l1 - r.mx) * ip);
         *reinterpret_cast<uint32_t*>(out + row * Cf::SQ + FH + col) =
-            tiles::Pack(__expf(mn - l0) * in, __expf(mn - l1) * in);
+            tiles::Pack(__expf(r.mn - l0) * in, __expf(r.mn - l1) * in);
       }
     }
   }
@@ -614,7 +590,8 @@ __global__ void __launch_bounds__(kThreads, 2) BlockStatesKernel(const ChunkedLi
   float st[Cf::NTS][4] = {};
   double total_f = 0;
   int total_c = 0;
-  if constexpr (!Cf::kSplit) IssueChunk<Cf, false>(sm, s, 0, c_begin, p.length, p.key_delay, key_limit);
+  if constexpr (!Cf::kSplit)
+    IssueChunk<Cf, false>(sm, s, 0, c_begin, p.length, p.key_delay, key_limit);
   for (int64_t c = c_begin; c < c_end; ++c) {
     int buf = 0;
     if constexpr (Cf::kSplit) {
@@ -824,7 +801,8 @@ const char* Launch(const ChunkedLinearParams& p) {
     return cudaGetLastError();
   };
   if constexpr (Cf::kFuse) {
-    err = p.window_gate != nullptr ? output(OutputKernel<Cf, true>) : output(OutputKernel<Cf, false>);
+    err =
+        p.window_gate != nullptr ? output(OutputKernel<Cf, true>) : output(OutputKernel<Cf, false>);
   } else {
     err = output(OutputKernel<Cf, false>);
   }
@@ -861,12 +839,16 @@ auto Dispatch(const ChunkedLinearParams& p, const Fn& fn) {
 
 struct OccupancyFn {
   template <class Cf>
-  PassOccupancy operator()() const { return Occupancies<Cf>(); }
+  PassOccupancy operator()() const {
+    return Occupancies<Cf>();
+  }
 };
 struct LaunchFn {
   const ChunkedLinearParams& p;
   template <class Cf>
-  const char* operator()() const { return Launch<Cf>(p); }
+  const char* operator()() const {
+    return Launch<Cf>(p);
+  }
 };
 struct BlockStatesFn {
   const ChunkedLinearParams& p;
@@ -880,17 +862,17 @@ struct BlockStatesFn {
 }  // namespace
 
 bool ChunkedLinearSupported(const ChunkedLinearParams& p) {
-  const bool dims = (p.feature_dim == 64 || p.feature_dim == 128) &&
-                    (p.head_dim == 64 || p.head_dim == 128);
+  const bool dims =
+      (p.feature_dim == 64 || p.feature_dim == 128) && (p.head_dim == 64 || p.head_dim == 128);
   const bool type = p.type == ElementType::kF32 || p.type == ElementType::kBF16;
-  const bool heads = p.heads >= 1 && p.k_heads >= 1 && p.v_heads >= 1 &&
-                     p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 &&
+  const bool heads = p.heads >= 1 && p.k_heads >= 1 && p.v_heads >= 1 && p.heads % p.k_heads == 0 &&
+                     p.heads % p.v_heads == 0 &&
                      (p.log_gamma == nullptr || (p.g_heads >= 1 && p.heads % p.g_heads == 0));
   const bool sizes = p.batch >= 1 && p.batch <= 65535 && p.heads <= 65535 && p.length >= 1 &&
                      p.key_delay >= 0 && (p.log_gamma == nullptr || p.key_delay == 0);
-  const bool fuse = p.q_weight_t == nullptr ||
-                    (p.type == ElementType::kBF16 && p.k_weight_t != nullptr &&
-                     (p.k_weight_heads == p.heads || p.k_weight_heads == p.k_heads));
+  const bool fuse =
+      p.q_weight_t == nullptr || (p.type == ElementType::kBF16 && p.k_weight_t != nullptr &&
+                                  (p.k_weight_heads == p.heads || p.k_weight_heads == p.k_heads));
   const bool window = p.window_gate == nullptr ||
                       (p.q_weight_t != nullptr && p.key_delay == kC && p.log_gamma == nullptr);
   return dims && type && heads && sizes && fuse && window;
@@ -919,8 +901,7 @@ const char* LaunchChunkedLinearBlockStates(const ChunkedLinearParams& p) {
 
 const char* LaunchChunkedLinear(const ChunkedLinearParams& p) {
   if (!ChunkedLinearSupported(p)) return "ChunkedLinear: unsupported sizes or element type";
-  if (p.blocks < 1 || p.block_chunks < 1 ||
-      p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
     return "ChunkedLinear: call PlanChunkedLinear before launching";
   }
   if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinear: workspace missing";

@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/feature_map/hedgehog_rows.cuh"
 #include "kernels/linear_attention/chunk_gates.cuh"
 #include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
 #include "kernels/linear_attention/tile_mma.cuh"
@@ -160,46 +161,18 @@ __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned
   wg::FenceOperands(l);
 }
 
-// Each row's softmax over l and over -l (Hedgehog's phi = [p, n]):
-// p = exp(l - mx) ip and n = exp(mn - l) in (four threads a row).
+// Each row's softmax over l and over -l (Hedgehog's phi = [p, n]), for
+// both of the thread's rows (h = 0: row g, 1: row g + 8).
 struct RowSoftmax {
-  float mx[2], mn[2], ip[2], in[2];
+  hedgehog::RowHalfSoftmax row[2];
   __device__ explicit RowSoftmax(const float (&l)[32]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float hi = -INFINITY, lo = INFINITY;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        hi = fmaxf(hi, fmaxf(l[4 * j + 2 * h], l[4 * j + 2 * h + 1]));
-        lo = fminf(lo, fminf(l[4 * j + 2 * h], l[4 * j + 2 * h + 1]));
-      }
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, off));
-        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, off));
-      }
-      float sp = 0.f, sn = 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          sp += __expf(l[4 * j + 2 * h + e] - hi);
-          sn += __expf(lo - l[4 * j + 2 * h + e]);
-        }
-      }
-#pragma unroll
-      for (int off = 1; off < 4; off <<= 1) {
-        sp += __shfl_xor_sync(0xffffffffu, sp, off);
-        sn += __shfl_xor_sync(0xffffffffu, sn, off);
-      }
-      mx[h] = hi;
-      mn[h] = lo;
-      ip[h] = 1.f / sp;
-      in[h] = 1.f / sn;
+      row[h] = hedgehog::RowHalfSoftmaxOf<8>([&](int j, int i) { return l[4 * j + i]; }, h);
     }
   }
-  __device__ float P(float x, int h) const { return __expf(x - mx[h]) * ip[h]; }
-  __device__ float N(float x, int h) const { return __expf(mn[h] - x) * in[h]; }
+  __device__ float P(float x, int h) const { return row[h].P(x); }
+  __device__ float N(float x, int h) const { return row[h].N(x); }
 };
 
 // LoLCATs' window (fused maps, key delay 64), by the outputs warpgroup after
