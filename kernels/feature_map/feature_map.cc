@@ -79,11 +79,16 @@ at::Tensor QueryFeatures(const FeatureMaps& maps, const at::Tensor& q) {
   return HedgehogFeatureMap(q, maps.q_weight);
 }
 
+at::Tensor KeyFeaturesAtKvHeads(const FeatureMaps& maps, const at::Tensor& k) {
+  if (maps.kind == FeatureMapKind::kEluPlusOne) return EluPlusOneFeatureMap(k);
+  if (maps.k_weight.size(0) == k.size(1)) return HedgehogFeatureMap(k, maps.k_weight);
+  return at::Tensor();
+}
+
 at::Tensor KeyFeatures(const FeatureMaps& maps, const at::Tensor& k, int64_t hq) {
-  const auto expand = [&](const at::Tensor& x) { return detail::ExpandKvHeads(x, hq); };
-  if (maps.kind == FeatureMapKind::kEluPlusOne) return expand(EluPlusOneFeatureMap(k));
-  if (maps.k_weight.size(0) == k.size(1)) return expand(HedgehogFeatureMap(k, maps.k_weight));
-  return HedgehogFeatureMap(expand(k), maps.k_weight);
+  const at::Tensor at_kv_heads = KeyFeaturesAtKvHeads(maps, k);
+  if (at_kv_heads.defined()) return detail::ExpandKvHeads(at_kv_heads, hq);
+  return HedgehogFeatureMap(detail::ExpandKvHeads(k, hq), maps.k_weight);
 }
 
 }  // namespace linearize::kernels

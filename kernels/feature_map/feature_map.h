@@ -51,4 +51,9 @@ at::Tensor QueryFeatures(const FeatureMaps& maps, const at::Tensor& q);
 // uses kv head h / (Hq / Hkv)) -> [B, Hq, T, F'] in k's dtype.
 at::Tensor KeyFeatures(const FeatureMaps& maps, const at::Tensor& k, int64_t hq);
 
+// phi(k) at k's own Hkv heads, [B, Hkv, T, F'], where the map runs per kv
+// head (elu+1, or Hedgehog weights [Hkv, D, F]); undefined where it runs per
+// query head (weights [Hq, D, F]: KeyFeatures maps the expanded k).
+at::Tensor KeyFeaturesAtKvHeads(const FeatureMaps& maps, const at::Tensor& k);
+
 }  // namespace linearize::kernels

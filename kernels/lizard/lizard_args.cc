@@ -57,7 +57,9 @@ Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const
   const at::ScalarType ct = detail::ComputeType(in.q.scalar_type());
   const at::ScalarType ft = features.value_or(ct);
   p.phi_q = QueryFeatures(weights.maps, in.q.to(ft));
-  p.phi_k = KeyFeatures(weights.maps, in.k.to(ft), hq);
+  if (features) p.phi_k_kv = KeyFeaturesAtKvHeads(weights.maps, in.k.to(ft));
+  p.phi_k = p.phi_k_kv.defined() ? detail::ExpandKvHeads(p.phi_k_kv, hq)
+                                 : KeyFeatures(weights.maps, in.k.to(ft), hq);
   p.v = detail::ExpandKvHeads(in.v.to(ft), hq);
   p.log_gamma = detail::ExpandKvHeads(in.log_gamma.to(ct), hq);
   p.meta = weights.meta_logits.to(ct).view({1, hq, 1, weights.meta_logits.size(1)});

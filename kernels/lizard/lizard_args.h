@@ -30,6 +30,9 @@ struct Prepared {
   at::Tensor log_gamma;     // [B, Hq, T]
   at::Tensor meta;          // [1, Hq, 1, M]
   at::Tensor alpha;         // [1, Hq, 1, 1]
+  // With features for the training kernels: phi_k at the kv heads (which
+  // phi_k expands), where the map runs per kv head; else undefined.
+  at::Tensor phi_k_kv;
 };
 
 Prepared Prepare(const char* op, const Inputs& in, const Weights& weights, const Options& options,

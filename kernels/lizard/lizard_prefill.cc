@@ -148,8 +148,14 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   cuda_gla = detail::ChunkedCausalLinearTermsCuda(p.phi_q, p.phi_k, p.v, p.log_gamma, want_state);
   at::Tensor v_pass;  // without GQA, v passes through the gated kernels to the window
   if (!cuda_gla && !want_state) {
+    // With grouped-query heads the kernels read phi_k, v and the gates at
+    // the kv heads, so their gradients sum over each group in float32 inside
+    // (not as bf16 per-query-head terms through the expansion's backward).
+    const bool grouped = p.phi_k_kv.defined() && dims.kv_heads < dims.q_heads;
     if (std::optional<detail::NormalizedLinear> lin = detail::NormalizedCausalLinearTrainCuda(
-            p.phi_q, p.phi_k, p.v, p.log_gamma, options.eps, dims.kv_heads == dims.q_heads)) {
+            p.phi_q, grouped ? p.phi_k_kv : p.phi_k, grouped ? in.v.to(p.v.scalar_type()) : p.v,
+            grouped ? in.log_gamma.to(p.log_gamma.scalar_type()) : p.log_gamma, options.eps,
+            dims.kv_heads == dims.q_heads)) {
       y_gla_trained = lin->y;
       v_pass = lin->v_pass;
     }
