@@ -53,4 +53,53 @@ __device__ __forceinline__ RowHalfSoftmax RowHalfSoftmaxOf(const Logit& logit, i
   return {mx, mn, 1.f / sp, 1.f / sn};
 }
 
+// The same softmaxes computed in place, one exponential per element and
+// half where RowHalfSoftmax::P / N take a second: pos(j, i) is a reference
+// to element i of n-tile j, holding the logit on entry and softmax(l) on
+// return; neg(j, i) receives softmax(-l). For callers with the registers to
+// hold both halves at once.
+template <int kTiles, class Pos, class Neg>
+__device__ __forceinline__ void RowHalfPhiInPlace(const Pos& pos, const Neg& neg, int h) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  float mx = -INFINITY, mn = INFINITY;
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+    mx = fmaxf(mx, fmaxf(pos(j, 2 * h), pos(j, 2 * h + 1)));
+    mn = fminf(mn, fminf(pos(j, 2 * h), pos(j, 2 * h + 1)));
+  }
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, off));
+  }
+  const float bp = mx * kLog2e, bn = mn * kLog2e;  // exp(l - mx) = exp2(l log2(e) - bp)
+  float sp = 0.f, sn = 0.f;
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& x = pos(j, 2 * h + e);
+      const float p = exp2f(fmaf(x, kLog2e, -bp)), n = exp2f(fmaf(-x, kLog2e, bn));
+      x = p;
+      neg(j, 2 * h + e) = n;
+      sp += p;
+      sn += n;
+    }
+  }
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    sp += __shfl_xor_sync(0xffffffffu, sp, off);
+    sn += __shfl_xor_sync(0xffffffffu, sn, off);
+  }
+  const float ip = 1.f / sp, in = 1.f / sn;
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      pos(j, 2 * h + e) *= ip;
+      neg(j, 2 * h + e) *= in;
+    }
+  }
+}
+
 }  // namespace linearize::kernels::hedgehog

@@ -20,9 +20,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <utility>
 
 #include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/linear_attention/window_mask.cuh"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 
 namespace linearize::kernels {
@@ -167,50 +169,58 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     __syncthreads();  // every warp is done with q
     load_values(1);
   }
-  // Per row half: c_i and its first position, then the weights a in place.
-  int64_t arg[2];
+  // Per row half: c_i and its first key (band index), then the weights a in
+  // place, only in the tile pairs the warp's rows can see (the others stay
+  // unread).
+  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
+  const float c2 = p.scale * window::kLog2e;
+  int arg[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int64_t i = q0 + r0 + g + 8 * half;
+    const int r = r0 + g + 8 * half;  // in the chunk; band key u is at distance kBefore + r - u
+    const int64_t i = q0 + r;
     const int64_t row = s.row0 + (i < p.length ? i : 0);
-    float mx = -INFINITY;
-    int64_t a = INT64_MAX;  // keys in increasing order per thread
+    const window::RowLimit sees(i, w);
+    float mx = -INFINITY;  // of the unscaled scores
+    int a = INT_MAX;       // keys in increasing order per thread
 #pragma unroll
-    for (int j = 0; j < kBand / 8; ++j) {
+    for (int jp = 0; jp < kBand / 16; ++jp) {
+      if (!pair_seen(jp)) continue;
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int64_t pos = k0 + 8 * j + 2 * t + e;
-        const bool valid = pos >= 0 && pos <= i && pos > i - w;
-        float& x = sc[j][2 * half + e];
-        x = valid ? x * p.scale : -INFINITY;
+      for (int e = 0; e < 4; ++e) {
+        const int j = 2 * jp + e / 2, u = 8 * j + 2 * t + (e & 1);
+        float& x = sc[j][2 * half + (e & 1)];
+        x = sees.Sees(kBefore + r - u) ? x : -INFINITY;
         if (x > mx) {
           mx = x;
-          a = pos;
+          a = u;
         }
       }
     }
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       const float om = __shfl_xor_sync(0xffffffffu, mx, off);
-      const int64_t oa = __shfl_xor_sync(0xffffffffu, a, off);
+      const int oa = __shfl_xor_sync(0xffffffffu, a, off);
       if (om > mx || (om == mx && oa < a)) {
         mx = om;
         a = oa;
       }
     }
-    mx = fmaxf(mx, sink_max);
+    const float c = fmaxf(mx * p.scale, sink_max);
+    const float b = window::Exp2Offset(c, gate);
     arg[half] = a;
 #pragma unroll
-    for (int j = 0; j < kBand / 8; ++j) {
+    for (int jp = 0; jp < kBand / 16; ++jp) {
+      if (!pair_seen(jp)) continue;
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = sc[j][2 * half + e];
-        x = x == -INFINITY ? 0.f : gate * __expf(x - mx);
+      for (int e = 0; e < 4; ++e) {
+        float& x = sc[2 * jp + e / 2][2 * half + (e & 1)];
+        x = window::Exp2(fmaf(x, c2, -b));
       }
     }
     if (i < p.length && t == 0) {
-      p.row_max[row] = mx;
-      if (has_dc) p.argmax[row] = static_cast<int>(a);
+      p.row_max[row] = c;
+      if (has_dc) p.argmax[row] = static_cast<int>(k0 + a);
     }
   }
   // d_q = scale ds K_band, one 16-key slice at a time: ds = a (dN . v + dZ)
@@ -226,7 +236,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
       const int c = kk / kPerBuffer;
       if (c + 1 < kBand / kC) load_values(c + 1);
     }
-    if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
+    if (pair_seen(kk)) {
       float dp[2][4] = {};
       RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD, Cf::SD,
                         2 * (kk % kPerBuffer));
@@ -234,10 +244,9 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int half = e >> 1;
-          const int64_t pos = k0 + 8 * (2 * kk + jt) + 2 * t + (e & 1);
+          const int half = e >> 1, u = 8 * (2 * kk + jt) + 2 * t + (e & 1);
           float ds = sc[2 * kk + jt][e] * (dp[jt][e] + dz[half]);
-          if (has_dc && pos == arg[half]) ds += dc[half];
+          if (has_dc && u == arg[half]) ds += dc[half];
           dp[jt][e] = ds;
         }
       }
@@ -266,8 +275,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + kC * Cf::SD;
   bf16* stages = sv + kC * Cf::SD;  // [2][q kSub rows | dN kSub rows]
-  float* s_c = reinterpret_cast<float*>(smem_raw + Cf::kKeyTiles * 2);
-  float* s_dz = s_c + kQueries;
+  float* s_b = reinterpret_cast<float*>(smem_raw + Cf::kKeyTiles * 2);
+  float* s_dz = s_b + kQueries;
   float* s_dc = s_dz + kQueries;
   int* s_arg = reinterpret_cast<int*>(s_dc + kQueries);
   const int64_t m = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -286,19 +295,29 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   tiles::LoadTile<bf16, kC, D, kThreads>(sv, Cf::SD, 0, s.v, j0, p.length);
   load_step(0);  // one group with k and v
   load_step(1);
+  // Per query u: the exp2-domain offset b of its row (window_mask.cuh; +inf
+  // past the end, where the weights are then 0), d_den, dc and the argmax
+  // as a distance from the chunk's first key (-1: none).
+  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
   for (int u = threadIdx.x; u < kQueries; u += kThreads) {
     const int64_t i = j0 + u;
     const bool in = i < p.length;
     const int64_t row = s.row0 + (in ? i : 0);
-    s_c[u] = in ? p.row_max[row] : 0.f;
+    s_b[u] = in ? window::Exp2Offset(p.row_max[row], gate) : INFINITY;
     s_dz[u] = in ? p.d_den[row] : 0.f;
     s_dc[u] = in && has_dc ? p.dc[row] : 0.f;
-    s_arg[u] = in && has_dc ? p.argmax[row] : -1;
+    s_arg[u] = in && has_dc ? static_cast<int>(p.argmax[row] - j0) : -1;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
+  const float c2 = p.scale * window::kLog2e;
+  // Key row r (j = j0 + r) sees query u at distance u - r in [0, w); none past the end.
+  int key_limit[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    key_limit[half] = j0 + r0 + g + 8 * half < p.length ? w : 0;
+  }
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
 #pragma unroll
   for (int qc = 0; qc < kSteps; ++qc) {
@@ -320,14 +339,14 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
       for (int jt = 0; jt < kSub / 8; ++jt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int64_t j = j0 + r0 + g + 8 * (e >> 1);
+          const int r = r0 + g + 8 * (e >> 1);
           const int u = qc * kSub + 8 * jt + 2 * t + (e & 1);
-          const int64_t i = j0 + u;
-          const bool valid = i < p.length && j < p.length && i >= j && i - j < w;
-          const float a = valid ? gate * __expf(sc[jt][e] * p.scale - s_c[u]) : 0.f;
+          const bool valid = static_cast<unsigned>(u - r) < static_cast<unsigned>(key_limit[e >> 1]);
+          const float a = valid ? window::Exp2(fmaf(sc[jt][e], c2, -s_b[u])) : 0.f;
           const float tv = a * (dp[jt][e] + s_dz[u]);
-          sc[jt][e] = a;                                              // -> d_v
-          dp[jt][e] = tv + (valid && s_arg[u] == j ? s_dc[u] : 0.f);  // ds -> d_k
+          sc[jt][e] = a;  // -> d_v
+          // ds -> d_k; the argmax is a key the query sees
+          dp[jt][e] = tv + (s_arg[u] == r ? s_dc[u] : 0.f);
         }
       }
 #pragma unroll

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/linear_attention/window_mask.cuh"
 #include "kernels/lolcats/lolcats_window_params.h"
 
 namespace linearize::kernels {
@@ -130,40 +131,48 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     tiles::LoadTile<T, kC, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
     tiles::CpAsyncCommit();
   }
-  // Mask to the window, exact max per row (with the sinks), weights g exp(s - c).
+  // Mask to the window, exact max per row (with the sinks), weights
+  // exp(s - c) (the gate g multiplies the sums in the epilogue). Only the
+  // tile pairs the warp's rows can see: the others stay unread.
+  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
+  const float c2 = p.scale * window::kLog2e;
   float den[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int64_t i = q0 + r0 + g + 8 * half;
-    float mx = -INFINITY;
+    const int row = r0 + g + 8 * half;  // in the chunk; band key u is at distance kBefore + row - u
+    const window::RowLimit sees(q0 + row, w);
+    float mx = -INFINITY;  // of the unscaled scores
 #pragma unroll
-    for (int j = 0; j < kBand / 8; ++j) {
+    for (int jp = 0; jp < kBand / 16; ++jp) {
+      if (!pair_seen(jp)) continue;
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int64_t pos = k0 + 8 * j + 2 * t + e;
-        const bool valid = pos >= 0 && pos <= i && pos > i - w;
-        float& x = s[j][2 * half + e];
-        x = valid ? x * p.scale : -INFINITY;
+      for (int e = 0; e < 4; ++e) {
+        const int j = 2 * jp + e / 2, u = 8 * j + 2 * t + (e & 1);
+        float& x = s[j][2 * half + (e & 1)];
+        x = sees.Sees(kBefore + row - u) ? x : -INFINITY;
         mx = fmaxf(mx, x);
       }
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    mx = fmaxf(mx, sink_max);
+    const float b = window::Exp2Offset(fmaxf(mx * p.scale, sink_max));
     float sum = 0.f;
 #pragma unroll
-    for (int j = 0; j < kBand / 8; ++j) {
+    for (int jp = 0; jp < kBand / 16; ++jp) {
+      if (!pair_seen(jp)) continue;
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        float& x = s[j][2 * half + e];
-        x = x == -INFINITY ? 0.f : gate * __expf(x - mx);
+      for (int e = 0; e < 4; ++e) {
+        float& x = s[2 * jp + e / 2][2 * half + (e & 1)];
+        x = window::Exp2(fmaf(x, c2, -b));
         sum += x;
       }
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
 #pragma unroll
-    for (int m = 0; m < kMaxSinks; ++m) sum += m < m_count ? __expf(sinks[m] - mx) : 0.f;
+    for (int m = 0; m < kMaxSinks; ++m) {
+      sum += m < m_count ? window::Exp2(fmaf(sinks[m], window::kLog2e, -b)) : 0.f;
+    }
     den[half] = sum;
   }
   // num = weights (registers, as A fragments) x band values; with q in the
@@ -177,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       tiles::CpAsyncWaitAll();
       __syncthreads();
     }
-    if (2 * kk + 1 >= lo_tile && 2 * kk <= hi_tile) {
+    if (pair_seen(kk)) {
       uint32_t ah[4], al[4] = {};
       tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
 #pragma unroll
@@ -198,15 +207,17 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     LinPair<LT>(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
     if constexpr (!kPrefetch) lin_terms(half, ln, lin_den[half]);
     const float ld = lin_den[half];
-    // LoLCATs: (o + lin_num) / (den + lin_den); Lizard: lin_num / (lin_den +
-    // eps) + alpha o / den (lin_num + alpha o / den when lin_num is the gated
-    // branch's output). Without linear terms lin_num / lin_den are 0.
-    const float inv = lizard ? p.alpha[h] / den[half] : 1.f / (den[half] + ld);
-    const float lin_scale = !lizard                ? inv
+    // LoLCATs: (g o + lin_num) / (g den + lin_den); Lizard: lin_num /
+    // (lin_den + eps) + alpha o / den (lin_num + alpha o / den when lin_num
+    // is the gated branch's output). Without linear terms lin_num / lin_den
+    // are 0.
+    const float g_den = gate * den[half];
+    const float inv = lizard ? p.alpha[h] / den[half] : gate / (g_den + ld);
+    const float lin_scale = !lizard                ? 1.f / (g_den + ld)
                             : p.lin_num == nullptr ? 0.f
                             : p.lin_normalised     ? 1.f
                                                    : 1.f / (ld + p.eps);
-    if (t == 0 && p.row_den != nullptr) p.row_den[row] = den[half] + ld;
+    if (t == 0 && p.row_den != nullptr) p.row_den[row] = g_den + ld;
     T* y = static_cast<T*>(p.y) + row * D;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {

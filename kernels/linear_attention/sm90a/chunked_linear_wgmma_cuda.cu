@@ -38,6 +38,7 @@
 #include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
 #include "kernels/linear_attention/tile_mma.cuh"
 #include "kernels/linear_attention/wgmma.cuh"
+#include "kernels/linear_attention/window_mask.cuh"
 
 namespace linearize::kernels {
 namespace {
@@ -209,30 +210,32 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
   wg::FenceOperands(sp);
   wg::FenceOperands(sc);
   const bool first_chunk = s.c_begin + c == 0;  // no previous chunk
+  const float c2 = s.scale * window::kLog2e;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int row = 16 * warp + g + 8 * h;
-    float mx = -INFINITY;
+    float mx = -INFINITY;  // of the unscaled scores; the row sees its own key
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int col = 8 * j + 2 * t + e, at = 4 * j + 2 * h + e;
-        sp[at] = !first_chunk && col > row ? sp[at] * s.scale : -INFINITY;
-        sc[at] = col <= row ? sc[at] * s.scale : -INFINITY;
+        sp[at] = !first_chunk && col > row ? sp[at] : -INFINITY;
+        sc[at] = col <= row ? sc[at] : -INFINITY;
         mx = fmaxf(mx, fmaxf(sp[at], sc[at]));
       }
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float b = window::Exp2Offset(mx * s.scale, s.gate);  // weights g exp(s scale - c)
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int at = 4 * j + 2 * h + e;
-        sp[at] = sp[at] == -INFINITY ? 0.f : s.gate * __expf(sp[at] - mx);
-        sc[at] = sc[at] == -INFINITY ? 0.f : s.gate * __expf(sc[at] - mx);
+        sp[at] = window::Exp2(fmaf(sp[at], c2, -b));
+        sc[at] = window::Exp2(fmaf(sc[at], c2, -b));
         sum += sp[at] + sc[at];
       }
     }
@@ -283,16 +286,19 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     float qz[2] = {0.f, 0.f};
     uint32_t pq[kFuse ? 8 : 1][4];
     if constexpr (kFuse) {
-      float l[32];
+      float l[32], n[32];  // phi_q's halves: l becomes softmax(l) in place, n softmax(-l)
       MapLogits(l, q, sm + kW);
-      const RowSoftmax r(l);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        hedgehog::RowHalfPhiInPlace<8>([&](int j, int i) -> float& { return l[4 * j + i]; },
+                                       [&](int j, int i) -> float& { return n[4 * j + i]; }, h);
+      }
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {  // A register i: tile 2 kk + i / 2, row half i % 2
-          const int j = 2 * kk + i / 2, h = i % 2, col = 8 * j + 2 * t;
-          const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
-          const float p0 = r.P(x0, h), p1 = r.P(x1, h), n0 = r.N(x0, h), n1 = r.N(x1, h);
+          const int j = 2 * kk + i / 2, h = i % 2, col = 8 * j + 2 * t, at = 4 * j + 2 * h;
+          const float p0 = l[at], p1 = l[at + 1], n0 = n[at], n1 = n[at + 1];
           pq[kk][i] = tiles::Pack(p0, p1);
           pq[4 + kk][i] = tiles::Pack(n0, n1);
           qz[h] += p0 * z[col] + p1 * z[col + 1] + n0 * z[64 + col] + n1 * z[64 + col + 1];
