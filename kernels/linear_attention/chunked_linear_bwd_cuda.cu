@@ -367,27 +367,34 @@ __device__ __forceinline__ void ScaleAccRows(float (&acc)[kTiles][4], const floa
   }
 }
 
-// out.add's values at the warp's accumulator places of a [T][kCols] output
-// (rows as StoreRows places them), as bf16 pairs: zero without out.add or
-// for rows with no source. Loaded before the products (their latency hides
-// behind them) and added after (AddRows), past a gated decay of the products.
+// The bf16 pairs of a [T][kCols] source at the warp's accumulator places
+// (rows as StoreRows places them): zero without a source or for rows with
+// no source row. Loaded before the products, so that their latency hides
+// behind them: out.add's values (LoadAddRows; added after the products by
+// AddRows, past a gated decay of the products) and the rows StoreRows dots
+// its output with.
 template <int kTiles, int kCols>
-__device__ __forceinline__ void LoadAddRows(const GradOut& out, uint32_t (&add)[kTiles][2],
-                                            int64_t start, int r0, int tile0, int64_t length,
-                                            int64_t shift) {
+__device__ __forceinline__ void LoadRowPairs(const bf16* src, uint32_t (&x)[kTiles][2],
+                                             int64_t start, int r0, int tile0, int64_t length,
+                                             int64_t shift) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int64_t pos = start + r0 + g + 8 * half - shift;
-    const bool inside = out.add != nullptr && pos >= 0 && pos + shift < length;
+    const bool inside = src != nullptr && pos >= 0 && pos + shift < length;
 #pragma unroll
     for (int j = 0; j < kTiles; ++j) {
       const int col = 8 * (tile0 + j) + 2 * t;
-      add[j][half] =
-          inside ? *reinterpret_cast<const uint32_t*>(out.add + out.offset + pos * kCols + col)
-                 : 0u;
+      x[j][half] = inside ? *reinterpret_cast<const uint32_t*>(src + pos * kCols + col) : 0u;
     }
   }
+}
+template <int kTiles, int kCols>
+__device__ __forceinline__ void LoadAddRows(const GradOut& out, uint32_t (&add)[kTiles][2],
+                                            int64_t start, int r0, int tile0, int64_t length,
+                                            int64_t shift) {
+  LoadRowPairs<kTiles, kCols>(out.add != nullptr ? out.add + out.offset : nullptr, add, start, r0,
+                              tile0, length, shift);
 }
 template <int kTiles>
 __device__ __forceinline__ void AddRows(float (&acc)[kTiles][4], const uint32_t (&add)[kTiles][2]) {
@@ -405,14 +412,15 @@ __device__ __forceinline__ void AddRows(float (&acc)[kTiles][4], const uint32_t 
 // Writes the warp's rows (those inside the sequence) of a [T][kCols] output;
 // position pos goes to row pos - shift (the key delay for d_k, d_v), rows
 // with no source skipped. With `dot` set, also adds each row's
-// x_row . out_row (x: the phi rows [T][kCols] of the same positions) into
+// x_row . out_row (x: the phi rows of the same places, LoadRowPairs') into
 // dot[row], from the float32 values: the gates' gradient needs q . d_q and
 // k . d_k. The two warps that share a row each add once onto zero, so the
 // sum does not depend on their order.
 template <int kTiles, int kCols>
 __device__ __forceinline__ void StoreRows(const GradOut& out, const float (&acc)[kTiles][4],
                                           int64_t start, int r0, int tile0, int64_t length,
-                                          int64_t shift = 0, const bf16* x = nullptr,
+                                          int64_t shift = 0,
+                                          const uint32_t (*x)[2] = nullptr,
                                           float* dot = nullptr) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -427,8 +435,7 @@ __device__ __forceinline__ void StoreRows(const GradOut& out, const float (&acc)
       if (inside) {
         out.Store2(pos * kCols + col, a0, a1);
         if (dot != nullptr) {
-          const float2 xv =
-              __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + pos * kCols + col));
+          const float2 xv = tiles::Unpack(x[j][half]);
           partial = fmaf(xv.x, a0, fmaf(xv.y, a1, partial));
         }
       }
@@ -658,6 +665,8 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
     gates::Prefix pre{};
     if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
     Scores<Cf, Cf::DP>(sm.dout, Cf::SP, sm.v, Cf::SP, sm.a, gated, pre);
+    uint32_t q_rows[Cf::NQ][2];  // gated: q . d_q's q, loaded ahead of the products
+    if (s.q_dot != nullptr) LoadRowPairs<Cf::NQ, Cf::F>(s.q, q_rows, c * kC, r0, tile0, p.length, 0);
     __syncthreads();
 
     float acc[Cf::NQ][4] = {};
@@ -675,7 +684,7 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
       tiles::LoadA(a, sm.a, Cf::SA, r0, 16 * kk);
       MmaTiles<false>(acc, a, sm.k, Cf::SQ, tile0, 16 * kk);
     }
-    StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length, 0, s.q, s.q_dot);
+    StoreRows<Cf::NQ, Cf::F>(s.dq, acc, c * kC, r0, tile0, p.length, 0, q_rows, s.q_dot);
     FoldChunk(sm, sm.k, sm.k_dec, sm.v, gated, st);
     __syncthreads();
     StoreStateSmem(sm, st);
@@ -717,6 +726,10 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
     {  // d_k = exp(b_last - b_j) [v | 1] dS^T + A'^T Q
       const int tile0 = half * Cf::NQ;
       float acc[Cf::NQ][4] = {};
+      uint32_t k_rows[Cf::NQ][2];  // gated: k . d_k's k, loaded ahead of the products
+      if (s.k_dot != nullptr) {
+        LoadRowPairs<Cf::NQ, Cf::F>(s.k, k_rows, c * kC, r0, tile0, p.length, s.delay);
+      }
       if (state_nonzero) {
 #pragma unroll
         for (int k0 = 0; k0 < Cf::DP; k0 += 16) {
@@ -731,7 +744,7 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
         tiles::LoadAT(a, sm.a, Cf::SA, r0, 16 * kk);
         MmaTiles<false>(acc, a, sm.q, Cf::SQ, tile0, 16 * kk);
       }
-      StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length, s.delay, s.k, s.k_dot);
+      StoreRows<Cf::NQ, Cf::F>(s.dk, acc, c * kC, r0, tile0, p.length, s.delay, k_rows, s.k_dot);
     }
     {  // d_v = exp(b_last - b_j) K dS[:, :D] + P^T d_num (+ the added gradient)
       const int tile0 = half * Cf::NV;
