@@ -1,9 +1,10 @@
 // The wgmma chunked kernel (kernels/linear_attention/sm90a/chunked_linear_wgmma.h)
 // against detail::ChunkedCausalLinear in float64 on the same bf16 values:
-// y = num / (den + eps) and the final state, from the empty state or a given
-// one; T = 1, one chunk, partial chunks, batch > 1, GQA, sequences long
-// enough for the two-pass split, and the Hedgehog maps fused (raw q, k and
-// the maps' weights in, features computed inside). Fresh random inputs
+// y = num / (den + eps), num and den themselves (but with the window, which
+// gives y alone) and the final state, from the empty state or a given one;
+// T = 1, one chunk, partial chunks, batch > 1, GQA, sequences long enough
+// for the two-pass split, and the Hedgehog maps fused (raw q, k and the
+// maps' weights in, features computed inside). Fresh random inputs
 // (positive features, as the maps give), the outputs poisoned first.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -164,6 +165,17 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     initial.select(3, 128).copy_(k_sum0);
     p.initial_state = initial.data_ptr<float>();
   }
+  // The training forms' raw terms too (not with the window, which gives y
+  // alone): num in bf16 for even T, float32 for odd.
+  const bool num_bf16 = c.t % 2 == 0;
+  at::Tensor num, den;
+  if (!c.window) {
+    num = at::full({c.b, c.h, c.t, 128}, NAN, f32.dtype(num_bf16 ? at::kBFloat16 : at::kFloat));
+    den = at::full({c.b, c.h, c.t}, NAN, f32);
+    p.num = num.data_ptr();
+    p.num_bf16 = num_bf16;
+    p.den = den.data_ptr<float>();
+  }
   p.eps = static_cast<float>(eps);
   p.type = ElementType::kBF16;
   p.stream = at::cuda::getCurrentCUDAStream().stream();
@@ -185,6 +197,10 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     y.fill_(NAN);
     kv.fill_(NAN);
     k_sum.fill_(NAN);
+    if (num.defined()) {
+      num.fill_(NAN);
+      den.fill_(NAN);
+    }
     const char* err = LaunchChunkedLinearWgmma(p);
     ASSERT_EQ(err, nullptr) << err;
     const std::string plan = " (planned for " + std::to_string(sms) +
@@ -193,6 +209,13 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     const at::Tensor got = y.cpu().to(at::kDouble);
     ASSERT_TRUE(testing::AllFinite(got)) << "unwritten (NaN-poisoned) or non-finite y" << plan;
     EXPECT_LT(RelativeError(got, ref), testing::Tol(at::kBFloat16)) << "y" << plan;
+    if (num.defined()) {
+      ASSERT_TRUE(testing::AllFinite(num) && testing::AllFinite(den)) << "num / den unwritten" << plan;
+      EXPECT_LT(RelativeError(num.cpu().to(at::kDouble), lt.num), testing::Tol(at::kBFloat16))
+          << "num" << plan;
+      EXPECT_LT(RelativeError(den.cpu().to(at::kDouble), lt.den), testing::Tol(at::kBFloat16))
+          << "den" << plan;
+    }
     ASSERT_TRUE(testing::AllFinite(kv) && testing::AllFinite(k_sum))
         << "final state unwritten" << plan;
     EXPECT_LT(RelativeError(kv.cpu().to(at::kDouble), lt.kv), testing::Tol(at::kBFloat16))

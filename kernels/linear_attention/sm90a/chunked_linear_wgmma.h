@@ -6,7 +6,8 @@
 // covers bf16 with F = D = 128: features, or raw q / k with the Hedgehog maps
 // fused (Fh = 64); an initial and a final state; keys and values delayed
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window
-// fused (fused maps, delay 64); y only (no num / den).
+// fused (fused maps, delay 64), which writes y alone; otherwise any of y,
+// num (float32 or bf16) and den.
 #pragma once
 
 #include "kernels/linear_attention/chunked_linear_params.h"

@@ -3,7 +3,8 @@
 // the 64-token chunks:
 //   warpgroup 0, the outputs: A = Q K^T masked to j <= i (registers), then
 //     num = Q S + A V (A straight from registers) and den = Q . z + the rows'
-//     sums of A; y = num / (den + eps).
+//     sums of A; y = num / (den + eps), and/or num and den themselves (the
+//     training forms).
 //   warpgroup 1, the state: S' = S + K^T V (the float32 128 x 128 state in its
 //     registers) and z' = z + K's column sums, written as bf16 S' and float
 //     z' into the other state buffer, which the next chunk's outputs read.
@@ -89,7 +90,10 @@ __device__ __forceinline__ void BarrierAll() {
 
 struct Ptrs {
   const bf16 *q, *k, *v;
-  bf16* y;
+  bf16* y;      // or null
+  void* num;    // or null: float32, or bf16 with num_bf16
+  bool num_bf16;
+  float* den;   // or null
   int64_t length;
   int64_t key_delay;  // position t reads the key and value of t - key_delay
   int64_t c_begin;    // the block's first chunk
@@ -437,7 +441,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     for (int h = 0; h < 2; ++h) {
       const int row = 16 * warp + g + 8 * h;
       const int64_t pos = (s.c_begin + c) * kC + row;
-      if (pos < s.length) {
+      if (pos < s.length && s.y != nullptr) {
         // The window's denominator is >= g (the row's own key): no eps.
         const float inv = kWindow ? 1.f / (qz[h] + rs[h] + den_w[h]) : 1.f / (qz[h] + rs[h] + eps);
         bf16* out = s.y + pos * kD;
@@ -446,6 +450,16 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
           tiles::StoreOut2(out + 8 * j + 2 * t, num[4 * j + 2 * h] * inv,
                            num[4 * j + 2 * h + 1] * inv);
         }
+      }
+      if constexpr (!kWindow) {  // the training forms' raw terms
+        if (pos < s.length && s.num != nullptr) {
+#pragma unroll
+          for (int j = 0; j < kD / 8; ++j) {
+            tiles::StoreOut2(s.num, s.num_bf16, pos * kD + 8 * j + 2 * t, num[4 * j + 2 * h],
+                             num[4 * j + 2 * h + 1]);
+          }
+        }
+        if (pos < s.length && s.den != nullptr && t == 0) s.den[pos] = qz[h] + rs[h];
       }
     }
   }
@@ -734,7 +748,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   s.q = static_cast<const bf16*>(p.phi_q) + bh * p.length * kF;
   s.k = static_cast<const bf16*>(p.phi_k) + (int64_t(b) * p.k_heads + hk) * p.length * kF;
   s.v = static_cast<const bf16*>(p.v) + (int64_t(b) * p.v_heads + hv) * p.length * kD;
-  s.y = static_cast<bf16*>(p.y) + bh * p.length * kD;
+  s.y = p.y != nullptr ? static_cast<bf16*>(p.y) + bh * p.length * kD : nullptr;
+  s.num_bf16 = p.num_bf16;
+  s.num = p.num == nullptr ? nullptr
+          : p.num_bf16     ? static_cast<void*>(static_cast<bf16*>(p.num) + bh * p.length * kD)
+                           : static_cast<void*>(static_cast<float*>(p.num) + bh * p.length * kD);
+  s.den = p.den != nullptr ? p.den + bh * p.length : nullptr;
   if constexpr (kFuse) {  // the maps' weights, in the first chunk's group
     const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
     IssueTile(sm + kW, static_cast<const bf16*>(p.q_weight_t) + int64_t(h) * 64 * kD, 0, 64);
@@ -766,7 +785,8 @@ bool ChunkedLinearWgmmaSupported(const ChunkedLinearParams& p) {
          (p.log_gamma == nullptr || (p.key_delay == 0 && p.window_gate == nullptr &&
                                      p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
          (p.window_gate == nullptr || (p.q_weight_t != nullptr && p.key_delay == kC)) &&
-         p.num == nullptr && p.den == nullptr && p.y != nullptr &&
+         (p.y != nullptr || p.num != nullptr || p.den != nullptr) &&
+         (p.window_gate == nullptr || (p.num == nullptr && p.den == nullptr)) &&
          (p.kv == nullptr) == (p.k_sum == nullptr) && p.batch >= 1 && p.batch <= 65535 &&
          p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 && p.v_heads >= 1 &&
          p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
