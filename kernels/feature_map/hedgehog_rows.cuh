@@ -21,11 +21,13 @@ struct RowHalfSoftmax {
   __device__ float N(float l) const { return __expf(mn - l) * in; }
 };
 
-// The row of the thread's half h (0: row g, 1: row g + 8) of kTiles n-tiles;
-// logit(j, i) is element i of n-tile j. Every lane of the warp must call it.
+// The functions below read the row of the thread's half h (0: row g, 1:
+// row g + 8) of kTiles n-tiles; logit(j, i) is element i of n-tile j. Every
+// lane of the warp must call them. First, the row's max and min logit.
 template <int kTiles, class Logit>
-__device__ __forceinline__ RowHalfSoftmax RowHalfSoftmaxOf(const Logit& logit, int h) {
-  float mx = -INFINITY, mn = INFINITY;
+__device__ __forceinline__ void RowHalfExtrema(const Logit& logit, int h, float& mx, float& mn) {
+  mx = -INFINITY;
+  mn = INFINITY;
 #pragma unroll
   for (int j = 0; j < kTiles; ++j) {
     mx = fmaxf(mx, fmaxf(logit(j, 2 * h), logit(j, 2 * h + 1)));
@@ -36,6 +38,13 @@ __device__ __forceinline__ RowHalfSoftmax RowHalfSoftmaxOf(const Logit& logit, i
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, off));
   }
+}
+
+// The row's RowHalfSoftmax statistics.
+template <int kTiles, class Logit>
+__device__ __forceinline__ RowHalfSoftmax RowHalfSoftmaxOf(const Logit& logit, int h) {
+  float mx, mn;
+  RowHalfExtrema<kTiles>(logit, h, mx, mn);
   float sp = 0.f, sn = 0.f;
 #pragma unroll
   for (int j = 0; j < kTiles; ++j) {
@@ -61,17 +70,8 @@ __device__ __forceinline__ RowHalfSoftmax RowHalfSoftmaxOf(const Logit& logit, i
 template <int kTiles, class Pos, class Neg>
 __device__ __forceinline__ void RowHalfPhiInPlace(const Pos& pos, const Neg& neg, int h) {
   constexpr float kLog2e = 1.4426950408889634f;
-  float mx = -INFINITY, mn = INFINITY;
-#pragma unroll
-  for (int j = 0; j < kTiles; ++j) {
-    mx = fmaxf(mx, fmaxf(pos(j, 2 * h), pos(j, 2 * h + 1)));
-    mn = fminf(mn, fminf(pos(j, 2 * h), pos(j, 2 * h + 1)));
-  }
-#pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-    mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, off));
-  }
+  float mx, mn;
+  RowHalfExtrema<kTiles>(pos, h, mx, mn);
   const float bp = mx * kLog2e, bn = mn * kLog2e;  // exp(l - mx) = exp2(l log2(e) - bp)
   float sp = 0.f, sn = 0.f;
 #pragma unroll
