@@ -72,12 +72,16 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
-  // The linear terms of the thread's output elements. With bf16 tiles and
-  // the 128-key band they are loaded now, so that their latency hides behind
-  // the tile loads and the products (the registers are there at this
-  // kernel's occupancy, which shared memory sets); the 192-key band and the
-  // float32 split planes have no registers to spare and load them at the end.
-  constexpr bool kPrefetch = !S && kBand <= 2 * kC;
+  // The linear terms of the thread's output elements, loaded early so that
+  // their latency hides behind the products. With bf16 tiles and the
+  // 128-key band they are loaded now, behind the tile loads too (the
+  // registers are there at this kernel's occupancy, which shared memory
+  // sets); the 192-key band has none to spare until the value products have
+  // consumed half its score tiles, and loads them then; the float32 split
+  // planes load them at the end.
+  enum LinAt { kLinFirst, kLinMidway, kLinLast };
+  constexpr LinAt kLinAt = S ? kLinLast : kBand <= 2 * kC ? kLinFirst : kLinMidway;
+  constexpr bool kPrefetch = kLinAt != kLinLast;
   const auto lin_terms = [&](int half, LinPair<LT> (&num)[D / 8], float& den) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = bh * p.length + i;
@@ -91,18 +95,20 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   };
   LinPair<LT> lin_num[kPrefetch ? 2 : 1][D / 8];
   float lin_den[2];
-  if constexpr (kPrefetch) {
+  const auto prefetch_lin_terms = [&] {
     lin_terms(0, lin_num[0], lin_den[0]);
     lin_terms(1, lin_num[kPrefetch ? 1 : 0], lin_den[1]);
-  }
+  };
+  if constexpr (kLinAt == kLinFirst) prefetch_lin_terms();
   // The per-head scalars too (the sinks are read again, from cache, where
   // their exponentials are formed: fewer live registers).
   const bool lizard = p.sinks != nullptr;
   const float gate = lizard ? 1.f : p.gate[h];
   const int m_count = lizard ? static_cast<int>(p.sink_count) : 0;
   const float* sinks = lizard ? p.sinks + h * m_count : nullptr;
-  float sink_max = -INFINITY;
-  for (int m = 0; m < m_count; ++m) sink_max = fmaxf(sink_max, sinks[m]);
+  float sink_max = -INFINITY;  // the loads issued together, not one after another
+#pragma unroll
+  for (int m = 0; m < kMaxSinks; ++m) sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
   tiles::CpAsyncWaitAll();
   __syncthreads();
 
@@ -186,6 +192,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       tiles::CpAsyncWaitAll();
       __syncthreads();
     }
+    if (kLinAt == kLinMidway && step == kBand / 32) prefetch_lin_terms();
     if (pair_seen(kk)) {
       uint32_t ah[4], al[4] = {};
       tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
