@@ -419,8 +419,7 @@ __device__ __forceinline__ void AddRows(float (&acc)[kTiles][4], const uint32_t 
 template <int kTiles, int kCols>
 __device__ __forceinline__ void StoreRows(const GradOut& out, const float (&acc)[kTiles][4],
                                           int64_t start, int r0, int tile0, int64_t length,
-                                          int64_t shift = 0,
-                                          const uint32_t (*x)[2] = nullptr,
+                                          int64_t shift = 0, const uint32_t (*x)[2] = nullptr,
                                           float* dot = nullptr) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -666,7 +665,9 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
     if (gated) pre = ChunkGates(sm.gates, sm.q_dec, sm.k_dec, sm.chunk_dec, &unused_f, &unused_c);
     Scores<Cf, Cf::DP>(sm.dout, Cf::SP, sm.v, Cf::SP, sm.a, gated, pre);
     uint32_t q_rows[Cf::NQ][2];  // gated: q . d_q's q, loaded ahead of the products
-    if (s.q_dot != nullptr) LoadRowPairs<Cf::NQ, Cf::F>(s.q, q_rows, c * kC, r0, tile0, p.length, 0);
+    if (s.q_dot != nullptr) {
+      LoadRowPairs<Cf::NQ, Cf::F>(s.q, q_rows, c * kC, r0, tile0, p.length, 0);
+    }
     __syncthreads();
 
     float acc[Cf::NQ][4] = {};

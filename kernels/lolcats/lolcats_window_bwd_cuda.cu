@@ -341,7 +341,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
         for (int e = 0; e < 4; ++e) {
           const int r = r0 + g + 8 * (e >> 1);
           const int u = qc * kSub + 8 * jt + 2 * t + (e & 1);
-          const bool valid = static_cast<unsigned>(u - r) < static_cast<unsigned>(key_limit[e >> 1]);
+          const bool valid =
+              static_cast<unsigned>(u - r) < static_cast<unsigned>(key_limit[e >> 1]);
           const float a = valid ? window::Exp2(fmaf(sc[jt][e], c2, -s_b[u])) : 0.f;
           const float tv = a * (dp[jt][e] + s_dz[u]);
           sc[jt][e] = a;  // -> d_v

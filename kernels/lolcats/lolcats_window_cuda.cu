@@ -108,7 +108,9 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   const float* sinks = lizard ? p.sinks + h * m_count : nullptr;
   float sink_max = -INFINITY;  // the loads issued together, not one after another
 #pragma unroll
-  for (int m = 0; m < kMaxSinks; ++m) sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
+  for (int m = 0; m < kMaxSinks; ++m) {
+    sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
+  }
   tiles::CpAsyncWaitAll();
   __syncthreads();
 

@@ -210,7 +210,8 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     ASSERT_TRUE(testing::AllFinite(got)) << "unwritten (NaN-poisoned) or non-finite y" << plan;
     EXPECT_LT(RelativeError(got, ref), testing::Tol(at::kBFloat16)) << "y" << plan;
     if (num.defined()) {
-      ASSERT_TRUE(testing::AllFinite(num) && testing::AllFinite(den)) << "num / den unwritten" << plan;
+      ASSERT_TRUE(testing::AllFinite(num) && testing::AllFinite(den))
+          << "num / den unwritten" << plan;
       EXPECT_LT(RelativeError(num.cpu().to(at::kDouble), lt.num), testing::Tol(at::kBFloat16))
           << "num" << plan;
       EXPECT_LT(RelativeError(den.cpu().to(at::kDouble), lt.den), testing::Tol(at::kBFloat16))

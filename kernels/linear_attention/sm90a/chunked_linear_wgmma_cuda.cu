@@ -90,10 +90,10 @@ __device__ __forceinline__ void BarrierAll() {
 
 struct Ptrs {
   const bf16 *q, *k, *v;
-  bf16* y;      // or null
-  void* num;    // or null: float32, or bf16 with num_bf16
+  bf16* y;    // or null
+  void* num;  // or null: float32, or bf16 with num_bf16
   bool num_bf16;
-  float* den;   // or null
+  float* den;  // or null
   int64_t length;
   int64_t key_delay;  // position t reads the key and value of t - key_delay
   int64_t c_begin;    // the block's first chunk
