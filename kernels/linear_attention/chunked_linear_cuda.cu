@@ -255,20 +255,20 @@ __device__ void Phase0(const Smem<Cf>& sm, int buf, bool with_q, int64_t start, 
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const hedgehog::RowHalfSoftmax r =
+      hedgehog::RowHalfSoftmax r =
           hedgehog::RowHalfSoftmaxOf<FH / 8>([&](int j, int i) { return acc[j][i]; }, half);
       const int row = r0 + g + 8 * half;
       const int64_t src = start + row - (is_k ? delay : 0);
       const bool valid = src >= 0 && src < length - (is_k ? delay : 0);
-      const float ip = valid ? r.ip : 0.f, in = valid ? r.in : 0.f;  // else phi = 0
+      r.ip = valid ? r.ip : 0.f;  // else phi = 0
+      r.in = valid ? r.in : 0.f;
 #pragma unroll
       for (int j = 0; j < FH / 8; ++j) {
         const int col = 8 * j + 2 * t;
         const float l0 = acc[j][2 * half], l1 = acc[j][2 * half + 1];
-        *reinterpret_cast<uint32_t*>(out + row * Cf::SQ + col) =
-            tiles::Pack(__expf(l0 - r.mx) * ip, __expf(l1 - r.mx) * ip);
+        *reinterpret_cast<uint32_t*>(out + row * Cf::SQ + col) = tiles::Pack(r.P(l0), r.P(l1));
         *reinterpret_cast<uint32_t*>(out + row * Cf::SQ + FH + col) =
-            tiles::Pack(__expf(r.mn - l0) * in, __expf(r.mn - l1) * in);
+            tiles::Pack(r.N(l0), r.N(l1));
       }
     }
   }
