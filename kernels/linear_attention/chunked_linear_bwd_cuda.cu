@@ -647,8 +647,9 @@ __global__ void __launch_bounds__(kThreads, 1) DqKernel(const ChunkedLinearBwdPa
   const Seq<Cf> s(p, b, h);
   const bool gated = s.g != nullptr;
   const BlockRange r(p, blk);
-  const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
-  const int tile0 = (warp >> 2) * Cf::NQ;
+  const tiles::OutputPlace at;
+  const int rb = at.rb, r0 = at.r0;
+  const int tile0 = at.ch * Cf::NQ;
   InitPads(sm_all);
   float st[Cf::NTS][4] = {};
   EntryState<Cf, false>(p, s, blk, st);
@@ -701,8 +702,9 @@ __global__ void __launch_bounds__(kThreads, 1) DkvKernel(const ChunkedLinearBwdP
   const Seq<Cf> s(p, b, h);
   const bool gated = s.g != nullptr;
   const BlockRange r(p, blk);
-  const int warp = threadIdx.x >> 5, rb = warp & 3, r0 = 16 * rb;
-  const int half = warp >> 2;
+  const tiles::OutputPlace at;
+  const int rb = at.rb, r0 = at.r0;
+  const int half = at.ch;
   InitPads(sm_all);
   float st[Cf::NTS][4] = {};
   EntryState<Cf, true>(p, s, blk, st);

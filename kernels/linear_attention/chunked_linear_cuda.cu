@@ -336,9 +336,10 @@ template <class Cf>
 __device__ void Phase2(const Smem<Cf>& sm, int buf, bool gated, bool state_nonzero,
                        float (&acc)[Cf::NT1][4]) {
   constexpr bool S = Cf::kSplit;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
-  const int rb = warp & 3, ch = warp >> 2, r0 = 16 * rb;
-  const int tile0 = ch * Cf::NT0, nt = ch ? Cf::NT1 : Cf::NT0;
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  const tiles::OutputPlace at;
+  const int rb = at.rb, r0 = at.r0;
+  const int tile0 = at.ch * Cf::NT0, nt = at.ch ? Cf::NT1 : Cf::NT0;
 #pragma unroll
   for (int j = 0; j < Cf::NT1; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   if (state_nonzero) {
@@ -383,9 +384,10 @@ __device__ void WindowIntoAcc(const Smem<Cf>& sm, int buf, bool first_chunk, flo
                               float scale, float (&acc)[Cf::NT1][4]) {
   static_assert(Cf::kFuse && !Cf::kSplit, "the window reads the fused maps' raw tiles");
   constexpr int kSlices = 5;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int rb = warp & 3, ch = warp >> 2, r0 = 16 * rb;
-  const int tile0 = ch * Cf::NT0, nt = ch ? Cf::NT1 : Cf::NT0;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const tiles::OutputPlace at;
+  const int rb = at.rb, r0 = at.r0;
+  const int tile0 = at.ch * Cf::NT0, nt = at.ch ? Cf::NT1 : Cf::NT0;
   const auto in_band = [&](int u0, bf16* prev, bf16* cur, int stride) {
     return u0 < kC ? prev + u0 * stride : cur + (u0 - kC) * stride;
   };
@@ -447,9 +449,10 @@ __device__ void WindowIntoAcc(const Smem<Cf>& sm, int buf, bool first_chunk, flo
 // half 1) to sm.den.
 template <class Cf>
 __device__ void PublishDen(const Smem<Cf>& sm, const float (&acc)[Cf::NT1][4]) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = 16 * (warp & 3);
-  if (warp >> 2 == 1 && t == 0) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const tiles::OutputPlace at;
+  const int r0 = at.r0;
+  if (at.ch == 1 && t == 0) {
     sm.den[r0 + g] = acc[Cf::NT1 - 1][0];
     sm.den[r0 + g + 8] = acc[Cf::NT1 - 1][2];
   }
@@ -725,7 +728,8 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
     __syncthreads();
 
     // Epilogue: num / den / y for the warp's rows and columns.
-    const int rb = warp & 3, ch = warp >> 2, r0 = 16 * rb;
+    const tiles::OutputPlace at;
+    const int ch = at.ch, r0 = at.r0;
     const int tile0 = ch * Cf::NT0, nt = ch ? Cf::NT1 : Cf::NT0;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {

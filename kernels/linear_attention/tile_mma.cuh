@@ -170,6 +170,21 @@ __device__ __forceinline__ void StorePair(bf16* hi, int lo_offset, int index, fl
 
 // ---- row-block products ----------------------------------------------------
 
+// Where an output-shaped warp of eight works: row block rb (rows r0 = 16 rb
+// .. r0 + 15) of a 64-row chunk, column half ch. Warps w and w + 4 share a
+// scheduler, and the in-chunk products are causal (row block rb multiplies
+// rb + 1 key slices), so the second column half takes the row blocks in
+// reverse: each scheduler then runs one long and one short row block.
+struct OutputPlace {
+  int rb, ch, r0;
+  __device__ OutputPlace() {
+    const int warp = threadIdx.x >> 5;
+    ch = warp >> 2;
+    rb = ch ? 3 - (warp & 3) : warp & 3;
+    r0 = 16 * rb;
+  }
+};
+
 // acc[j] += A_frag (rows r0.., k-slice k0) * B[k0.., n-tile tile0 + j] for the
 // warp's nt n-tiles, B stored row-major [k][n] (smem `b`, stride sb, lo plane
 // at b + lo_b).
