@@ -46,18 +46,25 @@ __device__ __forceinline__ float Decay(double fi, int ci, double fj, int cj) {
   return ci > cj ? 0.f : __expf(float(fi - fj));
 }
 
-// Warp 0 publishes exp(b_i) (query decays), exp(b_last - b_j) (key decays) and
-// exp(b_last) (chunk decay); returns b_last.
-__device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
-                                              float* chunk_dec, double& last_f, int& last_c) {
+// Warp 0 publishes exp(b_last - b_j) (key decays) and exp(b_last) (chunk
+// decay); returns b_last.
+__device__ __forceinline__ void PublishKeyDecays(const Prefix& p, float* k_dec, float* chunk_dec,
+                                                 double& last_f, int& last_c) {
   const int lane = threadIdx.x & 31;
   last_f = __shfl_sync(0xffffffffu, p.f1, 31);
   last_c = __shfl_sync(0xffffffffu, p.c1, 31);
-  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
-  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
   k_dec[lane] = Decay(last_f, last_c, p.f0, p.c0);
   k_dec[32 + lane] = Decay(last_f, last_c, p.f1, p.c1);
   if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
+}
+
+// The same, and exp(b_i) (query decays).
+__device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
+                                              float* chunk_dec, double& last_f, int& last_c) {
+  const int lane = threadIdx.x & 31;
+  PublishKeyDecays(p, k_dec, chunk_dec, last_f, last_c);
+  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
+  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
 }
 
 // A warp's 16 x 32 score tile (rows r0 + g (+8), columns c0 + 8 nt + 2t (+1),

@@ -102,29 +102,38 @@ struct Ptrs {
   const float* g;     // gated: this (b, h)'s log gates [T], else null
 };
 
-// The parts of chunk i of the block (local index) into tile buffer i % 2,
-// asynchronously, by `threads` threads from `first` on: the queries and/or
-// the keys and values. Key row r at position start + r holds source
-// start + r - delay, zero unless that source is >= 0 and the position is
-// < length; with the fused window (raw_keys_to_end) the keys run to the
-// sequence's end (the window's), and the map zeroes the later positions'
-// features.
+// Chunk i of the block (local index)'s keys and values into the tiles k and
+// v, and its log gates (gated) into g_tile[64], asynchronously, by `threads`
+// threads from `first` on (not committed). Key row r at position start + r
+// holds source start + r - delay, zero unless that source is >= 0 and the
+// position is < length; with the fused window (raw_keys_to_end) the keys
+// run to the sequence's end (the window's), and the map zeroes the later
+// positions' features.
+__device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, const Ptrs& s, int i,
+                          bool raw_keys_to_end, int first, int threads) {
+  const int64_t start = (s.c_begin + i) * kC;
+  const int64_t src = start - s.key_delay;
+  const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
+  IssueTile(k, s.k, src, limit, first, threads);
+  IssueTile(v, s.v, src, limit, first, threads);
+  const int lane = int(threadIdx.x) - first;  // gated: 0 past the end (a gate of 1)
+  if (s.g != nullptr && lane >= 0 && lane < kC) {
+    const int64_t t = start + lane;
+    tiles::CpAsync4(g_tile + lane, s.g + (t < s.length ? t : 0), t < s.length);
+  }
+}
+
+// The parts of chunk i of the block into tile buffer i % 2, asynchronously,
+// by `threads` threads from `first` on: the queries and/or the keys and
+// values (IssueKeys).
 __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries, bool keys,
                            bool raw_keys_to_end, int first = 0, int threads = kThreads) {
   const int buf = i & 1;
-  const int64_t start = (s.c_begin + i) * kC;
-  if (queries) IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
+  if (queries) IssueTile(sm + kQ + buf * kTile, s.q, (s.c_begin + i) * kC, s.length, first, threads);
   if (keys) {
-    const int64_t src = start - s.key_delay;
-    const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
-    IssueTile(sm + kK + buf * kTile, s.k, src, limit, first, threads);
-    IssueTile(sm + kV + buf * kTile, s.v, src, limit, first, threads);
-    const int lane = int(threadIdx.x) - first;  // gated: 0 past the end (a gate of 1)
-    if (s.g != nullptr && lane >= 0 && lane < kC) {
-      const int64_t t = start + lane;
-      tiles::CpAsync4(reinterpret_cast<float*>(sm + kGates) + buf * kC + lane,
-                      s.g + (t < s.length ? t : 0), t < s.length);
-    }
+    IssueKeys(sm + kK + buf * kTile, sm + kV + buf * kTile,
+              reinterpret_cast<float*>(sm + kGates) + buf * kC, s, i, raw_keys_to_end, first,
+              threads);
   }
   tiles::CpAsyncCommit();
 }
@@ -538,62 +547,111 @@ __device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
   }
 }
 
-// Gated (state warpgroup): the chunk's decays, exp(b_last - b_j) for each
-// key (published by warp 0 from its scan of the gates) and exp(b_last) into
-// chunk_dec, and the keys scaled by theirs into a tile of their own, which
-// it returns: with fused maps phi_k again from the logits `l`, into this
-// chunk's query tile (the outputs warpgroup read it for its map, before the
-// phi_k barrier); else the feature tile `k`, into the (then unused) phi_k
-// tile. The outputs warpgroup needs the unscaled keys for Q K^T.
-template <bool kFuse>
-__device__ const unsigned char* ScaleKeys(unsigned char* sm, const Ptrs& s, int c,
-                                          const unsigned char* k, const float (&l)[kFuse ? 32 : 1],
-                                          float& chunk_dec) {
+// phi = [softmax(l), softmax(-l)] of a warpgroup's 64 rows (MapLogits' l)
+// into the K-major tile dst, the thread's row h zero unless live[h], and
+// times w[h] if kScaled.
+template <bool kScaled>
+__device__ void StorePhi(const float (&l)[32], const bool (&live)[2], const float (&w)[2],
+                         unsigned char* dst) {
   const StatePlace m;
-  float* k_dec = reinterpret_cast<float*>(sm + kDecays);  // [64], then the chunk's decay
-  if (m.warp == 0) {
-    const int lane = threadIdx.x & 31;
-    const gates::Prefix pre =
-        gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC);
-    const double last_f = __shfl_sync(0xffffffffu, pre.f1, 31);
-    const int last_c = __shfl_sync(0xffffffffu, pre.c1, 31);
-    k_dec[lane] = gates::Decay(last_f, last_c, pre.f0, pre.c0);
-    k_dec[32 + lane] = gates::Decay(last_f, last_c, pre.f1, pre.c1);
-    if (lane == 0) k_dec[kC] = last_c ? 0.f : __expf(float(last_f));
+  const RowSoftmax r(l);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * m.warp + m.g + 8 * h;
+    const float s = kScaled ? w[h] : 1.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
+      const int col = m.Column(j);
+      *reinterpret_cast<uint32_t*>(dst + TileOffset(row, col, kSlab)) =
+          live[h] ? tiles::Pack(r.P(x0, h) * s, r.P(x1, h) * s) : 0u;
+      *reinterpret_cast<uint32_t*>(dst + TileOffset(row, 64 + col, kSlab)) =
+          live[h] ? tiles::Pack(r.N(x0, h) * s, r.N(x1, h) * s) : 0u;
+    }
   }
-  asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
+}
+
+// phi_k (StorePhi) of a chunk whose first row is at `start`: a row is live
+// if its key, delayed by s.key_delay, is inside the sequence (as IssueKeys).
+__device__ void StoreKeyPhi(const float (&l)[32], const Ptrs& s, int64_t start,
+                            unsigned char* dst) {
+  const StatePlace m;
+  bool live[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t src = start + 16 * m.warp + m.g + 8 * h - s.key_delay;
+    live[h] = src >= 0 && src < s.length - s.key_delay;
+  }
+  StorePhi<false>(l, live, {1.f, 1.f}, dst);
+}
+
+// Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
+// from its log gates lg[64], exp(b_last - b_j) for each key (published by
+// warp 0, which also returns b_last in last_f / last_c) into k_dec[64] and
+// exp(b_last) into k_dec[64] and chunk_dec; then the keys scaled by theirs
+// into the tile `dst`: with fused maps phi_k from the logits `l` (rows at
+// or past `length` zero), else the feature tile `k`. The chunk starts at
+// `start` (gates come without a key delay).
+template <bool kFuse>
+__device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int64_t start,
+                          int64_t length, const unsigned char* k,
+                          const float (&l)[kFuse ? 32 : 1], float& chunk_dec, double& last_f,
+                          int& last_c) {
+  const StatePlace m;
+  if (m.warp == 0) gates::PublishKeyDecays(gates::ScanGates(lg), k_dec, k_dec + kC, last_f, last_c);
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");
   chunk_dec = k_dec[kC];
-  unsigned char* scaled;
   if constexpr (kFuse) {
-    scaled = sm + kQ + (c & 1) * kTile;
-    const RowSoftmax r(l);
+    bool live[2];
+    float w[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = 16 * m.warp + m.g + 8 * h;
-      const bool live = (s.c_begin + c) * kC + row < s.length;  // no key delay with gates
-      const float w = live ? k_dec[row] : 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
-        const int col = m.Column(j);
-        *reinterpret_cast<uint32_t*>(scaled + TileOffset(row, col, kSlab)) =
-            tiles::Pack(r.P(x0, h) * w, r.P(x1, h) * w);
-        *reinterpret_cast<uint32_t*>(scaled + TileOffset(row, 64 + col, kSlab)) =
-            tiles::Pack(r.N(x0, h) * w, r.N(x1, h) * w);
-      }
+      live[h] = start + row < length;
+      w[h] = k_dec[row];
     }
+    StorePhi<true>(l, live, w, dst);
   } else {
-    scaled = sm + kPhiK;
     for (int i = threadIdx.x & 127; i < kC * kF / 2; i += 128) {
       const int row = i / (kF / 2), col = (i % (kF / 2)) * 2;
       const int at = TileOffset(row, col, kSlab);
       const float2 x = tiles::Unpack(*reinterpret_cast<const uint32_t*>(k + at));
-      *reinterpret_cast<uint32_t*>(scaled + at) = tiles::Pack(x.x * k_dec[row], x.y * k_dec[row]);
+      *reinterpret_cast<uint32_t*>(dst + at) = tiles::Pack(x.x * k_dec[row], x.y * k_dec[row]);
     }
   }
   wg::FenceProxyAsync();
   asm volatile("bar.sync 2, 128;\n" ::: "memory");
-  return scaled;
+}
+
+// S += K^T V for one chunk, by a warpgroup holding the float32 state in st
+// (StatePlace): K as the M-major A (its slab `half` holds features 64 half
+// .. 64 half + 63 along the rows' bytes), V the MN-major B. Meanwhile the
+// thread's feature of z (its index in the warpgroup) adds K's column sum:
+// returns z * z_decay + that sum.
+__device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k,
+                                 const unsigned char* v, float z, float z_decay) {
+  wg::FenceOperands(st[0]);
+  wg::FenceOperands(st[1]);
+  wg::Fence();
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {
+      wg::MmaAsyncM64N128<1, 1>(st[half],
+                                wg::Descriptor(k + half * kSlab + kk * 16 * 128, kSlab, 1024),
+                                wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
+    }
+  }
+  wg::Commit();
+  const int f = threadIdx.x & 127;
+  float sum = z_decay * z;
+  for (int key = 0; key < kC; ++key) {
+    sum += __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, f, kSlab)));
+  }
+  wg::Wait<0>();
+  wg::FenceOperands(st[0]);
+  wg::FenceOperands(st[1]);
+  return sum;
 }
 
 // Warpgroup 1: the block's entry state (EntryStateToScratch's, when
@@ -636,66 +694,32 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
     const unsigned char* v = sm + kV + (c & 1) * kTile;
     float l[kFuse ? 32 : 1];
     if constexpr (kFuse) {  // phi_k into its tile, zero rows past the end
-      const StatePlace m;
       MapLogits(l, k, sm + kW + kTile);
-      const RowSoftmax r(l);
-      unsigned char* phi = sm + kPhiK;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = 16 * m.warp + m.g + 8 * h;
-        const int64_t src = (s.c_begin + c) * kC + row - s.key_delay;  // as IssueChunk
-        const bool live = src >= 0 && src < s.length - s.key_delay;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
-          const int col = m.Column(j);
-          *reinterpret_cast<uint32_t*>(phi + TileOffset(row, col, kSlab)) =
-              live ? tiles::Pack(r.P(x0, h), r.P(x1, h)) : 0u;
-          *reinterpret_cast<uint32_t*>(phi + TileOffset(row, 64 + col, kSlab)) =
-              live ? tiles::Pack(r.N(x0, h), r.N(x1, h)) : 0u;
-        }
-      }
+      StoreKeyPhi(l, s, (s.c_begin + c) * kC, sm + kPhiK);
       wg::FenceProxyAsync();
       BarrierAll();  // phi_k is there for both warpgroups
-      k = phi;
+      k = sm + kPhiK;
     }
     float chunk_dec = 1.f;
     if constexpr (kGated) {
-      k = ScaleKeys<kFuse>(sm, s, c, k, l, chunk_dec);
+      // The scaled keys go to a tile of their own (the outputs warpgroup
+      // needs the unscaled ones for Q K^T): with fused maps this chunk's
+      // query tile (read for phi_q before the phi_k barrier), else the
+      // (then unused) phi_k tile.
+      double last_f = 0;
+      int last_c = 0;
+      unsigned char* scaled = kFuse ? sm + kQ + (c & 1) * kTile : sm + kPhiK;
+      ScaleKeys<kFuse>(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC,
+                       reinterpret_cast<float*>(sm + kDecays), scaled, (s.c_begin + c) * kC,
+                       s.length, k, l, chunk_dec, last_f, last_c);
+      k = scaled;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
 #pragma unroll
         for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
       }
     }
-
-    // S += K^T V: K as the M-major A (its slab `half` holds features
-    // 64 half .. 64 half + 63 along the rows' bytes), V the MN-major B.
-    wg::FenceOperands(st[0]);
-    wg::FenceOperands(st[1]);
-    wg::Fence();
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-#pragma unroll
-      for (int kk = 0; kk < kC / 16; ++kk) {
-        wg::MmaAsyncM64N128<1, 1>(st[half],
-                                  wg::Descriptor(k + half * kSlab + kk * 16 * 128, kSlab, 1024),
-                                  wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
-      }
-    }
-    wg::Commit();
-    // Meanwhile z' = z + K's column sums (one feature a thread; gated: the
-    // chunk's decay on z, the keys' own decays already in K).
-    {
-      float sum = chunk_dec * z_all[(c & 1) * kF + tid];
-      for (int key = 0; key < kC; ++key) {
-        sum += __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, tid, kSlab)));
-      }
-      z_all[((c + 1) & 1) * kF + tid] = sum;
-    }
-    wg::Wait<0>();
-    wg::FenceOperands(st[0]);
-    wg::FenceOperands(st[1]);
+    z_all[((c + 1) & 1) * kF + tid] = AddChunkToState(st, k, v, z_all[(c & 1) * kF + tid], chunk_dec);
     StoreStateBf16(st, sm + kS + ((c + 1) & 1) * kState);
   }
   if (blk == p.blocks - 1 && p.kv != nullptr) {
@@ -717,28 +741,18 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
   }
 }
 
-// kFuse: raw q and k (D = 128 columns) and the maps' W^T (Fh = 64);
-// kWindow (with kFuse, key_delay 64): LoLCATs' window fused; kGated: log
-// gates (no key delay, no window).
-template <bool kFuse, bool kWindow, bool kGated>
-__global__ void __launch_bounds__(kThreads, 1)
-    ChunkedLinearWgmmaKernel(const __grid_constant__ ChunkedLinearParams p) {
-  static_assert(kFuse || !kWindow, "the window reads the raw keys of the fused maps");
-  static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+// The (b, h) sequence and block blk of the grid: its pointers and chunks.
+__device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated) {
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.heads + h;
   const int64_t hk = h / (p.heads / p.k_heads), hv = h / (p.heads / p.v_heads);
   Ptrs s;
   s.length = p.length;
   s.key_delay = p.key_delay;
-  s.gate = kWindow ? p.window_gate[h] : 0.f;
+  s.gate = window ? p.window_gate[h] : 0.f;
   s.scale = p.window_scale;
   s.g = nullptr;
-  if constexpr (kGated) {
+  if (gated) {
     const int64_t hg = h / (p.heads / p.g_heads);
     s.g = p.log_gamma + (int64_t(b) * p.g_heads + hg) * p.length;
   }
@@ -754,10 +768,36 @@ __global__ void __launch_bounds__(kThreads, 1)
           : p.num_bf16     ? static_cast<void*>(static_cast<bf16*>(p.num) + bh * p.length * kD)
                            : static_cast<void*>(static_cast<float*>(p.num) + bh * p.length * kD);
   s.den = p.den != nullptr ? p.den + bh * p.length : nullptr;
+  return s;
+}
+
+// The maps' transposed weight of key head (b, h) (k_weight_t; kv-head
+// indexed under GQA) or of query head h (q_weight_t).
+__device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
+  const int h = blockIdx.y;
+  const int64_t hw = p.k_weight_heads == p.heads ? h : h / (p.heads / p.k_heads);
+  return static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD;
+}
+
+// kFuse: raw q and k (D = 128 columns) and the maps' W^T (Fh = 64);
+// kWindow (with kFuse, key_delay 64): LoLCATs' window fused; kGated: log
+// gates (no key delay, no window).
+template <bool kFuse, bool kWindow, bool kGated>
+__global__ void __launch_bounds__(kThreads, 1)
+    ChunkedLinearWgmmaKernel(const __grid_constant__ ChunkedLinearParams p) {
+  static_assert(kFuse || !kWindow, "the window reads the raw keys of the fused maps");
+  static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const int blk = blockIdx.x;
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  const Ptrs s = PtrsOf(p, kWindow, kGated);
   if constexpr (kFuse) {  // the maps' weights, in the first chunk's group
-    const int64_t hw = p.k_weight_heads == p.heads ? h : hk;
-    IssueTile(sm + kW, static_cast<const bf16*>(p.q_weight_t) + int64_t(h) * 64 * kD, 0, 64);
-    IssueTile(sm + kW + kTile, static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD, 0, 64);
+    IssueTile(sm + kW, static_cast<const bf16*>(p.q_weight_t) + int64_t(blockIdx.y) * 64 * kD, 0,
+              64);
+    IssueTile(sm + kW + kTile, KeyMapWeight(p), 0, 64);
   }
   // The block's first tiles, and its entry state; the state warpgroup turns
   // it into bf16 state buffer 0 before the first chunk's barrier.
@@ -772,6 +812,123 @@ __global__ void __launch_bounds__(kThreads, 1)
 #else
   __trap();  // wgmma needs the sm_90a target
 #endif
+}
+
+// ---- pass 1 -------------------------------------------------------------------------
+// The local state of every block but the last, and its total decay, into
+// the workspace (EntryStateToScratch's layout: [F][D + 8] rows, kv in the
+// columns < D, k_sum in column D, zeros after), by one warpgroup: the
+// state warpgroup's loop alone, its keys and values double-buffered, so
+// that two CTAs share an SM. Shared memory (from a 1024-aligned base): K
+// and V tiles of two buffers, the phi_k (or scaled keys) tile, the key
+// map's W^T, the log gates [2][64] and the key decays [64 + 1].
+constexpr int kStatesThreads = 128;
+constexpr int kSK = 0, kSV = 2 * kTile, kSPhi = 4 * kTile, kSW = 5 * kTile;
+constexpr int kSGates = 6 * kTile, kSDecays = kSGates + 2 * kC * 4;
+constexpr int kStatesBytes = kSDecays + (kC + 4) * 4 + 1024;
+static_assert(2 * kStatesBytes <= 227 * 1024, "two pass-1 CTAs an SM");
+
+template <bool kFuse, bool kGated>
+__global__ void __launch_bounds__(kStatesThreads, 2)
+    ChunkedLinearWgmmaStatesKernel(const __grid_constant__ ChunkedLinearParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const int tid = threadIdx.x;
+  const Ptrs s = PtrsOf(p, false, kGated);
+  const auto issue = [&](int i) {
+    const int buf = i & 1;
+    IssueKeys(sm + kSK + buf * kTile, sm + kSV + buf * kTile,
+              reinterpret_cast<float*>(sm + kSGates) + buf * kC, s, i, false, 0, kStatesThreads);
+    tiles::CpAsyncCommit();
+  };
+  if constexpr (kFuse) IssueTile(sm + kSW, KeyMapWeight(p), 0, 64, 0, kStatesThreads);
+  issue(0);
+  float st[2][64];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  float z = 0.f;  // feature tid's
+  double total_f = 0;  // the block's log decay (thread 0's), and its -inf gates
+  int total_c = 0;
+  for (int c = 0; c < s.n_chunks; ++c) {
+    tiles::CpAsyncWaitAll();
+    wg::FenceProxyAsync();
+    __syncthreads();  // everyone's copies; the other buffer's last reads are done
+    if (c + 1 < s.n_chunks) issue(c + 1);
+    const unsigned char* k = sm + kSK + (c & 1) * kTile;
+    const unsigned char* v = sm + kSV + (c & 1) * kTile;
+    float l[kFuse ? 32 : 1];
+    if constexpr (kFuse) MapLogits(l, k, sm + kSW);
+    float chunk_dec = 1.f;
+    if constexpr (kGated) {
+      double last_f = 0;  // warp 0's
+      int last_c = 0;
+      ScaleKeys<kFuse>(reinterpret_cast<const float*>(sm + kSGates) + (c & 1) * kC,
+                       reinterpret_cast<float*>(sm + kSDecays), sm + kSPhi, (s.c_begin + c) * kC,
+                       s.length, k, l, chunk_dec, last_f, last_c);
+      total_f += last_f;
+      total_c += last_c;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
+      }
+      k = sm + kSPhi;
+    } else if constexpr (kFuse) {
+      StoreKeyPhi(l, s, (s.c_begin + c) * kC, sm + kSPhi);
+      wg::FenceProxyAsync();
+      __syncthreads();
+      k = sm + kSPhi;
+    }
+    z = AddChunkToState(st, k, v, z, chunk_dec);
+  }
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  const int64_t slot = bh * p.blocks + blockIdx.x;
+  float* rows = static_cast<float*>(p.workspace) + slot * kF * kRowCols;
+  const StatePlace m;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        tiles::StoreOut2(rows + m.Feature(half, h) * kRowCols + m.Column(j),
+                         st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
+      }
+    }
+  }
+  float* z_row = rows + tid * kRowCols + kD;  // k_sum, then the zero columns the backward reads
+  z_row[0] = z;
+#pragma unroll
+  for (int i = 1; i < kRowCols - kD; ++i) z_row[i] = 0.f;
+  if (tid == 0) {
+    float* decays = static_cast<float*>(p.workspace) + p.batch * p.heads * p.blocks * kF * kRowCols;
+    decays[slot] = total_c > 0 ? 0.f : float(exp(total_f));
+  }
+#else
+  __trap();  // wgmma needs the sm_90a target
+#endif
+}
+
+// Pass 1 (blocks > 1).
+cudaError_t LaunchStates(const ChunkedLinearParams& p) {
+  if (p.blocks <= 1) return cudaSuccess;
+  const bool fuse = p.q_weight_t != nullptr, gated = p.log_gamma != nullptr;
+  auto* kernel = gated ? (fuse ? ChunkedLinearWgmmaStatesKernel<true, true>
+                               : ChunkedLinearWgmmaStatesKernel<false, true>)
+                       : (fuse ? ChunkedLinearWgmmaStatesKernel<true, false>
+                               : ChunkedLinearWgmmaStatesKernel<false, false>);
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kStatesBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(static_cast<unsigned>(p.blocks - 1), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, kStatesThreads, kStatesBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -797,15 +954,15 @@ const char* LaunchChunkedLinearWgmma(const ChunkedLinearParams& p) {
   if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
     return "ChunkedLinearWgmma: call PlanChunkedLinear before launching";
   }
-  if (const char* err = LaunchChunkedLinearBlockStates(p)) return err;  // pass 1 (blocks > 1)
+  cudaError_t err = LaunchStates(p);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
   const bool fuse = p.q_weight_t != nullptr, gated = p.log_gamma != nullptr;
   auto* kernel = p.window_gate != nullptr ? ChunkedLinearWgmmaKernel<true, true, false>
                  : gated                  ? (fuse ? ChunkedLinearWgmmaKernel<true, false, true>
                                                   : ChunkedLinearWgmmaKernel<false, false, true>)
                  : fuse                   ? ChunkedLinearWgmmaKernel<true, false, false>
                                           : ChunkedLinearWgmmaKernel<false, false, false>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
