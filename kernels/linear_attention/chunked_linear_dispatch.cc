@@ -17,26 +17,28 @@ namespace {
 
 // Which output pass runs where the wgmma kernel (sm90a/chunked_linear_wgmma.h)
 // covers the call on an sm_90 device. By default the ungated forms take it
-// (H100, bf16: 1.2-1.5x the mma.sync kernel) and the gated ones keep mma.sync
-// (0.94-1.14x); LINEARIZE_WGMMA=0 keeps mma.sync everywhere and =1 takes
-// wgmma everywhere, so the tests and benchmarks can run either.
-enum class WgmmaMode { kUngated, kNever, kWherever };
+// (H100, bf16: 1.1-1.6x the mma.sync kernel), and so do the gated ones with
+// the maps fused (Lizard's prefill: 1.01-1.16x); the gated ones on given
+// features keep mma.sync (0.92-1.11x: 0.92-0.97x with one sequence, as
+// Lizard's training forward runs). LINEARIZE_WGMMA=0 keeps mma.sync
+// everywhere and =1 takes wgmma everywhere, so the tests and benchmarks can
+// run either.
+enum class WgmmaMode { kDefault, kNever, kWherever };
 
 WgmmaMode WgmmaModeFromEnv() {
   static const WgmmaMode mode = [] {
     const char* env = std::getenv("LINEARIZE_WGMMA");
     if (env != nullptr && std::strcmp(env, "0") == 0) return WgmmaMode::kNever;
     if (env != nullptr && std::strcmp(env, "1") == 0) return WgmmaMode::kWherever;
-    return WgmmaMode::kUngated;
+    return WgmmaMode::kDefault;
   }();
   return mode;
 }
 
 bool UseWgmma(const ChunkedLinearParams& p, const at::Device& device) {
   const WgmmaMode mode = WgmmaModeFromEnv();
-  if (mode == WgmmaMode::kNever || (mode == WgmmaMode::kUngated && p.log_gamma != nullptr)) {
-    return false;
-  }
+  const bool gated_given = p.log_gamma != nullptr && p.q_weight_t == nullptr;
+  if (mode == WgmmaMode::kNever || (mode == WgmmaMode::kDefault && gated_given)) return false;
   const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index());
   return prop->major == 9 && prop->minor == 0 && ChunkedLinearWgmmaSupported(p);  // sm_90a code
 }
