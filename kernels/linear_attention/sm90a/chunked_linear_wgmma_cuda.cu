@@ -333,13 +333,17 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     wg::Commit();
     if constexpr (!kFuse) {  // meanwhile Q . z: four threads a row, 32 features each
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = 16 * warp + g + 8 * h;
+      for (int f = 32 * t; f < 32 * t + 32; f += 8) {  // 16-byte pieces
+        const float4 z0 = *reinterpret_cast<const float4*>(z + f);
+        const float4 z1 = *reinterpret_cast<const float4*>(z + f + 4);
 #pragma unroll
-        for (int f = 32 * t; f < 32 * t + 32; f += 2) {
-          const float2 x =
-              tiles::Unpack(*reinterpret_cast<const uint32_t*>(q + TileOffset(row, f, kSlab)));
-          qz[h] += x.x * z[f] + x.y * z[f + 1];
+        for (int h = 0; h < 2; ++h) {
+          const uint4 x =
+              *reinterpret_cast<const uint4*>(q + TileOffset(16 * warp + g + 8 * h, f, kSlab));
+          const float2 a = tiles::Unpack(x.x), b = tiles::Unpack(x.y);
+          const float2 c = tiles::Unpack(x.z), d = tiles::Unpack(x.w);
+          qz[h] += a.x * z0.x + a.y * z0.y + b.x * z0.z + b.y * z0.w + c.x * z1.x + c.y * z1.y +
+                   d.x * z1.z + d.y * z1.w;
         }
       }
     }
@@ -612,11 +616,19 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
     }
     StorePhi<true>(l, live, w, dst);
   } else {
-    for (int i = threadIdx.x & 127; i < kC * kF / 2; i += 128) {
-      const int row = i / (kF / 2), col = (i % (kF / 2)) * 2;
+    // 16-byte pieces (8 features: a swizzle unit), eight a thread.
+    for (int i = threadIdx.x & 127; i < kC * kF / 8; i += 128) {
+      const int row = i / (kF / 8), col = (i % (kF / 8)) * 8;
       const int at = TileOffset(row, col, kSlab);
-      const float2 x = tiles::Unpack(*reinterpret_cast<const uint32_t*>(k + at));
-      *reinterpret_cast<uint32_t*>(dst + at) = tiles::Pack(x.x * k_dec[row], x.y * k_dec[row]);
+      const float w = k_dec[row];
+      uint4 x = *reinterpret_cast<const uint4*>(k + at);
+      uint32_t* e = reinterpret_cast<uint32_t*>(&x);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float2 f = tiles::Unpack(e[c]);
+        e[c] = tiles::Pack(f.x * w, f.y * w);
+      }
+      *reinterpret_cast<uint4*>(dst + at) = x;
     }
   }
   wg::FenceProxyAsync();
