@@ -22,9 +22,11 @@ namespace {
 // 8k). The gated ones on given features (Lizard's training forward) keep
 // mma.sync: wgmma is 0.97-1.14x there, and Lizard's forward + backward
 // 1.8% faster at 32k, but its d k misses the 1e-2 bound of the hybrids'
-// gradient GPU test (1.05e-2 at T = 1100, mma.sync 0.95e-2), not yet
-// explained. LINEARIZE_WGMMA=0 keeps mma.sync everywhere and =1 takes
-// wgmma everywhere, so the tests and benchmarks can run either.
+// gradient GPU test (1.05e-2 at T = 1100, mma.sync 0.95e-2): its den sums
+// A in float32 where num takes A rounded to bf16 (summing the rounded
+// weights gives 0.95e-2, at a cost still to measure). LINEARIZE_WGMMA=0
+// keeps mma.sync everywhere and =1 takes wgmma everywhere, so the tests
+// and benchmarks can run either.
 enum class WgmmaMode { kDefault, kNever, kWherever };
 
 WgmmaMode WgmmaModeFromEnv() {
