@@ -2,7 +2,7 @@
 // products (chunked_linear_wgmma_cuda.cu, sm_90a), beside the mma.sync
 // kernel (chunked_linear_cuda.cu); chunked_linear_dispatch.cc picks one. It
 // takes ChunkedLinearParams (plan with PlanChunkedLinear: long sequences with
-// few (b, h) take the two-pass split, pass 1 on the mma.sync kernel) and
+// few (b, h) take the two-pass split, pass 1 on wgmma too) and
 // covers bf16 with F = D = 128: features, or raw q / k with the Hedgehog maps
 // fused (Fh = 64); an initial and a final state; keys and values delayed
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window

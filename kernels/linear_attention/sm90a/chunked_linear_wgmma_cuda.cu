@@ -10,9 +10,10 @@
 //     z' into the other state buffer, which the next chunk's outputs read.
 // So the two overlap: chunk i's outputs read state buffer i % 2 while the
 // state warpgroup writes buffer (i + 1) % 2; one barrier per chunk. Long
-// sequences with few (b, h) take the mma.sync kernel's two-pass split: its
-// pass 1 writes the block states, and each block here starts from the sum
-// of the earlier ones (and the initial state, if any). The Q, K
+// sequences with few (b, h) take the mma.sync kernel's two-pass split (its
+// plan and workspace): pass 1 (ChunkedLinearWgmmaStatesKernel, the state
+// warpgroup's loop alone) writes the block states, and each block here
+// starts from the sum of the earlier ones (and the initial state, if any). The Q, K
 // and V tiles are double-buffered by cp.async (all 256 threads) in
 // 128-byte-swizzled shared memory (wgmma.cuh): K serves as the K-major B of
 // Q K^T and as the M-major A of K^T V, V as the MN-major B of A V and K^T V.
@@ -129,7 +130,9 @@ __device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, con
 __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries, bool keys,
                            bool raw_keys_to_end, int first = 0, int threads = kThreads) {
   const int buf = i & 1;
-  if (queries) IssueTile(sm + kQ + buf * kTile, s.q, (s.c_begin + i) * kC, s.length, first, threads);
+  if (queries) {
+    IssueTile(sm + kQ + buf * kTile, s.q, (s.c_begin + i) * kC, s.length, first, threads);
+  }
   if (keys) {
     IssueKeys(sm + kK + buf * kTile, sm + kV + buf * kTile,
               reinterpret_cast<float*>(sm + kGates) + buf * kC, s, i, raw_keys_to_end, first,
@@ -598,9 +601,8 @@ __device__ void StoreKeyPhi(const float (&l)[32], const Ptrs& s, int64_t start,
 // `start` (gates come without a key delay).
 template <bool kFuse>
 __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int64_t start,
-                          int64_t length, const unsigned char* k,
-                          const float (&l)[kFuse ? 32 : 1], float& chunk_dec, double& last_f,
-                          int& last_c) {
+                          int64_t length, const unsigned char* k, const float (&l)[kFuse ? 32 : 1],
+                          float& chunk_dec, double& last_f, int& last_c) {
   const StatePlace m;
   if (m.warp == 0) gates::PublishKeyDecays(gates::ScanGates(lg), k_dec, k_dec + kC, last_f, last_c);
   asm volatile("bar.sync 2, 128;\n" ::: "memory");
@@ -640,8 +642,8 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
 // .. 64 half + 63 along the rows' bytes), V the MN-major B. Meanwhile the
 // thread's feature of z (its index in the warpgroup) adds K's column sum:
 // returns z * z_decay + that sum.
-__device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k,
-                                 const unsigned char* v, float z, float z_decay) {
+__device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k, const unsigned char* v,
+                                 float z, float z_decay) {
   wg::FenceOperands(st[0]);
   wg::FenceOperands(st[1]);
   wg::Fence();
@@ -731,7 +733,8 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
         for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
       }
     }
-    z_all[((c + 1) & 1) * kF + tid] = AddChunkToState(st, k, v, z_all[(c & 1) * kF + tid], chunk_dec);
+    z_all[((c + 1) & 1) * kF + tid] =
+        AddChunkToState(st, k, v, z_all[(c & 1) * kF + tid], chunk_dec);
     StoreStateBf16(st, sm + kS + ((c + 1) & 1) * kState);
   }
   if (blk == p.blocks - 1 && p.kv != nullptr) {
@@ -863,7 +866,7 @@ __global__ void __launch_bounds__(kStatesThreads, 2)
 #pragma unroll
     for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
   }
-  float z = 0.f;  // feature tid's
+  float z = 0.f;       // feature tid's
   double total_f = 0;  // the block's log decay (thread 0's), and its -inf gates
   int total_c = 0;
   for (int c = 0; c < s.n_chunks; ++c) {
