@@ -537,8 +537,10 @@ __device__ bool EntryStateToScratch(unsigned char* sm, const ChunkedLinearParams
   return any;
 }
 
-// The registers as the bf16 state tile (the MN-major B of Q S).
-__device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
+// Calls store(feature, column, x0, x1) for each pair of the state
+// warpgroup's registers (StatePlace), columns column and column + 1.
+template <class Store>
+__device__ __forceinline__ void ForStatePairs(const float (&st)[2][64], const Store& store) {
   const StatePlace m;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -546,12 +548,18 @@ __device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
     for (int j = 0; j < kD / 8; ++j) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        *reinterpret_cast<uint32_t*>(dst +
-                                     TileOffset(m.Feature(half, h), m.Column(j), kStateSlab)) =
-            tiles::Pack(st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
+        store(m.Feature(half, h), m.Column(j), st[half][4 * j + 2 * h],
+              st[half][4 * j + 2 * h + 1]);
       }
     }
   }
+}
+
+// The registers as the bf16 state tile (the MN-major B of Q S).
+__device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
+  ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+    *reinterpret_cast<uint32_t*>(dst + TileOffset(f, col, kStateSlab)) = tiles::Pack(x0, x1);
+  });
 }
 
 // phi = [softmax(l), softmax(-l)] of a warpgroup's 64 rows (MapLogits' l)
@@ -738,18 +746,9 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
     StoreStateBf16(st, sm + kS + ((c + 1) & 1) * kState);
   }
   if (blk == p.blocks - 1 && p.kv != nullptr) {
-    const StatePlace m;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-#pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          tiles::StoreOut2(p.kv + (bh * kF + m.Feature(half, h)) * kD + m.Column(j),
-                           st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
-        }
-      }
-    }
+    ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+      tiles::StoreOut2(p.kv + (bh * kF + f) * kD + col, x0, x1);
+    });
   }
   if (blk == p.blocks - 1 && p.k_sum != nullptr) {
     p.k_sum[bh * kF + tid] = z_all[(s.n_chunks & 1) * kF + tid];  // this thread wrote it
@@ -904,18 +903,9 @@ __global__ void __launch_bounds__(kStatesThreads, 2)
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const int64_t slot = bh * p.blocks + blockIdx.x;
   float* rows = static_cast<float*>(p.workspace) + slot * kF * kRowCols;
-  const StatePlace m;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int j = 0; j < kD / 8; ++j) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        tiles::StoreOut2(rows + m.Feature(half, h) * kRowCols + m.Column(j),
-                         st[half][4 * j + 2 * h], st[half][4 * j + 2 * h + 1]);
-      }
-    }
-  }
+  ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+    tiles::StoreOut2(rows + f * kRowCols + col, x0, x1);
+  });
   float* z_row = rows + tid * kRowCols + kD;  // k_sum, then the zero columns the backward reads
   z_row[0] = z;
 #pragma unroll
