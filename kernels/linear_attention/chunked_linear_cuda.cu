@@ -854,14 +854,6 @@ struct LaunchFn {
     return Launch<Cf>(p);
   }
 };
-struct BlockStatesFn {
-  const ChunkedLinearParams& p;
-  template <class Cf>
-  const char* operator()() const {
-    const cudaError_t err = LaunchBlockStates<Cf>(p);
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-  }
-};
 
 }  // namespace
 
@@ -895,12 +887,6 @@ int64_t ChunkedLinearWorkspaceBytes(const ChunkedLinearParams& p) {
   const int64_t da = p.head_dim + 8;
   const int64_t slots = p.batch * p.heads * p.blocks;
   return slots * p.feature_dim * da * 4 + slots * 4;
-}
-
-const char* LaunchChunkedLinearBlockStates(const ChunkedLinearParams& p) {
-  if (!ChunkedLinearSupported(p)) return "ChunkedLinear: unsupported sizes or element type";
-  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinear: workspace missing";
-  return Dispatch(p, BlockStatesFn{p});
 }
 
 const char* LaunchChunkedLinear(const ChunkedLinearParams& p) {

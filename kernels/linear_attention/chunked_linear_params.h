@@ -89,8 +89,4 @@ int64_t ChunkedLinearWorkspaceBytes(const ChunkedLinearParams& params);
 // Launches; returns the launch error string, or nullptr on success.
 const char* LaunchChunkedLinear(const ChunkedLinearParams& params);
 
-// Pass 1 alone (nothing when blocks <= 1): the block states into the
-// workspace, for another pass-2 kernel (sm90a/chunked_linear_wgmma.h).
-const char* LaunchChunkedLinearBlockStates(const ChunkedLinearParams& params);
-
 }  // namespace linearize::kernels

@@ -601,12 +601,12 @@ __device__ void StoreKeyPhi(const float (&l)[32], const Ptrs& s, int64_t start,
 }
 
 // Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
-// from its log gates lg[64], exp(b_last - b_j) for each key (published by
-// warp 0, which also returns b_last in last_f / last_c) into k_dec[64] and
-// exp(b_last) into k_dec[64] and chunk_dec; then the keys scaled by theirs
-// into the tile `dst`: with fused maps phi_k from the logits `l` (rows at
-// or past `length` zero), else the feature tile `k`. The chunk starts at
-// `start` (gates come without a key delay).
+// from its log gates lg[64], exp(b_last - b_j) for each key into
+// k_dec[0..63] and exp(b_last) into k_dec[64] and chunk_dec (published by
+// warp 0, which also returns b_last in last_f / last_c); then the keys
+// scaled by theirs into the tile `dst`: with fused maps phi_k from the
+// logits `l` (rows at or past `length` zero), else the feature tile `k`.
+// The chunk starts at `start` (gates come without a key delay).
 template <bool kFuse>
 __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int64_t start,
                           int64_t length, const unsigned char* k, const float (&l)[kFuse ? 32 : 1],
@@ -959,6 +959,7 @@ const char* LaunchChunkedLinearWgmma(const ChunkedLinearParams& p) {
   if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
     return "ChunkedLinearWgmma: call PlanChunkedLinear before launching";
   }
+  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinearWgmma: workspace missing";
   cudaError_t err = LaunchStates(p);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   const bool fuse = p.q_weight_t != nullptr, gated = p.log_gamma != nullptr;
