@@ -4,9 +4,9 @@
 // Hedgehog maps fused (raw q, k; Fh = 64), as LoLCATs' prefill (maps fused,
 // keys delayed by the 64-token window, the window fused), gated on given
 // features, and as Lizard's gated branch (maps fused, gated); B = 8 (one
-// block per (b, h) fills an H100) and B = 1 (the two-pass split, pass 1 on
-// mma.sync for both). Median of 20 timed runs after 3 warm-ups (CUDA events); prints
-// a table, writes JSON to argv[1].
+// block per (b, h) fills an H100) and B = 1 (the two-pass split, each
+// kernel with its own pass 1). Median of 20 timed runs after 3 warm-ups
+// (CUDA events); prints a table, writes JSON to argv[1].
 //   bench_chunked_wgmma [out.json]
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
