@@ -15,34 +15,23 @@
 namespace linearize::kernels::detail {
 namespace {
 
-// Which output pass runs where the wgmma kernel (sm90a/chunked_linear_wgmma.h)
-// covers the call on an sm_90 device. By default the ungated forms take it
-// (H100, bf16: 1.1-1.6x the mma.sync kernel), and so do the gated ones with
-// the maps fused (Lizard's prefill: 1.03-1.16x; 0.99-1.01x at B = 1, T =
-// 8k). The gated ones on given features (Lizard's training forward) keep
-// mma.sync: wgmma is 0.97-1.14x there, and Lizard's forward + backward
-// 1.8% faster at 32k, but its d k misses the 1e-2 bound of the hybrids'
-// gradient GPU test (1.05e-2 at T = 1100, mma.sync 0.95e-2): its den sums
-// A in float32 where num takes A rounded to bf16 (summing the rounded
-// weights gives 0.95e-2, at a cost still to measure). LINEARIZE_WGMMA=0
-// keeps mma.sync everywhere and =1 takes wgmma everywhere, so the tests
-// and benchmarks can run either.
-enum class WgmmaMode { kDefault, kNever, kWherever };
-
-WgmmaMode WgmmaModeFromEnv() {
-  static const WgmmaMode mode = [] {
+// Whether the output pass runs on the wgmma kernel (sm90a/chunked_linear_wgmma.h):
+// on an sm_90 device wherever it covers the call. H100, bf16, against the
+// mma.sync kernel: ungated 1.1-1.5x; gated with the maps fused (Lizard's
+// prefill) 1.03-1.12x; gated on given features (Lizard's training forward)
+// 0.98-1.10x, with pass 1 faster too (ncu at 32k: 1183 us against 1390).
+// LINEARIZE_WGMMA=0 keeps mma.sync everywhere, so the tests and benchmarks
+// can run either.
+bool WgmmaAllowed() {
+  static const bool allowed = [] {
     const char* env = std::getenv("LINEARIZE_WGMMA");
-    if (env != nullptr && std::strcmp(env, "0") == 0) return WgmmaMode::kNever;
-    if (env != nullptr && std::strcmp(env, "1") == 0) return WgmmaMode::kWherever;
-    return WgmmaMode::kDefault;
+    return env == nullptr || std::strcmp(env, "0") != 0;
   }();
-  return mode;
+  return allowed;
 }
 
 bool UseWgmma(const ChunkedLinearParams& p, const at::Device& device) {
-  const WgmmaMode mode = WgmmaModeFromEnv();
-  const bool gated_given = p.log_gamma != nullptr && p.q_weight_t == nullptr;
-  if (mode == WgmmaMode::kNever || (mode == WgmmaMode::kDefault && gated_given)) return false;
+  if (!WgmmaAllowed()) return false;
   const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index());
   return prop->major == 9 && prop->minor == 0 && ChunkedLinearWgmmaSupported(p);  // sm_90a code
 }

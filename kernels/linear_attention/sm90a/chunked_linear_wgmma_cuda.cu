@@ -393,21 +393,14 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       qz[1] *= q_dec[1];
     }
 
-    // Causal mask, the rows' sums, and A as bf16 A fragments of A V.
-    float rs[2] = {0.f, 0.f};
+    // Causal mask, and A as bf16 A fragments of A V.
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int row = 16 * warp + g + 8 * (e / 2), col = 8 * j + 2 * t + (e & 1);
         if (col > row) a[4 * j + e] = 0.f;
-        rs[e / 2] += a[4 * j + e];
       }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
-      rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
     }
     uint32_t af[4][4];
 #pragma unroll
@@ -447,6 +440,14 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     for (int kk = 0; kk < kC / 16; ++kk) {
       wg::MmaAsyncRegAM64N128<1>(num, af[kk], wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
     }
+    // The rows' sums of the same bf16 weights that A V takes (a ones column
+    // on mma.sync, as that kernel's den): y = num / den stays a weighted
+    // mean of the values. Summing the unrounded float32 A puts the gated
+    // training gradients past their bound. rs[0] row g, rs[2] row g + 8.
+    float rs[4] = {0.f, 0.f, 0.f, 0.f};
+    constexpr uint32_t kOnes = 0x3f803f80u;  // bf16 pair (1, 1)
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(num);
@@ -457,9 +458,10 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     for (int h = 0; h < 2; ++h) {
       const int row = 16 * warp + g + 8 * h;
       const int64_t pos = (s.c_begin + c) * kC + row;
+      const float den = qz[h] + rs[2 * h];
       if (pos < s.length && s.y != nullptr) {
         // The window's denominator is >= g (the row's own key): no eps.
-        const float inv = kWindow ? 1.f / (qz[h] + rs[h] + den_w[h]) : 1.f / (qz[h] + rs[h] + eps);
+        const float inv = kWindow ? 1.f / (den + den_w[h]) : 1.f / (den + eps);
         bf16* out = s.y + pos * kD;
 #pragma unroll
         for (int j = 0; j < kD / 8; ++j) {
@@ -475,7 +477,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
                              num[4 * j + 2 * h + 1]);
           }
         }
-        if (pos < s.length && s.den != nullptr && t == 0) s.den[pos] = qz[h] + rs[h];
+        if (pos < s.length && s.den != nullptr && t == 0) s.den[pos] = den;
       }
     }
   }
