@@ -832,7 +832,7 @@ const char* Launch(const ChunkedLinearBwdParams& p) {
     using Rev = StatesCfg<Cf, true>;
     if ((err = SetSmem(BlockStatesKernel<Fwd, false>, Fwd::kBytes))) return err;
     if ((err = SetSmem(BlockStatesKernel<Rev, true>, Rev::kBytes))) return err;
-    if (p.fwd_block_states == nullptr) {
+    if (p.fwd_block_states == nullptr && !p.skip_dq) {
       BlockStatesKernel<Fwd, false><<<grid1, kThreads, Fwd::kBytes, stream>>>(p);
     }
     BlockStatesKernel<Rev, true><<<grid1, kThreads, Rev::kBytes, stream>>>(p);
@@ -840,7 +840,7 @@ const char* Launch(const ChunkedLinearBwdParams& p) {
   }
   if ((err = SetSmem(DqKernel<Cf>, Cf::kBytes))) return err;
   if ((err = SetSmem(DkvKernel<Cf>, Cf::kBytes))) return err;
-  DqKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  if (!p.skip_dq) DqKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
   DkvKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
   return LastError();
 }

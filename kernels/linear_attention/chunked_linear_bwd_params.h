@@ -74,6 +74,9 @@ struct ChunkedLinearBwdParams {
   int64_t blocks = 1;
   int64_t block_chunks = 0;
   void* stream = nullptr;  // cudaStream_t
+  // d_q and q_dot_dq come from another kernel (sm90a/chunked_linear_wgmma.h):
+  // LaunchChunkedLinearBwd leaves them (and the forward states for them) out.
+  bool skip_dq = false;
 };
 
 // Whether the kernels cover these sizes (pointers are checked at launch).

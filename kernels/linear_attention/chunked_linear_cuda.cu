@@ -320,7 +320,7 @@ __device__ void Phase1(const Smem<Cf>& sm, int buf, bool gated, const gates::Pre
         tiles::Mma3<S>(acc[2 * p + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
       }
     }
-    gates::MaskAndDecay(acc, r0, c0, gated, pre);
+    gates::MaskAndDecay<S>(acc, r0, c0, gated, pre);  // float32: the exact prefixes
   }
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {

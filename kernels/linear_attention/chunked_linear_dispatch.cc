@@ -15,28 +15,27 @@
 namespace linearize::kernels::detail {
 namespace {
 
-// Whether the output pass runs on the wgmma kernel (sm90a/chunked_linear_wgmma.h):
-// on an sm_90 device wherever it covers the call. H100, bf16, against the
-// mma.sync kernel: ungated 1.1-1.5x; gated with the maps fused (Lizard's
-// prefill) 1.03-1.12x; gated on given features (Lizard's training forward)
-// 0.98-1.10x, with pass 1 faster too (ncu at 32k: 1183 us against 1390).
-// LINEARIZE_WGMMA=0 keeps mma.sync everywhere, so the tests and benchmarks
-// can run either.
-bool WgmmaAllowed() {
+bool UseWgmma(const ChunkedLinearParams& p, const at::Device& device) {
+  return WgmmaKernelsApply(device) && ChunkedLinearWgmmaSupported(p);
+}
+
+}  // namespace
+
+// The wgmma kernels (sm90a/chunked_linear_wgmma.h) run wherever they cover
+// the call on an sm_90 device. H100, bf16, against the mma.sync kernels:
+// the output pass ungated 1.1-1.5x, gated with the maps fused (Lizard's
+// prefill) 1.03-1.12x, gated on given features (Lizard's training forward)
+// 0.98-1.10x, with pass 1 faster too. LINEARIZE_WGMMA=0 keeps mma.sync
+// everywhere, so the tests and benchmarks can run either.
+bool WgmmaKernelsApply(const at::Device& device) {
   static const bool allowed = [] {
     const char* env = std::getenv("LINEARIZE_WGMMA");
     return env == nullptr || std::strcmp(env, "0") != 0;
   }();
-  return allowed;
-}
-
-bool UseWgmma(const ChunkedLinearParams& p, const at::Device& device) {
-  if (!WgmmaAllowed()) return false;
+  if (!allowed) return false;
   const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device.index());
-  return prop->major == 9 && prop->minor == 0 && ChunkedLinearWgmmaSupported(p);  // sm_90a code
+  return prop->major == 9 && prop->minor == 0;  // sm_90a code
 }
-
-}  // namespace
 
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in) {
   const at::Tensor &q = in.phi_q, &k = in.phi_k, &v = in.v, &g = in.log_gamma;

@@ -57,6 +57,11 @@ struct CudaLinearOutputs {
 // needed, mixed dtypes, kernels switched off). T must be >= 1.
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in);
 
+// Whether the wgmma kernels (sm90a/chunked_linear_wgmma.h) may run on
+// `device`: an sm_90 device, unless LINEARIZE_WGMMA=0 keeps the mma.sync
+// kernels everywhere.
+bool WgmmaKernelsApply(const at::Device& device);
+
 // ChunkedCausalLinear's drop-in on the GPU (num, den, and the state when
 // want_state), or nullopt as above.
 std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,

@@ -11,6 +11,7 @@
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
 
 namespace linearize::kernels::detail {
 namespace {
@@ -144,7 +145,10 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
     workspace = at::empty({bytes}, phi_q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
+  // d_q on wgmma where it covers the call, after the kernels that fill d_den.
+  p.skip_dq = WgmmaKernelsApply(phi_q.device()) && ChunkedLinearDqWgmmaSupported(p);
   const char* err = LaunchChunkedLinearBwd(p);
+  if (err == nullptr && p.skip_dq) err = LaunchChunkedLinearDqWgmma(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearBackwardCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
   if (facts.key_delay > 0) {  // the last key_delay keys reach no query

@@ -130,6 +130,7 @@ const Case kCases[] = {
     {"T200_gqa_mixed_heads", 2, 4, 1, 2, 200, 64, 128, Gates::kNone, 0},
     {"T129_gated_mild", 2, 4, 2, 2, 129, 128, 128, Gates::kMild, 4},
     {"T300_gated_strong_kvgates", 2, 4, 2, 2, 300, 64, 64, Gates::kStrong, 2},
+    {"T700_gated_strong_F128_gqa", 1, 4, 2, 2, 700, 128, 128, Gates::kStrong, 2},
     {"T3000_two_pass_gated", 1, 2, 2, 2, 3000, 128, 128, Gates::kMild, 2},
     {"T4096_two_pass_blocks", 2, 8, 4, 4, 4096, 128, 128, Gates::kNone, 0},
     {"T4001_two_pass_strong", 1, 3, 3, 3, 4001, 64, 128, Gates::kStrong, 3},

@@ -7,9 +7,11 @@
 // fused (Fh = 64); an initial and a final state; keys and values delayed
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window
 // fused (fused maps, delay 64), which writes y alone; otherwise any of y,
-// num (float32 or bf16) and den.
+// num (float32 or bf16) and den. The backward's d_q runs on the same two
+// warpgroups (the forward's state beside d_q's rows).
 #pragma once
 
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_params.h"
 
 namespace linearize::kernels {
@@ -18,5 +20,14 @@ bool ChunkedLinearWgmmaSupported(const ChunkedLinearParams& params);
 
 // Launches; returns the launch error string, or nullptr on success.
 const char* LaunchChunkedLinearWgmma(const ChunkedLinearParams& params);
+
+// The backward's d_q and q_dot_dq alone (the mma.sync kernels' DqKernel,
+// chunked_linear_bwd_cuda.cu, with skip_dq set there): bf16 F = D = 128,
+// d_num in bf16 or the normalised form, and with more than one block the
+// forward's block states (fwd_block_states). Plan with PlanChunkedLinearBwd;
+// the normalised form's d_den must be filled first (LaunchChunkedLinearBwd
+// does, so launch this after it on the same stream).
+bool ChunkedLinearDqWgmmaSupported(const ChunkedLinearBwdParams& params);
+const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& params);
 
 }  // namespace linearize::kernels
