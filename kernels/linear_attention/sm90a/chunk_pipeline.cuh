@@ -1,0 +1,564 @@
+// The wgmma chunked kernels' common parts (.cu only, sm_90a): the shared
+// memory layout of the two-warpgroup kernels, the chunk loads, the score
+// helpers of the outputs warpgroup, and the state warpgroup's loop, which
+// the forward (chunked_linear_wgmma_cuda.cu) and the backward's d_q
+// (chunked_linear_dq_wgmma_cuda.cu) run alike. chunked_linear_wgmma_cuda.cu's
+// opening comment describes the design. Everything here has internal
+// linkage: each kernel file compiles its own copy.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/feature_map/hedgehog_rows.cuh"
+#include "kernels/linear_attention/chunk_gates.cuh"
+#include "kernels/linear_attention/chunked_linear_params.h"
+#include "kernels/linear_attention/tile_mma.cuh"
+#include "kernels/linear_attention/wgmma.cuh"
+
+namespace linearize::kernels {
+namespace {
+
+using tiles::bf16;
+namespace wg = wgmma;
+
+constexpr int kC = 64, kF = 128, kD = 128;
+constexpr int kThreads = 256;  // two warpgroups
+// Shared memory (bytes from a 1024-aligned base): [Q | K | V] tiles of two
+// buffers, each [64][128] bf16 in two 64-column slabs; S of two buffers,
+// [128][128] bf16 in two slabs; with fused maps the phi_k tile and the two
+// transposed map weights [Fh = 64][D] (tiles too); z float [2][128].
+constexpr int kSlab = kC * 128;
+constexpr int kTile = 2 * kSlab;
+constexpr int kStateSlab = kF * 128;
+constexpr int kState = 2 * kStateSlab;
+constexpr int kQ = 0, kK = 2 * kTile, kV = 4 * kTile, kS = 6 * kTile;
+constexpr int kPhiK = kS + 2 * kState, kW = kPhiK + kTile, kZ = kW + 2 * kTile;
+// Gated: the chunk's log gates [2][64] (with the tiles), then the state
+// warpgroup's key decays [64] and chunk decay.
+constexpr int kGates = kZ + 2 * kF * 4, kDecays = kGates + 2 * kC * 4;
+constexpr int kBytes = kDecays + (kC + 4) * 4 + 1024;  // + the alignment slack
+static_assert(kBytes <= 227 * 1024, "shared memory");
+// The d_q kernel (DqLoop) adds each chunk's d_den and z rows [2][2][64] at
+// kDqRows, and takes the (unfused) map weights' tiles at kW for phi_q.
+constexpr int kDqRows = kDecays + (kC + 4) * 4, kDqBytes = kBytes + 2 * 2 * kC * 4;
+static_assert(kDqBytes <= 227 * 1024, "shared memory");
+
+// Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
+__device__ __forceinline__ int TileOffset(int row, int col, int slab) {
+  return (col >> 6) * slab + wg::SwizzledOffset(row, col & 63);
+}
+
+// Rows [start, start + 64) of a [T][128] bf16 matrix into a tile (zeros
+// before 0 and at or past `limit`), asynchronously, by `threads` threads
+// from `first` on (the caller is one of them).
+__device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, int64_t limit,
+                          int first = 0, int threads = kThreads) {
+  for (int i = int(threadIdx.x) - first; i < kC * 16; i += threads) {
+    const int row = i >> 4, col = (i & 15) * 8;
+    const int64_t r = start + row;
+    const bool valid = r >= 0 && r < limit;
+    tiles::CpAsync16(tile + TileOffset(row, col, kSlab), src + (valid ? r : 0) * 128 + col, valid);
+  }
+}
+
+// All 256 threads (a named barrier: the warpgroups reach it from their own loops).
+__device__ __forceinline__ void BarrierAll() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+}
+
+struct Ptrs {
+  const bf16 *q, *k, *v;
+  bf16* y;    // or null
+  void* num;  // or null: float32, or bf16 with num_bf16
+  bool num_bf16;
+  float* den;  // or null
+  int64_t length;
+  int64_t key_delay;  // position t reads the key and value of t - key_delay
+  int64_t c_begin;    // the block's first chunk
+  int n_chunks;       // the block's chunks
+  float gate, scale;  // the fused window's g_h and 1 / sqrt(D)
+  const float* g;     // gated: this (b, h)'s log gates [T], else null
+  // The d_q kernel's per-query rows, or null: d_den [T], the normalised
+  // form's z [T], phi_q [T][128] (gated: for q . d_q).
+  const float *row_den, *row_z;
+  const bf16* phi_q;
+};
+
+// Chunk i of the block (local index)'s keys and values into the tiles k and
+// v, and its log gates (gated) into g_tile[64], asynchronously, by `threads`
+// threads from `first` on (not committed). Key row r at position start + r
+// holds source start + r - delay, zero unless that source is >= 0 and the
+// position is < length; with the fused window (raw_keys_to_end) the keys
+// run to the sequence's end (the window's), and the map zeroes the later
+// positions' features.
+__device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, const Ptrs& s, int i,
+                          bool raw_keys_to_end, int first, int threads) {
+  const int64_t start = (s.c_begin + i) * kC;
+  const int64_t src = start - s.key_delay;
+  const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
+  IssueTile(k, s.k, src, limit, first, threads);
+  IssueTile(v, s.v, src, limit, first, threads);
+  const int lane = int(threadIdx.x) - first;  // gated: 0 past the end (a gate of 1)
+  if (s.g != nullptr && lane >= 0 && lane < kC) {
+    const int64_t t = start + lane;
+    tiles::CpAsync4(g_tile + lane, s.g + (t < s.length ? t : 0), t < s.length);
+  }
+}
+
+// The parts of chunk i of the block into tile buffer i % 2, asynchronously,
+// by `threads` threads from `first` on: the queries and/or the keys and
+// values (IssueKeys).
+__device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries, bool keys,
+                           bool raw_keys_to_end, int first = 0, int threads = kThreads) {
+  const int buf = i & 1;
+  if (queries) {
+    const int64_t start = (s.c_begin + i) * kC;
+    IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
+    if (s.phi_q != nullptr)
+      IssueTile(sm + kW + buf * kTile, s.phi_q, start, s.length, first, threads);
+    const int lane = int(threadIdx.x) - first;  // d_q: the rows' scalars, 0 past the end
+    if (s.row_den != nullptr && lane >= 0 && lane < kC) {
+      const int64_t t = start + lane;
+      float* rows = reinterpret_cast<float*>(sm + kDqRows) + buf * 2 * kC;
+      tiles::CpAsync4(rows + lane, s.row_den + (t < s.length ? t : 0), t < s.length);
+      if (s.row_z != nullptr) {
+        tiles::CpAsync4(rows + kC + lane, s.row_z + (t < s.length ? t : 0), t < s.length);
+      }
+    }
+  }
+  if (keys) {
+    IssueKeys(sm + kK + buf * kTile, sm + kV + buf * kTile,
+              reinterpret_cast<float*>(sm + kGates) + buf * kC, s, i, raw_keys_to_end, first,
+              threads);
+  }
+  tiles::CpAsyncCommit();
+}
+
+// Waits for chunk i's tiles (this thread's copies, then everyone's), and
+// issues chunk i + 1's. With the fused window the outputs warpgroup issues
+// the keys and values (the window waits for them within the chunk, on its
+// own), also past the block's last chunk (the window's current keys are the
+// next chunk's delayed ones), and the state warpgroup the queries.
+template <bool kWindow>
+__device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
+  tiles::CpAsyncWaitAll();
+  wg::FenceProxyAsync();  // the copies and the state writes, before the tensor cores read them
+  BarrierAll();
+  if constexpr (kWindow) {
+    if (threadIdx.x < 128) {
+      IssueChunk(sm, s, i + 1, false, true, true, 0, 128);
+    } else if (i + 1 < s.n_chunks) {
+      IssueChunk(sm, s, i + 1, true, false, true, 128, 128);
+    }
+  } else if (i + 1 < s.n_chunks) {
+    IssueChunk(sm, s, i + 1, true, true, false);
+  }
+}
+
+// Fused maps: a warpgroup's logits l = x W for the chunk's 64 rows (x a
+// K-major [64][128] tile, W^T [64][128] the K-major B), m64n64
+// accumulators (rows 16 w + g + 8 h, columns 8 j + 2 t + e).
+__device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned char* w_t) {
+  wg::ZeroForProducts(l);
+#pragma unroll
+  for (int kk = 0; kk < kF / 16; ++kk) {
+    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+    wg::MmaAsyncM64N64<0, 0>(l, wg::Descriptor(x + at, 16, 1024),
+                             wg::Descriptor(w_t + at, 16, 1024), 1);
+  }
+  wg::Commit();
+  wg::Wait<0>();
+  wg::FenceOperands(l);
+}
+
+// Each row's softmax over l and over -l (Hedgehog's phi = [p, n]), for
+// both of the thread's rows (h = 0: row g, 1: row g + 8).
+struct RowSoftmax {
+  hedgehog::RowHalfSoftmax row[2];
+  __device__ explicit RowSoftmax(const float (&l)[32]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      row[h] = hedgehog::RowHalfSoftmaxOf<8>([&](int j, int i) { return l[4 * j + i]; }, h);
+    }
+  }
+  __device__ float P(float x, int h) const { return row[h].P(x); }
+  __device__ float N(float x, int h) const { return row[h].N(x); }
+};
+
+// The outputs warpgroup's scores a (m64n64 accumulators: rows 16 w + g +
+// 8 h, columns 8 j + 2 t + e) of a gated chunk: a_ij times exp(b_i - b_j)
+// for j <= i (b the in-chunk prefixes of the log gates lg[64], this warp's
+// own scan, chunk_gates.cuh), and q_dec[h] = exp(b_i) of the thread's rows.
+__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&q_dec)[2]) {
+  const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const gates::Prefix pre = gates::ScanGates(lg);
+  const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
+  float ei[2];
+  int ci[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int i = 16 * warp + g + 8 * h;
+    const double fi = __shfl_sync(0xffffffffu, rows_hi ? pre.f1 : pre.f0, i & 31);
+    ei[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.e1 : pre.e0, i & 31);
+    ci[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.c1 : pre.c0, i & 31);
+    q_dec[h] = ci[h] ? 0.f : __expf(float(fi));
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int col = 8 * j + 2 * t + e;
+      const float ej = __shfl_sync(0xffffffffu, j >= 4 ? pre.e1 : pre.e0, col & 31);
+      const int cj = __shfl_sync(0xffffffffu, j >= 4 ? pre.c1 : pre.c0, col & 31);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (col <= 16 * warp + g + 8 * h)
+          a[4 * j + 2 * h + e] *= gates::Decay2(ei[h], ci[h], ej, cj);
+      }
+    }
+  }
+}
+
+// The causal mask on the scores a (as DecayScores), then a as bf16 A
+// fragments of a register-A product (wgmma.cuh: af[kk] covers k step kk).
+__device__ __forceinline__ void MaskAndPack(float (&a)[32], uint32_t (&af)[4][4]) {
+  const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int row = 16 * warp + g + 8 * (e / 2), col = 8 * j + 2 * t + (e & 1);
+      if (col > row) a[4 * j + e] = 0.f;
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) af[kk][r] = tiles::Pack(a[8 * kk + 2 * r], a[8 * kk + 2 * r + 1]);
+  }
+}
+
+// The state warpgroup's registers: (feature 64 half + 16 warp + g + 8 h,
+// column 8 j + 2 t + e) is st[half][4 j + 2 h + e].
+struct StatePlace {
+  int warp, g, t;
+  __device__ StatePlace() {
+    const int tid = threadIdx.x & 127;
+    warp = tid >> 5;
+    g = (tid & 31) >> 2;
+    t = tid & 3;
+  }
+  __device__ int Feature(int half, int h) const { return 64 * half + 16 * warp + g + 8 * h; }
+  __device__ int Column(int j) const { return 8 * j + 2 * t; }
+};
+
+// The block's entry state, by all threads, into float32 [F][D] scratch over
+// both state buffers (64 KB, unused yet) and z buffer 0: the initial state
+// plus the earlier blocks' local states (pass 1's), rows [F][D + 8] with kv
+// in the columns < D and k_sum in
+// column D, each earlier block's sum decayed by the blocks after it (pass
+// 1's total decays). False (and z zeroed) when the block starts from zero.
+constexpr int kRowCols = kD + 8;  // ChunkedLinearInitialStateCols
+__device__ bool EntryStateToScratch(unsigned char* sm, const ChunkedLinearParams& p, int64_t bh,
+                                    int blk) {
+  const bool any = p.initial_state != nullptr || blk > 0;
+  const float* initial =
+      p.initial_state != nullptr ? p.initial_state + bh * kF * kRowCols : nullptr;
+  const float* blocks = static_cast<const float*>(p.workspace) + bh * p.blocks * kF * kRowCols;
+  // Each block's total decay (1 ungated), after all the states.
+  const float* decays = static_cast<const float*>(p.workspace) +
+                        p.batch * p.heads * p.blocks * kF * kRowCols + bh * p.blocks;
+  float* scratch = reinterpret_cast<float*>(sm + kS);
+  float* z = reinterpret_cast<float*>(sm + kZ);
+  if (any) {
+    for (int i = threadIdx.x; i < kF * kD / 4; i += kThreads) {
+      const int row = i / (kD / 4) * kRowCols + (i % (kD / 4)) * 4;
+      float4 sum = initial != nullptr ? *reinterpret_cast<const float4*>(initial + row)
+                                      : make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int a = 0; a < blk; ++a) {  // the running sum decays by each block's total decay
+        const float4 x = *reinterpret_cast<const float4*>(blocks + a * kF * kRowCols + row);
+        const float keep = decays[a];
+        sum.x = fmaf(keep, sum.x, x.x), sum.y = fmaf(keep, sum.y, x.y);
+        sum.z = fmaf(keep, sum.z, x.z), sum.w = fmaf(keep, sum.w, x.w);
+      }
+      reinterpret_cast<float4*>(scratch)[i] = sum;
+    }
+  }
+  for (int f = threadIdx.x; f < kF; f += kThreads) {
+    float sum = initial != nullptr ? initial[f * kRowCols + kD] : 0.f;
+    for (int a = 0; a < blk; ++a) {
+      sum = fmaf(decays[a], sum, blocks[a * kF * kRowCols + f * kRowCols + kD]);
+    }
+    z[f] = sum;
+  }
+  return any;
+}
+
+// Calls store(feature, column, x0, x1) for each pair of the state
+// warpgroup's registers (StatePlace), columns column and column + 1.
+template <class Store>
+__device__ __forceinline__ void ForStatePairs(const float (&st)[2][64], const Store& store) {
+  const StatePlace m;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        store(m.Feature(half, h), m.Column(j), st[half][4 * j + 2 * h],
+              st[half][4 * j + 2 * h + 1]);
+      }
+    }
+  }
+}
+
+// The registers as the bf16 state tile (the MN-major B of Q S).
+__device__ void StoreStateBf16(const float (&st)[2][64], unsigned char* dst) {
+  ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+    *reinterpret_cast<uint32_t*>(dst + TileOffset(f, col, kStateSlab)) = tiles::Pack(x0, x1);
+  });
+}
+
+// phi = [softmax(l), softmax(-l)] of a warpgroup's 64 rows (MapLogits' l)
+// into the K-major tile dst, the thread's row h zero unless live[h], and
+// times w[h] if kScaled.
+template <bool kScaled>
+__device__ void StorePhi(const float (&l)[32], const bool (&live)[2], const float (&w)[2],
+                         unsigned char* dst) {
+  const StatePlace m;
+  const RowSoftmax r(l);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * m.warp + m.g + 8 * h;
+    const float s = kScaled ? w[h] : 1.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float x0 = l[4 * j + 2 * h], x1 = l[4 * j + 2 * h + 1];
+      const int col = m.Column(j);
+      *reinterpret_cast<uint32_t*>(dst + TileOffset(row, col, kSlab)) =
+          live[h] ? tiles::Pack(r.P(x0, h) * s, r.P(x1, h) * s) : 0u;
+      *reinterpret_cast<uint32_t*>(dst + TileOffset(row, 64 + col, kSlab)) =
+          live[h] ? tiles::Pack(r.N(x0, h) * s, r.N(x1, h) * s) : 0u;
+    }
+  }
+}
+
+// phi_k (StorePhi) of a chunk whose first row is at `start`: a row is live
+// if its key, delayed by s.key_delay, is inside the sequence (as IssueKeys).
+__device__ void StoreKeyPhi(const float (&l)[32], const Ptrs& s, int64_t start,
+                            unsigned char* dst) {
+  const StatePlace m;
+  bool live[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t src = start + 16 * m.warp + m.g + 8 * h - s.key_delay;
+    live[h] = src >= 0 && src < s.length - s.key_delay;
+  }
+  StorePhi<false>(l, live, {1.f, 1.f}, dst);
+}
+
+// dst = w src for a 16-byte piece (8 bf16) of a tile; dst may be src.
+__device__ __forceinline__ void ScalePiece(const unsigned char* src, unsigned char* dst, float w) {
+  uint4 x = *reinterpret_cast<const uint4*>(src);
+  uint32_t* e = reinterpret_cast<uint32_t*>(&x);
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const float2 f = tiles::Unpack(e[c]);
+    e[c] = tiles::Pack(f.x * w, f.y * w);
+  }
+  *reinterpret_cast<uint4*>(dst) = x;
+}
+
+// Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
+// from its log gates lg[64], exp(b_last - b_j) for each key into
+// k_dec[0..63] and exp(b_last) into k_dec[64] and chunk_dec (published by
+// warp 0, which also returns b_last in last_f / last_c); then the keys
+// scaled by theirs into the tile `dst`: with fused maps phi_k from the
+// logits `l` (rows at or past `length` zero), else the feature tile `k`.
+// The chunk starts at `start` (gates come without a key delay).
+template <bool kFuse>
+__device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int64_t start,
+                          int64_t length, const unsigned char* k, const float (&l)[kFuse ? 32 : 1],
+                          float& chunk_dec, double& last_f, int& last_c) {
+  const StatePlace m;
+  if (m.warp == 0) gates::PublishKeyDecays(gates::ScanGates(lg), k_dec, k_dec + kC, last_f, last_c);
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  chunk_dec = k_dec[kC];
+  if constexpr (kFuse) {
+    bool live[2];
+    float w[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 16 * m.warp + m.g + 8 * h;
+      live[h] = start + row < length;
+      w[h] = k_dec[row];
+    }
+    StorePhi<true>(l, live, w, dst);
+  } else {
+    // 16-byte pieces (8 features: a swizzle unit), eight a thread.
+    for (int i = threadIdx.x & 127; i < kC * kF / 8; i += 128) {
+      const int row = i / (kF / 8), col = (i % (kF / 8)) * 8;
+      const int at = TileOffset(row, col, kSlab);
+      ScalePiece(k + at, dst + at, k_dec[row]);
+    }
+  }
+  wg::FenceProxyAsync();
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");
+}
+
+// S += K^T V for one chunk, by a warpgroup holding the float32 state in st
+// (StatePlace): K as the M-major A (its slab `half` holds features 64 half
+// .. 64 half + 63 along the rows' bytes), V the MN-major B. Meanwhile the
+// thread's feature of z (its index in the warpgroup) adds K's column sum:
+// returns z * z_decay + that sum.
+__device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k, const unsigned char* v,
+                                 float z, float z_decay) {
+  wg::FenceOperands(st[0]);
+  wg::FenceOperands(st[1]);
+  wg::Fence();
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {
+      wg::MmaAsyncM64N128<1, 1>(st[half],
+                                wg::Descriptor(k + half * kSlab + kk * 16 * 128, kSlab, 1024),
+                                wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
+    }
+  }
+  wg::Commit();
+  const int f = threadIdx.x & 127;
+  float sum = z_decay * z;
+  for (int key = 0; key < kC; ++key) {
+    sum += __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, f, kSlab)));
+  }
+  wg::Wait<0>();
+  wg::FenceOperands(st[0]);
+  wg::FenceOperands(st[1]);
+  return sum;
+}
+
+// Warpgroup 1: the block's entry state (EntryStateToScratch's, when
+// `entry`) as bf16 into state buffer 0, the state after every chunk into the
+// other buffer, and after the last block's last chunk the final state (kv,
+// k_sum).
+template <bool kFuse, bool kWindow, bool kGated>
+__device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearParams& p,
+                          int64_t bh, int blk, bool entry) {
+  const int tid = threadIdx.x & 127;
+  float* z_all = reinterpret_cast<float*>(sm + kZ);
+  float st[2][64];  // features 0-63 and 64-127
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  if (entry) {  // from the scratch, then (once every state thread has read) the bf16 tile
+    const StatePlace m;
+    const float* scratch = reinterpret_cast<const float*>(sm + kS);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 x =
+              *reinterpret_cast<const float2*>(scratch + m.Feature(half, h) * kD + m.Column(j));
+          st[half][4 * j + 2 * h] = x.x;
+          st[half][4 * j + 2 * h + 1] = x.y;
+        }
+      }
+    }
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
+  }
+  StoreStateBf16(st, sm + kS);
+  for (int c = 0; c < s.n_chunks; ++c) {
+    NextChunk<kWindow>(sm, s, c);
+    const unsigned char* k = sm + kK + (c & 1) * kTile;
+    const unsigned char* v = sm + kV + (c & 1) * kTile;
+    float l[kFuse ? 32 : 1];
+    if constexpr (kFuse) {  // phi_k into its tile, zero rows past the end
+      MapLogits(l, k, sm + kW + kTile);
+      StoreKeyPhi(l, s, (s.c_begin + c) * kC, sm + kPhiK);
+      wg::FenceProxyAsync();
+      BarrierAll();  // phi_k is there for both warpgroups
+      k = sm + kPhiK;
+    }
+    float chunk_dec = 1.f;
+    if constexpr (kGated) {
+      // The scaled keys go to a tile of their own (the outputs warpgroup
+      // needs the unscaled ones for Q K^T): with fused maps this chunk's
+      // query tile (read for phi_q before the phi_k barrier), else the
+      // (then unused) phi_k tile.
+      double last_f = 0;
+      int last_c = 0;
+      unsigned char* scaled = kFuse ? sm + kQ + (c & 1) * kTile : sm + kPhiK;
+      ScaleKeys<kFuse>(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC,
+                       reinterpret_cast<float*>(sm + kDecays), scaled, (s.c_begin + c) * kC,
+                       s.length, k, l, chunk_dec, last_f, last_c);
+      k = scaled;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
+      }
+    }
+    z_all[((c + 1) & 1) * kF + tid] =
+        AddChunkToState(st, k, v, z_all[(c & 1) * kF + tid], chunk_dec);
+    StoreStateBf16(st, sm + kS + ((c + 1) & 1) * kState);
+  }
+  if (blk == p.blocks - 1 && p.kv != nullptr) {
+    ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+      tiles::StoreOut2(p.kv + (bh * kF + f) * kD + col, x0, x1);
+    });
+  }
+  if (blk == p.blocks - 1 && p.k_sum != nullptr) {
+    p.k_sum[bh * kF + tid] = z_all[(s.n_chunks & 1) * kF + tid];  // this thread wrote it
+  }
+}
+
+// The (b, h) sequence and block blk of the grid: its pointers and chunks.
+__device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated) {
+  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t(b) * p.heads + h;
+  const int64_t hk = h / (p.heads / p.k_heads), hv = h / (p.heads / p.v_heads);
+  Ptrs s;
+  s.length = p.length;
+  s.key_delay = p.key_delay;
+  s.gate = window ? p.window_gate[h] : 0.f;
+  s.scale = p.window_scale;
+  s.g = nullptr;
+  if (gated) {
+    const int64_t hg = h / (p.heads / p.g_heads);
+    s.g = p.log_gamma + (int64_t(b) * p.g_heads + hg) * p.length;
+  }
+  const int64_t n_chunks = (p.length + kC - 1) / kC;
+  s.c_begin = blk * p.block_chunks;
+  s.n_chunks = static_cast<int>(std::min<int64_t>(n_chunks - s.c_begin, p.block_chunks));
+  s.q = static_cast<const bf16*>(p.phi_q) + bh * p.length * kF;
+  s.k = static_cast<const bf16*>(p.phi_k) + (int64_t(b) * p.k_heads + hk) * p.length * kF;
+  s.v = static_cast<const bf16*>(p.v) + (int64_t(b) * p.v_heads + hv) * p.length * kD;
+  s.y = p.y != nullptr ? static_cast<bf16*>(p.y) + bh * p.length * kD : nullptr;
+  s.num_bf16 = p.num_bf16;
+  s.num = p.num == nullptr ? nullptr
+          : p.num_bf16     ? static_cast<void*>(static_cast<bf16*>(p.num) + bh * p.length * kD)
+                           : static_cast<void*>(static_cast<float*>(p.num) + bh * p.length * kD);
+  s.den = p.den != nullptr ? p.den + bh * p.length : nullptr;
+  s.row_den = s.row_z = nullptr;
+  s.phi_q = nullptr;
+  return s;
+}
+
+// The maps' transposed weight of key head (b, h) (k_weight_t; kv-head
+// indexed under GQA) or of query head h (q_weight_t).
+__device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
+  const int h = blockIdx.y;
+  const int64_t hw = p.k_weight_heads == p.heads ? h : h / (p.heads / p.k_heads);
+  return static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD;
+}
+
+}  // namespace
+}  // namespace linearize::kernels

@@ -1,0 +1,231 @@
+// The chunked linear attention backward's d_q on wgmma
+// (chunked_linear_wgmma.h): the forward's two-warpgroup pipeline
+// (chunk_pipeline.cuh) with the d_q rows in place of the outputs.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/sm90a/chunk_pipeline.cuh"
+#include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
+
+namespace linearize::kernels {
+namespace {
+
+// The backward's d_q (chunked_linear_bwd_params.h) is the forward's two
+// warpgroups with another outputs loop. The state warpgroup runs unchanged
+// on the forward's keys and values: S = sum k^T v and z = sum k, decayed.
+// The query tile holds d_num (bf16), or dy in the normalised form, which
+// this warpgroup turns into d_num = dy / z in place; with d_den_i and
+// q_dec_i = exp(b_i),
+//   A'_ij = w_ij (d_num_i . v_j + d_den_i)            (j <= i)
+//   d_q_i = q_dec_i (d_num_i S^T + d_den_i z) + sum_j A'_ij k_j.
+// d_num, d_den and z are taken in bf16, as the mma.sync kernels take them
+// (d_num and d_den as one bf16 tile, z as the bf16 state's column): the
+// gates' gradient is the difference of q . d_q and the d_k kernel's k . d_k,
+// whose terms cancel only when both kernels round alike.
+struct DqArgs {
+  // The forward's form: phi_q = d_num (or dy), workspace = the forward's
+  // block states (blocks > 1), no outputs.
+  ChunkedLinearParams fwd;
+  const float* d_den;  // [B, H, T]
+  const float* z;      // normalised: [B, H, T], else null
+  const bf16* phi_q;   // [B, H, T, F], read for q_dot
+  void* d_q;           // [B, H, T, F], float32 or bf16 (d_q_bf16)
+  bool d_q_bf16;
+  float* q_dot;  // optional [B, H, T]: phi_q_i . d_q_i
+};
+
+// Warpgroup 0 of the d_q kernel: every chunk's d_q rows.
+template <bool kGated>
+__device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int64_t bh) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const float* z_all = reinterpret_cast<const float*>(sm + kZ);
+  for (int c = 0; c < s.n_chunks; ++c) {
+    NextChunk<false>(sm, s, c);
+    unsigned char* dout = sm + kQ + (c & 1) * kTile;
+    const unsigned char* k = sm + kK + (c & 1) * kTile;
+    const unsigned char* v = sm + kV + (c & 1) * kTile;
+    const unsigned char* st = sm + kS + (c & 1) * kState;
+    const float* z = z_all + (c & 1) * kF;
+    const float* rows = reinterpret_cast<const float*>(sm + kDqRows) + (c & 1) * 2 * kC;
+    if (s.row_z != nullptr) {  // dy -> d_num = dy / z, in place (16-byte pieces)
+      for (int i = tid; i < kC * kD / 8; i += 128) {
+        const int row = i / (kD / 8), at = TileOffset(row, (i % (kD / 8)) * 8, kSlab);
+        const float zr = rows[kC + row];
+        ScalePiece(dout + at, dout + at, zr != 0.f ? 1.f / zr : 0.f);  // 0: a row past the end
+      }
+      wg::FenceProxyAsync();
+      asm volatile("bar.sync 3, 128;\n" ::: "memory");  // the outputs warpgroup alone
+    }
+
+    // A' = D V^T, then D S^T (both K-major over the value columns: V's
+    // tile, and the state tile read as the K-major B [F][D]).
+    float a[32], acc[64];
+    wg::ZeroForProducts(a);
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(dout + at, 16, 1024),
+                               wg::Descriptor(v + at, 16, 1024), 1);
+    }
+    wg::Commit();
+    wg::ZeroForProducts(acc);
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      wg::MmaAsyncM64N128<0, 0>(
+          acc, wg::Descriptor(dout + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+          wg::Descriptor(st + (kk / 4) * kStateSlab + (kk % 4) * 32, 16, 1024), 1);
+    }
+    wg::Commit();
+    float dd[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      dd[h] = __bfloat162float(__float2bfloat16_rn(rows[16 * warp + g + 8 * h]));
+    wg::Wait<1>();
+    wg::FenceOperands(a);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) a[i] += dd[(i / 2) % 2];
+    float q_dec[2] = {1.f, 1.f};
+    if constexpr (kGated) {
+      DecayScores(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, a, q_dec);
+    }
+    uint32_t af[4][4];
+    MaskAndPack(a, af);
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+#pragma unroll
+    for (int j = 0; j < kF / 8; ++j) {
+      const float2 zf = *reinterpret_cast<const float2*>(z + 8 * j + 2 * t);
+      const float2 zj = tiles::Unpack(tiles::Pack(zf.x, zf.y));
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float* x = acc + 4 * j + 2 * h;
+        x[0] = q_dec[h] * fmaf(dd[h], zj.x, x[0]);
+        x[1] = q_dec[h] * fmaf(dd[h], zj.y, x[1]);
+      }
+    }
+    wg::FenceOperands(acc);
+    wg::Fence();
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {  // + A' K (K: MN-major, its rows the keys)
+      wg::MmaAsyncRegAM64N128<1>(acc, af[kk], wg::Descriptor(k + kk * 16 * 128, kSlab, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+
+    const unsigned char* phi_q = sm + kW + (c & 1) * kTile;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 16 * warp + g + 8 * h;
+      const int64_t pos = (s.c_begin + c) * kC + row;
+      float dot = 0.f;
+      if (pos < s.length) {
+        const int64_t at = (bh * s.length + pos) * kF;
+#pragma unroll
+        for (int j = 0; j < kF / 8; ++j) {
+          const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
+          tiles::StoreOut2(args.d_q, args.d_q_bf16, at + 8 * j + 2 * t, x0, x1);
+          if (args.q_dot != nullptr) {
+            const float2 f = tiles::Unpack(
+                *reinterpret_cast<const uint32_t*>(phi_q + TileOffset(row, 8 * j + 2 * t, kSlab)));
+            dot += f.x * x0 + f.y * x1;
+          }
+        }
+      }
+      if (args.q_dot != nullptr) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        if (pos < s.length && t == 0) args.q_dot[bh * s.length + pos] = dot;
+      }
+    }
+  }
+}
+
+template <bool kGated>
+__global__ void __launch_bounds__(kThreads, 1)
+    ChunkedLinearDqWgmmaKernel(const __grid_constant__ DqArgs args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const ChunkedLinearParams& p = args.fwd;
+  const int blk = blockIdx.x;
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  Ptrs s = PtrsOf(p, false, kGated);
+  s.row_den = args.d_den + bh * p.length;
+  s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  s.phi_q = args.q_dot != nullptr ? args.phi_q + bh * p.length * kF : nullptr;
+  IssueChunk(sm, s, 0, true, true, false);
+  const bool entry = EntryStateToScratch(sm, p, bh, blk);
+  BarrierAll();
+  if (threadIdx.x < 128) {
+    DqLoop<kGated>(sm, s, args, bh);
+  } else {
+    StateLoop<false, false, kGated>(sm, s, p, bh, blk, entry);
+  }
+#else
+  __trap();  // wgmma needs the sm_90a target
+#endif
+}
+
+}  // namespace
+
+bool ChunkedLinearDqWgmmaSupported(const ChunkedLinearBwdParams& p) {
+  const bool normalised = p.d_num == nullptr;
+  return p.feature_dim == kF && p.head_dim == kD &&
+         (normalised ? p.dy != nullptr && p.z != nullptr : p.d_num_bf16) && p.d_den != nullptr &&
+         p.phi_q != nullptr && p.phi_k != nullptr && p.v != nullptr && p.d_q != nullptr &&
+         (p.blocks == 1 || p.fwd_block_states != nullptr) && p.key_delay >= 0 &&
+         (p.log_gamma == nullptr ||
+          (p.key_delay == 0 && p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
+         p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 &&
+         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
+}
+
+const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& p) {
+  if (!ChunkedLinearDqWgmmaSupported(p)) return "ChunkedLinearDqWgmma: unsupported parameters";
+  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+    return "ChunkedLinearDqWgmma: call PlanChunkedLinearBwd before launching";
+  }
+  const bool normalised = p.d_num == nullptr;
+  DqArgs args;
+  ChunkedLinearParams& f = args.fwd;
+  f.phi_q = normalised ? p.dy : p.d_num;
+  f.phi_k = p.phi_k;
+  f.v = p.v;
+  f.log_gamma = p.log_gamma;
+  f.batch = p.batch;
+  f.heads = p.heads;
+  f.k_heads = p.k_heads;
+  f.v_heads = p.v_heads;
+  f.g_heads = p.g_heads;
+  f.length = p.length;
+  f.feature_dim = p.feature_dim;
+  f.head_dim = p.head_dim;
+  f.key_delay = p.key_delay;
+  f.workspace = const_cast<float*>(p.fwd_block_states);
+  f.blocks = p.blocks;
+  f.block_chunks = p.block_chunks;
+  f.stream = p.stream;
+  args.d_den = p.d_den;
+  args.z = normalised ? p.z : nullptr;
+  args.phi_q = static_cast<const bf16*>(p.phi_q);
+  args.d_q = p.d_q;
+  args.d_q_bf16 = p.d_q_bf16;
+  args.q_dot = p.q_dot_dq;
+  auto* kernel =
+      p.log_gamma != nullptr ? ChunkedLinearDqWgmmaKernel<true> : ChunkedLinearDqWgmmaKernel<false>;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqBytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, kThreads, kDqBytes, static_cast<cudaStream_t>(p.stream)>>>(args);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace linearize::kernels
