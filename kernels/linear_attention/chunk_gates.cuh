@@ -74,6 +74,17 @@ __device__ __forceinline__ void PublishKeyDecays(const Prefix& p, float* k_dec, 
   if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
 }
 
+// Warp 0 publishes exp(b_i) (query decays) and exp(b_last) (chunk decay).
+__device__ __forceinline__ void PublishQueryDecays(const Prefix& p, float* q_dec,
+                                                   float* chunk_dec) {
+  const int lane = threadIdx.x & 31;
+  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
+  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
+  const double last_f = __shfl_sync(0xffffffffu, p.f1, 31);
+  const int last_c = __shfl_sync(0xffffffffu, p.c1, 31);
+  if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
+}
+
 // The same, and exp(b_i) (query decays).
 __device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
                                               float* chunk_dec, double& last_f, int& last_c) {

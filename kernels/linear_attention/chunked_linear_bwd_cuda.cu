@@ -841,7 +841,7 @@ const char* Launch(const ChunkedLinearBwdParams& p) {
   if ((err = SetSmem(DqKernel<Cf>, Cf::kBytes))) return err;
   if ((err = SetSmem(DkvKernel<Cf>, Cf::kBytes))) return err;
   if (!p.skip_dq) DqKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  DkvKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  if (!p.skip_dkv) DkvKernel<Cf><<<grid, kThreads, Cf::kBytes, stream>>>(p);
   return LastError();
 }
 

@@ -74,9 +74,11 @@ struct ChunkedLinearBwdParams {
   int64_t blocks = 1;
   int64_t block_chunks = 0;
   void* stream = nullptr;  // cudaStream_t
-  // d_q and q_dot_dq come from another kernel (sm90a/chunked_linear_wgmma.h):
-  // LaunchChunkedLinearBwd leaves them (and the forward states for them) out.
-  bool skip_dq = false;
+  // d_q and q_dot_dq (skip_dq), or d_k, d_v and k_dot_dk (skip_dkv), come
+  // from other kernels (sm90a/chunked_linear_wgmma.h): LaunchChunkedLinearBwd
+  // leaves them out (and the forward states d_q alone needs), but still runs
+  // the reverse pass 1 whose states those kernels start blocks from.
+  bool skip_dq = false, skip_dkv = false;
 };
 
 // Whether the kernels cover these sizes (pointers are checked at launch).

@@ -43,7 +43,8 @@ constexpr int kGates = kZ + 2 * kF * 4, kDecays = kGates + 2 * kC * 4;
 constexpr int kBytes = kDecays + (kC + 4) * 4 + 1024;  // + the alignment slack
 static_assert(kBytes <= 227 * 1024, "shared memory");
 // The d_q kernel (DqLoop) adds each chunk's d_den and z rows [2][2][64] at
-// kDqRows, and takes the (unfused) map weights' tiles at kW for phi_q.
+// kDqRows, and takes the (unfused) map weights' tiles at kW for a second
+// query-side tile (Ptrs::q2).
 constexpr int kDqRows = kDecays + (kC + 4) * 4, kDqBytes = kBytes + 2 * 2 * kC * 4;
 static_assert(kDqBytes <= 227 * 1024, "shared memory");
 
@@ -83,10 +84,18 @@ struct Ptrs {
   float gate, scale;  // the fused window's g_h and 1 / sqrt(D)
   const float* g;     // gated: this (b, h)'s log gates [T], else null
   // The d_q kernel's per-query rows, or null: d_den [T], the normalised
-  // form's z [T], phi_q [T][128] (gated: for q . d_q).
+  // form's z [T], and q2 [T][128], a second query-side tile (d_q's phi_q,
+  // d_k / d_v's d_num).
   const float *row_den, *row_z;
-  const bf16* phi_q;
+  const bf16* q2;
+  bool reverse;  // chunks from the block's last to its first (d_k / d_v)
 };
+
+// The first position of the block's i-th chunk in the order the loops take
+// them.
+__device__ __forceinline__ int64_t ChunkStart(const Ptrs& s, int i) {
+  return (s.c_begin + (s.reverse ? s.n_chunks - 1 - i : i)) * kC;
+}
 
 // Chunk i of the block (local index)'s keys and values into the tiles k and
 // v, and its log gates (gated) into g_tile[64], asynchronously, by `threads`
@@ -97,7 +106,7 @@ struct Ptrs {
 // positions' features.
 __device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, const Ptrs& s, int i,
                           bool raw_keys_to_end, int first, int threads) {
-  const int64_t start = (s.c_begin + i) * kC;
+  const int64_t start = ChunkStart(s, i);
   const int64_t src = start - s.key_delay;
   const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
   IssueTile(k, s.k, src, limit, first, threads);
@@ -116,10 +125,9 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
                            bool raw_keys_to_end, int first = 0, int threads = kThreads) {
   const int buf = i & 1;
   if (queries) {
-    const int64_t start = (s.c_begin + i) * kC;
+    const int64_t start = ChunkStart(s, i);
     IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
-    if (s.phi_q != nullptr)
-      IssueTile(sm + kW + buf * kTile, s.phi_q, start, s.length, first, threads);
+    if (s.q2 != nullptr) IssueTile(sm + kW + buf * kTile, s.q2, start, s.length, first, threads);
     const int lane = int(threadIdx.x) - first;  // d_q: the rows' scalars, 0 past the end
     if (s.row_den != nullptr && lane >= 0 && lane < kC) {
       const int64_t t = start + lane;
@@ -190,41 +198,58 @@ struct RowSoftmax {
 };
 
 // The outputs warpgroup's scores a (m64n64 accumulators: rows 16 w + g +
-// 8 h, columns 8 j + 2 t + e) of a gated chunk: a_ij times exp(b_i - b_j)
-// for j <= i (b the in-chunk prefixes of the log gates lg[64], this warp's
-// own scan, chunk_gates.cuh), and q_dec[h] = exp(b_i) of the thread's rows.
-__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&q_dec)[2]) {
+// 8 h, columns 8 j + 2 t + e) of a gated chunk, weighted by the gates (b
+// the in-chunk prefixes of the log gates lg[64], this warp's own scan,
+// chunk_gates.cuh). Rows queries i, columns keys j: a_ij times
+// exp(b_i - b_j) for j <= i, and row_dec[h] = exp(b_i) of the thread's
+// rows. kKeyRows (the backward's transposed scores): rows keys j, columns
+// queries i, a_ji times exp(b_i - b_j) for i >= j, and row_dec[h] =
+// exp(b_last - b_j).
+template <bool kKeyRows = false>
+__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&row_dec)[2]) {
   const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const gates::Prefix pre = gates::ScanGates(lg);
   const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
-  float ei[2];
-  int ci[2];
+  const double last_f = __shfl_sync(0xffffffffu, pre.f1, 31);
+  const int last_c = __shfl_sync(0xffffffffu, pre.c1, 31);
+  float er[2];
+  int cr[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int i = 16 * warp + g + 8 * h;
-    const double fi = __shfl_sync(0xffffffffu, rows_hi ? pre.f1 : pre.f0, i & 31);
-    ei[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.e1 : pre.e0, i & 31);
-    ci[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.c1 : pre.c0, i & 31);
-    q_dec[h] = ci[h] ? 0.f : __expf(float(fi));
+    const double fr = __shfl_sync(0xffffffffu, rows_hi ? pre.f1 : pre.f0, i & 31);
+    er[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.e1 : pre.e0, i & 31);
+    cr[h] = __shfl_sync(0xffffffffu, rows_hi ? pre.c1 : pre.c0, i & 31);
+    if constexpr (kKeyRows) {
+      row_dec[h] = gates::Decay(last_f, last_c, fr, cr[h]);
+    } else {
+      row_dec[h] = cr[h] ? 0.f : __expf(float(fr));
+    }
   }
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const int col = 8 * j + 2 * t + e;
-      const float ej = __shfl_sync(0xffffffffu, j >= 4 ? pre.e1 : pre.e0, col & 31);
-      const int cj = __shfl_sync(0xffffffffu, j >= 4 ? pre.c1 : pre.c0, col & 31);
+      const float ec = __shfl_sync(0xffffffffu, j >= 4 ? pre.e1 : pre.e0, col & 31);
+      const int cc = __shfl_sync(0xffffffffu, j >= 4 ? pre.c1 : pre.c0, col & 31);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        if (col <= 16 * warp + g + 8 * h)
-          a[4 * j + 2 * h + e] *= gates::Decay2(ei[h], ci[h], ej, cj);
+        const int row = 16 * warp + g + 8 * h;
+        if constexpr (kKeyRows) {
+          if (col >= row) a[4 * j + 2 * h + e] *= gates::Decay2(ec, cc, er[h], cr[h]);
+        } else {
+          if (col <= row) a[4 * j + 2 * h + e] *= gates::Decay2(er[h], cr[h], ec, cc);
+        }
       }
     }
   }
 }
 
-// The causal mask on the scores a (as DecayScores), then a as bf16 A
-// fragments of a register-A product (wgmma.cuh: af[kk] covers k step kk).
+// The causal mask on the scores a (as DecayScores: kKeyRows keeps columns
+// >= the row, else <= it), then a as bf16 A fragments of a register-A
+// product (wgmma.cuh: af[kk] covers k step kk).
+template <bool kKeyRows = false>
 __device__ __forceinline__ void MaskAndPack(float (&a)[32], uint32_t (&af)[4][4]) {
   const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -232,7 +257,7 @@ __device__ __forceinline__ void MaskAndPack(float (&a)[32], uint32_t (&af)[4][4]
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int row = 16 * warp + g + 8 * (e / 2), col = 8 * j + 2 * t + (e & 1);
-      if (col > row) a[4 * j + e] = 0.f;
+      if (kKeyRows ? col < row : col > row) a[4 * j + e] = 0.f;
     }
   }
 #pragma unroll
@@ -256,12 +281,42 @@ struct StatePlace {
   __device__ int Column(int j) const { return 8 * j + 2 * t; }
 };
 
-// The block's entry state, by all threads, into float32 [F][D] scratch over
-// both state buffers (64 KB, unused yet) and z buffer 0: the initial state
-// plus the earlier blocks' local states (pass 1's), rows [F][D + 8] with kv
-// in the columns < D and k_sum in
-// column D, each earlier block's sum decayed by the blocks after it (pass
-// 1's total decays). False (and z zeroed) when the block starts from zero.
+// A sum of block states, by all threads, into float32 [F][D] scratch over
+// both state buffers (64 KB, unused yet) and z buffer 0: `initial` (or
+// zero), then the blocks first, first + step, ... (count of them), the
+// running sum decaying by each block's total decay decays[block]. A block's
+// state is rows [F][row_cols] from states + block * F * row_cols, kv in the
+// columns < D and the column sums (k_sum) in column D.
+__device__ void FoldStatesToScratch(unsigned char* sm, const float* initial, const float* states,
+                                    const float* decays, int row_cols, int first, int count,
+                                    int step) {
+  float* scratch = reinterpret_cast<float*>(sm + kS);
+  float* z = reinterpret_cast<float*>(sm + kZ);
+  for (int i = threadIdx.x; i < kF * kD / 4; i += kThreads) {
+    const int row = i / (kD / 4) * row_cols + (i % (kD / 4)) * 4;
+    float4 sum = initial != nullptr ? *reinterpret_cast<const float4*>(initial + row)
+                                    : make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int n = 0, a = first; n < count; ++n, a += step) {
+      const float4 x = *reinterpret_cast<const float4*>(states + a * kF * row_cols + row);
+      const float keep = decays[a];
+      sum.x = fmaf(keep, sum.x, x.x), sum.y = fmaf(keep, sum.y, x.y);
+      sum.z = fmaf(keep, sum.z, x.z), sum.w = fmaf(keep, sum.w, x.w);
+    }
+    reinterpret_cast<float4*>(scratch)[i] = sum;
+  }
+  for (int f = threadIdx.x; f < kF; f += kThreads) {
+    float sum = initial != nullptr ? initial[f * row_cols + kD] : 0.f;
+    for (int n = 0, a = first; n < count; ++n, a += step) {
+      sum = fmaf(decays[a], sum, states[a * kF * row_cols + f * row_cols + kD]);
+    }
+    z[f] = sum;
+  }
+}
+
+// The forward block's entry state (FoldStatesToScratch): the initial state
+// plus the earlier blocks' local states (pass 1's, rows [F][D + 8], then
+// each block's total decay after all the states). False (and z zeroed)
+// when the block starts from zero.
 constexpr int kRowCols = kD + 8;  // ChunkedLinearInitialStateCols
 __device__ bool EntryStateToScratch(unsigned char* sm, const ChunkedLinearParams& p, int64_t bh,
                                     int blk) {
@@ -269,31 +324,12 @@ __device__ bool EntryStateToScratch(unsigned char* sm, const ChunkedLinearParams
   const float* initial =
       p.initial_state != nullptr ? p.initial_state + bh * kF * kRowCols : nullptr;
   const float* blocks = static_cast<const float*>(p.workspace) + bh * p.blocks * kF * kRowCols;
-  // Each block's total decay (1 ungated), after all the states.
   const float* decays = static_cast<const float*>(p.workspace) +
                         p.batch * p.heads * p.blocks * kF * kRowCols + bh * p.blocks;
-  float* scratch = reinterpret_cast<float*>(sm + kS);
-  float* z = reinterpret_cast<float*>(sm + kZ);
   if (any) {
-    for (int i = threadIdx.x; i < kF * kD / 4; i += kThreads) {
-      const int row = i / (kD / 4) * kRowCols + (i % (kD / 4)) * 4;
-      float4 sum = initial != nullptr ? *reinterpret_cast<const float4*>(initial + row)
-                                      : make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int a = 0; a < blk; ++a) {  // the running sum decays by each block's total decay
-        const float4 x = *reinterpret_cast<const float4*>(blocks + a * kF * kRowCols + row);
-        const float keep = decays[a];
-        sum.x = fmaf(keep, sum.x, x.x), sum.y = fmaf(keep, sum.y, x.y);
-        sum.z = fmaf(keep, sum.z, x.z), sum.w = fmaf(keep, sum.w, x.w);
-      }
-      reinterpret_cast<float4*>(scratch)[i] = sum;
-    }
-  }
-  for (int f = threadIdx.x; f < kF; f += kThreads) {
-    float sum = initial != nullptr ? initial[f * kRowCols + kD] : 0.f;
-    for (int a = 0; a < blk; ++a) {
-      sum = fmaf(decays[a], sum, blocks[a * kF * kRowCols + f * kRowCols + kD]);
-    }
-    z[f] = sum;
+    FoldStatesToScratch(sm, initial, blocks, decays, kRowCols, 0, blk, 1);
+  } else {
+    for (int f = threadIdx.x; f < kF; f += kThreads) reinterpret_cast<float*>(sm + kZ)[f] = 0.f;
   }
   return any;
 }
@@ -373,6 +409,16 @@ __device__ __forceinline__ void ScalePiece(const unsigned char* src, unsigned ch
   *reinterpret_cast<uint4*>(dst) = x;
 }
 
+// dst = src with row r times w[r], for a [64][128] tile, by a warpgroup
+// (16-byte pieces, eight a thread).
+__device__ __forceinline__ void ScaleTileRows(const unsigned char* src, unsigned char* dst,
+                                              const float* w) {
+  for (int i = threadIdx.x & 127; i < kC * kF / 8; i += 128) {
+    const int row = i / (kF / 8), at = TileOffset(row, (i % (kF / 8)) * 8, kSlab);
+    ScalePiece(src + at, dst + at, w[row]);
+  }
+}
+
 // Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
 // from its log gates lg[64], exp(b_last - b_j) for each key into
 // k_dec[0..63] and exp(b_last) into k_dec[64] and chunk_dec (published by
@@ -399,12 +445,7 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
     }
     StorePhi<true>(l, live, w, dst);
   } else {
-    // 16-byte pieces (8 features: a swizzle unit), eight a thread.
-    for (int i = threadIdx.x & 127; i < kC * kF / 8; i += 128) {
-      const int row = i / (kF / 8), col = (i % (kF / 8)) * 8;
-      const int at = TileOffset(row, col, kSlab);
-      ScalePiece(k + at, dst + at, k_dec[row]);
-    }
+    ScaleTileRows(k, dst, k_dec);
   }
   wg::FenceProxyAsync();
   asm volatile("bar.sync 2, 128;\n" ::: "memory");
@@ -413,10 +454,12 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
 // S += K^T V for one chunk, by a warpgroup holding the float32 state in st
 // (StatePlace): K as the M-major A (its slab `half` holds features 64 half
 // .. 64 half + 63 along the rows' bytes), V the MN-major B. Meanwhile the
-// thread's feature of z (its index in the warpgroup) adds K's column sum:
-// returns z * z_decay + that sum.
+// thread's feature of z (its index in the warpgroup) adds K's column sum
+// (kWeighted: each key row times key_weights[row]): returns z * z_decay +
+// that sum.
+template <bool kWeighted = false>
 __device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k, const unsigned char* v,
-                                 float z, float z_decay) {
+                                 float z, float z_decay, const float* key_weights = nullptr) {
   wg::FenceOperands(st[0]);
   wg::FenceOperands(st[1]);
   wg::Fence();
@@ -433,12 +476,39 @@ __device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k, con
   const int f = threadIdx.x & 127;
   float sum = z_decay * z;
   for (int key = 0; key < kC; ++key) {
-    sum += __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, f, kSlab)));
+    const float x = __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, f, kSlab)));
+    if constexpr (kWeighted) {  // weights taken in bf16, as the products take their operands
+      sum = fmaf(tiles::RoundToBf16(key_weights[key]), x, sum);
+    } else {
+      sum += x;
+    }
   }
   wg::Wait<0>();
   wg::FenceOperands(st[0]);
   wg::FenceOperands(st[1]);
   return sum;
+}
+
+// The state warpgroup's float32 state from the scratch
+// (FoldStatesToScratch's), then a barrier of the warpgroup, after which the
+// scratch may be overwritten (StoreStateBf16).
+__device__ void StateFromScratch(const unsigned char* sm, float (&st)[2][64]) {
+  const StatePlace m;
+  const float* scratch = reinterpret_cast<const float*>(sm + kS);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float2 x =
+            *reinterpret_cast<const float2*>(scratch + m.Feature(half, h) * kD + m.Column(j));
+        st[half][4 * j + 2 * h] = x.x;
+        st[half][4 * j + 2 * h + 1] = x.y;
+      }
+    }
+  }
+  asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
 }
 
 // Warpgroup 1: the block's entry state (EntryStateToScratch's, when
@@ -456,24 +526,7 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
 #pragma unroll
     for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
   }
-  if (entry) {  // from the scratch, then (once every state thread has read) the bf16 tile
-    const StatePlace m;
-    const float* scratch = reinterpret_cast<const float*>(sm + kS);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-#pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const float2 x =
-              *reinterpret_cast<const float2*>(scratch + m.Feature(half, h) * kD + m.Column(j));
-          st[half][4 * j + 2 * h] = x.x;
-          st[half][4 * j + 2 * h + 1] = x.y;
-        }
-      }
-    }
-    asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
-  }
+  if (entry) StateFromScratch(sm, st);
   StoreStateBf16(st, sm + kS);
   for (int c = 0; c < s.n_chunks; ++c) {
     NextChunk<kWindow>(sm, s, c);
@@ -548,7 +601,8 @@ __device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated) {
                            : static_cast<void*>(static_cast<float*>(p.num) + bh * p.length * kD);
   s.den = p.den != nullptr ? p.den + bh * p.length : nullptr;
   s.row_den = s.row_z = nullptr;
-  s.phi_q = nullptr;
+  s.q2 = nullptr;
+  s.reverse = false;
   return s;
 }
 

@@ -81,8 +81,7 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     wg::Commit();
     float dd[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-      dd[h] = __bfloat162float(__float2bfloat16_rn(rows[16 * warp + g + 8 * h]));
+    for (int h = 0; h < 2; ++h) dd[h] = tiles::RoundToBf16(rows[16 * warp + g + 8 * h]);
     wg::Wait<1>();
     wg::FenceOperands(a);
 #pragma unroll
@@ -157,7 +156,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   Ptrs s = PtrsOf(p, false, kGated);
   s.row_den = args.d_den + bh * p.length;
   s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
-  s.phi_q = args.q_dot != nullptr ? args.phi_q + bh * p.length * kF : nullptr;
+  s.q2 = args.q_dot != nullptr ? args.phi_q + bh * p.length * kF : nullptr;
   IssueChunk(sm, s, 0, true, true, false);
   const bool entry = EntryStateToScratch(sm, p, bh, blk);
   BarrierAll();

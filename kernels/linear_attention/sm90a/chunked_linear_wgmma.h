@@ -8,7 +8,8 @@
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window
 // fused (fused maps, delay 64), which writes y alone; otherwise any of y,
 // num (float32 or bf16) and den. The backward's d_q runs on the same two
-// warpgroups (the forward's state beside d_q's rows).
+// warpgroups (the forward's state beside d_q's rows), and its d_k and d_v
+// too (the chunks in reverse, the gradient state beside the key rows).
 #pragma once
 
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
@@ -29,5 +30,12 @@ const char* LaunchChunkedLinearWgmma(const ChunkedLinearParams& params);
 // does, so launch this after it on the same stream).
 bool ChunkedLinearDqWgmmaSupported(const ChunkedLinearBwdParams& params);
 const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& params);
+
+// The backward's d_k, d_v and k_dot_dk alone (the mma.sync DkvKernel, with
+// skip_dkv set there), under the same conditions; blocks start from the
+// mma.sync reverse pass 1's states, so launch this after
+// LaunchChunkedLinearBwd on the same stream too.
+bool ChunkedLinearDkvWgmmaSupported(const ChunkedLinearBwdParams& params);
+const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& params);
 
 }  // namespace linearize::kernels

@@ -1,0 +1,357 @@
+// The chunked linear attention backward's d_k and d_v on wgmma
+// (chunked_linear_wgmma.h): the forward's two-warpgroup pipeline
+// (chunk_pipeline.cuh) walking each block's chunks from its last to its
+// first, with the math of chunked_linear_bwd_params.h. The state warpgroup
+// keeps the gradient state of the later queries,
+//   dS = sum q~_i^T d_num_i (F x D) and u = sum q~_i d_den_i (F),
+// q~_i = exp(B_i - B_end) q_i (the query scaled by its in-chunk decay, the
+// state decayed by each chunk it passes), written as bf16 dS and float u
+// into the other state buffer. The outputs warpgroup forms each chunk's key
+// rows j, with k_dec_j = exp(b_last - b_j) and w_ij = exp(b_i - b_j):
+//   A'^T_ji = w_ij (v_j . d_num_i + d_den_i),  P^T_ji = w_ij (k_j . q_i)   (i >= j)
+//   d_k_j = k_dec_j (v_j dS^T + u) + sum_i A'^T_ji q_i
+//   d_v_j = k_dec_j k_j dS + sum_i P^T_ji d_num_i.
+// d_num (or dy, turned into dy / z in place), d_den and u enter in bf16, as
+// the mma.sync kernels take them (see the d_q kernel on why both rounding
+// alike matters). Blocks start from the mma.sync reverse pass 1's states.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
+#include "kernels/linear_attention/sm90a/chunk_pipeline.cuh"
+#include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
+
+namespace linearize::kernels {
+namespace {
+
+// The mma.sync kernels' state rows: [d_num | d_den | 0 ...] columns (Cfg::DP).
+constexpr int kRevCols = kD + 16;
+
+struct DkvArgs {
+  // The forward's form (phi_q, phi_k, v, gates, sizes, key delay, the block
+  // plan), no outputs.
+  ChunkedLinearParams fwd;
+  const bf16* dout;    // [B, H, T, D]: d_num, or dy when z is set
+  const float* d_den;  // [B, H, T]
+  const float* z;      // normalised: [B, H, T], else null
+  void *d_k, *d_v;     // [B, H, T, F], [B, H, T, D]: float32 or bf16 (the flags)
+  bool d_k_bf16, d_v_bf16;
+  const bf16* d_v_add;  // optional [B, H, T, D], added into d_v
+  float* k_dot;         // optional [B, H, T]: phi_k_j . d_k_j
+  // Blocks > 1: the reverse pass 1's local states [B * H][blocks][F][kRevCols]
+  // and their total decays [B * H][blocks].
+  const float *rev_states, *rev_decays;
+};
+
+// dy -> d_num = dy / z in chunk it's d_num tile, in place, by all 256
+// threads; both warpgroups read it after the barrier.
+__device__ void DyToDnum(unsigned char* sm, int it) {
+  unsigned char* tile = sm + kW + (it & 1) * kTile;
+  const float* rows = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
+  for (int i = threadIdx.x; i < kC * kD / 8; i += kThreads) {
+    const int row = i / (kD / 8), at = TileOffset(row, (i % (kD / 8)) * 8, kSlab);
+    const float zr = rows[kC + row];
+    ScalePiece(tile + at, tile + at, zr != 0.f ? 1.f / zr : 0.f);  // 0: a row past the end
+  }
+  wg::FenceProxyAsync();
+  BarrierAll();
+}
+
+// Warpgroup 1: dS and u after each chunk into the other state buffer.
+template <bool kGated>
+__device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
+  const int tid = threadIdx.x & 127;
+  float* z_all = reinterpret_cast<float*>(sm + kZ);
+  float st[2][64];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  if (entry) StateFromScratch(sm, st);
+  StoreStateBf16(st, sm + kS);
+  for (int it = 0; it < s.n_chunks; ++it) {
+    NextChunk<false>(sm, s, it);
+    if (s.row_z != nullptr) DyToDnum(sm, it);
+    const unsigned char* q = sm + kQ + (it & 1) * kTile;
+    const unsigned char* dout = sm + kW + (it & 1) * kTile;
+    const float* d_den = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
+    float chunk_dec = 1.f;
+    if constexpr (kGated) {  // q~ = exp(b_i) q into the (free) phi_k tile
+      float* q_dec = reinterpret_cast<float*>(sm + kDecays);
+      if (tid < 32) {
+        gates::PublishQueryDecays(
+            gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC), q_dec,
+            q_dec + kC);
+      }
+      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+      chunk_dec = q_dec[kC];
+      ScaleTileRows(q, sm + kPhiK, q_dec);
+      wg::FenceProxyAsync();
+      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+      q = sm + kPhiK;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
+      }
+    }
+    z_all[((it + 1) & 1) * kF + tid] =
+        AddChunkToState<true>(st, q, dout, z_all[(it & 1) * kF + tid], chunk_dec, d_den);
+    StoreStateBf16(st, sm + kS + ((it + 1) & 1) * kState);
+  }
+}
+
+// The thread's two key rows of a [T][128] gradient (acc: m64n128
+// accumulators), stored at the undelayed source rows inside the sequence:
+// plus add's rows (optional bf16), and each row's dot with the key tile's
+// row into dot (optional).
+__device__ void StoreKeyRows(const float (&acc)[64], void* out, bool out_bf16, const bf16* add,
+                             const unsigned char* k_tile, float* dot, const Ptrs& s, int64_t start,
+                             int64_t bh) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * warp + g + 8 * h;
+    const int64_t pos = start + row, src = pos - s.key_delay;
+    const bool inside = src >= 0 && pos < s.length;
+    float partial = 0.f;
+    if (inside) {
+      const int64_t at = (bh * s.length + src) * 128;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int col = 8 * j + 2 * t;
+        float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
+        if (add != nullptr) {
+          const float2 a = tiles::Unpack(*reinterpret_cast<const uint32_t*>(add + at + col));
+          x0 += a.x;
+          x1 += a.y;
+        }
+        tiles::StoreOut2(out, out_bf16, at + col, x0, x1);
+        if (dot != nullptr) {
+          const float2 kv = tiles::Unpack(
+              *reinterpret_cast<const uint32_t*>(k_tile + TileOffset(row, col, kSlab)));
+          partial = fmaf(kv.x, x0, fmaf(kv.y, x1, partial));
+        }
+      }
+    }
+    if (dot != nullptr) {
+      partial += __shfl_xor_sync(0xffffffffu, partial, 1);
+      partial += __shfl_xor_sync(0xffffffffu, partial, 2);
+      if (inside && t == 0) dot[bh * s.length + src] = partial;
+    }
+  }
+}
+
+// Warpgroup 0: every chunk's d_k and d_v rows.
+template <bool kGated>
+__device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, int64_t bh) {
+  const int tid = threadIdx.x & 127, t = tid & 3;
+  const float* z_all = reinterpret_cast<const float*>(sm + kZ);
+  for (int it = 0; it < s.n_chunks; ++it) {
+    NextChunk<false>(sm, s, it);
+    if (s.row_z != nullptr) DyToDnum(sm, it);
+    const unsigned char* q = sm + kQ + (it & 1) * kTile;
+    const unsigned char* k = sm + kK + (it & 1) * kTile;
+    const unsigned char* v = sm + kV + (it & 1) * kTile;
+    const unsigned char* dout = sm + kW + (it & 1) * kTile;
+    const unsigned char* st = sm + kS + (it & 1) * kState;
+    const float* u = z_all + (it & 1) * kF;
+    const float* d_den = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
+    const float* lg = reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC;
+    const int64_t start = ChunkStart(s, it);
+
+    // d_k: A'^T = V d_num^T (+ d_den_i) and V dS^T, both K-major over the
+    // value columns (dS^T: the state tile read as the K-major B [F][D]).
+    float a[32], acc[64];
+    wg::ZeroForProducts(a);
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(v + at, 16, 1024),
+                               wg::Descriptor(dout + at, 16, 1024), 1);
+    }
+    wg::Commit();
+    wg::ZeroForProducts(acc);
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      wg::MmaAsyncM64N128<0, 0>(
+          acc, wg::Descriptor(v + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+          wg::Descriptor(st + (kk / 4) * kStateSlab + (kk % 4) * 32, 16, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<1>();
+    wg::FenceOperands(a);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 dd = *reinterpret_cast<const float2*>(d_den + 8 * j + 2 * t);
+      const float d0 = tiles::RoundToBf16(dd.x), d1 = tiles::RoundToBf16(dd.y);
+      a[4 * j] += d0;
+      a[4 * j + 1] += d1;
+      a[4 * j + 2] += d0;
+      a[4 * j + 3] += d1;
+    }
+    float k_dec[2] = {1.f, 1.f};
+    if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
+    uint32_t af[4][4];
+    MaskAndPack<true>(a, af);
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+#pragma unroll
+    for (int j = 0; j < kF / 8; ++j) {
+      const float2 uf = *reinterpret_cast<const float2*>(u + 8 * j + 2 * t);
+      const float u0 = tiles::RoundToBf16(uf.x), u1 = tiles::RoundToBf16(uf.y);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        acc[4 * j + 2 * h] = k_dec[h] * (acc[4 * j + 2 * h] + u0);
+        acc[4 * j + 2 * h + 1] = k_dec[h] * (acc[4 * j + 2 * h + 1] + u1);
+      }
+    }
+    wg::FenceOperands(acc);
+    wg::Fence();
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {  // + A'^T Q (Q: MN-major, its rows the queries)
+      wg::MmaAsyncRegAM64N128<1>(acc, af[kk], wg::Descriptor(q + kk * 16 * 128, kSlab, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+    StoreKeyRows(acc, args.d_k, args.d_k_bf16, nullptr, k, args.k_dot, s, start, bh);
+
+    // d_v: P^T = K Q^T and K dS (dS: MN-major, its rows the features).
+    wg::ZeroForProducts(a);
+#pragma unroll
+    for (int kk = 0; kk < kF / 16; ++kk) {
+      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(k + at, 16, 1024),
+                               wg::Descriptor(q + at, 16, 1024), 1);
+    }
+    wg::Commit();
+    wg::ZeroForProducts(acc);
+#pragma unroll
+    for (int kk = 0; kk < kF / 16; ++kk) {
+      wg::MmaAsyncM64N128<0, 1>(acc, wg::Descriptor(k + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+                                wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<1>();
+    wg::FenceOperands(a);
+    if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
+    MaskAndPack<true>(a, af);
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+#pragma unroll
+    for (int j = 0; j < kD / 8; ++j) {
+      acc[4 * j] *= k_dec[0];
+      acc[4 * j + 1] *= k_dec[0];
+      acc[4 * j + 2] *= k_dec[1];
+      acc[4 * j + 3] *= k_dec[1];
+    }
+    wg::FenceOperands(acc);
+    wg::Fence();
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) {  // + P^T d_num (MN-major, its rows the queries)
+      wg::MmaAsyncRegAM64N128<1>(acc, af[kk], wg::Descriptor(dout + kk * 16 * 128, kSlab, 1024), 1);
+    }
+    wg::Commit();
+    wg::Wait<0>();
+    wg::FenceOperands(acc);
+    StoreKeyRows(acc, args.d_v, args.d_v_bf16, args.d_v_add, k, nullptr, s, start, bh);
+  }
+}
+
+template <bool kGated>
+__global__ void __launch_bounds__(kThreads, 1)
+    ChunkedLinearDkvWgmmaKernel(const __grid_constant__ DkvArgs args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const ChunkedLinearParams& p = args.fwd;
+  const int blk = blockIdx.x;
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  Ptrs s = PtrsOf(p, false, kGated);
+  s.reverse = true;
+  s.q2 = args.dout + bh * p.length * kD;
+  s.row_den = args.d_den + bh * p.length;
+  s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  IssueChunk(sm, s, 0, true, true, false);
+  // The entry state: the later blocks' local states, the last one first.
+  const bool entry = blk < p.blocks - 1;
+  if (entry) {
+    FoldStatesToScratch(sm, nullptr, args.rev_states + bh * p.blocks * kF * kRevCols,
+                        args.rev_decays + bh * p.blocks, kRevCols, int(p.blocks) - 1,
+                        int(p.blocks) - 1 - blk, -1);
+  } else {
+    for (int f = threadIdx.x; f < kF; f += kThreads) reinterpret_cast<float*>(sm + kZ)[f] = 0.f;
+  }
+  BarrierAll();
+  if (threadIdx.x < 128) {
+    DkvLoop<kGated>(sm, s, args, bh);
+  } else {
+    RevStateLoop<kGated>(sm, s, entry);
+  }
+#else
+  __trap();  // wgmma needs the sm_90a target
+#endif
+}
+
+}  // namespace
+
+bool ChunkedLinearDkvWgmmaSupported(const ChunkedLinearBwdParams& p) {
+  return ChunkedLinearDqWgmmaSupported(p) && p.d_k != nullptr && p.d_v != nullptr;
+}
+
+const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
+  if (!ChunkedLinearDkvWgmmaSupported(p)) return "ChunkedLinearDkvWgmma: unsupported parameters";
+  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+    return "ChunkedLinearDkvWgmma: call PlanChunkedLinearBwd before launching";
+  }
+  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinearDkvWgmma: workspace missing";
+  const bool normalised = p.d_num == nullptr;
+  DkvArgs args{};
+  ChunkedLinearParams& f = args.fwd;
+  f.phi_q = p.phi_q;
+  f.phi_k = p.phi_k;
+  f.v = p.v;
+  f.log_gamma = p.log_gamma;
+  f.batch = p.batch;
+  f.heads = p.heads;
+  f.k_heads = p.k_heads;
+  f.v_heads = p.v_heads;
+  f.g_heads = p.g_heads;
+  f.length = p.length;
+  f.feature_dim = p.feature_dim;
+  f.head_dim = p.head_dim;
+  f.key_delay = p.key_delay;
+  f.blocks = p.blocks;
+  f.block_chunks = p.block_chunks;
+  f.stream = p.stream;
+  args.dout = static_cast<const bf16*>(normalised ? p.dy : p.d_num);
+  args.d_den = p.d_den;
+  args.z = normalised ? p.z : nullptr;
+  args.d_k = p.d_k;
+  args.d_v = p.d_v;
+  args.d_k_bf16 = p.d_k_bf16;
+  args.d_v_bf16 = p.d_v_bf16;
+  args.d_v_add = static_cast<const bf16*>(p.d_v_add);
+  args.k_dot = p.k_dot_dk;
+  if (p.blocks > 1) {  // the mma.sync kernels' workspace with the forward's states given
+    args.rev_states = static_cast<const float*>(p.workspace);
+    args.rev_decays = args.rev_states + p.batch * p.heads * p.blocks * kF * kRevCols;
+  }
+  auto* kernel = p.log_gamma != nullptr ? ChunkedLinearDkvWgmmaKernel<true>
+                                        : ChunkedLinearDkvWgmmaKernel<false>;
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqBytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, kThreads, kDqBytes, static_cast<cudaStream_t>(p.stream)>>>(args);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace linearize::kernels
