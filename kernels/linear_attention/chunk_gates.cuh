@@ -62,6 +62,10 @@ __device__ __forceinline__ float Decay2(float ei, int ci, float ej, int cj) {
   return ci > cj ? 0.f : exp2f(ei - ej);  // ex2.approx under --use_fast_math
 }
 
+// exp(b) of a prefix (0 past a -inf gate): a query's decay from the chunk's
+// start, or the chunk's own from its last.
+__device__ __forceinline__ float QueryDecay(double f, int c) { return c ? 0.f : __expf(float(f)); }
+
 // Warp 0 publishes exp(b_last - b_j) (key decays) and exp(b_last) (chunk
 // decay); returns b_last.
 __device__ __forceinline__ void PublishKeyDecays(const Prefix& p, float* k_dec, float* chunk_dec,
@@ -71,27 +75,27 @@ __device__ __forceinline__ void PublishKeyDecays(const Prefix& p, float* k_dec, 
   last_c = __shfl_sync(0xffffffffu, p.c1, 31);
   k_dec[lane] = Decay(last_f, last_c, p.f0, p.c0);
   k_dec[32 + lane] = Decay(last_f, last_c, p.f1, p.c1);
-  if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
+  if (lane == 0) *chunk_dec = QueryDecay(last_f, last_c);
 }
 
 // Warp 0 publishes exp(b_i) (query decays) and exp(b_last) (chunk decay).
 __device__ __forceinline__ void PublishQueryDecays(const Prefix& p, float* q_dec,
                                                    float* chunk_dec) {
   const int lane = threadIdx.x & 31;
-  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
-  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
+  q_dec[lane] = QueryDecay(p.f0, p.c0);
+  q_dec[32 + lane] = QueryDecay(p.f1, p.c1);
   const double last_f = __shfl_sync(0xffffffffu, p.f1, 31);
   const int last_c = __shfl_sync(0xffffffffu, p.c1, 31);
-  if (lane == 0) *chunk_dec = last_c ? 0.f : __expf(float(last_f));
+  if (lane == 0) *chunk_dec = QueryDecay(last_f, last_c);
 }
 
-// The same, and exp(b_i) (query decays).
+// PublishKeyDecays, and exp(b_i) (query decays).
 __device__ __forceinline__ void PublishDecays(const Prefix& p, float* q_dec, float* k_dec,
                                               float* chunk_dec, double& last_f, int& last_c) {
   const int lane = threadIdx.x & 31;
   PublishKeyDecays(p, k_dec, chunk_dec, last_f, last_c);
-  q_dec[lane] = p.c0 ? 0.f : __expf(float(p.f0));
-  q_dec[32 + lane] = p.c1 ? 0.f : __expf(float(p.f1));
+  q_dec[lane] = QueryDecay(p.f0, p.c0);
+  q_dec[32 + lane] = QueryDecay(p.f1, p.c1);
 }
 
 // A warp's 16 x 32 score tile (rows r0 + g (+8), columns c0 + 8 nt + 2t (+1),

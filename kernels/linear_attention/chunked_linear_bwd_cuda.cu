@@ -1,6 +1,7 @@
 // Backward of the chunked causal (optionally gated) linear attention on
 // tensor cores, bfloat16 inputs, chunk C = 64 (chunked_linear_bwd_params.h
-// has the math). Two kernels, each one CTA of 8 warps per sequence block:
+// has the math). Two kernels, each one CTA of 8 warps per sequence block
+// (skip_dq / skip_dkv leave one out where a wgmma kernel takes its part):
 //
 //   DqKernel (chunks in order), with the forward's state S = sum k^T [v | 1]:
 //     A'   = [d_num | d_den] [v | 1]^T masked, decayed      (64 x 64)

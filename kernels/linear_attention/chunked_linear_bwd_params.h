@@ -54,9 +54,10 @@ struct ChunkedLinearBwdParams {
   // gradient of the same v, e.g. a window's, so no separate addition runs).
   // Its delayed tail rows are the caller's to copy.
   const void* d_v_add = nullptr;
-  // Optional, float32 [B, H, T], zeroed by the caller: the kernels add each
-  // row's phi_q_i . d_q_i and phi_k_j . d_k_j (per query head, from the
-  // unrounded gradients), from which the caller forms the gates' gradient.
+  // Optional, float32 [B, H, T], zeroed by the caller: the kernels add (the
+  // mma.sync ones) or store (the wgmma ones) each row's phi_q_i . d_q_i and
+  // phi_k_j . d_k_j (per query head, from the unrounded gradients), from
+  // which the caller forms the gates' gradient.
   float* q_dot_dq = nullptr;
   float* k_dot_dk = nullptr;
 
@@ -77,7 +78,8 @@ struct ChunkedLinearBwdParams {
   // d_q and q_dot_dq (skip_dq), or d_k, d_v and k_dot_dk (skip_dkv), come
   // from other kernels (sm90a/chunked_linear_wgmma.h): LaunchChunkedLinearBwd
   // leaves them out (and the forward states d_q alone needs), but still runs
-  // the reverse pass 1 whose states those kernels start blocks from.
+  // the reverse pass 1, whose states the wgmma d_k / d_v kernel starts its
+  // blocks from.
   bool skip_dq = false, skip_dkv = false;
 };
 

@@ -6,8 +6,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
@@ -147,17 +145,11 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
     workspace = at::empty({bytes}, phi_q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
-  // d_q on wgmma where it covers the call, after the kernels that fill d_den
-  // (and the reverse block states, which the wgmma d_k / d_v kernel starts
-  // from: opt-in, LINEARIZE_WGMMA_DKV=1, as it measured slower than the
-  // mma.sync DkvKernel, 1.74 against 1.27 ms for LoLCATs' 32k step).
+  // d_q (and, opted in, d_k / d_v) on wgmma where it covers the call, after
+  // the kernels that fill d_den and the reverse block states.
   const bool wgmma = WgmmaKernelsApply(phi_q.device());
-  static const bool dkv_opt_in = [] {
-    const char* env = std::getenv("LINEARIZE_WGMMA_DKV");
-    return env != nullptr && std::strcmp(env, "1") == 0;
-  }();
   p.skip_dq = wgmma && ChunkedLinearDqWgmmaSupported(p);
-  p.skip_dkv = wgmma && dkv_opt_in && ChunkedLinearDkvWgmmaSupported(p);
+  p.skip_dkv = wgmma && WgmmaDkvOptedIn() && ChunkedLinearDkvWgmmaSupported(p);
   const char* err = LaunchChunkedLinearBwd(p);
   if (err == nullptr && p.skip_dq) err = LaunchChunkedLinearDqWgmma(p);
   if (err == nullptr && p.skip_dkv) err = LaunchChunkedLinearDkvWgmma(p);

@@ -1,10 +1,12 @@
 // The wgmma chunked kernels' common parts (.cu only, sm_90a): the shared
 // memory layout of the two-warpgroup kernels, the chunk loads, the score
-// helpers of the outputs warpgroup, and the state warpgroup's loop, which
-// the forward (chunked_linear_wgmma_cuda.cu) and the backward's d_q
-// (chunked_linear_dq_wgmma_cuda.cu) run alike. chunked_linear_wgmma_cuda.cu's
-// opening comment describes the design. Everything here has internal
-// linkage: each kernel file compiles its own copy.
+// helpers of the outputs warpgroup, the state warpgroup's loop, and the
+// backward kernels' host side. The forward (chunked_linear_wgmma_cuda.cu),
+// the backward's d_q (chunked_linear_dq_wgmma_cuda.cu, the same state loop)
+// and its d_k / d_v (chunked_linear_dkv_wgmma_cuda.cu, the chunks in
+// reverse) share them. chunked_linear_wgmma_cuda.cu's opening comment
+// describes the design. Everything here has internal linkage: each kernel
+// file compiles its own copy.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -15,6 +17,7 @@
 
 #include "kernels/feature_map/hedgehog_rows.cuh"
 #include "kernels/linear_attention/chunk_gates.cuh"
+#include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_params.h"
 #include "kernels/linear_attention/tile_mma.cuh"
 #include "kernels/linear_attention/wgmma.cuh"
@@ -42,11 +45,11 @@ constexpr int kPhiK = kS + 2 * kState, kW = kPhiK + kTile, kZ = kW + 2 * kTile;
 constexpr int kGates = kZ + 2 * kF * 4, kDecays = kGates + 2 * kC * 4;
 constexpr int kBytes = kDecays + (kC + 4) * 4 + 1024;  // + the alignment slack
 static_assert(kBytes <= 227 * 1024, "shared memory");
-// The d_q kernel (DqLoop) adds each chunk's d_den and z rows [2][2][64] at
-// kDqRows, and takes the (unfused) map weights' tiles at kW for a second
-// query-side tile (Ptrs::q2).
-constexpr int kDqRows = kDecays + (kC + 4) * 4, kDqBytes = kBytes + 2 * 2 * kC * 4;
-static_assert(kDqBytes <= 227 * 1024, "shared memory");
+// The backward kernels (d_q, d_k / d_v) add each chunk's d_den and z rows
+// [2][2][64] at kRowScalars, and take the (unfused) map weights' tiles at kW
+// for a second query-side tile (Ptrs::q2).
+constexpr int kRowScalars = kDecays + (kC + 4) * 4, kBwdBytes = kBytes + 2 * 2 * kC * 4;
+static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 
 // Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
 __device__ __forceinline__ int TileOffset(int row, int col, int slab) {
@@ -131,7 +134,7 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
     const int lane = int(threadIdx.x) - first;  // d_q: the rows' scalars, 0 past the end
     if (s.row_den != nullptr && lane >= 0 && lane < kC) {
       const int64_t t = start + lane;
-      float* rows = reinterpret_cast<float*>(sm + kDqRows) + buf * 2 * kC;
+      float* rows = reinterpret_cast<float*>(sm + kRowScalars) + buf * 2 * kC;
       tiles::CpAsync4(rows + lane, s.row_den + (t < s.length ? t : 0), t < s.length);
       if (s.row_z != nullptr) {
         tiles::CpAsync4(rows + kC + lane, s.row_z + (t < s.length ? t : 0), t < s.length);
@@ -223,7 +226,7 @@ __device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], flo
     if constexpr (kKeyRows) {
       row_dec[h] = gates::Decay(last_f, last_c, fr, cr[h]);
     } else {
-      row_dec[h] = cr[h] ? 0.f : __expf(float(fr));
+      row_dec[h] = gates::QueryDecay(fr, cr[h]);
     }
   }
 #pragma unroll
@@ -419,6 +422,17 @@ __device__ __forceinline__ void ScaleTileRows(const unsigned char* src, unsigned
   }
 }
 
+// The backward's normalised form: dy -> d_num = dy / z in place in a chunk's
+// [64][128] tile (z: the chunk's rows), 16-byte pieces, by `threads`
+// threads from `first` on. The caller fences and meets its readers at a
+// barrier.
+__device__ void DyToDnumInPlace(unsigned char* tile, const float* z, int first, int threads) {
+  for (int i = int(threadIdx.x) - first; i < kC * kD / 8; i += threads) {
+    const int row = i / (kD / 8), at = TileOffset(row, (i % (kD / 8)) * 8, kSlab);
+    ScalePiece(tile + at, tile + at, z[row] != 0.f ? 1.f / z[row] : 0.f);  // 0: past the end
+  }
+}
+
 // Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
 // from its log gates lg[64], exp(b_last - b_j) for each key into
 // k_dec[0..63] and exp(b_last) into k_dec[64] and chunk_dec (published by
@@ -511,6 +525,42 @@ __device__ void StateFromScratch(const unsigned char* sm, float (&st)[2][64]) {
   asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
 }
 
+// The state warpgroup's first state: zero, or the scratch's (entry), and
+// its bf16 copy in state buffer 0.
+__device__ __forceinline__ void StartState(unsigned char* sm, float (&st)[2][64], bool entry) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  if (entry) StateFromScratch(sm, st);
+  StoreStateBf16(st, sm + kS);
+}
+
+// a = X Y^T (m64n64) and acc = X S^T (m64n128) for the outputs warpgroup:
+// X and Y K-major [64][128] tiles, S^T the state tile read as the K-major
+// B [F][D]. Two committed groups, a's first (Wait<1> lands it).
+__device__ __forceinline__ void IssueScoresAndStateT(float (&a)[32], float (&acc)[64],
+                                                     const unsigned char* x, const unsigned char* y,
+                                                     const unsigned char* st) {
+  wg::ZeroForProducts(a);
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+    wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(x + at, 16, 1024), wg::Descriptor(y + at, 16, 1024),
+                             1);
+  }
+  wg::Commit();
+  wg::ZeroForProducts(acc);
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    wg::MmaAsyncM64N128<0, 0>(acc, wg::Descriptor(x + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+                              wg::Descriptor(st + (kk / 4) * kStateSlab + (kk % 4) * 32, 16, 1024),
+                              1);
+  }
+  wg::Commit();
+}
+
 // Warpgroup 1: the block's entry state (EntryStateToScratch's, when
 // `entry`) as bf16 into state buffer 0, the state after every chunk into the
 // other buffer, and after the last block's last chunk the final state (kv,
@@ -521,13 +571,7 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
   const int tid = threadIdx.x & 127;
   float* z_all = reinterpret_cast<float*>(sm + kZ);
   float st[2][64];  // features 0-63 and 64-127
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
-  }
-  if (entry) StateFromScratch(sm, st);
-  StoreStateBf16(st, sm + kS);
+  StartState(sm, st, entry);
   for (int c = 0; c < s.n_chunks; ++c) {
     NextChunk<kWindow>(sm, s, c);
     const unsigned char* k = sm + kK + (c & 1) * kTile;
@@ -612,6 +656,68 @@ __device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
   const int h = blockIdx.y;
   const int64_t hw = p.k_weight_heads == p.heads ? h : h / (p.heads / p.k_heads);
   return static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD;
+}
+
+// ---- the backward kernels' host side ---------------------------------------------
+
+// What the d_q and d_k / d_v kernels cover of a backward call: bf16
+// F = D = 128, d_num in bf16 or the normalised form, gates without a key
+// delay, and with more than one block the forward's block states cut as
+// this plan cuts (then the mma.sync kernels' workspace holds no forward
+// states, and the reverse pass 1's states start it).
+inline bool BackwardCovered(const ChunkedLinearBwdParams& p) {
+  const bool normalised = p.d_num == nullptr;
+  return p.feature_dim == kF && p.head_dim == kD &&
+         (normalised ? p.dy != nullptr && p.z != nullptr : p.d_num_bf16) && p.d_den != nullptr &&
+         p.phi_q != nullptr && p.phi_k != nullptr && p.v != nullptr &&
+         (p.blocks == 1 ||
+          (p.fwd_block_states != nullptr && p.block_chunks == p.fwd_block_chunks)) &&
+         p.key_delay >= 0 &&
+         (p.log_gamma == nullptr ||
+          (p.key_delay == 0 && p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
+         p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 &&
+         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
+}
+
+// The forward's form of a backward call (sizes, inputs, gates, key delay,
+// the block plan; no outputs), with queries q.
+inline ChunkedLinearParams ForwardFormOf(const ChunkedLinearBwdParams& p, const void* q) {
+  ChunkedLinearParams f;
+  f.phi_q = q;
+  f.phi_k = p.phi_k;
+  f.v = p.v;
+  f.log_gamma = p.log_gamma;
+  f.batch = p.batch;
+  f.heads = p.heads;
+  f.k_heads = p.k_heads;
+  f.v_heads = p.v_heads;
+  f.g_heads = p.g_heads;
+  f.length = p.length;
+  f.feature_dim = p.feature_dim;
+  f.head_dim = p.head_dim;
+  f.key_delay = p.key_delay;
+  f.blocks = p.blocks;
+  f.block_chunks = p.block_chunks;
+  f.stream = p.stream;
+  return f;
+}
+
+// Launches kernel(args) on the backward call's grid with `threads` threads
+// and `bytes` of shared memory; the launch error string, or nullptr.
+template <class Args>
+const char* LaunchBackward(void (*kernel)(Args), const Args& args, const ChunkedLinearBwdParams& p,
+                           int threads, int bytes) {
+  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
+    return "call PlanChunkedLinearBwd before launching";
+  }
+  cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+                  static_cast<unsigned>(p.batch));
+  kernel<<<grid, threads, bytes, static_cast<cudaStream_t>(p.stream)>>>(args);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
 }  // namespace

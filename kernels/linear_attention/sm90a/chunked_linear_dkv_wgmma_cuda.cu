@@ -45,16 +45,12 @@ struct DkvArgs {
   const float *rev_states, *rev_decays;
 };
 
-// dy -> d_num = dy / z in chunk it's d_num tile, in place, by all 256
-// threads; both warpgroups read it after the barrier.
+// dy -> d_num in chunk it's d_num tile, by all the threads; every
+// warpgroup reads it after the barrier.
 __device__ void DyToDnum(unsigned char* sm, int it) {
-  unsigned char* tile = sm + kW + (it & 1) * kTile;
-  const float* rows = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
-  for (int i = threadIdx.x; i < kC * kD / 8; i += kThreads) {
-    const int row = i / (kD / 8), at = TileOffset(row, (i % (kD / 8)) * 8, kSlab);
-    const float zr = rows[kC + row];
-    ScalePiece(tile + at, tile + at, zr != 0.f ? 1.f / zr : 0.f);  // 0: a row past the end
-  }
+  DyToDnumInPlace(sm + kW + (it & 1) * kTile,
+                  reinterpret_cast<const float*>(sm + kRowScalars) + (it & 1) * 2 * kC + kC, 0,
+                  kThreads);
   wg::FenceProxyAsync();
   BarrierAll();
 }
@@ -65,19 +61,13 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
   const int tid = threadIdx.x & 127;
   float* z_all = reinterpret_cast<float*>(sm + kZ);
   float st[2][64];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
-  }
-  if (entry) StateFromScratch(sm, st);
-  StoreStateBf16(st, sm + kS);
+  StartState(sm, st, entry);
   for (int it = 0; it < s.n_chunks; ++it) {
     NextChunk<false>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* dout = sm + kW + (it & 1) * kTile;
-    const float* d_den = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
+    const float* d_den = reinterpret_cast<const float*>(sm + kRowScalars) + (it & 1) * 2 * kC;
     float chunk_dec = 1.f;
     if constexpr (kGated) {  // q~ = exp(b_i) q into the (free) phi_k tile
       float* q_dec = reinterpret_cast<float*>(sm + kDecays);
@@ -159,29 +149,14 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
     const unsigned char* dout = sm + kW + (it & 1) * kTile;
     const unsigned char* st = sm + kS + (it & 1) * kState;
     const float* u = z_all + (it & 1) * kF;
-    const float* d_den = reinterpret_cast<const float*>(sm + kDqRows) + (it & 1) * 2 * kC;
+    const float* d_den = reinterpret_cast<const float*>(sm + kRowScalars) + (it & 1) * 2 * kC;
     const float* lg = reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC;
     const int64_t start = ChunkStart(s, it);
 
     // d_k: A'^T = V d_num^T (+ d_den_i) and V dS^T, both K-major over the
     // value columns (dS^T: the state tile read as the K-major B [F][D]).
     float a[32], acc[64];
-    wg::ZeroForProducts(a);
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(v + at, 16, 1024),
-                               wg::Descriptor(dout + at, 16, 1024), 1);
-    }
-    wg::Commit();
-    wg::ZeroForProducts(acc);
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      wg::MmaAsyncM64N128<0, 0>(
-          acc, wg::Descriptor(v + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
-          wg::Descriptor(st + (kk / 4) * kStateSlab + (kk % 4) * 32, 16, 1024), 1);
-    }
-    wg::Commit();
+    IssueScoresAndStateT(a, acc, v, dout, st);
     wg::Wait<1>();
     wg::FenceOperands(a);
 #pragma unroll
@@ -301,34 +276,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 }  // namespace
 
 bool ChunkedLinearDkvWgmmaSupported(const ChunkedLinearBwdParams& p) {
-  return ChunkedLinearDqWgmmaSupported(p) && p.d_k != nullptr && p.d_v != nullptr;
+  return BackwardCovered(p) && p.d_k != nullptr && p.d_v != nullptr &&
+         (p.blocks == 1 || p.workspace != nullptr);
 }
 
 const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
-  if (!ChunkedLinearDkvWgmmaSupported(p)) return "ChunkedLinearDkvWgmma: unsupported parameters";
-  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
-    return "ChunkedLinearDkvWgmma: call PlanChunkedLinearBwd before launching";
+  if (!ChunkedLinearDkvWgmmaSupported(p)) {
+    return "ChunkedLinearDkvWgmma: not covered (ChunkedLinearDkvWgmmaSupported)";
   }
-  if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinearDkvWgmma: workspace missing";
   const bool normalised = p.d_num == nullptr;
   DkvArgs args{};
-  ChunkedLinearParams& f = args.fwd;
-  f.phi_q = p.phi_q;
-  f.phi_k = p.phi_k;
-  f.v = p.v;
-  f.log_gamma = p.log_gamma;
-  f.batch = p.batch;
-  f.heads = p.heads;
-  f.k_heads = p.k_heads;
-  f.v_heads = p.v_heads;
-  f.g_heads = p.g_heads;
-  f.length = p.length;
-  f.feature_dim = p.feature_dim;
-  f.head_dim = p.head_dim;
-  f.key_delay = p.key_delay;
-  f.blocks = p.blocks;
-  f.block_chunks = p.block_chunks;
-  f.stream = p.stream;
+  args.fwd = ForwardFormOf(p, p.phi_q);
   args.dout = static_cast<const bf16*>(normalised ? p.dy : p.d_num);
   args.d_den = p.d_den;
   args.z = normalised ? p.z : nullptr;
@@ -338,20 +296,13 @@ const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
   args.d_v_bf16 = p.d_v_bf16;
   args.d_v_add = static_cast<const bf16*>(p.d_v_add);
   args.k_dot = p.k_dot_dk;
-  if (p.blocks > 1) {  // the mma.sync kernels' workspace with the forward's states given
+  if (p.blocks > 1) {  // BackwardCovered: the reverse states start the workspace
     args.rev_states = static_cast<const float*>(p.workspace);
     args.rev_decays = args.rev_states + p.batch * p.heads * p.blocks * kF * kRevCols;
   }
-  auto* kernel = p.log_gamma != nullptr ? ChunkedLinearDkvWgmmaKernel<true>
-                                        : ChunkedLinearDkvWgmmaKernel<false>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqBytes);
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
-                  static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, kDqBytes, static_cast<cudaStream_t>(p.stream)>>>(args);
-  err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return LaunchBackward(p.log_gamma != nullptr ? ChunkedLinearDkvWgmmaKernel<true>
+                                               : ChunkedLinearDkvWgmmaKernel<false>,
+                        args, p, kThreads, kBwdBytes);
 }
 
 }  // namespace linearize::kernels

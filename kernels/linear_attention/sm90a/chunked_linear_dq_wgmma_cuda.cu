@@ -49,13 +49,9 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     const unsigned char* v = sm + kV + (c & 1) * kTile;
     const unsigned char* st = sm + kS + (c & 1) * kState;
     const float* z = z_all + (c & 1) * kF;
-    const float* rows = reinterpret_cast<const float*>(sm + kDqRows) + (c & 1) * 2 * kC;
-    if (s.row_z != nullptr) {  // dy -> d_num = dy / z, in place (16-byte pieces)
-      for (int i = tid; i < kC * kD / 8; i += 128) {
-        const int row = i / (kD / 8), at = TileOffset(row, (i % (kD / 8)) * 8, kSlab);
-        const float zr = rows[kC + row];
-        ScalePiece(dout + at, dout + at, zr != 0.f ? 1.f / zr : 0.f);  // 0: a row past the end
-      }
+    const float* rows = reinterpret_cast<const float*>(sm + kRowScalars) + (c & 1) * 2 * kC;
+    if (s.row_z != nullptr) {  // dy -> d_num, by this warpgroup alone
+      DyToDnumInPlace(dout, rows + kC, 0, 128);
       wg::FenceProxyAsync();
       asm volatile("bar.sync 3, 128;\n" ::: "memory");  // the outputs warpgroup alone
     }
@@ -63,22 +59,7 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     // A' = D V^T, then D S^T (both K-major over the value columns: V's
     // tile, and the state tile read as the K-major B [F][D]).
     float a[32], acc[64];
-    wg::ZeroForProducts(a);
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(dout + at, 16, 1024),
-                               wg::Descriptor(v + at, 16, 1024), 1);
-    }
-    wg::Commit();
-    wg::ZeroForProducts(acc);
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      wg::MmaAsyncM64N128<0, 0>(
-          acc, wg::Descriptor(dout + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
-          wg::Descriptor(st + (kk / 4) * kStateSlab + (kk % 4) * 32, 16, 1024), 1);
-    }
-    wg::Commit();
+    IssueScoresAndStateT(a, acc, dout, v, st);
     float dd[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) dd[h] = tiles::RoundToBf16(rows[16 * warp + g + 8 * h]);
@@ -173,58 +154,26 @@ __global__ void __launch_bounds__(kThreads, 1)
 }  // namespace
 
 bool ChunkedLinearDqWgmmaSupported(const ChunkedLinearBwdParams& p) {
-  const bool normalised = p.d_num == nullptr;
-  return p.feature_dim == kF && p.head_dim == kD &&
-         (normalised ? p.dy != nullptr && p.z != nullptr : p.d_num_bf16) && p.d_den != nullptr &&
-         p.phi_q != nullptr && p.phi_k != nullptr && p.v != nullptr && p.d_q != nullptr &&
-         (p.blocks == 1 || p.fwd_block_states != nullptr) && p.key_delay >= 0 &&
-         (p.log_gamma == nullptr ||
-          (p.key_delay == 0 && p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
-         p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 &&
-         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
+  return BackwardCovered(p) && p.d_q != nullptr;
 }
 
 const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& p) {
-  if (!ChunkedLinearDqWgmmaSupported(p)) return "ChunkedLinearDqWgmma: unsupported parameters";
-  if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
-    return "ChunkedLinearDqWgmma: call PlanChunkedLinearBwd before launching";
+  if (!ChunkedLinearDqWgmmaSupported(p)) {
+    return "ChunkedLinearDqWgmma: not covered (ChunkedLinearDqWgmmaSupported)";
   }
   const bool normalised = p.d_num == nullptr;
-  DqArgs args;
-  ChunkedLinearParams& f = args.fwd;
-  f.phi_q = normalised ? p.dy : p.d_num;
-  f.phi_k = p.phi_k;
-  f.v = p.v;
-  f.log_gamma = p.log_gamma;
-  f.batch = p.batch;
-  f.heads = p.heads;
-  f.k_heads = p.k_heads;
-  f.v_heads = p.v_heads;
-  f.g_heads = p.g_heads;
-  f.length = p.length;
-  f.feature_dim = p.feature_dim;
-  f.head_dim = p.head_dim;
-  f.key_delay = p.key_delay;
-  f.workspace = const_cast<float*>(p.fwd_block_states);
-  f.blocks = p.blocks;
-  f.block_chunks = p.block_chunks;
-  f.stream = p.stream;
+  DqArgs args{};
+  args.fwd = ForwardFormOf(p, normalised ? p.dy : p.d_num);
+  args.fwd.workspace = const_cast<float*>(p.fwd_block_states);
   args.d_den = p.d_den;
   args.z = normalised ? p.z : nullptr;
   args.phi_q = static_cast<const bf16*>(p.phi_q);
   args.d_q = p.d_q;
   args.d_q_bf16 = p.d_q_bf16;
   args.q_dot = p.q_dot_dq;
-  auto* kernel =
-      p.log_gamma != nullptr ? ChunkedLinearDqWgmmaKernel<true> : ChunkedLinearDqWgmmaKernel<false>;
-  cudaError_t err =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqBytes);
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
-                  static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, kDqBytes, static_cast<cudaStream_t>(p.stream)>>>(args);
-  err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return LaunchBackward(
+      p.log_gamma != nullptr ? ChunkedLinearDqWgmmaKernel<true> : ChunkedLinearDqWgmmaKernel<false>,
+      args, p, kThreads, kBwdBytes);
 }
 
 }  // namespace linearize::kernels

@@ -31,7 +31,8 @@
 // barrier.
 //
 // chunk_pipeline.cuh holds the layout, the loads and the state warpgroup,
-// which the backward's d_q kernel (chunked_linear_dq_wgmma_cuda.cu) shares.
+// which the backward's kernels (chunked_linear_dq_wgmma_cuda.cu,
+// chunked_linear_dkv_wgmma_cuda.cu) share.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -219,6 +220,16 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     }
     uint32_t af[4][4];
     MaskAndPack(a, af);
+    // The rows' sums of the same bf16 weights that A V takes (a ones column
+    // on mma.sync, as that kernel's den): y = num / den stays a weighted
+    // mean of the values. Summing the unrounded float32 A puts the gated
+    // training gradients past their bound. rs[0] row g, rs[2] row g + 8.
+    // Before A V is issued: no register of a wgmma's A may be read while
+    // it runs.
+    float rs[4] = {0.f, 0.f, 0.f, 0.f};
+    constexpr uint32_t kOnes = 0x3f803f80u;  // bf16 pair (1, 1)
+#pragma unroll
+    for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
 
     // num = Q S (S: MN-major, its rows the features) + A V (V: MN-major).
     float num[64];
@@ -251,14 +262,6 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     for (int kk = 0; kk < kC / 16; ++kk) {
       wg::MmaAsyncRegAM64N128<1>(num, af[kk], wg::Descriptor(v + kk * 16 * 128, kSlab, 1024), 1);
     }
-    // The rows' sums of the same bf16 weights that A V takes (a ones column
-    // on mma.sync, as that kernel's den): y = num / den stays a weighted
-    // mean of the values. Summing the unrounded float32 A puts the gated
-    // training gradients past their bound. rs[0] row g, rs[2] row g + 8.
-    float rs[4] = {0.f, 0.f, 0.f, 0.f};
-    constexpr uint32_t kOnes = 0x3f803f80u;  // bf16 pair (1, 1)
-#pragma unroll
-    for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(num);
