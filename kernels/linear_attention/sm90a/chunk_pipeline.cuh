@@ -69,10 +69,14 @@ __device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, i
   }
 }
 
-// All 256 threads (a named barrier: the warpgroups reach it from their own loops).
+// Named barriers (0 is __syncthreads'): all 256 threads, which the
+// warpgroups reach from their own loops; the state warpgroup alone; the
+// outputs warpgroup alone.
 __device__ __forceinline__ void BarrierAll() {
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
 }
+__device__ __forceinline__ void BarrierState() { asm volatile("bar.sync 2, 128;\n" ::: "memory"); }
+__device__ __forceinline__ void BarrierOutputs() { asm volatile("bar.sync 3, 128;\n" ::: "memory"); }
 
 struct Ptrs {
   const bf16 *q, *k, *v;
@@ -433,7 +437,7 @@ __device__ void DyToDnumInPlace(unsigned char* tile, const float* z, int first, 
   }
 }
 
-// Gated, by a warpgroup of its own (named barrier 2): the chunk's decays
+// Gated, by a warpgroup of its own (BarrierState): the chunk's decays
 // from its log gates lg[64], exp(b_last - b_j) for each key into
 // k_dec[0..63] and exp(b_last) into k_dec[64] and chunk_dec (published by
 // warp 0, which also returns b_last in last_f / last_c); then the keys
@@ -446,7 +450,7 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
                           float& chunk_dec, double& last_f, int& last_c) {
   const StatePlace m;
   if (m.warp == 0) gates::PublishKeyDecays(gates::ScanGates(lg), k_dec, k_dec + kC, last_f, last_c);
-  asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  BarrierState();
   chunk_dec = k_dec[kC];
   if constexpr (kFuse) {
     bool live[2];
@@ -462,7 +466,7 @@ __device__ void ScaleKeys(const float* lg, float* k_dec, unsigned char* dst, int
     ScaleTileRows(k, dst, k_dec);
   }
   wg::FenceProxyAsync();
-  asm volatile("bar.sync 2, 128;\n" ::: "memory");
+  BarrierState();
 }
 
 // S += K^T V for one chunk, by a warpgroup holding the float32 state in st
@@ -522,7 +526,7 @@ __device__ void StateFromScratch(const unsigned char* sm, float (&st)[2][64]) {
       }
     }
   }
-  asm volatile("bar.sync 2, 128;\n" ::: "memory");  // the state warpgroup alone
+  BarrierState();
 }
 
 // The state warpgroup's first state: zero, or the scratch's (entry), and

@@ -76,11 +76,11 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
             gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC), q_dec,
             q_dec + kC);
       }
-      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+      BarrierState();
       chunk_dec = q_dec[kC];
       ScaleTileRows(q, sm + kPhiK, q_dec);
       wg::FenceProxyAsync();
-      asm volatile("bar.sync 2, 128;\n" ::: "memory");
+      BarrierState();
       q = sm + kPhiK;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {

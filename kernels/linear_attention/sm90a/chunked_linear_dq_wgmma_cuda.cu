@@ -53,7 +53,7 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     if (s.row_z != nullptr) {  // dy -> d_num, by this warpgroup alone
       DyToDnumInPlace(dout, rows + kC, 0, 128);
       wg::FenceProxyAsync();
-      asm volatile("bar.sync 3, 128;\n" ::: "memory");  // the outputs warpgroup alone
+      BarrierOutputs();
     }
 
     // A' = D V^T, then D S^T (both K-major over the value columns: V's

@@ -58,7 +58,7 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   tiles::CpAsyncWaitAll();  // this warpgroup's copies of the next keys and values
   wg::FenceProxyAsync();
-  asm volatile("bar.sync 3, 128;\n" ::: "memory");  // the outputs warpgroup alone
+  BarrierOutputs();
   const unsigned char* q = sm + kQ + (c & 1) * kTile;
   const unsigned char* k_prev = sm + kK + (c & 1) * kTile;
   const unsigned char* k_cur = sm + kK + ((c + 1) & 1) * kTile;
