@@ -76,7 +76,9 @@ __device__ __forceinline__ void BarrierAll() {
   asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
 }
 __device__ __forceinline__ void BarrierState() { asm volatile("bar.sync 2, 128;\n" ::: "memory"); }
-__device__ __forceinline__ void BarrierOutputs() { asm volatile("bar.sync 3, 128;\n" ::: "memory"); }
+__device__ __forceinline__ void BarrierOutputs() {
+  asm volatile("bar.sync 3, 128;\n" ::: "memory");
+}
 
 struct Ptrs {
   const bf16 *q, *k, *v;
