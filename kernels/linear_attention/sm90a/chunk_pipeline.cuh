@@ -51,6 +51,13 @@ static_assert(kBytes <= 227 * 1024, "shared memory");
 constexpr int kRowScalars = kDecays + (kC + 4) * 4, kBwdBytes = kBytes + 2 * 2 * kC * 4;
 static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 
+// The dynamic shared memory's 1024-aligned base (the 128-byte swizzle's
+// atoms; kBytes keeps the slack).
+__device__ __forceinline__ unsigned char* Aligned1024(unsigned char* smem) {
+  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem) + 1023) &
+                                          ~uintptr_t(1023));
+}
+
 // Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
 __device__ __forceinline__ int TileOffset(int row, int col, int slab) {
   return (col >> 6) * slab + wg::SwizzledOffset(row, col & 63);
@@ -176,17 +183,35 @@ __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
   }
 }
 
+// a = X Y^T (m64n64 accumulators, not committed): X and Y K-major [64][128]
+// tiles.
+__device__ __forceinline__ void IssueScores(float (&a)[32], const unsigned char* x,
+                                            const unsigned char* y) {
+  wg::ZeroForProducts(a);
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
+    wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(x + at, 16, 1024), wg::Descriptor(y + at, 16, 1024),
+                             1);
+  }
+}
+
+// acc's rows times dec[h] (m64n128 accumulators: h = 0 row g, 1 row g + 8).
+__device__ __forceinline__ void ScaleAccRows(float (&acc)[64], const float (&dec)[2]) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    acc[4 * j] *= dec[0];
+    acc[4 * j + 1] *= dec[0];
+    acc[4 * j + 2] *= dec[1];
+    acc[4 * j + 3] *= dec[1];
+  }
+}
+
 // Fused maps: a warpgroup's logits l = x W for the chunk's 64 rows (x a
 // K-major [64][128] tile, W^T [64][128] the K-major B), m64n64
 // accumulators (rows 16 w + g + 8 h, columns 8 j + 2 t + e).
 __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned char* w_t) {
-  wg::ZeroForProducts(l);
-#pragma unroll
-  for (int kk = 0; kk < kF / 16; ++kk) {
-    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-    wg::MmaAsyncM64N64<0, 0>(l, wg::Descriptor(x + at, 16, 1024),
-                             wg::Descriptor(w_t + at, 16, 1024), 1);
-  }
+  IssueScores(l, x, w_t);
   wg::Commit();
   wg::Wait<0>();
   wg::FenceOperands(l);
@@ -549,13 +574,7 @@ __device__ __forceinline__ void StartState(unsigned char* sm, float (&st)[2][64]
 __device__ __forceinline__ void IssueScoresAndStateT(float (&a)[32], float (&acc)[64],
                                                      const unsigned char* x, const unsigned char* y,
                                                      const unsigned char* st) {
-  wg::ZeroForProducts(a);
-#pragma unroll
-  for (int kk = 0; kk < 8; ++kk) {
-    const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-    wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(x + at, 16, 1024), wg::Descriptor(y + at, 16, 1024),
-                             1);
-  }
+  IssueScores(a, x, y);
   wg::Commit();
   wg::ZeroForProducts(acc);
 #pragma unroll

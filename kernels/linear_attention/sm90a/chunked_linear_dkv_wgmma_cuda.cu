@@ -196,13 +196,7 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
     StoreKeyRows(acc, args.d_k, args.d_k_bf16, nullptr, k, args.k_dot, s, start, bh);
 
     // d_v: P^T = K Q^T and K dS (dS: MN-major, its rows the features).
-    wg::ZeroForProducts(a);
-#pragma unroll
-    for (int kk = 0; kk < kF / 16; ++kk) {
-      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-      wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(k + at, 16, 1024),
-                               wg::Descriptor(q + at, 16, 1024), 1);
-    }
+    IssueScores(a, k, q);
     wg::Commit();
     wg::ZeroForProducts(acc);
 #pragma unroll
@@ -217,13 +211,7 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
     MaskAndPack<true>(a, af);
     wg::Wait<0>();
     wg::FenceOperands(acc);
-#pragma unroll
-    for (int j = 0; j < kD / 8; ++j) {
-      acc[4 * j] *= k_dec[0];
-      acc[4 * j + 1] *= k_dec[0];
-      acc[4 * j + 2] *= k_dec[1];
-      acc[4 * j + 3] *= k_dec[1];
-    }
+    ScaleAccRows(acc, k_dec);
     wg::FenceOperands(acc);
     wg::Fence();
 #pragma unroll
@@ -242,8 +230,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     ChunkedLinearDkvWgmmaKernel(const __grid_constant__ DkvArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sm = Aligned1024(smem_raw);
   const ChunkedLinearParams& p = args.fwd;
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;

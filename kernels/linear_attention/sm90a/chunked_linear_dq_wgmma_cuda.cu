@@ -129,8 +129,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     ChunkedLinearDqWgmmaKernel(const __grid_constant__ DqArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sm = Aligned1024(smem_raw);
   const ChunkedLinearParams& p = args.fwd;
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;

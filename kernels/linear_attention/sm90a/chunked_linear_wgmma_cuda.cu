@@ -176,16 +176,15 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       }
       BarrierAll();  // the state warpgroup's phi_k tile is written
     }
-    wg::ZeroForProducts(a);
+    if constexpr (kFuse) {
+      wg::ZeroForProducts(a);
 #pragma unroll
-    for (int kk = 0; kk < kF / 16; ++kk) {
-      const int at = (kk / 4) * kSlab + (kk % 4) * 32;
-      if constexpr (kFuse) {
+      for (int kk = 0; kk < kF / 16; ++kk) {
+        const int at = (kk / 4) * kSlab + (kk % 4) * 32;
         wg::MmaAsyncRegAM64N64<0>(a, pq[kk], wg::Descriptor(sm + kPhiK + at, 16, 1024), 1);
-      } else {
-        wg::MmaAsyncM64N64<0, 0>(a, wg::Descriptor(q + at, 16, 1024),
-                                 wg::Descriptor(k + at, 16, 1024), 1);
       }
+    } else {
+      IssueScores(a, q, k);
     }
     wg::Commit();
     if constexpr (!kFuse) {  // meanwhile Q . z: four threads a row, 32 features each
@@ -248,13 +247,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       wg::Commit();
       wg::Wait<0>();
       wg::FenceOperands(num);
-#pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
-        num[4 * j] *= q_dec[0];
-        num[4 * j + 1] *= q_dec[0];
-        num[4 * j + 2] *= q_dec[1];
-        num[4 * j + 3] *= q_dec[1];
-      }
+      ScaleAccRows(num, q_dec);
       wg::FenceOperands(num);
       wg::Fence();
     }
@@ -307,8 +300,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sm = Aligned1024(smem_raw);
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const Ptrs s = PtrsOf(p, kWindow, kGated);
@@ -351,8 +343,7 @@ __global__ void __launch_bounds__(kStatesThreads, 2)
     ChunkedLinearWgmmaStatesKernel(const __grid_constant__ ChunkedLinearParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = reinterpret_cast<unsigned char*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  unsigned char* sm = Aligned1024(smem_raw);
   const int tid = threadIdx.x;
   const Ptrs s = PtrsOf(p, false, kGated);
   const auto issue = [&](int i) {
