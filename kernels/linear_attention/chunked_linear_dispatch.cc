@@ -37,14 +37,6 @@ bool WgmmaKernelsApply(const at::Device& device) {
   return prop->major == 9 && prop->minor == 0;  // sm_90a code
 }
 
-bool WgmmaDkvOptedIn() {
-  static const bool opted_in = [] {
-    const char* env = std::getenv("LINEARIZE_WGMMA_DKV");
-    return env != nullptr && std::strcmp(env, "1") == 0;
-  }();
-  return opted_in;
-}
-
 std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs& in) {
   const at::Tensor &q = in.phi_q, &k = in.phi_k, &v = in.v, &g = in.log_gamma;
   if (!q.defined() || !k.defined() || !v.defined()) return std::nullopt;

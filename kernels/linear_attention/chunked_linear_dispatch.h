@@ -62,11 +62,6 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
 // kernels everywhere.
 bool WgmmaKernelsApply(const at::Device& device);
 
-// Whether the backward's d_k / d_v take the wgmma kernel too
-// (LINEARIZE_WGMMA_DKV=1): opt-in, as it measured slower than the mma.sync
-// DkvKernel (1.74 against 1.27 ms in LoLCATs' 32k step on the H100).
-bool WgmmaDkvOptedIn();
-
 // ChunkedCausalLinear's drop-in on the GPU (num, den, and the state when
 // want_state), or nullopt as above.
 std::optional<LinearTerms> ChunkedCausalLinearTermsCuda(const at::Tensor& phi_q,

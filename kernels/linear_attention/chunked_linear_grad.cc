@@ -145,11 +145,11 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
     workspace = at::empty({bytes}, phi_q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
-  // d_q (and, opted in, d_k / d_v) on wgmma where it covers the call, after
-  // the kernels that fill d_den and the reverse block states.
+  // d_q and d_k / d_v on wgmma where they cover the call, after the kernels
+  // that fill d_den and the reverse block states.
   const bool wgmma = WgmmaKernelsApply(phi_q.device());
   p.skip_dq = wgmma && ChunkedLinearDqWgmmaSupported(p);
-  p.skip_dkv = wgmma && WgmmaDkvOptedIn() && ChunkedLinearDkvWgmmaSupported(p);
+  p.skip_dkv = wgmma && ChunkedLinearDkvWgmmaSupported(p);
   const char* err = LaunchChunkedLinearBwd(p);
   if (err == nullptr && p.skip_dq) err = LaunchChunkedLinearDqWgmma(p);
   if (err == nullptr && p.skip_dkv) err = LaunchChunkedLinearDkvWgmma(p);

@@ -76,11 +76,12 @@ __device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, i
   }
 }
 
-// Named barriers (0 is __syncthreads'): all 256 threads, which the
-// warpgroups reach from their own loops; the state warpgroup alone; the
+// Named barriers (0 is __syncthreads'): all kAll threads of the CTA, which
+// the warpgroups reach from their own loops; the state warpgroup alone; the
 // outputs warpgroup alone.
+template <int kAll = kThreads>
 __device__ __forceinline__ void BarrierAll() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kAll) : "memory");
 }
 __device__ __forceinline__ void BarrierState() { asm volatile("bar.sync 2, 128;\n" ::: "memory"); }
 __device__ __forceinline__ void BarrierOutputs() {
@@ -167,11 +168,11 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
 // the keys and values (the window waits for them within the chunk, on its
 // own), also past the block's last chunk (the window's current keys are the
 // next chunk's delayed ones), and the state warpgroup the queries.
-template <bool kWindow>
+template <bool kWindow, int kAll = kThreads>
 __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
   tiles::CpAsyncWaitAll();
   wg::FenceProxyAsync();  // the copies and the state writes, before the tensor cores read them
-  BarrierAll();
+  BarrierAll<kAll>();
   if constexpr (kWindow) {
     if (threadIdx.x < 128) {
       IssueChunk(sm, s, i + 1, false, true, true, 0, 128);
@@ -179,7 +180,7 @@ __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
       IssueChunk(sm, s, i + 1, true, false, true, 128, 128);
     }
   } else if (i + 1 < s.n_chunks) {
-    IssueChunk(sm, s, i + 1, true, true, false);
+    IssueChunk(sm, s, i + 1, true, true, false, 0, kAll);
   }
 }
 
@@ -323,10 +324,10 @@ struct StatePlace {
 // columns < D and the column sums (k_sum) in column D.
 __device__ void FoldStatesToScratch(unsigned char* sm, const float* initial, const float* states,
                                     const float* decays, int row_cols, int first, int count,
-                                    int step) {
+                                    int step, int threads = kThreads) {
   float* scratch = reinterpret_cast<float*>(sm + kS);
   float* z = reinterpret_cast<float*>(sm + kZ);
-  for (int i = threadIdx.x; i < kF * kD / 4; i += kThreads) {
+  for (int i = threadIdx.x; i < kF * kD / 4; i += threads) {
     const int row = i / (kD / 4) * row_cols + (i % (kD / 4)) * 4;
     float4 sum = initial != nullptr ? *reinterpret_cast<const float4*>(initial + row)
                                     : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -338,7 +339,7 @@ __device__ void FoldStatesToScratch(unsigned char* sm, const float* initial, con
     }
     reinterpret_cast<float4*>(scratch)[i] = sum;
   }
-  for (int f = threadIdx.x; f < kF; f += kThreads) {
+  for (int f = threadIdx.x; f < kF; f += threads) {
     float sum = initial != nullptr ? initial[f * row_cols + kD] : 0.f;
     for (int n = 0, a = first; n < count; ++n, a += step) {
       sum = fmaf(decays[a], sum, states[a * kF * row_cols + f * row_cols + kD]);

@@ -1,13 +1,14 @@
 // The chunked linear attention backward's d_k and d_v on wgmma
-// (chunked_linear_wgmma.h): the forward's two-warpgroup pipeline
-// (chunk_pipeline.cuh) walking each block's chunks from its last to its
-// first, with the math of chunked_linear_bwd_params.h. The state warpgroup
+// (chunked_linear_wgmma.h): the forward's pipeline (chunk_pipeline.cuh)
+// walking each block's chunks from its last to its first, with the math of
+// chunked_linear_bwd_params.h, in three warpgroups. The state warpgroup
 // keeps the gradient state of the later queries,
 //   dS = sum q~_i^T d_num_i (F x D) and u = sum q~_i d_den_i (F),
 // q~_i = exp(B_i - B_end) q_i (the query scaled by its in-chunk decay, the
 // state decayed by each chunk it passes), written as bf16 dS and float u
-// into the other state buffer. The outputs warpgroup forms each chunk's key
-// rows j, with k_dec_j = exp(b_last - b_j) and w_ij = exp(b_i - b_j):
+// into the other state buffer. The other two form each chunk's key rows j,
+// one d_k and one d_v, with k_dec_j = exp(b_last - b_j) and
+// w_ij = exp(b_i - b_j):
 //   A'^T_ji = w_ij (v_j . d_num_i + d_den_i),  P^T_ji = w_ij (k_j . q_i)   (i >= j)
 //   d_k_j = k_dec_j (v_j dS^T + u) + sum_i A'^T_ji q_i
 //   d_v_j = k_dec_j k_j dS + sum_i P^T_ji d_num_i.
@@ -28,6 +29,8 @@ namespace {
 
 // The mma.sync kernels' state rows: [d_num | d_den | 0 ...] columns (Cfg::DP).
 constexpr int kRevCols = kD + 16;
+// Three warpgroups: d_k rows, d_v rows, the gradient state.
+constexpr int kDkvThreads = 384;
 
 struct DkvArgs {
   // The forward's form (phi_q, phi_k, v, gates, sizes, key delay, the block
@@ -50,12 +53,12 @@ struct DkvArgs {
 __device__ void DyToDnum(unsigned char* sm, int it) {
   DyToDnumInPlace(sm + kW + (it & 1) * kTile,
                   reinterpret_cast<const float*>(sm + kRowScalars) + (it & 1) * 2 * kC + kC, 0,
-                  kThreads);
+                  kDkvThreads);
   wg::FenceProxyAsync();
-  BarrierAll();
+  BarrierAll<kDkvThreads>();
 }
 
-// Warpgroup 1: dS and u after each chunk into the other state buffer.
+// Warpgroup 2: dS and u after each chunk into the other state buffer.
 template <bool kGated>
 __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
   const int tid = threadIdx.x & 127;
@@ -63,7 +66,7 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
   float st[2][64];
   StartState(sm, st, entry);
   for (int it = 0; it < s.n_chunks; ++it) {
-    NextChunk<false>(sm, s, it);
+    NextChunk<false, kDkvThreads>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* dout = sm + kW + (it & 1) * kTile;
@@ -94,35 +97,70 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
   }
 }
 
-// The thread's two key rows of a [T][128] gradient (acc: m64n128
-// accumulators), stored at the undelayed source rows inside the sequence:
-// plus add's rows (optional bf16), and each row's dot with the key tile's
-// row into dot (optional).
-__device__ void StoreKeyRows(const float (&acc)[64], void* out, bool out_bf16, const bf16* add,
-                             const unsigned char* k_tile, float* dot, const Ptrs& s, int64_t start,
-                             int64_t bh) {
-  const int tid = threadIdx.x & 127, warp = tid >> 5, g = (tid & 31) >> 2, t = tid & 3;
+// Where the thread's two key rows (h = 0: row g, 1: row g + 8 of its warp's
+// 16) of a [T][128] gradient go: the undelayed source rows, if inside the
+// sequence.
+struct KeyRows {
+  int row[2];
+  int64_t at[2];  // element offsets of the rows' first columns
+  bool inside[2];
+  __device__ KeyRows(const Ptrs& s, int64_t start, int64_t bh) {
+    const int tid = threadIdx.x & 127;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      row[h] = 16 * (tid >> 5) + ((tid & 31) >> 2) + 8 * h;
+      const int64_t pos = start + row[h], src = pos - s.key_delay;
+      inside[h] = src >= 0 && pos < s.length;
+      at[h] = (bh * s.length + src) * 128;
+    }
+  }
+};
+
+// The thread's values of `add` (bf16 pairs; zeros without it) at its key
+// rows, loaded while the tensor cores work: StoreKeyRows adds them. Loaded
+// there, after the stores began, each load's latency was exposed (the
+// compiler keeps loads behind stores that may alias).
+__device__ __forceinline__ void LoadAddRows(const bf16* add, const KeyRows& r,
+                                            uint32_t (&added)[2][16]) {
+  const int t = threadIdx.x & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int row = 16 * warp + g + 8 * h;
-    const int64_t pos = start + row, src = pos - s.key_delay;
-    const bool inside = src >= 0 && pos < s.length;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      added[h][j] =
+          add != nullptr && r.inside[h]
+              ? __ldg(reinterpret_cast<const unsigned int*>(add + r.at[h] + 8 * j + 2 * t))
+              : 0u;
+    }
+  }
+}
+
+// The thread's two key rows of a gradient (acc: m64n128 accumulators) at
+// r, plus `added` (LoadAddRows', kAdd), and each row's dot with the key
+// tile's row into dot (optional).
+template <bool kAdd>
+__device__ __forceinline__ void StoreKeyRows(const float (&acc)[64], void* out, bool out_bf16,
+                                             const uint32_t (&added)[2][16],
+                                             const unsigned char* k_tile, float* dot,
+                                             const KeyRows& r) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
     float partial = 0.f;
-    if (inside) {
-      const int64_t at = (bh * s.length + src) * 128;
+    if (r.inside[h]) {
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
         const int col = 8 * j + 2 * t;
         float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
-        if (add != nullptr) {
-          const float2 a = tiles::Unpack(*reinterpret_cast<const uint32_t*>(add + at + col));
+        if constexpr (kAdd) {
+          const float2 a = tiles::Unpack(added[h][j]);
           x0 += a.x;
           x1 += a.y;
         }
-        tiles::StoreOut2(out, out_bf16, at + col, x0, x1);
+        tiles::StoreOut2(out, out_bf16, r.at[h] + col, x0, x1);
         if (dot != nullptr) {
           const float2 kv = tiles::Unpack(
-              *reinterpret_cast<const uint32_t*>(k_tile + TileOffset(row, col, kSlab)));
+              *reinterpret_cast<const uint32_t*>(k_tile + TileOffset(r.row[h], col, kSlab)));
           partial = fmaf(kv.x, x0, fmaf(kv.y, x1, partial));
         }
       }
@@ -130,18 +168,18 @@ __device__ void StoreKeyRows(const float (&acc)[64], void* out, bool out_bf16, c
     if (dot != nullptr) {
       partial += __shfl_xor_sync(0xffffffffu, partial, 1);
       partial += __shfl_xor_sync(0xffffffffu, partial, 2);
-      if (inside && t == 0) dot[bh * s.length + src] = partial;
+      if (r.inside[h] && t == 0) dot[r.at[h] / 128] = partial;  // row bh * length + src
     }
   }
 }
 
-// Warpgroup 0: every chunk's d_k and d_v rows.
+// Warpgroup 0: every chunk's d_k rows.
 template <bool kGated>
-__device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, int64_t bh) {
-  const int tid = threadIdx.x & 127, t = tid & 3;
+__device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, int64_t bh) {
+  const int t = threadIdx.x & 3;
   const float* z_all = reinterpret_cast<const float*>(sm + kZ);
   for (int it = 0; it < s.n_chunks; ++it) {
-    NextChunk<false>(sm, s, it);
+    NextChunk<false, kDkvThreads>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* k = sm + kK + (it & 1) * kTile;
@@ -193,7 +231,24 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(acc);
-    StoreKeyRows(acc, args.d_k, args.d_k_bf16, nullptr, k, args.k_dot, s, start, bh);
+    StoreKeyRows<false>(acc, args.d_k, args.d_k_bf16, {}, k, args.k_dot, KeyRows(s, start, bh));
+  }
+}
+
+// Warpgroup 1: every chunk's d_v rows.
+template <bool kGated>
+__device__ void DvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, int64_t bh) {
+  for (int it = 0; it < s.n_chunks; ++it) {
+    NextChunk<false, kDkvThreads>(sm, s, it);
+    if (s.row_z != nullptr) DyToDnum(sm, it);
+    const unsigned char* q = sm + kQ + (it & 1) * kTile;
+    const unsigned char* k = sm + kK + (it & 1) * kTile;
+    const unsigned char* dout = sm + kW + (it & 1) * kTile;
+    const unsigned char* st = sm + kS + (it & 1) * kState;
+    const float* lg = reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC;
+    float a[32], acc[64];
+    float k_dec[2] = {1.f, 1.f};
+    uint32_t af[4][4];
 
     // d_v: P^T = K Q^T and K dS (dS: MN-major, its rows the features).
     IssueScores(a, k, q);
@@ -205,6 +260,9 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
                                 wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024), 1);
     }
     wg::Commit();
+    const KeyRows rows(s, ChunkStart(s, it), bh);
+    uint32_t added[2][16];
+    LoadAddRows(args.d_v_add, rows, added);
     wg::Wait<1>();
     wg::FenceOperands(a);
     if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
@@ -221,12 +279,15 @@ __device__ void DkvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, i
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(acc);
-    StoreKeyRows(acc, args.d_v, args.d_v_bf16, args.d_v_add, k, nullptr, s, start, bh);
+    StoreKeyRows<true>(acc, args.d_v, args.d_v_bf16, added, k, nullptr, rows);
   }
 }
 
+// Three warpgroups of 168 registers each (__launch_bounds__'s share of the
+// register file). Moving registers to the state warpgroup (setmaxnreg,
+// 160 / 160 / 184) measured slower: 918 against 883 us in LoLCATs' step.
 template <bool kGated>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kDkvThreads, 1)
     ChunkedLinearDkvWgmmaKernel(const __grid_constant__ DkvArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
@@ -239,19 +300,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   s.q2 = args.dout + bh * p.length * kD;
   s.row_den = args.d_den + bh * p.length;
   s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
-  IssueChunk(sm, s, 0, true, true, false);
+  IssueChunk(sm, s, 0, true, true, false, 0, kDkvThreads);
   // The entry state: the later blocks' local states, the last one first.
   const bool entry = blk < p.blocks - 1;
   if (entry) {
     FoldStatesToScratch(sm, nullptr, args.rev_states + bh * p.blocks * kF * kRevCols,
                         args.rev_decays + bh * p.blocks, kRevCols, int(p.blocks) - 1,
-                        int(p.blocks) - 1 - blk, -1);
+                        int(p.blocks) - 1 - blk, -1, kDkvThreads);
   } else {
-    for (int f = threadIdx.x; f < kF; f += kThreads) reinterpret_cast<float*>(sm + kZ)[f] = 0.f;
+    for (int f = threadIdx.x; f < kF; f += kDkvThreads) reinterpret_cast<float*>(sm + kZ)[f] = 0.f;
   }
-  BarrierAll();
+  BarrierAll<kDkvThreads>();
   if (threadIdx.x < 128) {
-    DkvLoop<kGated>(sm, s, args, bh);
+    DkLoop<kGated>(sm, s, args, bh);
+  } else if (threadIdx.x < 256) {
+    DvLoop<kGated>(sm, s, args, bh);
   } else {
     RevStateLoop<kGated>(sm, s, entry);
   }
@@ -289,7 +352,7 @@ const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
   }
   return LaunchBackward(p.log_gamma != nullptr ? ChunkedLinearDkvWgmmaKernel<true>
                                                : ChunkedLinearDkvWgmmaKernel<false>,
-                        args, p, kThreads, kBwdBytes);
+                        args, p, kDkvThreads, kBwdBytes);
 }
 
 }  // namespace linearize::kernels

@@ -8,9 +8,9 @@
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window
 // fused (fused maps, delay 64), which writes y alone; otherwise any of y,
 // num (float32 or bf16) and den. The backward's d_q runs on the same two
-// warpgroups (the forward's state beside d_q's rows); its d_k and d_v can
-// too (the chunks in reverse, the gradient state beside the key rows), an
-// opt-in while slower than the mma.sync kernel.
+// warpgroups (the forward's state beside d_q's rows); its d_k and d_v on
+// three (the chunks in reverse, the gradient state beside the d_k and the
+// d_v rows).
 #pragma once
 
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
