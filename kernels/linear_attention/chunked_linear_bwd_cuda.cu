@@ -836,7 +836,8 @@ const char* Launch(const ChunkedLinearBwdParams& p) {
     if (p.fwd_block_states == nullptr && !p.skip_dq) {
       BlockStatesKernel<Fwd, false><<<grid1, kThreads, Fwd::kBytes, stream>>>(p);
     }
-    BlockStatesKernel<Rev, true><<<grid1, kThreads, Rev::kBytes, stream>>>(p);
+    // With skip_dkv the wgmma d_k / d_v launch runs its own reverse pass 1.
+    if (!p.skip_dkv) BlockStatesKernel<Rev, true><<<grid1, kThreads, Rev::kBytes, stream>>>(p);
     if ((err = LastError())) return err;
   }
   if ((err = SetSmem(DqKernel<Cf>, Cf::kBytes))) return err;

@@ -77,9 +77,9 @@ struct ChunkedLinearBwdParams {
   void* stream = nullptr;  // cudaStream_t
   // d_q and q_dot_dq (skip_dq), or d_k, d_v and k_dot_dk (skip_dkv), come
   // from other kernels (sm90a/chunked_linear_wgmma.h): LaunchChunkedLinearBwd
-  // leaves them out (and the forward states d_q alone needs), but still runs
-  // the reverse pass 1, whose states the wgmma d_k / d_v kernel starts its
-  // blocks from.
+  // leaves them out, with the pass 1 only they need (the forward states for
+  // d_q, the reverse ones for d_k / d_v: the wgmma d_k / d_v launch runs its
+  // own into the same workspace).
   bool skip_dq = false, skip_dkv = false;
 };
 

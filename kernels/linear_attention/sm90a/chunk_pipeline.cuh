@@ -114,6 +114,17 @@ __device__ __forceinline__ int64_t ChunkStart(const Ptrs& s, int i) {
   return (s.c_begin + (s.reverse ? s.n_chunks - 1 - i : i)) * kC;
 }
 
+// Chunk i of the block (local index)'s log gates (gated) into g_tile[64],
+// asynchronously, by threads first .. first + 63 (not committed): 0 past
+// the end (a gate of 1).
+__device__ __forceinline__ void IssueGates(float* g_tile, const Ptrs& s, int i, int first) {
+  const int lane = int(threadIdx.x) - first;
+  if (s.g != nullptr && lane >= 0 && lane < kC) {
+    const int64_t t = ChunkStart(s, i) + lane;
+    tiles::CpAsync4(g_tile + lane, s.g + (t < s.length ? t : 0), t < s.length);
+  }
+}
+
 // Chunk i of the block (local index)'s keys and values into the tiles k and
 // v, and its log gates (gated) into g_tile[64], asynchronously, by `threads`
 // threads from `first` on (not committed). Key row r at position start + r
@@ -128,11 +139,7 @@ __device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, con
   const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
   IssueTile(k, s.k, src, limit, first, threads);
   IssueTile(v, s.v, src, limit, first, threads);
-  const int lane = int(threadIdx.x) - first;  // gated: 0 past the end (a gate of 1)
-  if (s.g != nullptr && lane >= 0 && lane < kC) {
-    const int64_t t = start + lane;
-    tiles::CpAsync4(g_tile + lane, s.g + (t < s.length ? t : 0), t < s.length);
-  }
+  IssueGates(g_tile, s, i, first);
 }
 
 // The parts of chunk i of the block into tile buffer i % 2, asynchronously,
@@ -644,8 +651,9 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
 }
 
 // The (b, h) sequence and block blk of the grid: its pointers and chunks.
-__device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated) {
-  const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+__device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated, int blk = -1) {
+  if (blk < 0) blk = blockIdx.x;  // the block, else the grid's x
+  const int h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.heads + h;
   const int64_t hk = h / (p.heads / p.k_heads), hv = h / (p.heads / p.v_heads);
   Ptrs s;
@@ -728,18 +736,19 @@ inline ChunkedLinearParams ForwardFormOf(const ChunkedLinearBwdParams& p, const 
   return f;
 }
 
-// Launches kernel(args) on the backward call's grid with `threads` threads
-// and `bytes` of shared memory; the launch error string, or nullptr.
+// Launches kernel(args) on the backward call's grid (less its first
+// skip_blocks blocks) with `threads` threads and `bytes` of shared memory;
+// the launch error string, or nullptr.
 template <class Args>
 const char* LaunchBackward(void (*kernel)(Args), const Args& args, const ChunkedLinearBwdParams& p,
-                           int threads, int bytes) {
+                           int threads, int bytes, int skip_blocks = 0) {
   if (p.blocks < 1 || p.block_chunks < 1 || p.blocks * p.block_chunks < (p.length + kC - 1) / kC) {
     return "call PlanChunkedLinearBwd before launching";
   }
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  const dim3 grid(static_cast<unsigned>(p.blocks), static_cast<unsigned>(p.heads),
+  const dim3 grid(static_cast<unsigned>(p.blocks - skip_blocks), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
   kernel<<<grid, threads, bytes, static_cast<cudaStream_t>(p.stream)>>>(args);
   err = cudaGetLastError();

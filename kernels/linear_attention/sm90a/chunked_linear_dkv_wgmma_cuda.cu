@@ -14,7 +14,7 @@
 //   d_v_j = k_dec_j k_j dS + sum_i P^T_ji d_num_i.
 // d_num (or dy, turned into dy / z in place), d_den and u enter in bf16, as
 // the mma.sync kernels take them (see the d_q kernel on why both rounding
-// alike matters). Blocks start from the mma.sync reverse pass 1's states.
+// alike matters). Blocks start from the reverse pass 1's states (at the end).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -44,8 +44,9 @@ struct DkvArgs {
   const bf16* d_v_add;  // optional [B, H, T, D], added into d_v
   float* k_dot;         // optional [B, H, T]: phi_k_j . d_k_j
   // Blocks > 1: the reverse pass 1's local states [B * H][blocks][F][kRevCols]
-  // and their total decays [B * H][blocks].
-  const float *rev_states, *rev_decays;
+  // and their total decays [B * H][blocks] (ChunkedLinearRevStatesWgmmaKernel
+  // writes them, slot 0 unused).
+  float *rev_states, *rev_decays;
 };
 
 // dy -> d_num in chunk it's d_num tile, by all the threads; every
@@ -56,6 +57,44 @@ __device__ void DyToDnum(unsigned char* sm, int it) {
                   kDkvThreads);
   wg::FenceProxyAsync();
   BarrierAll<kDkvThreads>();
+}
+
+// One chunk (its queries q, d_num tile dout, d_den rows) into the gradient
+// state, by a warpgroup: dS in st, u (the thread's feature's) returned.
+// Gated, the state first decays by the chunk and the queries, scaled to
+// q~ = exp(b_i) q, go to the tile q_scaled; warp 0 scans the log gates lg
+// into q_dec[64 + 1] and adds the chunk's total into *total_f / *total_c
+// (thread 0's count, when given).
+template <bool kGated>
+__device__ float AddChunkToRevState(float (&st)[2][64], float u, const unsigned char* q,
+                                    const unsigned char* dout, const float* d_den,
+                                    const float* lg, float* q_dec, unsigned char* q_scaled,
+                                    double* total_f = nullptr, int* total_c = nullptr) {
+  float chunk_dec = 1.f;
+  if constexpr (kGated) {
+    if ((threadIdx.x & 127) < 32) {
+      const gates::Prefix pre = gates::ScanGates(lg);
+      gates::PublishQueryDecays(pre, q_dec, q_dec + kC);
+      const double last_f = __shfl_sync(0xffffffffu, pre.f1, 31);
+      const int last_c = __shfl_sync(0xffffffffu, pre.c1, 31);
+      if (total_f != nullptr) {
+        *total_f += last_f;
+        *total_c += last_c;
+      }
+    }
+    BarrierState();
+    chunk_dec = q_dec[kC];
+    ScaleTileRows(q, q_scaled, q_dec);
+    wg::FenceProxyAsync();
+    BarrierState();
+    q = q_scaled;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
+    }
+  }
+  return AddChunkToState<true>(st, q, dout, u, chunk_dec, d_den);
 }
 
 // Warpgroup 2: dS and u after each chunk into the other state buffer.
@@ -71,28 +110,11 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* dout = sm + kW + (it & 1) * kTile;
     const float* d_den = reinterpret_cast<const float*>(sm + kRowScalars) + (it & 1) * 2 * kC;
-    float chunk_dec = 1.f;
-    if constexpr (kGated) {  // q~ = exp(b_i) q into the (free) phi_k tile
-      float* q_dec = reinterpret_cast<float*>(sm + kDecays);
-      if (tid < 32) {
-        gates::PublishQueryDecays(
-            gates::ScanGates(reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC), q_dec,
-            q_dec + kC);
-      }
-      BarrierState();
-      chunk_dec = q_dec[kC];
-      ScaleTileRows(q, sm + kPhiK, q_dec);
-      wg::FenceProxyAsync();
-      BarrierState();
-      q = sm + kPhiK;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-#pragma unroll
-        for (int i = 0; i < 64; ++i) st[half][i] *= chunk_dec;
-      }
-    }
-    z_all[((it + 1) & 1) * kF + tid] =
-        AddChunkToState<true>(st, q, dout, z_all[(it & 1) * kF + tid], chunk_dec, d_den);
+    // q~ into the (here unused) phi_k tile
+    z_all[((it + 1) & 1) * kF + tid] = AddChunkToRevState<kGated>(
+        st, z_all[(it & 1) * kF + tid], q, dout, d_den,
+        reinterpret_cast<const float*>(sm + kGates) + (it & 1) * kC,
+        reinterpret_cast<float*>(sm + kDecays), sm + kPhiK);
     StoreStateBf16(st, sm + kS + ((it + 1) & 1) * kState);
   }
 }
@@ -323,6 +345,93 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 #endif
 }
 
+// ---- reverse pass 1 -------------------------------------------------------------
+// The gradient state (dS, u) of every block but the first, its chunks in
+// reverse, and the block's total decay, into the workspace as the kernel
+// above reads them ([F][kRevCols] rows: dS in the columns < D, u in column
+// D), by one warpgroup: AddChunkToRevState alone, the tiles
+// double-buffered, so that two CTAs share an SM (the mma.sync pass 1 took
+// 254 us of LoLCATs' 32k step). Shared memory from a 1024-aligned base:
+// the Q and d_num tiles of two buffers, the q~ tile, the rows' d_den and z
+// [2][2][64], the log gates [2][64], the query decays [64 + 1].
+constexpr int kRevThreads = 128;
+constexpr int kRQ = 0, kRW = 2 * kTile, kRScaled = 4 * kTile, kRRows = 5 * kTile;
+constexpr int kRGates = kRRows + 2 * 2 * kC * 4, kRDecays = kRGates + 2 * kC * 4;
+constexpr int kRevBytes = kRDecays + (kC + 4) * 4 + 1024;
+static_assert(2 * kRevBytes <= 227 * 1024, "two reverse pass-1 CTAs an SM");
+
+template <bool kGated>
+__global__ void __launch_bounds__(kRevThreads, 2)
+    ChunkedLinearRevStatesWgmmaKernel(const __grid_constant__ DkvArgs args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm = Aligned1024(smem_raw);
+  const ChunkedLinearParams& p = args.fwd;
+  const int blk = blockIdx.x + 1;
+  const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
+  Ptrs s = PtrsOf(p, false, kGated, blk);
+  s.reverse = true;
+  s.q2 = args.dout + bh * p.length * kD;
+  const float* d_den_all = args.d_den + bh * p.length;
+  const float* z_all = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  const auto issue = [&](int i) {
+    const int buf = i & 1;
+    const int64_t start = ChunkStart(s, i);
+    IssueTile(sm + kRQ + buf * kTile, s.q, start, s.length, 0, kRevThreads);
+    IssueTile(sm + kRW + buf * kTile, s.q2, start, s.length, 0, kRevThreads);
+    float* rows = reinterpret_cast<float*>(sm + kRRows) + buf * 2 * kC;
+    const int lane = threadIdx.x;  // the rows' scalars, 0 past the end
+    if (lane < kC) {
+      const int64_t t = start + lane;
+      tiles::CpAsync4(rows + lane, d_den_all + (t < s.length ? t : 0), t < s.length);
+      if (z_all != nullptr) {
+        tiles::CpAsync4(rows + kC + lane, z_all + (t < s.length ? t : 0), t < s.length);
+      }
+    }
+    IssueGates(reinterpret_cast<float*>(sm + kRGates) + buf * kC, s, i, 0);
+    tiles::CpAsyncCommit();
+  };
+  issue(0);
+  float st[2][64];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
+  }
+  float u = 0.f;       // feature threadIdx.x's
+  double total_f = 0;  // the block's log decay (thread 0's), and its -inf gates
+  int total_c = 0;
+  for (int it = 0; it < s.n_chunks; ++it) {
+    tiles::CpAsyncWaitAll();
+    wg::FenceProxyAsync();  // the copies, before the tensor cores read them
+    __syncthreads();        // everyone's; the other buffer's last reads are done
+    if (it + 1 < s.n_chunks) issue(it + 1);
+    unsigned char* dout = sm + kRW + (it & 1) * kTile;
+    const float* rows = reinterpret_cast<const float*>(sm + kRRows) + (it & 1) * 2 * kC;
+    if (z_all != nullptr) {  // the normalised form: dy -> d_num = dy / z in place
+      DyToDnumInPlace(dout, rows + kC, 0, kRevThreads);
+      wg::FenceProxyAsync();
+      __syncthreads();
+    }
+    u = AddChunkToRevState<kGated>(st, u, sm + kRQ + (it & 1) * kTile, dout, rows,
+                                   reinterpret_cast<const float*>(sm + kRGates) + (it & 1) * kC,
+                                   reinterpret_cast<float*>(sm + kRDecays), sm + kRScaled,
+                                   &total_f, &total_c);
+  }
+  const int64_t slot = bh * p.blocks + blk;
+  float* out = args.rev_states + slot * kF * kRevCols;
+  ForStatePairs(st, [&](int f, int col, float x0, float x1) {
+    tiles::StoreOut2(out + f * kRevCols + col, x0, x1);
+  });
+  out[threadIdx.x * kRevCols + kD] = u;
+  if (threadIdx.x == 0) {
+    args.rev_decays[slot] = total_c > 0 ? 0.f : float(exp(total_f));
+  }
+#else
+  __trap();  // wgmma needs the sm_90a target
+#endif
+}
+
 }  // namespace
 
 bool ChunkedLinearDkvWgmmaSupported(const ChunkedLinearBwdParams& p) {
@@ -347,12 +456,19 @@ const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
   args.d_v_add = static_cast<const bf16*>(p.d_v_add);
   args.k_dot = p.k_dot_dk;
   if (p.blocks > 1) {  // BackwardCovered: the reverse states start the workspace
-    args.rev_states = static_cast<const float*>(p.workspace);
+    args.rev_states = static_cast<float*>(p.workspace);
     args.rev_decays = args.rev_states + p.batch * p.heads * p.blocks * kF * kRevCols;
   }
-  return LaunchBackward(p.log_gamma != nullptr ? ChunkedLinearDkvWgmmaKernel<true>
-                                               : ChunkedLinearDkvWgmmaKernel<false>,
-                        args, p, kDkvThreads, kBwdBytes);
+  const bool gated = p.log_gamma != nullptr;
+  if (p.blocks > 1) {
+    const char* err = LaunchBackward(gated ? ChunkedLinearRevStatesWgmmaKernel<true>
+                                           : ChunkedLinearRevStatesWgmmaKernel<false>,
+                                     args, p, kRevThreads, kRevBytes, 1);
+    if (err != nullptr) return err;
+  }
+  return LaunchBackward(
+      gated ? ChunkedLinearDkvWgmmaKernel<true> : ChunkedLinearDkvWgmmaKernel<false>, args, p,
+      kDkvThreads, kBwdBytes);
 }
 
 }  // namespace linearize::kernels

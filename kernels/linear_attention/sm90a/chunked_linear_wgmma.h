@@ -33,9 +33,9 @@ bool ChunkedLinearDqWgmmaSupported(const ChunkedLinearBwdParams& params);
 const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& params);
 
 // The backward's d_k, d_v and k_dot_dk alone (the mma.sync DkvKernel, with
-// skip_dkv set there), under the same conditions; blocks start from the
-// mma.sync reverse pass 1's states, so launch this after
-// LaunchChunkedLinearBwd on the same stream too.
+// skip_dkv set there), under the same conditions, with a reverse pass 1 of
+// its own when blocks > 1; launch this after LaunchChunkedLinearBwd (which
+// fills the normalised form's d_den) on the same stream too.
 bool ChunkedLinearDkvWgmmaSupported(const ChunkedLinearBwdParams& params);
 const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& params);
 
