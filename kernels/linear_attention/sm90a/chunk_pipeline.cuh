@@ -142,6 +142,20 @@ __device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, con
   IssueGates(g_tile, s, i, first);
 }
 
+// Chunk i of the block's per-query scalars (the backward's d_den, and the
+// normalised form's z after them) into rows[2 * 64], asynchronously, by
+// threads first .. first + 63 (not committed): 0 past the end.
+__device__ __forceinline__ void IssueRowScalars(float* rows, const Ptrs& s, int i, int first) {
+  const int lane = int(threadIdx.x) - first;
+  if (s.row_den != nullptr && lane >= 0 && lane < kC) {
+    const int64_t t = ChunkStart(s, i) + lane;
+    tiles::CpAsync4(rows + lane, s.row_den + (t < s.length ? t : 0), t < s.length);
+    if (s.row_z != nullptr) {
+      tiles::CpAsync4(rows + kC + lane, s.row_z + (t < s.length ? t : 0), t < s.length);
+    }
+  }
+}
+
 // The parts of chunk i of the block into tile buffer i % 2, asynchronously,
 // by `threads` threads from `first` on: the queries and/or the keys and
 // values (IssueKeys).
@@ -152,15 +166,7 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
     const int64_t start = ChunkStart(s, i);
     IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
     if (s.q2 != nullptr) IssueTile(sm + kW + buf * kTile, s.q2, start, s.length, first, threads);
-    const int lane = int(threadIdx.x) - first;  // d_q: the rows' scalars, 0 past the end
-    if (s.row_den != nullptr && lane >= 0 && lane < kC) {
-      const int64_t t = start + lane;
-      float* rows = reinterpret_cast<float*>(sm + kRowScalars) + buf * 2 * kC;
-      tiles::CpAsync4(rows + lane, s.row_den + (t < s.length ? t : 0), t < s.length);
-      if (s.row_z != nullptr) {
-        tiles::CpAsync4(rows + kC + lane, s.row_z + (t < s.length ? t : 0), t < s.length);
-      }
-    }
+    IssueRowScalars(reinterpret_cast<float*>(sm + kRowScalars) + buf * 2 * kC, s, i, first);
   }
   if (keys) {
     IssueKeys(sm + kK + buf * kTile, sm + kV + buf * kTile,
@@ -564,14 +570,18 @@ __device__ void StateFromScratch(const unsigned char* sm, float (&st)[2][64]) {
   BarrierState();
 }
 
-// The state warpgroup's first state: zero, or the scratch's (entry), and
-// its bf16 copy in state buffer 0.
-__device__ __forceinline__ void StartState(unsigned char* sm, float (&st)[2][64], bool entry) {
+__device__ __forceinline__ void ZeroState(float (&st)[2][64]) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
 #pragma unroll
     for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
   }
+}
+
+// The state warpgroup's first state: zero, or the scratch's (entry), and
+// its bf16 copy in state buffer 0.
+__device__ __forceinline__ void StartState(unsigned char* sm, float (&st)[2][64], bool entry) {
+  ZeroState(st);
   if (entry) StateFromScratch(sm, st);
   StoreStateBf16(st, sm + kS);
 }

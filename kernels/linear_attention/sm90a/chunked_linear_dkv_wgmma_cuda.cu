@@ -372,32 +372,20 @@ __global__ void __launch_bounds__(kRevThreads, 2)
   Ptrs s = PtrsOf(p, false, kGated, blk);
   s.reverse = true;
   s.q2 = args.dout + bh * p.length * kD;
-  const float* d_den_all = args.d_den + bh * p.length;
-  const float* z_all = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  s.row_den = args.d_den + bh * p.length;
+  s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
   const auto issue = [&](int i) {
     const int buf = i & 1;
     const int64_t start = ChunkStart(s, i);
     IssueTile(sm + kRQ + buf * kTile, s.q, start, s.length, 0, kRevThreads);
     IssueTile(sm + kRW + buf * kTile, s.q2, start, s.length, 0, kRevThreads);
-    float* rows = reinterpret_cast<float*>(sm + kRRows) + buf * 2 * kC;
-    const int lane = threadIdx.x;  // the rows' scalars, 0 past the end
-    if (lane < kC) {
-      const int64_t t = start + lane;
-      tiles::CpAsync4(rows + lane, d_den_all + (t < s.length ? t : 0), t < s.length);
-      if (z_all != nullptr) {
-        tiles::CpAsync4(rows + kC + lane, z_all + (t < s.length ? t : 0), t < s.length);
-      }
-    }
+    IssueRowScalars(reinterpret_cast<float*>(sm + kRRows) + buf * 2 * kC, s, i, 0);
     IssueGates(reinterpret_cast<float*>(sm + kRGates) + buf * kC, s, i, 0);
     tiles::CpAsyncCommit();
   };
   issue(0);
   float st[2][64];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
-  }
+  ZeroState(st);
   float u = 0.f;       // feature threadIdx.x's
   double total_f = 0;  // the block's log decay (thread 0's), and its -inf gates
   int total_c = 0;
@@ -408,7 +396,7 @@ __global__ void __launch_bounds__(kRevThreads, 2)
     if (it + 1 < s.n_chunks) issue(it + 1);
     unsigned char* dout = sm + kRW + (it & 1) * kTile;
     const float* rows = reinterpret_cast<const float*>(sm + kRRows) + (it & 1) * 2 * kC;
-    if (z_all != nullptr) {  // the normalised form: dy -> d_num = dy / z in place
+    if (s.row_z != nullptr) {  // the normalised form: dy -> d_num = dy / z in place
       DyToDnumInPlace(dout, rows + kC, 0, kRevThreads);
       wg::FenceProxyAsync();
       __syncthreads();

@@ -355,11 +355,7 @@ __global__ void __launch_bounds__(kStatesThreads, 2)
   if constexpr (kFuse) IssueTile(sm + kSW, KeyMapWeight(p), 0, 64, 0, kStatesThreads);
   issue(0);
   float st[2][64];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) st[half][i] = 0.f;
-  }
+  ZeroState(st);
   float z = 0.f;       // feature tid's
   double total_f = 0;  // the block's log decay (thread 0's), and its -inf gates
   int total_c = 0;
