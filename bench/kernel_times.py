@@ -5,6 +5,7 @@ first, with the step's total. Used by scripts/gpu-attention-check kernels.
     python3 bench/kernel_times.py ncu_lolcats_fwd_bwd.csv
 """
 import csv
+import signal
 import sys
 from collections import defaultdict
 
@@ -33,4 +34,5 @@ def main(path):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     main(sys.argv[1])
