@@ -49,6 +49,18 @@ struct DkvArgs {
   float *rev_states, *rev_decays;
 };
 
+// Block blk of (b, h) = bh walked in reverse: its queries, d_num (or dy) as
+// the second query-side tile, and the rows' d_den (and z) (both kernels
+// below).
+__device__ Ptrs RevPtrsOf(const DkvArgs& args, bool gated, int blk, int64_t bh) {
+  Ptrs s = PtrsOf(args.fwd, false, gated, blk);
+  s.reverse = true;
+  s.q2 = args.dout + bh * args.fwd.length * kD;
+  s.row_den = args.d_den + bh * args.fwd.length;
+  s.row_z = args.z != nullptr ? args.z + bh * args.fwd.length : nullptr;
+  return s;
+}
+
 // dy -> d_num in chunk it's d_num tile, by all the threads; every
 // warpgroup reads it after the barrier.
 __device__ void DyToDnum(unsigned char* sm, int it) {
@@ -318,11 +330,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   const ChunkedLinearParams& p = args.fwd;
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
-  Ptrs s = PtrsOf(p, false, kGated);
-  s.reverse = true;
-  s.q2 = args.dout + bh * p.length * kD;
-  s.row_den = args.d_den + bh * p.length;
-  s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  const Ptrs s = RevPtrsOf(args, kGated, blk, bh);
   IssueChunk(sm, s, 0, true, true, false, 0, kDkvThreads);
   // The entry state: the later blocks' local states, the last one first.
   const bool entry = blk < p.blocks - 1;
@@ -370,11 +378,7 @@ __global__ void __launch_bounds__(kRevThreads, 2)
   const ChunkedLinearParams& p = args.fwd;
   const int blk = blockIdx.x + 1;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
-  Ptrs s = PtrsOf(p, false, kGated, blk);
-  s.reverse = true;
-  s.q2 = args.dout + bh * p.length * kD;
-  s.row_den = args.d_den + bh * p.length;
-  s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
+  const Ptrs s = RevPtrsOf(args, kGated, blk, bh);
   const auto issue = [&](int i) {
     const int buf = i & 1;
     const int64_t start = ChunkStart(s, i);
