@@ -2,16 +2,18 @@
 kernel name: one row per kernel, its launches and total microseconds, largest
 first, with the step's total. Used by scripts/gpu-attention-check kernels.
 
-    python3 bench/kernel_times.py ncu_lolcats_fwd_bwd.csv
+    python3 bench/kernel_times.py ncu_lolcats_fwd_bwd.csv[.gz]
 """
 import csv
+import gzip
 import signal
 import sys
 from collections import defaultdict
 
 
 def main(path):
-    with open(path, newline="") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
         lines = [line for line in f if line.startswith('"')]  # ncu's own log lines are not CSV
     rows = list(csv.DictReader(lines))
     total_us = defaultdict(float)
