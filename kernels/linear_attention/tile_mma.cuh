@@ -221,6 +221,12 @@ __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool val
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
                "l"(gmem), "r"(valid ? 16 : 0));
 }
+// The same, to a shared-space address (SmemAddr's): a loop that steps
+// through a tile keeps one 32-bit register for it, not a generic pointer.
+__device__ __forceinline__ void CpAsync16At(uint32_t smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
 __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem),
                "r"(valid ? 4 : 0));

@@ -7,7 +7,8 @@
 // max c_i, weights exp(s - c_i) kept in registers as the A operand of the
 // value product (no shared-memory round trip). The 192-key band keeps q in
 // the value tile's first 64 rows, whose values load once the scores are
-// done: 104 KB of shared memory, two CTAs per SM instead of one.
+// done (and the bf16 linear terms into the key tile): 104 KB of shared
+// memory, two CTAs per SM instead of one.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -76,12 +77,16 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   // their latency hides behind the products. With bf16 tiles and the
   // 128-key band they are loaded now, behind the tile loads too (the
   // registers are there at this kernel's occupancy, which shared memory
-  // sets); the 192-key band has none to spare until the value products have
-  // consumed half its score tiles, and loads them then; the float32 split
-  // planes load them at the end.
-  enum LinAt { kLinFirst, kLinMidway, kLinLast };
-  constexpr LinAt kLinAt = S ? kLinLast : kBand <= 2 * kC ? kLinFirst : kLinMidway;
-  constexpr bool kPrefetch = kLinAt != kLinLast;
+  // sets). The 192-key band has no registers to spare: bf16 terms go by
+  // cp.async into the key tile once the scores are done (with the late
+  // values), float32 ones load midway through the value products; the
+  // float32 split planes load them at the end.
+  enum LinAt { kLinFirst, kLinMidway, kLinShared, kLinLast };
+  constexpr LinAt kLinAt = S                          ? kLinLast
+                           : kBand <= 2 * kC          ? kLinFirst
+                           : std::is_same_v<LT, bf16> ? kLinShared
+                                                      : kLinMidway;
+  constexpr bool kPrefetch = kLinAt == kLinFirst || kLinAt == kLinMidway;
   const auto lin_terms = [&](int half, LinPair<LT> (&num)[D / 8], float& den) {
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = bh * p.length + i;
@@ -100,6 +105,13 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     lin_terms(1, lin_num[kPrefetch ? 1 : 0], lin_den[1]);
   };
   if constexpr (kLinAt == kLinFirst) prefetch_lin_terms();
+  if constexpr (kLinAt == kLinShared) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t i = q0 + r0 + g + 8 * half;
+      lin_den[half] = i < p.length && p.lin_den != nullptr ? p.lin_den[bh * p.length + i] : 0.f;
+    }
+  }
   // The per-head scalars too (the sinks are read again, from cache, where
   // their exponentials are formed: fewer live registers).
   const bool lizard = p.sinks != nullptr;
@@ -137,6 +149,10 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   if constexpr (Cf::kQInV) {
     __syncthreads();  // every warp is done with q
     tiles::LoadTile<T, kC, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+    if (kLinAt == kLinShared && p.lin_num != nullptr) {  // into the keys' place
+      tiles::LoadTile<bf16, kC, D, kThreads>(
+          sk, Cf::SD, 0, static_cast<const bf16*>(p.lin_num) + bh * p.length * D, q0, p.length);
+    }
     tiles::CpAsyncCommit();
   }
   // Mask to the window, exact max per row (with the sinks), weights
@@ -214,7 +230,15 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     if (i >= p.length) continue;
     const int64_t row = bh * p.length + i;
     LinPair<LT>(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
-    if constexpr (!kPrefetch) lin_terms(half, ln, lin_den[half]);
+    if constexpr (kLinAt == kLinLast) lin_terms(half, ln, lin_den[half]);
+    if constexpr (kLinAt == kLinShared) {  // landed with the late values
+      const bf16* row_terms = sk + (r0 + g + 8 * half) * Cf::SD + 2 * t;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        ln[j] = p.lin_num != nullptr ? *reinterpret_cast<const LinPair<LT>*>(row_terms + 8 * j)
+                                     : LinPair<LT>{};
+      }
+    }
     const float ld = lin_den[half];
     // LoLCATs: (g o + lin_num) / (g den + lin_den); Lizard: lin_num /
     // (lin_den + eps) + alpha o / den (lin_num + alpha o / den when lin_num

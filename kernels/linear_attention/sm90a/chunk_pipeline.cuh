@@ -69,16 +69,35 @@ __device__ __forceinline__ int TileOffset(int row, int col, int slab) {
 // copies the same 16-byte column of every (threads / 16)-th row, which
 // keeps its swizzle (rows step by a multiple of 8): one add a copy, where
 // the offset from the copy's index took about 30 instructions (ncu, 32k:
-// Lizard's d_q 1092 -> 939 us, LoLCATs' d_k / d_v 883 -> 763).
+// Lizard's d_q 1092 -> 939 us). The default form finds the rows' valid
+// range once and steps a 32-bit shared address and the source (Lizard's
+// fused gated forward 1118 -> 1011 us, its pass 1 274 -> 259);
+// kPerRowCheck, for the d_k / d_v kernel at its 168-register cap, keeps
+// fewer values live and checks each row (LoLCATs' d_k / d_v: 773 us, 807
+// with the default form, which spills more there).
+template <bool kPerRowCheck = false>
 __device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, int64_t limit,
                           int first = 0, int threads = kThreads) {
   const int lane = int(threadIdx.x) - first, step = threads / 16, col = (lane & 15) * 8;
-  unsigned char* dst = tile + TileOffset(lane / 16, col, kSlab);
+  if constexpr (kPerRowCheck) {
+    unsigned char* dst = tile + TileOffset(lane / 16, col, kSlab);
 #pragma unroll 1
-  for (int row = lane / 16; row < kC; row += step, dst += step * 128) {
-    const int64_t r = start + row;
-    const bool valid = r >= 0 && r < limit;
-    tiles::CpAsync16(dst, src + (valid ? r : 0) * 128 + col, valid);
+    for (int row = lane / 16; row < kC; row += step, dst += step * 128) {
+      const int64_t r = start + row;
+      const bool valid = r >= 0 && r < limit;
+      tiles::CpAsync16(dst, src + (valid ? r : 0) * 128 + col, valid);
+    }
+  } else {
+    // The tile's rows [lo, hi) are inside [0, limit).
+    const int lo = static_cast<int>(std::min<int64_t>(std::max<int64_t>(-start, 0), kC));
+    const int hi = static_cast<int>(std::max<int64_t>(std::min<int64_t>(limit - start, kC), 0));
+    uint32_t dst = tiles::SmemAddr(tile) + TileOffset(lane / 16, col, kSlab);
+    const bf16* from = src + (start + lane / 16) * 128 + col;
+#pragma unroll 1
+    for (int row = lane / 16; row < kC; row += step, dst += step * 128, from += step * 128) {
+      const bool valid = row >= lo && row < hi;
+      tiles::CpAsync16At(dst, valid ? from : src, valid);
+    }
   }
 }
 
@@ -138,13 +157,14 @@ __device__ __forceinline__ void IssueGates(float* g_tile, const Ptrs& s, int i, 
 // position is < length; with the fused window (raw_keys_to_end) the keys
 // run to the sequence's end (the window's), and the map zeroes the later
 // positions' features.
+template <bool kPerRowCheck = false>
 __device__ void IssueKeys(unsigned char* k, unsigned char* v, float* g_tile, const Ptrs& s, int i,
                           bool raw_keys_to_end, int first, int threads) {
   const int64_t start = ChunkStart(s, i);
   const int64_t src = start - s.key_delay;
   const int64_t limit = raw_keys_to_end ? s.length : s.length - s.key_delay;
-  IssueTile(k, s.k, src, limit, first, threads);
-  IssueTile(v, s.v, src, limit, first, threads);
+  IssueTile<kPerRowCheck>(k, s.k, src, limit, first, threads);
+  IssueTile<kPerRowCheck>(v, s.v, src, limit, first, threads);
   IssueGates(g_tile, s, i, first);
 }
 
@@ -165,19 +185,22 @@ __device__ __forceinline__ void IssueRowScalars(float* rows, const Ptrs& s, int 
 // The parts of chunk i of the block into tile buffer i % 2, asynchronously,
 // by `threads` threads from `first` on: the queries and/or the keys and
 // values (IssueKeys).
+template <bool kPerRowCheck = false>
 __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries, bool keys,
                            bool raw_keys_to_end, int first = 0, int threads = kThreads) {
   const int buf = i & 1;
   if (queries) {
     const int64_t start = ChunkStart(s, i);
-    IssueTile(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
-    if (s.q2 != nullptr) IssueTile(sm + kW + buf * kTile, s.q2, start, s.length, first, threads);
+    IssueTile<kPerRowCheck>(sm + kQ + buf * kTile, s.q, start, s.length, first, threads);
+    if (s.q2 != nullptr) {
+      IssueTile<kPerRowCheck>(sm + kW + buf * kTile, s.q2, start, s.length, first, threads);
+    }
     IssueRowScalars(reinterpret_cast<float*>(sm + kRowScalars) + buf * 2 * kC, s, i, first);
   }
   if (keys) {
-    IssueKeys(sm + kK + buf * kTile, sm + kV + buf * kTile,
-              reinterpret_cast<float*>(sm + kGates) + buf * kC, s, i, raw_keys_to_end, first,
-              threads);
+    IssueKeys<kPerRowCheck>(sm + kK + buf * kTile, sm + kV + buf * kTile,
+                            reinterpret_cast<float*>(sm + kGates) + buf * kC, s, i, raw_keys_to_end,
+                            first, threads);
   }
   tiles::CpAsyncCommit();
 }
@@ -187,7 +210,7 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
 // the keys and values (the window waits for them within the chunk, on its
 // own), also past the block's last chunk (the window's current keys are the
 // next chunk's delayed ones), and the state warpgroup the queries.
-template <bool kWindow, int kAll = kThreads>
+template <bool kWindow, int kAll = kThreads, bool kPerRowCheck = false>
 __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
   tiles::CpAsyncWaitAll();
   wg::FenceProxyAsync();  // the copies and the state writes, before the tensor cores read them
@@ -199,7 +222,7 @@ __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
       IssueChunk(sm, s, i + 1, true, false, true, 128, 128);
     }
   } else if (i + 1 < s.n_chunks) {
-    IssueChunk(sm, s, i + 1, true, true, false, 0, kAll);
+    IssueChunk<kPerRowCheck>(sm, s, i + 1, true, true, false, 0, kAll);
   }
 }
 

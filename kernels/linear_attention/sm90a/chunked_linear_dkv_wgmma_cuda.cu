@@ -117,7 +117,7 @@ __device__ void RevStateLoop(unsigned char* sm, const Ptrs& s, bool entry) {
   float st[2][64];
   StartState(sm, st, entry);
   for (int it = 0; it < s.n_chunks; ++it) {
-    NextChunk<false, kDkvThreads>(sm, s, it);
+    NextChunk<false, kDkvThreads, true>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* dout = sm + kW + (it & 1) * kTile;
@@ -213,7 +213,7 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
   const int t = threadIdx.x & 3;
   const float* z_all = reinterpret_cast<const float*>(sm + kZ);
   for (int it = 0; it < s.n_chunks; ++it) {
-    NextChunk<false, kDkvThreads>(sm, s, it);
+    NextChunk<false, kDkvThreads, true>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* k = sm + kK + (it & 1) * kTile;
@@ -274,7 +274,7 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 template <bool kGated>
 __device__ void DvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, int64_t bh) {
   for (int it = 0; it < s.n_chunks; ++it) {
-    NextChunk<false, kDkvThreads>(sm, s, it);
+    NextChunk<false, kDkvThreads, true>(sm, s, it);
     if (s.row_z != nullptr) DyToDnum(sm, it);
     const unsigned char* q = sm + kQ + (it & 1) * kTile;
     const unsigned char* k = sm + kK + (it & 1) * kTile;
@@ -331,7 +331,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const Ptrs s = RevPtrsOf(args, kGated, blk, bh);
-  IssueChunk(sm, s, 0, true, true, false, 0, kDkvThreads);
+  IssueChunk<true>(sm, s, 0, true, true, false, 0, kDkvThreads);
   // The entry state: the later blocks' local states, the last one first.
   const bool entry = blk < p.blocks - 1;
   if (entry) {
