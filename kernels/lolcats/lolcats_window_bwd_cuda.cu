@@ -303,10 +303,15 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
     const int64_t i = j0 + u;
     const bool in = i < p.length;
     const int64_t row = s.row0 + (in ? i : 0);
-    s_b[u] = in ? window::Exp2Offset(p.row_max[row], gate) : INFINITY;
-    s_dz[u] = in ? p.d_den[row] : 0.f;
-    s_dc[u] = in && has_dc ? p.dc[row] : 0.f;
-    s_arg[u] = in && has_dc ? static_cast<int>(p.argmax[row] - j0) : -1;
+    // All four loads first (row 0 stands in past the end): used as they
+    // came, each waited on its own (ncu: 14% of the kernel's samples).
+    const float c = p.row_max[row], dz = p.d_den[row];
+    const float dc = has_dc ? p.dc[row] : 0.f;
+    const int arg = has_dc ? p.argmax[row] : 0;
+    s_b[u] = in ? window::Exp2Offset(c, gate) : INFINITY;
+    s_dz[u] = in ? dz : 0.f;
+    s_dc[u] = in ? dc : 0.f;
+    s_arg[u] = in && has_dc ? static_cast<int>(arg - j0) : -1;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;

@@ -8,7 +8,8 @@
 // value product (no shared-memory round trip). The 192-key band keeps q in
 // the value tile's first 64 rows, whose values load once the scores are
 // done (and the bf16 linear terms into the key tile): 104 KB of shared
-// memory, two CTAs per SM instead of one.
+// memory, two CTAs per SM instead of one; the 128-key band gives bf16
+// linear terms a tile of their own (104 KB too).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -26,7 +27,8 @@ constexpr int kC = 64;
 constexpr int kThreads = 128;
 constexpr int kMaxSinks = 8;
 
-template <typename T, int D, int kBand>
+// LT: the linear terms' element type; bf16 terms go through shared memory.
+template <typename T, int D, int kBand, typename LT>
 struct WCfg {
   static constexpr bool kSplit = std::is_same_v<T, float>;
   static constexpr int kPlanes = kSplit ? 2 : 1;
@@ -34,7 +36,10 @@ struct WCfg {
   static constexpr int kQ = kC * SD;
   static constexpr int kK = kBand * SD;
   static constexpr bool kQInV = !kSplit && kBand > 2 * kC;
-  static constexpr int kBytes = kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) * 2;
+  static constexpr bool kLinShared = !kSplit && std::is_same_v<LT, tiles::bf16>;
+  // The terms' own tile after q's, unless they go into the keys' place.
+  static constexpr int kLin = kLinShared && !kQInV ? kQ : 0;
+  static constexpr int kBytes = (kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) + kLin) * 2;
 };
 
 // Two consecutive linear-term elements as loaded: float2, or two bf16 in
@@ -47,13 +52,14 @@ __device__ __forceinline__ float2 ToFloat2(__nv_bfloat162 x) { return __bfloat16
 // LT: lin_num's element type.
 template <typename T, int D, int kBand, typename LT>
 __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWindowParams p) {
-  using Cf = WCfg<T, D, kBand>;
+  using Cf = WCfg<T, D, kBand, LT>;
   constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   constexpr bool S = Cf::kSplit;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + Cf::kPlanes * Cf::kK;
   bf16* sq = Cf::kQInV ? sv : sv + Cf::kPlanes * Cf::kK;
+  bf16* s_lin = Cf::kQInV ? sk : sq + Cf::kQ;  // the bf16 linear terms (kLinShared)
   const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (p.heads / p.kv_heads);
   const int64_t bh = b * p.heads + h;
@@ -68,24 +74,28 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
                                                 p.length);
   } else {
     tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+    if (Cf::kLinShared && p.lin_num != nullptr) {
+      tiles::LoadTile<bf16, kC, D, kThreads>(
+          s_lin, Cf::SD, 0, static_cast<const bf16*>(p.lin_num) + bh * p.length * D, q0, p.length);
+    }
   }
   tiles::CpAsyncCommit();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
-  // The linear terms of the thread's output elements, loaded early so that
-  // their latency hides behind the products. With bf16 tiles and the
-  // 128-key band they are loaded now, behind the tile loads too (the
-  // registers are there at this kernel's occupancy, which shared memory
-  // sets). The 192-key band has no registers to spare: bf16 terms go by
-  // cp.async into the key tile once the scores are done (with the late
-  // values), float32 ones load midway through the value products; the
-  // float32 split planes load them at the end.
+  // The linear terms of the thread's output elements. bf16 terms go by
+  // cp.async into shared memory: with the tiles (128-key band, a tile of
+  // their own) or into the key tile once the scores are done (192-key band,
+  // with the late values); as register loads they stalled the warps
+  // (ncu, session 22). float32 terms load early into registers with the
+  // 128-key band, midway through the value products with the 192-key one
+  // (no registers to spare before); the float32 split planes load them at
+  // the end.
   enum LinAt { kLinFirst, kLinMidway, kLinShared, kLinLast };
-  constexpr LinAt kLinAt = S                          ? kLinLast
-                           : kBand <= 2 * kC          ? kLinFirst
-                           : std::is_same_v<LT, bf16> ? kLinShared
-                                                      : kLinMidway;
+  constexpr LinAt kLinAt = S                 ? kLinLast
+                           : Cf::kLinShared  ? kLinShared
+                           : kBand <= 2 * kC ? kLinFirst
+                                             : kLinMidway;
   constexpr bool kPrefetch = kLinAt == kLinFirst || kLinAt == kLinMidway;
   const auto lin_terms = [&](int half, LinPair<LT> (&num)[D / 8], float& den) {
     const int64_t i = q0 + r0 + g + 8 * half;
@@ -151,7 +161,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     tiles::LoadTile<T, kC, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
     if (kLinAt == kLinShared && p.lin_num != nullptr) {  // into the keys' place
       tiles::LoadTile<bf16, kC, D, kThreads>(
-          sk, Cf::SD, 0, static_cast<const bf16*>(p.lin_num) + bh * p.length * D, q0, p.length);
+          s_lin, Cf::SD, 0, static_cast<const bf16*>(p.lin_num) + bh * p.length * D, q0, p.length);
     }
     tiles::CpAsyncCommit();
   }
@@ -231,8 +241,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     const int64_t row = bh * p.length + i;
     LinPair<LT>(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
     if constexpr (kLinAt == kLinLast) lin_terms(half, ln, lin_den[half]);
-    if constexpr (kLinAt == kLinShared) {  // landed with the late values
-      const bf16* row_terms = sk + (r0 + g + 8 * half) * Cf::SD + 2 * t;
+    if constexpr (kLinAt == kLinShared) {  // landed with the tiles or the late values
+      const bf16* row_terms = s_lin + (r0 + g + 8 * half) * Cf::SD + 2 * t;
 #pragma unroll
       for (int j = 0; j < D / 8; ++j) {
         ln[j] = p.lin_num != nullptr ? *reinterpret_cast<const LinPair<LT>*>(row_terms + 8 * j)
@@ -269,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
 
 template <typename T, int D, int kBand, typename LT>
 const char* LaunchBand(const LolcatsWindowParams& p) {
-  using Cf = WCfg<T, D, kBand>;
+  using Cf = WCfg<T, D, kBand, LT>;
   cudaError_t err = cudaFuncSetAttribute(LolcatsWindowKernel<T, D, kBand, LT>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
