@@ -35,4 +35,27 @@ inline int64_t PlanBlockChunks(int64_t chunks, int64_t bh, int64_t slots,
   return std::max<int64_t>(1, best_l);
 }
 
+// Consecutive chunks per CTA for the window kernels that walk a sequence,
+// keeping the previous chunk's rows in shared memory, for `chunks` chunks of
+// each of `bh` sequences and `slots` CTAs at once: the fewest waves times a
+// CTA's cost, a chunk after its first costing kNextChunk of it (it reads 256
+// new rows where the first reads 384). At most 16, so short sequences still
+// spread over the device. A model: at 32k (walks of 16) the window forward
+// measured 0.91x the time of one chunk a CTA (session 23), not 0.7x.
+inline int64_t PlanWalkChunks(int64_t chunks, int64_t bh, int64_t slots) {
+  constexpr double kNextChunk = 0.7;
+  slots = std::max<int64_t>(1, slots);
+  int64_t best_l = 1;
+  double best = double((bh * chunks + slots - 1) / slots);
+  for (int64_t l = 2; l <= std::min<int64_t>(16, chunks); ++l) {
+    const int64_t ctas = bh * ((chunks + l - 1) / l);
+    const double cost = double((ctas + slots - 1) / slots) * (1.0 + kNextChunk * double(l - 1));
+    if (cost < best) {
+      best = cost;
+      best_l = l;
+    }
+  }
+  return best_l;
+}
+
 }  // namespace linearize::kernels

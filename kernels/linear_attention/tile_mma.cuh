@@ -237,6 +237,11 @@ __device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_g
 __device__ __forceinline__ void CpAsyncWaitAllButOne() {
   asm volatile("cp.async.wait_group 1;\n" ::);
 }
+// Waits for all but the newest kPending committed groups.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWaitGroup() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
 
 // ---- tile loads -------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 // The chunked form's internals shared by the CPU and CUDA paths: mixed
 // dtypes in the LibTorch form (float32 gates beside bfloat16 features, as the
 // Lizard branch passes them under autocast), and how the two-pass CUDA
-// kernels cut sequences into blocks (host arithmetic, no GPU needed).
+// kernels cut sequences into blocks and how long the window kernels' walks
+// are (host arithmetic, no GPU needed).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -79,6 +81,24 @@ TEST(ChunkPlan, FewLongSequencesAreCutIntoBlocksThatCoverThem) {
         EXPECT_GT(blocks, 1);
         EXPECT_LE(bh * blocks, 4 * 132);
       }
+    }
+  }
+}
+
+// The window kernels' walks: long sequences on a full device get long walks
+// (fewer, cheaper chunks per row of L2 traffic), few short ones stay at one
+// chunk a CTA so that they still spread over the SMs.
+TEST(WalkPlan, LongSequencesWalkAndShortOnesSpread) {
+  const int64_t long_walk = PlanWalkChunks(/*chunks=*/512, /*bh=*/32, /*slots=*/264);
+  EXPECT_GE(long_walk, 8);
+  EXPECT_LE(long_walk, 16);
+  EXPECT_EQ(PlanWalkChunks(/*chunks=*/5, /*bh=*/8, /*slots=*/264), 1);
+  EXPECT_EQ(PlanWalkChunks(1, 1, 264), 1);
+  for (const int64_t chunks : {1, 2, 7, 33, 512}) {
+    for (const int64_t bh : {1, 64, 1024}) {
+      const int64_t l = PlanWalkChunks(chunks, bh, 264);
+      EXPECT_GE(l, 1);
+      EXPECT_LE(l, std::max<int64_t>(1, std::min<int64_t>(16, chunks)));
     }
   }
 }
