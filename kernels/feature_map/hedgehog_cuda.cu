@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kThreads) HedgehogKernel(const HedgehogParams 
   for (int i = 0; i < count; ++i) {
     if (i + 1 < count) {
       load_x(i + 1);
-      tiles::CpAsyncWaitAllButOne();
+      tiles::CpAsyncWaitGroup<1>();
     } else {
       tiles::CpAsyncWaitAll();
     }

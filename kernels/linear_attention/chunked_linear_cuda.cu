@@ -714,7 +714,7 @@ __global__ void __launch_bounds__(kThreads, 1) OutputKernel(const ChunkedLinearP
     }
     Phase1(sm, buf, gated, pre);
     // The next buffer's keys and values (the window's; its queries may still land).
-    if constexpr (kWindow) tiles::CpAsyncWaitAllButOne();
+    if constexpr (kWindow) tiles::CpAsyncWaitGroup<1>();
     __syncthreads();
     float acc[Cf::NT1][4];
     const bool state_nonzero =

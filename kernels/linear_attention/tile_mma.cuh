@@ -144,8 +144,8 @@ __device__ __forceinline__ float2 Unpack(uint32_t v) {
 // Two C tiles (n-tiles 2kk, 2kk+1 of a row block) as the A fragment of the
 // k-slice 16kk..16kk+15; with kSplit also the lo part.
 template <bool kSplit>
-__device__ __forceinline__ void CToA(const float (&c0)[4], const float (&c1)[4],
-                                     uint32_t (&ah)[4], uint32_t (&al)[4]) {
+__device__ __forceinline__ void CToA(const float (&c0)[4], const float (&c1)[4], uint32_t (&ah)[4],
+                                     uint32_t (&al)[4]) {
   if constexpr (kSplit) {
     Split(c0[0], c0[1], ah[0], al[0]);
     Split(c0[2], c0[3], ah[1], al[1]);
@@ -213,13 +213,12 @@ __device__ __forceinline__ void MmaRowTiles(float (&acc)[kMaxTiles][4], const ui
   }
 }
 
-
 // ---- cp.async -----------------------------------------------------------------
 
 // 16-byte copy global -> shared; copies 0 bytes (zero-fills) when !valid.
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
-               "l"(gmem), "r"(valid ? 16 : 0));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
 }
 // The same, to a shared-space address (SmemAddr's): a loop that steps
 // through a tile keeps one 32-bit register for it, not a generic pointer.
@@ -233,17 +232,28 @@ __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool vali
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
-// Waits for all but the newest committed group (the next tile's, in flight).
-__device__ __forceinline__ void CpAsyncWaitAllButOne() {
-  asm volatile("cp.async.wait_group 1;\n" ::);
-}
-// Waits for all but the newest kPending committed groups.
+// Waits for all but the newest kPending committed groups (<1>: the next
+// tile's, in flight).
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWaitGroup() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 // ---- tile loads -------------------------------------------------------------
+
+// The rows [lo, hi) of a kRows-row tile whose row 0 is sequence row
+// first_row (negative before the start) that lie in [0, limit): found once
+// per tile, so each row's copy tests two ints instead of 64-bit positions.
+template <int kRows>
+struct ValidRows {
+  int lo, hi;
+  __device__ ValidRows(int64_t first_row, int64_t limit) {
+    const int64_t left = limit - first_row;
+    lo = static_cast<int>(first_row < 0 ? (-first_row < kRows ? -first_row : kRows) : 0);
+    hi = static_cast<int>(left < 0 ? 0 : left < kRows ? left : kRows);
+  }
+  __device__ bool Has(int row) const { return row >= lo && row < hi; }
+};
 
 // Loads rows [0, rows) x cols of a tile whose row r comes from global row
 // src_row(r) (negative or >= limit: zeros) into a bf16 smem tile (stride
@@ -255,24 +265,21 @@ __device__ __forceinline__ void LoadTile(bf16* smem, int stride, int lo_offset, 
                                          int64_t first_row, int64_t limit) {
   if constexpr (sizeof(T) == 2) {
     // A thread copies the same 16-byte column of every kStep-th row: the
-    // addresses step by adds, and the tile's valid rows [lo, hi) are found
-    // once (an offset from each copy's index took ~40 instructions a copy,
-    // half of some window kernels' instructions; ncu, session 22).
+    // addresses step by adds, and the tile's valid rows are found once (an
+    // offset from each copy's index took ~40 instructions a copy, half of
+    // some window kernels' instructions; ncu, session 22).
     constexpr int kVec = 8;  // bf16 per 16 bytes
     constexpr int kPerRow = kCols / kVec;
     constexpr int kStep = kThreads / kPerRow;
     static_assert(kThreads % kPerRow == 0 && kRows % kStep == 0, "whole rows per step");
     if (threadIdx.x >= kThreads) return;  // the first kThreads threads copy it all
     const int r0 = threadIdx.x / kPerRow, c = (threadIdx.x % kPerRow) * kVec;
-    const int lo = static_cast<int>(first_row < 0 ? (-first_row < kRows ? -first_row : kRows) : 0);
-    const int64_t left = limit - first_row;
-    const int hi = static_cast<int>(left < 0 ? 0 : left < kRows ? left : kRows);
+    const ValidRows<kRows> rows(first_row, limit);
     uint32_t dst = SmemAddr(smem + r0 * stride + c);
     const T* src = gmem + (first_row + r0) * kCols + c;
 #pragma unroll
     for (int j = 0; j < kRows / kStep; ++j, dst += kStep * stride * 2, src += kStep * kCols) {
-      const int r = r0 + j * kStep;
-      const bool valid = r >= lo && r < hi;
+      const bool valid = rows.Has(r0 + j * kStep);
       CpAsync16At(dst, valid ? src : gmem, valid);
     }
   } else {
@@ -294,9 +301,16 @@ __device__ __forceinline__ void LoadTile(bf16* smem, int stride, int lo_offset, 
 
 // ---- element conversion -----------------------------------------------------
 
-template <typename T> __device__ __forceinline__ float ToF(T v);
-template <> __device__ __forceinline__ float ToF<float>(float v) { return v; }
-template <> __device__ __forceinline__ float ToF<bf16>(bf16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ __forceinline__ float ToF(T v);
+template <>
+__device__ __forceinline__ float ToF<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ float ToF<bf16>(bf16 v) {
+  return __bfloat162float(v);
+}
 
 // Stores two consecutive outputs.
 __device__ __forceinline__ void StoreOut2(float* p, float x0, float x1) {

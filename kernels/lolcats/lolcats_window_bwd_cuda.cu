@@ -327,7 +327,7 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
 #pragma unroll
   for (int qc = 0; qc < kSteps; ++qc) {
     if (qc + 1 < kSteps) {
-      tiles::CpAsyncWaitAllButOne();
+      tiles::CpAsyncWaitGroup<1>();
     } else {
       tiles::CpAsyncWaitAll();
     }

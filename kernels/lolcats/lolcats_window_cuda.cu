@@ -1,8 +1,8 @@
 // Sliding-window softmax terms of both hybrids on tensor cores, combined with
 // the precomputed linear terms: under one normaliser (LoLCATs) or each
-// normalised on its own, with sinks (Lizard). One CTA (4 warps, 16 query rows
-// each) per 64-query chunk of one (b, h): scores against a band of the
-// current chunk and the 64 (W <= 64) or 128 (W <= 128, bf16: the float32
+// normalised on its own, with sinks (Lizard). A CTA (4 warps, 16 query rows
+// each) takes a 64-query chunk of one (b, h) at a time: scores against a
+// band of the current chunk and the 64 (W <= 64) or 128 (W <= 128, bf16: the float32
 // split planes would not fit in shared memory) keys before it, exact window
 // max c_i, weights exp(s - c_i) kept in registers as the A operand of the
 // value product (no shared-memory round trip). The 192-key band keeps q in
@@ -112,8 +112,9 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
   const int r0 = 16 * warp;
   // The linear terms of the thread's output elements. bf16 terms go by
   // cp.async into shared memory: with the tiles (128-key band, a tile of
-  // their own) or into the key tile once the scores are done (192-key band,
-  // with the late values); as register loads they stalled the warps
+  // their own; a walk's next chunk's after this one's epilogue) or into the
+  // key tile once the scores are done (192-key band, with the late values);
+  // as register loads they stalled the warps
   // (ncu, session 22). float32 terms load early into registers with the
   // 128-key band, midway through the value products with the 192-key one
   // (no registers to spare before); the float32 split planes load them at
@@ -176,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       lin_den[0] = lin_den_of(0);
       lin_den[1] = lin_den_of(1);
     }
-    if (kWalk ? n == n_first : true) {
+    if (!kWalk || n == n_first) {
       if constexpr (kWalk) {
         tiles::CpAsyncWaitGroup<2>();  // q and keys (values and linear terms may be in flight)
       } else {
@@ -213,8 +214,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       tiles::CpAsyncWaitGroup<1>();  // chunk n's values (its linear terms may be in flight)
       __syncthreads();               // and every warp is done with q and chunk n - 1's keys
       if (more) {
-        tiles::LoadTile<bf16, kC, D, kThreads>(sq, Cf::SD, 0, q, q0 + kC, p.length);
-        tiles::LoadTile<bf16, kC, D, kThreads>(slot(sk, 0), Cf::SD, 0, k, q0 + kC, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, 0, q, q0 + kC, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(slot(sk, 0), Cf::SD, 0, k, q0 + kC, p.length);
       }
       tiles::CpAsyncCommit();
     }
@@ -291,7 +292,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       tiles::CpAsyncWaitGroup<1>();  // chunk n's linear terms (n + 1's q and keys may be in flight)
       __syncthreads();               // and every warp is done with chunk n - 1's values
       if (more) {
-        tiles::LoadTile<bf16, kC, D, kThreads>(slot(sv, 0), Cf::SD, 0, v, q0 + kC, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(slot(sv, 0), Cf::SD, 0, v, q0 + kC, p.length);
       }
       tiles::CpAsyncCommit();
     }
@@ -302,7 +303,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const int64_t row = bh * p.length + i;
       LinPair<LT>(&ln)[D / 8] = lin_num[kPrefetch ? half : 0];
       if constexpr (kLinAt == kLinLast) lin_terms(half, ln, lin_den[half]);
-      if constexpr (kLinAt == kLinShared) {  // landed with the tiles or the late values
+      if constexpr (kLinAt == kLinShared) {  // landed: waited for above
         const bf16* row_terms = s_lin + (r0 + g + 8 * half) * Cf::SD + 2 * t;
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
@@ -336,10 +337,10 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
         }
       }
     }
-    if constexpr (kWalk) {
+    if (more) {                      // (a walk's last chunk has nothing left to wait for)
       tiles::CpAsyncWaitGroup<1>();  // n + 1's q and keys (its values may be in flight)
       __syncthreads();               // and every warp is done with chunk n's linear terms
-      if (more && Cf::kLinShared) load_lin_terms(q0 + kC);
+      if constexpr (Cf::kLinShared) load_lin_terms(q0 + kC);
       tiles::CpAsyncCommit();
     }
   }
@@ -357,6 +358,8 @@ const char* LaunchBand(const LolcatsWindowParams& p) {
   const int64_t chunks = (p.length + kC - 1) / kC;
   if (!kWalk) {
     run.chunks_per_cta = 1;
+  } else if (run.chunks_per_cta > chunks) {
+    run.chunks_per_cta = chunks;
   } else if (run.chunks_per_cta <= 0) {
     int device = 0, sms = 0;
     cudaGetDevice(&device);

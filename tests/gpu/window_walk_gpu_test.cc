@@ -4,7 +4,8 @@
 // for bit, that of one chunk a CTA, which the hybrids' float64 tests check.
 // Lengths with a partial last chunk and walks that do not divide the chunk
 // count (a short last CTA), both users of the 128-key band (LoLCATs, Lizard
-// at W <= 64), bf16 and float32 linear terms. Fresh random inputs; the
+// at W <= 64), bf16, float32 and no linear terms, one short chunk, and a
+// 32-head 8k sequence that the plan walks. Fresh random inputs; the
 // outputs poisoned (NaN) before each launch.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -24,6 +25,7 @@ struct Case {
   int64_t b, h, hk, t, d, window;
   bool lizard = false;
   bool lin_bf16 = true;
+  bool lin_terms = true;  // else no linear part (null lin_num and lin_den)
 };
 
 at::Tensor Bf16(std::vector<int64_t> sizes) {
@@ -58,9 +60,11 @@ TEST_P(WindowWalkGpu, ForwardWalksEqualOneChunkACta) {
   } else {
     p.gate = gate.data_ptr<float>();
   }
-  p.lin_num = lin_num.data_ptr();
-  p.lin_num_bf16 = c.lin_bf16;
-  p.lin_den = lin_den.data_ptr<float>();
+  if (c.lin_terms) {
+    p.lin_num = lin_num.data_ptr();
+    p.lin_num_bf16 = c.lin_bf16;
+    p.lin_den = lin_den.data_ptr<float>();
+  }
   p.batch = c.b;
   p.heads = c.h;
   p.kv_heads = c.hk;
@@ -116,6 +120,10 @@ const Case kCases[] = {
     {"T1000_D128_W64_float_terms", 1, 2, 1, 1000, 128, 64, false, false},
     {"T1000_D128_W48_lizard", 1, 4, 4, 1000, 128, 48, true},
     {"T700_D64_W64_lizard_float_terms", 2, 2, 2, 700, 64, 64, true, false},
+    {"T640_D128_W64_no_linear_terms", 1, 2, 2, 640, 128, 64, false, true, false},
+    {"T40_D64_W32_one_partial_chunk", 1, 2, 1, 40, 64, 32},
+    // Enough chunks that the planned walk (0) walks too (16 on an H100).
+    {"T8192_H32_D128_W64_planned_walks", 1, 32, 8, 8192, 128, 64},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, WindowWalkGpu, ::testing::ValuesIn(kCases),

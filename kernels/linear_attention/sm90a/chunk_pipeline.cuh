@@ -88,14 +88,12 @@ __device__ void IssueTile(unsigned char* tile, const bf16* src, int64_t start, i
       tiles::CpAsync16(dst, src + (valid ? r : 0) * 128 + col, valid);
     }
   } else {
-    // The tile's rows [lo, hi) are inside [0, limit).
-    const int lo = static_cast<int>(std::min<int64_t>(std::max<int64_t>(-start, 0), kC));
-    const int hi = static_cast<int>(std::max<int64_t>(std::min<int64_t>(limit - start, kC), 0));
+    const tiles::ValidRows<kC> rows(start, limit);
     uint32_t dst = tiles::SmemAddr(tile) + TileOffset(lane / 16, col, kSlab);
     const bf16* from = src + (start + lane / 16) * 128 + col;
 #pragma unroll 1
     for (int row = lane / 16; row < kC; row += step, dst += step * 128, from += step * 128) {
-      const bool valid = row >= lo && row < hi;
+      const bool valid = rows.Has(row);
       tiles::CpAsync16At(dst, valid ? from : src, valid);
     }
   }
