@@ -7,6 +7,9 @@
 
 namespace linearize::kernels {
 
+// Waves that `ctas` CTAs take when `slots` run at once.
+inline double Waves(int64_t ctas, int64_t slots) { return double((ctas + slots - 1) / slots); }
+
 // Chunks per sequence block for `chunks` chunks of each of `bh` sequences,
 // when `slots` CTAs of pass 2 (and `states_slots` of pass 1; 0: as many) run
 // at once. One block per sequence when the sequences fill the device; else
@@ -18,15 +21,13 @@ inline int64_t PlanBlockChunks(int64_t chunks, int64_t bh, int64_t slots,
                                int64_t states_slots = 0) {
   slots = std::max<int64_t>(1, slots);
   states_slots = states_slots > 0 ? states_slots : slots;
-  const auto waves_of = [](int64_t ctas, int64_t n) { return double((ctas + n - 1) / n); };
-  const auto waves = [&](int64_t ctas) { return waves_of(ctas, slots); };
   int64_t best_l = chunks;
-  double best = waves(bh) * double(chunks);
+  double best = Waves(bh, slots) * double(chunks);
   for (int64_t l = 1; l < chunks && bh <= 65535; ++l) {
     const int64_t nb = (chunks + l - 1) / l;
     if (nb > 65535) continue;
-    const double cost = waves(bh * nb) * (double(l) + 0.5) +
-                        waves_of(bh * (nb - 1), states_slots) * (0.35 * double(l) + 0.5) + 1.0;
+    const double cost = Waves(bh * nb, slots) * (double(l) + 0.5) +
+                        Waves(bh * (nb - 1), states_slots) * (0.35 * double(l) + 0.5) + 1.0;
     if (cost < best) {
       best = cost;
       best_l = l;
@@ -46,10 +47,10 @@ inline int64_t PlanWalkChunks(int64_t chunks, int64_t bh, int64_t slots) {
   constexpr double kNextChunk = 0.7;
   slots = std::max<int64_t>(1, slots);
   int64_t best_l = 1;
-  double best = double((bh * chunks + slots - 1) / slots);
+  double best = Waves(bh * chunks, slots);
   for (int64_t l = 2; l <= std::min<int64_t>(16, chunks); ++l) {
-    const int64_t ctas = bh * ((chunks + l - 1) / l);
-    const double cost = double((ctas + slots - 1) / slots) * (1.0 + kNextChunk * double(l - 1));
+    const double cost =
+        Waves(bh * ((chunks + l - 1) / l), slots) * (1.0 + kNextChunk * double(l - 1));
     if (cost < best) {
       best = cost;
       best_l = l;
