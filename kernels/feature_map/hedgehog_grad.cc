@@ -29,37 +29,13 @@ struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
     return {phi};
   }
 
-  // One kernel (hedgehog_bwd_cuda.cu): dx in bfloat16 (the passed-through
-  // x's gradient added in), dW in float32; autograd casts each to its input's
-  // dtype.
+  // hedgehog_bwd_cuda.cu (HedgehogBackwardCuda); autograd casts each
+  // gradient to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &xb = s[0], &wt = s[1], &phi = s[2];
-    const at::Tensor d_phi = grads[0].to(at::kBFloat16).contiguous();
-    at::Tensor d_pass = grads.size() > 1 ? grads[1] : at::Tensor();
-    if (d_pass.defined()) d_pass = d_pass.to(at::kBFloat16).contiguous();
-    const at::Tensor dx = at::empty_like(xb);
-    const at::Tensor dw = at::zeros({wt.size(0), wt.size(2), wt.size(1)},  // [H, D, Fh]
-                                    xb.options().dtype(at::kFloat));
-    HedgehogBwdParams p;
-    p.x = xb.data_ptr();
-    p.weight_t = wt.data_ptr();
-    p.phi = phi.data_ptr();
-    p.d_phi = d_phi.data_ptr();
-    p.d_pass = d_pass.defined() ? d_pass.data_ptr() : nullptr;
-    p.d_x = dx.data_ptr();
-    p.d_weight = dw.data_ptr<float>();
-    p.batch = xb.size(0);
-    p.heads = xb.size(1);
-    p.length = xb.size(2);
-    p.head_dim = xb.size(3);
-    p.half_features = wt.size(1);
-    p.sm_count = CurrentSmCount();
-    p.stream = at::cuda::getCurrentCUDAStream().stream();
-    const char* err = LaunchHedgehogBwd(p);
-    TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
-    CountCudaFeatureMapLaunch();
-    return {dx, dw, at::Tensor()};
+    HedgehogGrads g = HedgehogBackwardCuda(s[0], s[1], s[2], grads[0],
+                                           grads.size() > 1 ? grads[1] : at::Tensor());
+    return {g.dx, g.d_weight, at::Tensor()};
   }
 };
 
@@ -81,6 +57,37 @@ bool TrainKernelsCover(const at::Tensor& x, const at::Tensor& weight) {
 }
 
 }  // namespace
+
+HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight_t,
+                                   const at::Tensor& phi, const at::Tensor& d_phi_in,
+                                   const at::Tensor& d_pass_in) {
+  const at::Tensor d_phi = d_phi_in.to(at::kBFloat16).contiguous();
+  const at::Tensor d_pass =
+      d_pass_in.defined() ? d_pass_in.to(at::kBFloat16).contiguous() : at::Tensor();
+  HedgehogGrads g;
+  g.dx = at::empty_like(x);
+  g.d_weight = at::zeros({weight_t.size(0), weight_t.size(2), weight_t.size(1)},  // [H, D, Fh]
+                         x.options().dtype(at::kFloat));
+  HedgehogBwdParams p;
+  p.x = x.data_ptr();
+  p.weight_t = weight_t.data_ptr();
+  p.phi = phi.data_ptr();
+  p.d_phi = d_phi.data_ptr();
+  p.d_pass = d_pass.defined() ? d_pass.data_ptr() : nullptr;
+  p.d_x = g.dx.data_ptr();
+  p.d_weight = g.d_weight.data_ptr<float>();
+  p.batch = x.size(0);
+  p.heads = x.size(1);
+  p.length = x.size(2);
+  p.head_dim = x.size(3);
+  p.half_features = weight_t.size(1);
+  p.sm_count = CurrentSmCount();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchHedgehogBwd(p);
+  TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
+  CountCudaFeatureMapLaunch();
+  return g;
+}
 
 std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
                                                       const at::Tensor& weight) {

@@ -29,6 +29,18 @@ std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
 std::optional<std::pair<at::Tensor, at::Tensor>> HedgehogFeatureMapTrainCudaPassing(
     const at::Tensor& x, const at::Tensor& weight);
 
+// The backward kernel alone, for a forward run elsewhere (LoLCATs' fused
+// training forward): x [B, H, T, D] and weight_t [H, Fh, D] (W transposed)
+// in bfloat16 as the forward read them, its bfloat16 phi, phi's gradient,
+// and x's gradient from a second consumer to add in (or undefined).
+// dx in bfloat16, d_weight [H, D, Fh] in float32.
+struct HedgehogGrads {
+  at::Tensor dx, d_weight;
+};
+HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight_t,
+                                   const at::Tensor& phi, const at::Tensor& d_phi,
+                                   const at::Tensor& d_pass);
+
 // Whether a training step's features run on the kernels: autograd on CUDA
 // through q, k, v or the maps, q/k/v bfloat16 (or float32 under autocast),
 // Hedgehog maps the map kernel covers (Fh 32 or 64) or elu+1, and the F and

@@ -898,6 +898,9 @@ const char* LaunchChunkedLinear(const ChunkedLinearParams& p) {
   if (p.window_gate != nullptr && (p.y == nullptr || p.num != nullptr || p.den != nullptr)) {
     return "ChunkedLinear: the fused window writes y alone (no num / den)";
   }
+  if (p.phi_q_out != nullptr || p.phi_k_out != nullptr || p.y_den != nullptr) {
+    return "ChunkedLinear: the fused maps' training outputs need the wgmma kernel";
+  }
   return Dispatch(p, LaunchFn{p});
 }
 

@@ -4,6 +4,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -95,8 +96,7 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
   p.log_gamma = gc.defined() ? gc.data_ptr<float>() : nullptr;
   at::Tensor window_gate;
   if (in.window_gate.defined()) {
-    TORCH_CHECK(in.want_y && !in.want_num_den, "ChunkedCausalLinearCuda: the fused window ",
-                "gives y alone");
+    TORCH_CHECK(in.want_y, "ChunkedCausalLinearCuda: the fused window gives y");
     if (in.window_gate.numel() != h) return std::nullopt;
     window_gate = in.window_gate.to(at::kFloat).contiguous();
     p.window_gate = window_gate.data_ptr<float>();
@@ -123,6 +123,17 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     out.kv = at::empty({b, h, f, d}, f32);
     out.k_sum = at::empty({b, h, f}, f32);
   }
+  const bool features = fuse && in.want_features;
+  if (features) {
+    out.phi_q = at::empty({b, h, t, f}, q.options());
+    out.phi_k = at::empty({b, k.size(1), t, f}, q.options());
+    p.phi_q_out = out.phi_q.data_ptr();
+    p.phi_k_out = out.phi_k.data_ptr();
+  }
+  if (in.want_y_den && in.window_gate.defined()) {
+    out.y_den = at::empty({b, h, t}, f32);
+    p.y_den = out.y_den.data_ptr<float>();
+  }
   p.phi_q = qc.data_ptr();
   p.phi_k = kc.data_ptr();
   p.v = vc.data_ptr();
@@ -142,9 +153,18 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     workspace = at::empty({bytes}, q.options().dtype(at::kByte));
     p.workspace = workspace.data_ptr();
   }
-  const char* err = UseWgmma(p, q.device()) ? LaunchChunkedLinearWgmma(p) : LaunchChunkedLinear(p);
+  const bool wgmma = UseWgmma(p, q.device());
+  if (in.want_features != features || (!wgmma && (features || p.y_den != nullptr ||
+                                                  (p.window_gate != nullptr && in.want_num_den)))) {
+    return std::nullopt;  // training outputs only the wgmma kernel writes
+  }
+  const char* err = wgmma ? LaunchChunkedLinearWgmma(p) : LaunchChunkedLinear(p);
   TORCH_CHECK(err == nullptr, "ChunkedCausalLinearCuda: CUDA launch failed: ", err);
   CountCudaAttentionLaunch();
+  if (features && in.key_delay > 0) {  // the keys no query reads
+    const int64_t tail = std::min(t, in.key_delay);
+    out.phi_k.narrow(2, t - tail, tail).zero_();
+  }
   if (in.keep_block_states && p.blocks > 1) {
     out.block_states = workspace;
     out.block_chunks = p.block_chunks;

@@ -36,9 +36,15 @@ struct CudaLinearInputs {
   bool want_state = false;    // float32 kv [B, H, F, D], k_sum [B, H, F]
   // Optional [H] float32, with fused maps and key_delay = 64: LoLCATs' window
   // fused into the kernel under the shared normaliser, g_h = sigmoid(window
-  // logit) (ChunkedLinearParams::window_gate); y is then the hybrid's output
-  // and the only one besides the state (want_num_den must be false).
+  // logit) (ChunkedLinearParams::window_gate); y is then the hybrid's
+  // output, num / den the linear terms before the window adds in.
   at::Tensor window_gate;
+  bool want_y_den = false;  // with the window: y's denominator [B, H, T] float32
+  // With fused maps, ungated, on the wgmma kernel (else nullopt): the
+  // features it computed, phi_q [B, H, T, F] and phi_k [B, Hk, T, F]
+  // (bfloat16, the key map per key head; rows t >= T - key_delay of phi_k,
+  // which reach no query, zero).
+  bool want_features = false;
   // Keep the two-pass split's block states (the backward starts from them
   // instead of computing them again; chunked_linear_bwd_params.h).
   bool keep_block_states = false;
@@ -46,6 +52,7 @@ struct CudaLinearInputs {
 
 struct CudaLinearOutputs {
   at::Tensor y, num, den, kv, k_sum;
+  at::Tensor y_den, phi_q, phi_k;  // want_y_den, want_features
   // With keep_block_states and more than one block: pass 1's workspace, and
   // the chunks per block it was cut into. Else undefined and 0.
   at::Tensor block_states;

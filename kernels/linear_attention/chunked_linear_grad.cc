@@ -307,6 +307,22 @@ at::Tensor GateOrEmpty(const at::Tensor& log_gamma, const at::Tensor& like) {
 
 }  // namespace
 
+LinearTermGrads ChunkedLinearTermsBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                               const at::Tensor& v, const at::Tensor& d_num,
+                                               const at::Tensor& d_den, const at::Tensor& d_v_pass,
+                                               const at::Tensor& block_states, int64_t block_chunks,
+                                               int64_t key_delay) {
+  OutputGrads og;
+  og.d_num = d_num;
+  og.d_den = d_den;
+  og.d_v_pass = d_v_pass;
+  og.block_states = block_states;
+  // bfloat16 feature gradients (the maps' backward reads them so) and v's in v's dtype.
+  const ForwardFacts facts{true, true, v.scalar_type() == at::kBFloat16, key_delay, block_chunks};
+  const LinearGrads g = ChunkedCausalLinearBackwardCuda(phi_q, phi_k, v, at::Tensor(), og, facts);
+  return {g.d_phi_q, g.d_phi_k, g.d_v};
+}
+
 std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         const at::Tensor& phi_k,
                                                         const at::Tensor& v,

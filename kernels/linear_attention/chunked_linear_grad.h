@@ -35,6 +35,23 @@ std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
                                                         int64_t key_delay = 0,
                                                         bool pass_v = false);
 
+// The backward kernels alone (ungated), for a forward run elsewhere
+// (LoLCATs' fused training forward, whose kernel writes the same saved
+// tensors): bfloat16 phi_q [B, H, T, F], phi_k [B, Hk, T, F] and v
+// [B, Hv, T, D] as the forward read them, d_num (bfloat16) [B, H, T, D] and
+// d_den (float32) [B, H, T], the passed-through v's gradient to add in (or
+// undefined), and the forward's block states and chunks per block
+// (undefined and 0 for one block). d_phi_q and d_phi_k in bfloat16, d_v in
+// v's dtype, in the inputs' heads.
+struct LinearTermGrads {
+  at::Tensor d_phi_q, d_phi_k, d_v;
+};
+LinearTermGrads ChunkedLinearTermsBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
+                                               const at::Tensor& v, const at::Tensor& d_num,
+                                               const at::Tensor& d_den, const at::Tensor& d_v_pass,
+                                               const at::Tensor& block_states, int64_t block_chunks,
+                                               int64_t key_delay);
+
 // The normalised form y = num / (den + eps) of the same op, in bfloat16
 // [B, H, T, D], under the same conditions (no key delay). The forward kernel
 // writes y itself (and num, den for the backward), and the backward kernels

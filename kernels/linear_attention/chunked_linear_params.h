@@ -45,10 +45,18 @@ struct ChunkedLinearParams {
   // older than the window, the delayed keys):
   //   y_i = (g_h sum_win exp(s_ij - c_i) v_j + num_i) / (g_h sum_win exp(s_ij - c_i) + den_i)
   // over window keys j in (i - 64, i], s_ij = q_i . k_j * window_scale, c_i
-  // their max. y is then the only output row-wise (num / den null; eps is
-  // not added).
+  // their max (eps is not added). num / den are then the linear terms alone,
+  // before the window adds in (what the training backward reads).
   const float* window_gate = nullptr;  // [H] float32 g_h = sigmoid(window logit), or null
   float window_scale = 0.f;            // 1 / sqrt(D)
+  float* y_den = nullptr;              // optional, with the window: y's denominator [B, H, T]
+
+  // Optional training outputs of the fused maps (bf16, ungated, the wgmma
+  // kernel only): the features the kernel computed, phi_q [B, H, T, F] and
+  // phi_k [B, Hk, T, F] (the key map per key head: k_weight_heads = Hk).
+  // phi_k's rows t >= T - key_delay reach no query and are not written.
+  void* phi_q_out = nullptr;
+  void* phi_k_out = nullptr;
 
   // Outputs (any subset may be null):
   void* y = nullptr;       // [B, H, T, D] num / (den + eps), element type `type`

@@ -55,45 +55,14 @@ struct WindowCombineFunction : public torch::autograd::Function<WindowCombineFun
     return {y};
   }
 
-  // Gradients in float32 or bfloat16 (window_bwd_outputs.h); autograd casts
-  // each to its input's dtype.
+  // WindowCombineBackward; autograd casts each gradient to its input's dtype.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const at::Tensor &q = s[0], &k = s[1], &v = s[2], &gate = s[3], &y = s[4], &z = s[5];
-    const at::Tensor &lin_num = s[6], &lin_den = s[7];
-    // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both
-    // parts, and c's gradient in closed form (the sum over t cancels):
-    // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; then d_g = -sum_i dc_i / g.
-    const detail::WindowBwdGrads pro =
-        detail::WindowBwdPrologueCuda(grads[0], y, z, lin_num, lin_den);
-    const at::Tensor dg = -pro.dc.sum(at::IntArrayRef{0, 2}) / gate;
-
-    const at::TensorOptions f32 = z.options();
-    const at::Tensor row_max = at::empty(z.sizes(), f32);
-    const at::Tensor argmax = at::empty(z.sizes(), f32.dtype(at::kInt));
-    auto p = detail::WindowShape<LolcatsWindowBwdParams>(q, k, ctx->saved_data["window"].toInt());
-    p.q = q.data_ptr();
-    p.k = k.data_ptr();
-    p.v = v.data_ptr();
-    p.d_num = pro.d_num_bf16.data_ptr();
-    p.d_den = pro.d_den.data_ptr<float>();
-    p.dc = pro.dc.data_ptr<float>();
-    p.gate = gate.data_ptr<float>();
-    const detail::WindowQkvGrads qkv =
-        detail::AllocWindowGrads(p, q, detail::WindowInputTypes::Load(ctx));
-    p.row_max = row_max.data_ptr<float>();
-    p.argmax = argmax.data_ptr<int>();
-    p.stream = at::cuda::getCurrentCUDAStream().stream();
-    const char* err = LaunchLolcatsWindowBwd(p);
-    TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
-    detail::CountCudaAttentionLaunch();
-    return {qkv.dq,
-            detail::SumToKvHeads(qkv.dk, k.size(1)),
-            detail::SumToKvHeads(qkv.dv, v.size(1)),
-            dg,
-            pro.d_num,
-            pro.d_den,
-            at::Tensor()};
+    const WindowCombineGrads g =
+        WindowCombineBackward(WindowCombineSaved::Of(s, ctx->saved_data["window"].toInt(),
+                                                     detail::WindowInputTypes::Load(ctx)),
+                              grads[0]);
+    return {g.dq, g.dk, g.dv, g.d_gate, g.d_num, g.d_den, at::Tensor()};
   }
 };
 
@@ -117,6 +86,44 @@ bool WindowCombineTrainApplies(const at::Tensor& q, const at::Tensor& k, const a
 }
 
 }  // namespace
+
+WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& s, const at::Tensor& dy) {
+  // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both
+  // parts, and c's gradient in closed form (the sum over t cancels):
+  // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; then d_g = -sum_i dc_i / g.
+  // (Summing -t in the query kernel instead, with no linear terms saved,
+  // measured d_g's error 2.7x the bf16 bound where the window dominates:
+  // session 24.)
+  const detail::WindowBwdGrads pro =
+      detail::WindowBwdPrologueCuda(dy, s.y, s.z, s.lin_num, s.lin_den);
+  WindowCombineGrads out;
+  out.d_gate = -pro.dc.sum(at::IntArrayRef{0, 2}) / s.gate;
+  out.d_num = pro.d_num;
+  out.d_den = pro.d_den;
+
+  const at::TensorOptions f32 = s.z.options();
+  const at::Tensor row_max = at::empty(s.z.sizes(), f32);
+  const at::Tensor argmax = at::empty(s.z.sizes(), f32.dtype(at::kInt));
+  auto p = detail::WindowShape<LolcatsWindowBwdParams>(s.q, s.k, s.window);
+  p.q = s.q.data_ptr();
+  p.k = s.k.data_ptr();
+  p.v = s.v.data_ptr();
+  p.d_num = pro.d_num_bf16.data_ptr();
+  p.d_den = pro.d_den.data_ptr<float>();
+  p.dc = pro.dc.data_ptr<float>();
+  p.gate = s.gate.data_ptr<float>();
+  const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(p, s.q, s.types);
+  p.row_max = row_max.data_ptr<float>();
+  p.argmax = argmax.data_ptr<int>();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchLolcatsWindowBwd(p);
+  TORCH_CHECK(err == nullptr, "lolcats window backward: CUDA launch failed: ", err);
+  detail::CountCudaAttentionLaunch();
+  out.dq = qkv.dq;
+  out.dk = detail::SumToKvHeads(qkv.dk, s.k.size(1));
+  out.dv = detail::SumToKvHeads(qkv.dv, s.v.size(1));
+  return out;
+}
 
 std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::Tensor& k,
                                                  const at::Tensor& v, const at::Tensor& gate,

@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "kernels/lolcats/lolcats_attention.h"
+#include "kernels/lolcats/window_bwd_outputs.h"
 
 namespace linearize::kernels::lolcats::internal {
 
@@ -25,6 +27,39 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
                                                  const at::Tensor& v, const at::Tensor& gate,
                                                  const at::Tensor& lin_num,
                                                  const at::Tensor& lin_den, int64_t window);
+
+// LoLCATs' training forward as one kernel and its backward by the window,
+// chunked linear and map backward kernels (lolcats_train.cc): y of
+// ForwardParallel, bfloat16. Runs when TrainsOnKernels does and the fused
+// kernel covers the call: Hedgehog maps with Fh = 64, D = 128, no GQA, a
+// sliding window of 64, T > 64, an sm_90 device. Checks the arguments as
+// Prepare does. Otherwise nullopt.
+std::optional<at::Tensor> FusedTrainCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
+                                         const at::Tensor& v, const Weights& weights,
+                                         const Options& options);
+
+// What the window combine's backward reads, as its forward saved it: q
+// [B, H, T, D], k, v [B, Hkv, T, D] in bfloat16, the gate g [H] float32, y
+// (bfloat16) and its denominator Z [B, H, T] (float32), the linear terms
+// lin_num (bfloat16 or float32) and lin_den [B, H, T] (float32) that y
+// holds, the window and which inputs were bfloat16.
+struct WindowCombineSaved {
+  at::Tensor q, k, v, gate, y, z, lin_num, lin_den;
+  int64_t window = 0;
+  detail::WindowInputTypes types;
+
+  // From saved tensors s[0..7] in the fields' order.
+  static WindowCombineSaved Of(const std::vector<at::Tensor>& s, int64_t window,
+                               detail::WindowInputTypes types) {
+    return {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], window, types};
+  }
+};
+// Gradients of q, k, v (kv heads), the gate, lin_num (in lin_num's dtype)
+// and lin_den, from y's gradient dy: the prologue and window backward kernels.
+struct WindowCombineGrads {
+  at::Tensor dq, dk, dv, d_gate, d_num, d_den;
+};
+WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& saved, const at::Tensor& dy);
 
 // Whether a training step of the parallel form runs wholly on the kernels:
 // autograd on CUDA in bfloat16 (or float32 under autocast), sliding windows

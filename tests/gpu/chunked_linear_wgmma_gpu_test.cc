@@ -1,7 +1,8 @@
 // The wgmma chunked kernel (kernels/linear_attention/sm90a/chunked_linear_wgmma.h)
 // against detail::ChunkedCausalLinear in float64 on the same bf16 values:
-// y = num / (den + eps), num and den themselves (but with the window, which
-// gives y alone) and the final state, from the empty state or a given one;
+// y = num / (den + eps), num and den themselves (with the window: the
+// linear terms, and y's denominator) and the final state, from the empty
+// state or a given one; the fused maps' features (LoLCATs' training outputs);
 // T = 1, one chunk, partial chunks, batch > 1, GQA, sequences long enough
 // for the two-pass split, and the Hedgehog maps fused (raw q, k and the
 // maps' weights in, features computed inside). Fresh random inputs
@@ -114,10 +115,12 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
       phi_q, delayed(phi_k), delayed(v.repeat_interleave(group, 1)), lg_heads, 64, kv0, k_sum0);
   at::Tensor ref = lt.num / (lt.den.unsqueeze(-1) + eps);
   const at::Tensor gate = at::sigmoid(at::randn({c.h}, at::kDouble));
+  at::Tensor ref_y_den;
   if (c.window) {  // one normaliser for both parts, no eps
     const auto [wn, wd] =
         WindowTerms(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), gate);
-    ref = (lt.num + wn) / (lt.den + wd).unsqueeze(-1);
+    ref_y_den = lt.den + wd;
+    ref = (lt.num + wn) / ref_y_den.unsqueeze(-1);
   }
 
   const at::Tensor gq = q.to(at::kBFloat16).cuda(), gk = k.to(at::kBFloat16).cuda(),
@@ -165,16 +168,26 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     initial.select(3, 128).copy_(k_sum0);
     p.initial_state = initial.data_ptr<float>();
   }
-  // The training forms' raw terms too (not with the window, which gives y
-  // alone): num in bf16 for even T, float32 for odd.
+  // The training forms' raw terms too (with the window, the linear terms
+  // before it adds in, and y's denominator): num in bf16 for even T, float32
+  // for odd. Ungated fused maps with the key map per key head: the features.
   const bool num_bf16 = c.t % 2 == 0;
-  at::Tensor num, den;
-  if (!c.window) {
-    num = at::full({c.b, c.h, c.t, 128}, NAN, f32.dtype(num_bf16 ? at::kBFloat16 : at::kFloat));
-    den = at::full({c.b, c.h, c.t}, NAN, f32);
-    p.num = num.data_ptr();
-    p.num_bf16 = num_bf16;
-    p.den = den.data_ptr<float>();
+  const at::Tensor num =
+      at::full({c.b, c.h, c.t, 128}, NAN, f32.dtype(num_bf16 ? at::kBFloat16 : at::kFloat));
+  const at::Tensor den = at::full({c.b, c.h, c.t}, NAN, f32);
+  p.num = num.data_ptr();
+  p.num_bf16 = num_bf16;
+  p.den = den.data_ptr<float>();
+  at::Tensor y_den, phi_q_out, phi_k_out;
+  if (c.window) {
+    y_den = at::full({c.b, c.h, c.t}, NAN, f32);
+    p.y_den = y_den.data_ptr<float>();
+  }
+  if (c.fused_maps && c.gates == 0 && hw == c.hk) {
+    phi_q_out = at::full({c.b, c.h, c.t, 128}, NAN, f32.dtype(at::kBFloat16));
+    phi_k_out = at::full({c.b, c.hk, c.t, 128}, NAN, f32.dtype(at::kBFloat16));
+    p.phi_q_out = phi_q_out.data_ptr();
+    p.phi_k_out = phi_k_out.data_ptr();
   }
   p.eps = static_cast<float>(eps);
   p.type = ElementType::kBF16;
@@ -197,9 +210,8 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
     y.fill_(NAN);
     kv.fill_(NAN);
     k_sum.fill_(NAN);
-    if (num.defined()) {
-      num.fill_(NAN);
-      den.fill_(NAN);
+    for (const at::Tensor& out : {num, den, y_den, phi_q_out, phi_k_out}) {
+      if (out.defined()) out.fill_(NAN);
     }
     const char* err = LaunchChunkedLinearWgmma(p);
     ASSERT_EQ(err, nullptr) << err;
@@ -215,9 +227,13 @@ TEST_P(ChunkedLinearWgmmaGpu, MatchesFloat64Reference) {
       EXPECT_LT(RelativeError(got, want), testing::Tol(at::kBFloat16)) << name << plan;
     };
     expect_close("y", y, ref);
-    if (num.defined()) {
-      expect_close("num", num, lt.num);
-      expect_close("den", den, lt.den);
+    expect_close("num", num, lt.num);
+    expect_close("den", den, lt.den);
+    if (y_den.defined()) expect_close("y_den", y_den, ref_y_den);
+    if (phi_q_out.defined()) expect_close("phi_q", phi_q_out, phi_q);
+    if (phi_k_out.defined() && c.t > c.key_delay) {  // the rows some query reads
+      const int64_t read = c.t - c.key_delay;
+      expect_close("phi_k", phi_k_out.narrow(2, 0, read), Hedgehog(k, wk).narrow(2, 0, read));
     }
     expect_close("kv", kv, lt.kv);
     expect_close("k_sum", k_sum, lt.k_sum);

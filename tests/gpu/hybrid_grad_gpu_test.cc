@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_attention.h"
 #include "kernels/lolcats/lolcats_attention.h"
 #include "tests/gpu/attention_gpu_util.h"
@@ -63,10 +64,12 @@ std::vector<at::Tensor> GpuGradients(const std::vector<at::Tensor>& inputs, size
 // index of the first parameter (float32 on the GPU). With
 // LINEARIZE_PRINT_ERRORS set it prints each gradient's error beside that of
 // `native` (the same attention in plain LibTorch ops) on the GPU under the
-// same autocast: what bf16 alone costs.
+// same autocast: what bf16 alone costs. attention_launches >= 0: exactly
+// that many attention (not map) kernels ran, which tells the paths apart.
 void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
                          const Forward& forward, const Forward& native,
-                         const std::vector<std::string>& names, int min_launches) {
+                         const std::vector<std::string>& names, int min_launches,
+                         int attention_launches = -1) {
   std::vector<at::Tensor> cpu = Leaves(inputs, at::kCPU, at::kDouble);
   const at::Tensor y_ref = forward(cpu);
   const at::Tensor w = at::randn(y_ref.sizes(), at::kDouble);
@@ -81,6 +84,7 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
   const std::vector<at::Tensor> gpu = GpuGradients(inputs, params_from, forward, w, &y);
   EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
   EXPECT_GE(launches.Launches(), min_launches) << "the CUDA kernels ran forward and backward";
+  if (attention_launches >= 0) EXPECT_EQ(launches.AttentionLaunches(), attention_launches);
   // The call's gradient scale: the largest reference gradient.
   double scale = 0;
   for (const at::Tensor& x : cpu) {
@@ -141,10 +145,15 @@ TEST_P(LolcatsGradGpu, MatchesFloat64Autograd) {
   };
   const auto forward = [&](const std::vector<at::Tensor>& x) { return run(x, false); };
   const auto native = [&](const std::vector<at::Tensor>& x) { return run(x, true); };
-  // Window forward and backward, plus the chunked ones once keys leave the window.
-  const int launches = c.t > c.window ? 4 : 2;
+  // Window forward and backward, plus the chunked ones once keys leave the
+  // window; or, where the fused training forward covers the call (FusedTrainCuda
+  // in kernels/lolcats/lolcats_grad.h), that one forward kernel, the window's
+  // and the chunked backward, and the two maps' backward.
+  const bool fused = c.d == 128 && c.fh == 64 && c.window == 64 && c.t > 64 && c.hq == c.hkv &&
+                     detail::WgmmaKernelsApply(at::Device(at::kCUDA, 0));
+  const int launches = fused ? 5 : c.t > c.window ? 4 : 2;
   ExpectSameGradients(inputs, 3, forward, native, {"q", "k", "v", "q_map", "k_map", "window_logit"},
-                      launches);
+                      launches, fused ? 3 : -1);
 }
 
 const Case kLolcatsCases[] = {
@@ -152,7 +161,11 @@ const Case kLolcatsCases[] = {
     {"T40_shorter_than_window", 1, 2, 1, 40, 64, 32, 64},
     {"T300_gqa_W64", 2, 4, 2, 300, 64, 32, 64},
     {"T777_D128_W16", 1, 4, 4, 777, 128, 64, 16},
-    {"T3000_two_pass", 1, 2, 2, 3000, 128, 64, 64},
+    {"T3000_two_pass", 1, 2, 2, 3000, 128, 64, 64},  // (fused: D 128, Fh 64, W 64)
+    {"T64_D128_window_only", 1, 2, 2, 64, 128, 64, 64},
+    {"T130_B2_fused_partial_chunk", 2, 2, 2, 130, 128, 64, 64},
+    {"T333_gqa_D128_W64", 2, 4, 2, 333, 128, 64, 64},  // (GQA: the composed path)
+    {"T2100_gqa4_D128_W64_two_pass", 1, 4, 1, 2100, 128, 64, 64},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LolcatsGradGpu, ::testing::ValuesIn(kLolcatsCases),

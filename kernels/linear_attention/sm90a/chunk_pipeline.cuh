@@ -117,6 +117,11 @@ struct Ptrs {
   void* num;  // or null: float32, or bf16 with num_bf16
   bool num_bf16;
   float* den;  // or null
+  // Training outputs of the fused forward, or null: y's denominator [T]
+  // with the window, and the maps' features [T][128] (phi_k of the key
+  // head, written by its group's first query head).
+  float* y_den;
+  bf16 *phi_q_out, *phi_k_out;
   int64_t length;
   int64_t key_delay;  // position t reads the key and value of t - key_delay
   int64_t c_begin;    // the block's first chunk
@@ -465,6 +470,19 @@ __device__ void StoreKeyPhi(const float (&l)[32], const Ptrs& s, int64_t start,
   StorePhi<false>(l, live, {1.f, 1.f}, dst);
 }
 
+// The phi_k tile of a chunk whose first row is at `start` (StoreKeyPhi's)
+// into s.phi_k_out's live rows, 16-byte pieces, by the state warpgroup.
+__device__ void CopyKeyPhiOut(const unsigned char* tile, const Ptrs& s, int64_t start) {
+  for (int i = threadIdx.x & 127; i < kC * kF / 8; i += 128) {
+    const int row = i / (kF / 8), col = (i % (kF / 8)) * 8;
+    const int64_t src = start + row - s.key_delay;
+    if (src >= 0 && src < s.length - s.key_delay) {
+      *reinterpret_cast<uint4*>(s.phi_k_out + src * kF + col) =
+          *reinterpret_cast<const uint4*>(tile + TileOffset(row, col, kSlab));
+    }
+  }
+}
+
 // dst = w src for a 16-byte piece (8 bf16) of a tile; dst may be src.
 __device__ __forceinline__ void ScalePiece(const unsigned char* src, unsigned char* dst, float w) {
   uint4 x = *reinterpret_cast<const uint4*>(src);
@@ -646,6 +664,9 @@ __device__ void StateLoop(unsigned char* sm, const Ptrs& s, const ChunkedLinearP
       wg::FenceProxyAsync();
       BarrierAll();  // phi_k is there for both warpgroups
       k = sm + kPhiK;
+      if constexpr (!kGated) {  // (the training outputs are ungated)
+        if (s.phi_k_out != nullptr) CopyKeyPhiOut(k, s, (s.c_begin + c) * kC);
+      }
     }
     float chunk_dec = 1.f;
     if constexpr (kGated) {
@@ -708,6 +729,14 @@ __device__ Ptrs PtrsOf(const ChunkedLinearParams& p, bool window, bool gated, in
           : p.num_bf16     ? static_cast<void*>(static_cast<bf16*>(p.num) + bh * p.length * kD)
                            : static_cast<void*>(static_cast<float*>(p.num) + bh * p.length * kD);
   s.den = p.den != nullptr ? p.den + bh * p.length : nullptr;
+  s.y_den = p.y_den != nullptr ? p.y_den + bh * p.length : nullptr;
+  s.phi_q_out =
+      p.phi_q_out != nullptr ? static_cast<bf16*>(p.phi_q_out) + bh * p.length * kF : nullptr;
+  const bool first_of_group = h % (p.heads / p.k_heads) == 0;
+  s.phi_k_out =
+      p.phi_k_out != nullptr && first_of_group
+          ? static_cast<bf16*>(p.phi_k_out) + (int64_t(b) * p.k_heads + hk) * p.length * kF
+          : nullptr;
   s.row_den = s.row_z = nullptr;
   s.q2 = nullptr;
   s.reverse = false;

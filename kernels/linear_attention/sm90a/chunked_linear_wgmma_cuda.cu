@@ -28,7 +28,10 @@
 // W_q), softmax(-q W_q)], kept in registers as the A fragments of Q K^T and
 // Q S (it never touches shared memory); the state warpgroup phi_k, written
 // to a tile (zero rows past the end) that both then read, after a second
-// barrier.
+// barrier. LoLCATs' training forward (window fused too) also writes the
+// features (phi_q from the A fragments, phi_k from its tile), the linear
+// terms before the window adds in, and y's denominator: what its backward
+// reads (kernels/lolcats/lolcats_train.cc).
 //
 // chunk_pipeline.cuh holds the layout, the loads and the state warpgroup,
 // which the backward's kernels (chunked_linear_dq_wgmma_cuda.cu,
@@ -136,6 +139,29 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
   wg::FenceOperands(num);
 }
 
+// phi_q's bf16 A fragments (OutputsLoop's pq) of a chunk whose first row
+// is at `start` into s.phi_q_out: register i of k step kk holds columns
+// 8 (2 kk + i / 2) + 2 t (+ 1) of row g + 8 (i % 2), the n half 64 after.
+__device__ __forceinline__ void StoreQueryPhi(const uint32_t (&pq)[8][4], const Ptrs& s,
+                                              int64_t start) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t pos = start + 16 * warp + g + 8 * h;
+    if (pos >= s.length) continue;
+    uint32_t* row = reinterpret_cast<uint32_t*>(s.phi_q_out + pos * kF);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int col = 8 * (2 * kk + half) + 2 * t;
+        row[col / 2] = pq[kk][2 * half + h];
+        row[(64 + col) / 2] = pq[4 + kk][2 * half + h];
+      }
+    }
+  }
+}
+
 // Warpgroup 0: the outputs of every chunk.
 template <bool kFuse, bool kWindow, bool kGated>
 __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
@@ -173,6 +199,9 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
           pq[4 + kk][i] = tiles::Pack(n0, n1);
           qz[h] += p0 * z[col] + p1 * z[col + 1] + n0 * z[64 + col] + n1 * z[64 + col + 1];
         }
+      }
+      if constexpr (!kGated) {  // (the training outputs are ungated)
+        if (s.phi_q_out != nullptr) StoreQueryPhi(pq, s, (s.c_begin + c) * kC);
       }
       BarrierAll();  // the state warpgroup's phi_k tile is written
     }
@@ -258,17 +287,43 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(num);
-    float den_w[2] = {0.f, 0.f};
-    if constexpr (kWindow) WindowIntoNum(sm, s, c, num, den_w);
-
+    if constexpr (kWindow) {
+      // Training: y from the bf16 linear terms that its backward reads, so
+      // that y Z = window + lin_num, as the closed form of the window max's
+      // gradient there assumes (lolcats_window_bwd_params.h).
+      if (s.num != nullptr && s.num_bf16) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) num[i] = __bfloat162float(__float2bfloat16_rn(num[i]));
+      }
+    }
+    float den[2];  // the linear terms' (the raw terms of the training forms)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int row = 16 * warp + g + 8 * h;
-      const int64_t pos = (s.c_begin + c) * kC + row;
-      const float den = qz[h] + rs[2 * h];
+      const int64_t pos = (s.c_begin + c) * kC + 16 * warp + g + 8 * h;
+      den[h] = qz[h] + rs[2 * h];
+      if (pos < s.length && s.num != nullptr) {
+#pragma unroll
+        for (int j = 0; j < kD / 8; ++j) {
+          tiles::StoreOut2(s.num, s.num_bf16, pos * kD + 8 * j + 2 * t, num[4 * j + 2 * h],
+                           num[4 * j + 2 * h + 1]);
+        }
+      }
+      if (pos < s.length && s.den != nullptr && t == 0) s.den[pos] = den[h];
+    }
+    if constexpr (kWindow) {
+      float den_w[2];
+      WindowIntoNum(sm, s, c, num, den_w);
+      den[0] += den_w[0];  // the window's part is >= g (the row's own key): no eps
+      den[1] += den_w[1];
+    } else {
+      den[0] += eps;
+      den[1] += eps;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t pos = (s.c_begin + c) * kC + 16 * warp + g + 8 * h;
       if (pos < s.length && s.y != nullptr) {
-        // The window's denominator is >= g (the row's own key): no eps.
-        const float inv = kWindow ? 1.f / (den + den_w[h]) : 1.f / (den + eps);
+        const float inv = 1.f / den[h];
         bf16* out = s.y + pos * kD;
 #pragma unroll
         for (int j = 0; j < kD / 8; ++j) {
@@ -276,16 +331,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
                            num[4 * j + 2 * h + 1] * inv);
         }
       }
-      if constexpr (!kWindow) {  // the training forms' raw terms
-        if (pos < s.length && s.num != nullptr) {
-#pragma unroll
-          for (int j = 0; j < kD / 8; ++j) {
-            tiles::StoreOut2(s.num, s.num_bf16, pos * kD + 8 * j + 2 * t, num[4 * j + 2 * h],
-                             num[4 * j + 2 * h + 1]);
-          }
-        }
-        if (pos < s.length && s.den != nullptr && t == 0) s.den[pos] = den;
-      }
+      if (pos < s.length && s.y_den != nullptr && t == 0) s.y_den[pos] = den[h];
     }
   }
 }
@@ -439,7 +485,10 @@ bool ChunkedLinearWgmmaSupported(const ChunkedLinearParams& p) {
                                      p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
          (p.window_gate == nullptr || (p.q_weight_t != nullptr && p.key_delay == kC)) &&
          (p.y != nullptr || p.num != nullptr || p.den != nullptr) &&
-         (p.window_gate == nullptr || (p.num == nullptr && p.den == nullptr)) &&
+         (p.window_gate != nullptr || p.y_den == nullptr) &&
+         ((p.phi_q_out == nullptr && p.phi_k_out == nullptr) ||
+          (p.q_weight_t != nullptr && p.log_gamma == nullptr)) &&
+         (p.phi_k_out == nullptr || p.k_weight_heads == p.k_heads) &&
          (p.kv == nullptr) == (p.k_sum == nullptr) && p.batch >= 1 && p.batch <= 65535 &&
          p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 && p.v_heads >= 1 &&
          p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
