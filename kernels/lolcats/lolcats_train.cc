@@ -93,9 +93,10 @@ std::optional<at::Tensor> FusedTrainCuda(const char* op, const at::Tensor& q, co
   // (Under GQA, keys mapped per kv head, every gradient passed but d_q: 1.42%
   // against the bf16 bound of 1% and the composed path's 0.56%, cause not
   // found yet: session 24.)
+  // (The grid's limits too, so that the kernel does not decline inside the Function.)
   if (dims.head_dim != 128 || dims.length <= kFusedWindow || maps.q_weight.size(2) != 64 ||
       dims.kv_heads != dims.q_heads || maps.k_weight.size(0) != dims.kv_heads ||
-      !detail::WgmmaKernelsApply(q.device())) {
+      dims.batch > 65535 || dims.q_heads > 65535 || !detail::WgmmaKernelsApply(q.device())) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());

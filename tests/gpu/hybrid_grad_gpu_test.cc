@@ -1,7 +1,8 @@
 // Training (forward + backward) of the LoLCATs and Lizard hybrids through
 // their entry points on the GPU under bf16 autocast, as the converter trains
 // them: the chunked linear part and both hybrids' window terms on the CUDA
-// kernels. Gradients for q, k, v, the feature maps and the window/gate
+// kernels (LoLCATs' forward as one kernel where it covers the call,
+// lolcats_train.cc). Gradients for q, k, v, the feature maps and the window/gate
 // parameters against LibTorch autograd of the same entry point in float64 on
 // the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
 #include <ATen/ATen.h>

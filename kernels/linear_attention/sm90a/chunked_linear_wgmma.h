@@ -6,8 +6,10 @@
 // covers bf16 with F = D = 128: features, or raw q / k with the Hedgehog maps
 // fused (Fh = 64); an initial and a final state; keys and values delayed
 // (LoLCATs' linear part); log gates (no delay); LoLCATs' 64-token window
-// fused (fused maps, delay 64), which writes y alone; otherwise any of y,
-// num (float32 or bf16) and den. The backward's d_q runs on the same two
+// fused (fused maps, delay 64), y then the hybrid's output; any of y, num
+// (float32 or bf16) and den (with the window: the linear terms, and y's
+// denominator); ungated fused maps also write their features (LoLCATs'
+// training forward). The backward's d_q runs on the same two
 // warpgroups (the forward's state beside d_q's rows); its d_k and d_v on
 // three (the chunks in reverse, the gradient state beside the d_k and the
 // d_v rows).
