@@ -185,13 +185,14 @@ PrefillResult Run(const char* op, const at::Tensor& q, const at::Tensor& k, cons
 #endif
   std::optional<at::ScalarType> compute;
 #ifdef LINEARIZE_WITH_CUDA
-  if (!want_state) {  // training on the kernels: one forward kernel where it covers the call
+  if (!want_state && internal::TrainsOnKernels(q, k, v, weights, options)) {
+    // One forward kernel where it covers the call, else the composed kernels in bf16.
     if (std::optional<at::Tensor> y = internal::FusedTrainCuda(op, q, k, v, weights, options)) {
       PrefillResult out;
       out.y = y->to(q.scalar_type());
       return out;
     }
-    if (internal::TrainsOnKernels(q, k, v, weights, options)) compute = at::kBFloat16;
+    compute = at::kBFloat16;
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, q, k, v, weights, options, compute);

@@ -84,7 +84,7 @@ std::optional<at::Tensor> FusedTrainCuda(const char* op, const at::Tensor& q, co
                                          const Options& options) {
   const FeatureMaps& maps = weights.maps;
   if (options.window_kind != WindowKind::kSliding || options.window != kFusedWindow ||
-      maps.kind != FeatureMapKind::kHedgehog || !TrainsOnKernels(q, k, v, weights, options)) {
+      maps.kind != FeatureMapKind::kHedgehog) {
     return std::nullopt;
   }
   const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
