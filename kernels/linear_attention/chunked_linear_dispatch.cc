@@ -114,6 +114,8 @@ std::optional<CudaLinearOutputs> ChunkedCausalLinearCuda(const CudaLinearInputs&
     p.initial_state = initial.data_ptr<float>();
   }
   CudaLinearOutputs out;
+  out.q_weight_t = qwt;
+  out.k_weight_t = kwt;
   if (in.want_y) out.y = at::empty({b, h, t, d}, q.options());
   if (in.want_num_den) {
     out.num = at::empty({b, h, t, d}, in.num_in_input_dtype ? q.options() : f32);

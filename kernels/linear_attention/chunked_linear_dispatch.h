@@ -53,6 +53,9 @@ struct CudaLinearInputs {
 struct CudaLinearOutputs {
   at::Tensor y, num, den, kv, k_sum;
   at::Tensor y_den, phi_q, phi_k;  // want_y_den, want_features
+  // With fused maps: their weights as the kernel read them, W^T [H or Hw,
+  // Fh, D] in phi_q's dtype (a training backward reads them too).
+  at::Tensor q_weight_t, k_weight_t;
   // With keep_block_states and more than one block: pass 1's workspace, and
   // the chunks per block it was cut into. Else undefined and 0.
   at::Tensor block_states;

@@ -31,8 +31,8 @@ std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::
 // LoLCATs' training forward as one kernel and its backward by the window,
 // chunked linear and map backward kernels (lolcats_train.cc): y of
 // ForwardParallel, bfloat16. Call where TrainsOnKernels holds; runs when
-// the fused kernel covers the call: Hedgehog maps with Fh = 64, D = 128, no
-// GQA, a sliding window of 64, T > 64, an sm_90 device. Checks the
+// the fused kernel covers the call: Hedgehog maps with Fh = 64, D = 128, the
+// key map per kv head, a sliding window of 64, T > 64, an sm_90 device. Checks the
 // arguments as Prepare does. Otherwise nullopt.
 std::optional<at::Tensor> FusedTrainCuda(const char* op, const at::Tensor& q, const at::Tensor& k,
                                          const at::Tensor& v, const Weights& weights,

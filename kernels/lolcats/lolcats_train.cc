@@ -46,14 +46,10 @@ struct FusedTrainFunction : public torch::autograd::Function<FusedTrainFunction>
     in.keep_block_states = true;
     const std::optional<detail::CudaLinearOutputs> out = detail::ChunkedCausalLinearCuda(in);
     TORCH_CHECK(out.has_value(), "lolcats fused training forward: the kernel declined");
-    // The maps' backward reads W^T [H, Fh, D] in bf16, as the map kernel's forward takes it.
-    const auto transposed = [](const at::Tensor& w) {
-      return w.to(at::kBFloat16).transpose(1, 2).contiguous();
-    };
-    // The window combine's saved tensors first (WindowCombineSaved::Of).
+    // The window combine's saved tensors first (WindowCombineSaved::Of); the
+    // maps' backward reads W^T [H, Fh, D] in bf16, as the kernel did.
     ctx->save_for_backward({qb, kb, vb, g, out->y, out->y_den, out->num, out->den, out->phi_q,
-                            out->phi_k, transposed(q_weight), transposed(k_weight),
-                            out->block_states});
+                            out->phi_k, out->q_weight_t, out->k_weight_t, out->block_states});
     ctx->saved_data["block_chunks"] = out->block_chunks;
     return {out->y};
   }
@@ -89,14 +85,12 @@ std::optional<at::Tensor> FusedTrainCuda(const char* op, const at::Tensor& q, co
   }
   const detail::QkvDims dims = detail::CheckQkv(op, q, k, v);
   CheckWeights(op, dims, q.device(), weights, options);
-  // The fused kernel's sizes (F = 2 Fh = D = 128), a linear part, no GQA.
-  // (Under GQA, keys mapped per kv head, every gradient passed but d_q: 1.42%
-  // against the bf16 bound of 1% and the composed path's 0.56%, cause not
-  // found yet: session 24.)
-  // (The grid's limits too, so that the kernel does not decline inside the Function.)
+  // The fused kernel's sizes (F = 2 Fh = D = 128), a linear part, the key
+  // map per kv head (phi_k is saved once a kv head), and the grid's limits
+  // (so that the kernel does not decline inside the Function).
   if (dims.head_dim != 128 || dims.length <= kFusedWindow || maps.q_weight.size(2) != 64 ||
-      dims.kv_heads != dims.q_heads || maps.k_weight.size(0) != dims.kv_heads ||
-      dims.batch > 65535 || dims.q_heads > 65535 || !detail::WgmmaKernelsApply(q.device())) {
+      maps.k_weight.size(0) != dims.kv_heads || dims.batch > 65535 || dims.q_heads > 65535 ||
+      !detail::WgmmaKernelsApply(q.device())) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());

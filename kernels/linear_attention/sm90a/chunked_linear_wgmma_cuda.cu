@@ -54,10 +54,12 @@ namespace {
 // chunk's, in this buffer) and the next buffer's (this chunk's, which this
 // warpgroup loaded and now waits for on its own). Row i sees the previous
 // chunk's key j for j > i (and position >= 0), this chunk's for j <= i;
-// scores q k * scale, the row's exact max c, weights g exp(s - c) added into
-// num through both value tiles, their sums into den_w.
+// scores q k * scale, the row's exact max c, weights exp(s - c) added into
+// num through both value tiles and their sums into den_w, both times g.
 __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&num)[64],
                               float (&den_w)[2]) {
+  // (A gate below 1e-20, a logit below -46, would leave the window nothing anyway.)
+  const float gate = fmaxf(s.gate, 1e-20f);
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   tiles::CpAsyncWaitAll();  // this warpgroup's copies of the next keys and values
   wg::FenceProxyAsync();
@@ -100,7 +102,11 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float b = window::Exp2Offset(mx * s.scale, s.gate);  // weights g exp(s scale - c)
+    // Weights exp(s scale - c), the gate applied to their sums: the row
+    // max's weight is then exactly 1, also in bf16, where bf16(g) would be
+    // off by up to 2^-9, enough to break y Z = g sum a v + lin_num, which the
+    // backward's closed form for dc assumes (session 25: d q under GQA).
+    const float b = window::Exp2Offset(mx * s.scale);
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -114,7 +120,7 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    den_w[h] = sum;
+    den_w[h] = gate * sum;
   }
   uint32_t fp[4][4], fc[4][4];  // the weights as A fragments, 16 keys a k step
 #pragma unroll
@@ -127,6 +133,10 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
   }
   const unsigned char* v_prev = sm + kV + (c & 1) * kTile;
   const unsigned char* v_cur = sm + kV + ((c + 1) & 1) * kTile;
+  // num = g (lin_num / g + sum a v).
+  const float inv_gate = 1.f / gate;
+#pragma unroll
+  for (int i = 0; i < 64; ++i) num[i] *= inv_gate;
   wg::FenceOperands(num);
   wg::Fence();
 #pragma unroll
@@ -137,6 +147,8 @@ __device__ void WindowIntoNum(unsigned char* sm, const Ptrs& s, int c, float (&n
   wg::Commit();
   wg::Wait<0>();
   wg::FenceOperands(num);
+#pragma unroll
+  for (int i = 0; i < 64; ++i) num[i] *= gate;
 }
 
 // phi_q's bf16 A fragments (OutputsLoop's pq) of a chunk whose first row
@@ -194,10 +206,11 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {  // A register i: tile 2 kk + i / 2, row half i % 2
           const int j = 2 * kk + i / 2, h = i % 2, col = 8 * j + 2 * t, at = 4 * j + 2 * h;
-          const float p0 = l[at], p1 = l[at + 1], n0 = n[at], n1 = n[at + 1];
-          pq[kk][i] = tiles::Pack(p0, p1);
-          pq[4 + kk][i] = tiles::Pack(n0, n1);
-          qz[h] += p0 * z[col] + p1 * z[col + 1] + n0 * z[64 + col] + n1 * z[64 + col + 1];
+          pq[kk][i] = tiles::Pack(l[at], l[at + 1]);
+          pq[4 + kk][i] = tiles::Pack(n[at], n[at + 1]);
+          // Q . z from the bf16 phi_q that Q S takes (and the backward reads).
+          const float2 p = tiles::Unpack(pq[kk][i]), m = tiles::Unpack(pq[4 + kk][i]);
+          qz[h] += p.x * z[col] + p.y * z[col + 1] + m.x * z[64 + col] + m.y * z[64 + col + 1];
         }
       }
       if constexpr (!kGated) {  // (the training outputs are ungated)
