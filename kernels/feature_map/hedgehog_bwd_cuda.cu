@@ -8,7 +8,8 @@
 //   dW_h += x^T dl                             (registers across the range)
 // and at the end the CTA adds its dW_h into the float32 output (atomics: the
 // CTAs of a head, and the batch, share it). Rows past the end load as zeros,
-// so their dl is 0.
+// so their dl is 0. Given dl (kGivenDl: the chunked backward formed it from
+// its unrounded d_phi), a tile is dl and x, loaded straight into the stage.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -24,26 +25,30 @@ using tiles::bf16;
 constexpr int kRows = 64;
 constexpr int kThreads = 256;
 
-template <int D, int FH>
+template <int D, int FH, bool kGivenDl>
 struct BCfg {
   static constexpr int SF = tiles::Stride(2 * FH);  // phi, d_phi rows
   static constexpr int SD = tiles::Stride(D);       // x rows, W^T rows
   static constexpr int SL = tiles::Stride(FH);      // dl rows
   static constexpr int kF = kRows * SF, kX = kRows * SD, kW = FH * SD, kL = kRows * SL;
-  static constexpr int kStage = 2 * kF + kX;  // one tile's phi, d_phi, x
-  static constexpr int kBytes = (2 * kStage + kW + kL) * 2;
+  // One tile's inputs: phi, d_phi, x, or (kGivenDl) dl, x; dl computed
+  // from phi and d_phi goes to a buffer of its own.
+  static constexpr int kIn = kGivenDl ? kL : 2 * kF;
+  static constexpr int kStage = kIn + kX;
+  static constexpr int kOwnL = kGivenDl ? 0 : kL;
+  static constexpr int kBytes = (2 * kStage + kW + kOwnL) * 2;
   static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
   static constexpr int kFq = FH / 4;       // dl columns per thread (a quarter row)
   static_assert(D == 64 || D == 128, "D");
 };
 
-template <int D, int FH>
+template <int D, int FH, bool kGivenDl>
 __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogBwdParams p) {
-  using Cf = BCfg<D, FH>;
+  using Cf = BCfg<D, FH, kGivenDl>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sw = reinterpret_cast<bf16*>(smem_raw);  // W_h^T [Fh][D]
-  bf16* sl = sw + Cf::kW;                        // dl [64][Fh]
-  bf16* stages = sl + Cf::kL;                    // [2][phi | d_phi | x]
+  bf16* own_l = sw + Cf::kW;                     // dl [64][Fh] (computed)
+  bf16* stages = own_l + Cf::kOwnL;              // [2][phi | d_phi | x] or [2][dl | x]
   const int h = blockIdx.y;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + h;
   const int64_t tiles_total = (p.length + kRows - 1) / kRows;
@@ -52,8 +57,9 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   const int64_t last = std::min<int64_t>(tiles_total, first + per_cta);
   if (first >= last) return;  // the whole CTA: a range past the end
   const int64_t row0 = bh * p.length;  // the (b, h)'s first row
-  const bf16* phi = static_cast<const bf16*>(p.phi) + row0 * 2 * FH;
-  const bf16* d_phi = static_cast<const bf16*>(p.d_phi) + row0 * 2 * FH;
+  const bf16* phi = kGivenDl ? nullptr : static_cast<const bf16*>(p.phi) + row0 * 2 * FH;
+  const bf16* d_phi = kGivenDl ? nullptr : static_cast<const bf16*>(p.d_phi) + row0 * 2 * FH;
+  const bf16* given_dl = kGivenDl ? static_cast<const bf16*>(p.dl) + row0 * FH : nullptr;
   const bf16* x = static_cast<const bf16*>(p.x) + row0 * D;
   const bf16* d_pass =
       p.d_pass != nullptr ? static_cast<const bf16*>(p.d_pass) + row0 * D : nullptr;
@@ -61,10 +67,14 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   const auto issue = [&](int64_t tile) {
     bf16* st = stages + int(tile & 1) * Cf::kStage;
     const int64_t start = tile * kRows;
-    tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st, Cf::SF, 0, phi, start, p.length);
-    tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st + Cf::kF, Cf::SF, 0, d_phi, start,
-                                                   p.length);
-    tiles::LoadTile<bf16, kRows, D, kThreads>(st + 2 * Cf::kF, Cf::SD, 0, x, start, p.length);
+    if constexpr (kGivenDl) {
+      tiles::LoadTile<bf16, kRows, FH, kThreads>(st, Cf::SL, 0, given_dl, start, p.length);
+    } else {
+      tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st, Cf::SF, 0, phi, start, p.length);
+      tiles::LoadTile<bf16, kRows, 2 * FH, kThreads>(st + Cf::kF, Cf::SF, 0, d_phi, start,
+                                                     p.length);
+    }
+    tiles::LoadTile<bf16, kRows, D, kThreads>(st + Cf::kIn, Cf::SD, 0, x, start, p.length);
     tiles::CpAsyncCommit();
   };
 
@@ -82,9 +92,8 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   for (int64_t tile = first; tile < last; ++tile) {
     const int64_t start = tile * kRows;
     const bf16* st = stages + int(tile & 1) * Cf::kStage;
-    const bf16* sp = st;
-    const bf16* sdp = st + Cf::kF;
-    const bf16* sx = st + 2 * Cf::kF;
+    const bf16* sx = st + Cf::kIn;
+    const bf16* sl = kGivenDl ? st : own_l;
     tiles::CpAsyncWaitAll();
     __syncthreads();  // tile landed; every warp is done with the previous one
     if (tile + 1 < last) issue(tile + 1);
@@ -101,7 +110,9 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
                   : 0u;
       }
     }
-    {  // dl: four threads a row, kFq columns of each half each
+    if constexpr (!kGivenDl) {  // dl: four threads a row, kFq columns of each half each
+      const bf16* sp = st;
+      const bf16* sdp = st + Cf::kF;
       const int row = threadIdx.x >> 2, q0 = (threadIdx.x & 3) * Cf::kFq;
       float pv[Cf::kFq], dpv[Cf::kFq], nv[Cf::kFq], dnv[Cf::kFq];
       float dot_p = 0.f, dot_n = 0.f;
@@ -126,12 +137,12 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
       }
 #pragma unroll
       for (int e = 0; e < Cf::kFq; e += 2) {
-        *reinterpret_cast<uint32_t*>(sl + row * Cf::SL + q0 + e) = tiles::Pack(
-            pv[e] * (dpv[e] - dot_p) - nv[e] * (dnv[e] - dot_n),
-            pv[e + 1] * (dpv[e + 1] - dot_p) - nv[e + 1] * (dnv[e + 1] - dot_n));
+        *reinterpret_cast<uint32_t*>(own_l + row * Cf::SL + q0 + e) =
+            tiles::Pack(pv[e] * (dpv[e] - dot_p) - nv[e] * (dnv[e] - dot_n),
+                        pv[e + 1] * (dpv[e + 1] - dot_p) - nv[e + 1] * (dnv[e + 1] - dot_n));
       }
+      __syncthreads();  // dl complete
     }
-    __syncthreads();  // dl complete
 
     {  // dx = d_pass + dl W^T: rows r0.., columns c0..
       float acc[Cf::kDxTiles][4] = {};
@@ -186,10 +197,10 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   }
 }
 
-template <int D, int FH>
+template <int D, int FH, bool kGivenDl>
 const char* Launch(const HedgehogBwdParams& p) {
-  using Cf = BCfg<D, FH>;
-  cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH>,
+  using Cf = BCfg<D, FH, kGivenDl>;
+  cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH, kGivenDl>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   // At most one CTA per SM in all (one wave), each a range of one (b, h)'s tiles.
@@ -197,10 +208,18 @@ const char* Launch(const HedgehogBwdParams& p) {
   const int64_t per_bh = int64_t(p.sm_count) / (p.batch * p.heads);
   const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(per_bh, 1, tiles_total)),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  HedgehogBwdKernel<D, FH>
+  HedgehogBwdKernel<D, FH, kGivenDl>
       <<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+template <bool kGivenDl>
+const char* LaunchFor(const HedgehogBwdParams& p) {
+  if (p.head_dim == 128) {
+    return p.half_features == 64 ? Launch<128, 64, kGivenDl>(p) : Launch<128, 32, kGivenDl>(p);
+  }
+  return p.half_features == 64 ? Launch<64, 64, kGivenDl>(p) : Launch<64, 32, kGivenDl>(p);
 }
 
 }  // namespace
@@ -213,11 +232,11 @@ bool HedgehogBwdSupported(const HedgehogBwdParams& p) {
 
 const char* LaunchHedgehogBwd(const HedgehogBwdParams& p) {
   if (!HedgehogBwdSupported(p)) return "Hedgehog backward: unsupported sizes";
-  if (!(p.x && p.weight_t && p.phi && p.d_phi && p.d_x && p.d_weight)) {
+  const bool given = p.dl != nullptr;
+  if (!(p.x && p.weight_t && (given || (p.phi && p.d_phi)) && p.d_x && p.d_weight)) {
     return "Hedgehog backward: missing tensors";
   }
-  if (p.head_dim == 128) return p.half_features == 64 ? Launch<128, 64>(p) : Launch<128, 32>(p);
-  return p.half_features == 64 ? Launch<64, 64>(p) : Launch<64, 32>(p);
+  return given ? LaunchFor<true>(p) : LaunchFor<false>(p);
 }
 
 }  // namespace linearize::kernels

@@ -41,6 +41,12 @@ HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight
                                    const at::Tensor& phi, const at::Tensor& d_phi,
                                    const at::Tensor& d_pass);
 
+// The same from the gradient of the map's logits l = x W_h instead,
+// dl [B, H, T, Fh] (ChunkedLinearTermsBackwardCuda forms it from its
+// unrounded d_phi): the kernel then reads neither phi nor d_phi.
+HedgehogGrads HedgehogBackwardFromLogitsCuda(const at::Tensor& x, const at::Tensor& weight_t,
+                                             const at::Tensor& dl, const at::Tensor& d_pass);
+
 // Whether a training step's features run on the kernels: autograd on CUDA
 // through q, k, v or the maps, q/k/v bfloat16 (or float32 under autocast),
 // Hedgehog maps the map kernel covers (Fh 32 or 64) or elu+1, and the F and

@@ -29,11 +29,13 @@ const char* LaunchHedgehog(const HedgehogParams& params);
 // forward's output phi = [p, n] = [softmax(l), softmax(-l)] (l = x W_h) and
 // its gradient [dp, dn], dl = p (dp - <dp, p>) - n (dn - <dn, n>) per row,
 // then dx = d_pass + dl W_h^T and dW_h = sum over batch and rows of x^T dl.
+// Or from dl itself, where another kernel formed it (phi, d_phi unused).
 struct HedgehogBwdParams {
   const void* x = nullptr;         // [B, H, T, D] contiguous bfloat16
   const void* weight_t = nullptr;  // [H, Fh, D] contiguous bfloat16 (W_h transposed)
   const void* phi = nullptr;       // [B, H, T, 2 Fh] contiguous bfloat16
   const void* d_phi = nullptr;     // [B, H, T, 2 Fh] contiguous bfloat16
+  const void* dl = nullptr;        // or [B, H, T, Fh] contiguous bfloat16
   const void* d_pass = nullptr;    // optional [B, H, T, D] bfloat16, added into dx
   void* d_x = nullptr;             // [B, H, T, D] bfloat16
   float* d_weight = nullptr;       // [H, D, Fh] float32, zeroed by the caller (atomics)

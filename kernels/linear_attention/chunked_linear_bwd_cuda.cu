@@ -925,6 +925,9 @@ const char* LaunchChunkedLinearBwd(const ChunkedLinearBwdParams& p) {
     return "ChunkedLinearBwd: call PlanChunkedLinearBwd before launching";
   }
   if (p.blocks > 1 && p.workspace == nullptr) return "ChunkedLinearBwd: workspace missing";
+  if (p.hedgehog_logits && !(p.skip_dq && p.skip_dkv)) {
+    return "ChunkedLinearBwd: the Hedgehog logits' gradients come from the wgmma kernels";
+  }
   return Dispatch(p, LaunchFn{p});
 }
 

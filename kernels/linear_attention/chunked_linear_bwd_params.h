@@ -60,6 +60,13 @@ struct ChunkedLinearBwdParams {
   // which the caller forms the gates' gradient.
   float* q_dot_dq = nullptr;
   float* k_dot_dk = nullptr;
+  // Hedgehog features (phi = [p, n], softmaxes of the logits l and -l, F / 2
+  // columns each): d_q and d_k hold the logits' gradients instead,
+  // [B, H, T, F / 2], dl = p (dp - <dp, p>) - n (dn - <dn, n>) from
+  // d_phi = [dp, dn] before any rounding, so the maps' backward reads half
+  // the bytes and no phi. The wgmma kernels only (skip_dq and skip_dkv),
+  // ungated.
+  bool hedgehog_logits = false;
 
   int sm_count = 132;
   // Optional: the forward's two-pass workspace (chunked_linear_params.h:

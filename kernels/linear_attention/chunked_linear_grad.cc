@@ -71,9 +71,12 @@ struct OutputGrads {
 // in float32. The gates' gradient comes from per-row dots the kernels form
 // from the unrounded d_q and d_k. The passed-through v's gradient is added
 // into d_v by the kernel where both are bf16 in the query heads, else after.
+// hedgehog_logits: d_phi_q and d_phi_k are the Hedgehog logits' gradients
+// instead (ChunkedLinearBwdParams::hedgehog_logits; wgmma kernels only).
 LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::Tensor& phi_k,
                                             const at::Tensor& v, const at::Tensor& log_gamma,
-                                            const OutputGrads& og, const ForwardFacts& facts) {
+                                            const OutputGrads& og, const ForwardFacts& facts,
+                                            bool hedgehog_logits = false) {
   const int64_t b = phi_q.size(0), h = phi_q.size(1), t = phi_q.size(2), f = phi_q.size(3);
   const int64_t d = v.size(3);
   const c10::cuda::CUDAGuard guard(phi_q.device());
@@ -102,8 +105,9 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   const auto grad_options = [&](bool bf16) {
     return phi_q.options().dtype(bf16 ? at::kBFloat16 : at::kFloat);
   };
-  const at::Tensor dq = at::empty({b, h, t, f}, grad_options(p.d_q_bf16));
-  const at::Tensor dk = at::empty({b, h, t, f}, grad_options(p.d_k_bf16));
+  const int64_t f_out = hedgehog_logits ? f / 2 : f;
+  const at::Tensor dq = at::empty({b, h, t, f_out}, grad_options(p.d_q_bf16));
+  const at::Tensor dk = at::empty({b, h, t, f_out}, grad_options(p.d_k_bf16));
   const at::Tensor dv = at::empty({b, h, t, d}, grad_options(p.d_v_bf16));
   p.phi_q = q.data_ptr();
   p.phi_k = k.data_ptr();
@@ -118,6 +122,7 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   p.feature_dim = f;
   p.head_dim = d;
   p.key_delay = facts.key_delay;
+  p.hedgehog_logits = hedgehog_logits;
   p.d_q = dq.data_ptr();
   p.d_k = dk.data_ptr();
   p.d_v = dv.data_ptr();
@@ -150,6 +155,9 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   const bool wgmma = WgmmaKernelsApply(phi_q.device());
   p.skip_dq = wgmma && ChunkedLinearDqWgmmaSupported(p);
   p.skip_dkv = wgmma && ChunkedLinearDkvWgmmaSupported(p);
+  TORCH_CHECK(!hedgehog_logits || (p.skip_dq && p.skip_dkv),
+              "ChunkedCausalLinearBackwardCuda: the Hedgehog logits' gradients need the wgmma "
+              "kernels, which do not cover this call");
   const char* err = LaunchChunkedLinearBwd(p);
   if (err == nullptr && p.skip_dq) err = LaunchChunkedLinearDqWgmma(p);
   if (err == nullptr && p.skip_dkv) err = LaunchChunkedLinearDkvWgmma(p);
@@ -311,15 +319,17 @@ LinearTermGrads ChunkedLinearTermsBackwardCuda(const at::Tensor& phi_q, const at
                                                const at::Tensor& v, const at::Tensor& d_num,
                                                const at::Tensor& d_den, const at::Tensor& d_v_pass,
                                                const at::Tensor& block_states, int64_t block_chunks,
-                                               int64_t key_delay) {
+                                               int64_t key_delay, bool hedgehog_logits) {
   OutputGrads og;
   og.d_num = d_num;
   og.d_den = d_den;
   og.d_v_pass = d_v_pass;
   og.block_states = block_states;
-  // bfloat16 feature gradients (the maps' backward reads them so) and v's in v's dtype.
+  // bfloat16 feature (or logits') gradients (the maps' backward reads them
+  // so) and v's in v's dtype.
   const ForwardFacts facts{true, true, v.scalar_type() == at::kBFloat16, key_delay, block_chunks};
-  const LinearGrads g = ChunkedCausalLinearBackwardCuda(phi_q, phi_k, v, at::Tensor(), og, facts);
+  const LinearGrads g =
+      ChunkedCausalLinearBackwardCuda(phi_q, phi_k, v, at::Tensor(), og, facts, hedgehog_logits);
   return {g.d_phi_q, g.d_phi_k, g.d_v};
 }
 

@@ -42,7 +42,10 @@ std::optional<LinearTerms> ChunkedCausalLinearTrainCuda(const at::Tensor& phi_q,
 // d_den (float32) [B, H, T], the passed-through v's gradient to add in (or
 // undefined), and the forward's block states and chunks per block
 // (undefined and 0 for one block). d_phi_q and d_phi_k in bfloat16, d_v in
-// v's dtype, in the inputs' heads.
+// v's dtype, in the inputs' heads. With hedgehog_logits (phi = the Hedgehog
+// maps' [softmax(l), softmax(-l)], F = 128 on the wgmma kernels), d_phi_q
+// and d_phi_k hold the gradients of the logits l instead, [.., F / 2]
+// (float32 where query heads are summed into kv heads).
 struct LinearTermGrads {
   at::Tensor d_phi_q, d_phi_k, d_v;
 };
@@ -50,7 +53,7 @@ LinearTermGrads ChunkedLinearTermsBackwardCuda(const at::Tensor& phi_q, const at
                                                const at::Tensor& v, const at::Tensor& d_num,
                                                const at::Tensor& d_den, const at::Tensor& d_v_pass,
                                                const at::Tensor& block_states, int64_t block_chunks,
-                                               int64_t key_delay);
+                                               int64_t key_delay, bool hedgehog_logits = false);
 
 // The normalised form y = num / (den + eps) of the same op, in bfloat16
 // [B, H, T, D], under the same conditions (no key delay). The forward kernel

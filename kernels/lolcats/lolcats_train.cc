@@ -4,8 +4,9 @@
 // which also writes what the three backwards read: the features, the
 // linear terms (bf16, y formed from them as rounded) and y's denominator. The
 // backward is the composed path's: the window's (prologue, query and key
-// kernels), the chunked linear's (d_q, d_k / d_v) with the window's d_v
-// added in, then each map's with the window's d_q / d_k added in.
+// kernels), the chunked linear's (d_q, d_k / d_v: the maps' logits'
+// gradients) with the window's d_v added in, then each map's with the
+// window's d_q / d_k added in.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -62,13 +63,15 @@ struct FusedTrainFunction : public torch::autograd::Function<FusedTrainFunction>
     // inputs too), so its gradients stay bf16 where no head sum follows.
     const WindowCombineGrads w = WindowCombineBackward(
         WindowCombineSaved::Of(s, kFusedWindow, detail::WindowInputTypes{true, true}), grads[0]);
+    // The linear part's backward gives the maps' logits' gradients (from its
+    // unrounded d_phi), so the maps' backward reads neither phi nor d_phi.
     const detail::LinearTermGrads lin = detail::ChunkedLinearTermsBackwardCuda(
         phi_q, phi_k, vb, w.d_num, w.d_den, w.dv, s[12], ctx->saved_data["block_chunks"].toInt(),
-        kFusedWindow);
+        kFusedWindow, /*hedgehog_logits=*/true);
     const detail::HedgehogGrads mq =
-        detail::HedgehogBackwardCuda(qb, s[10], phi_q, lin.d_phi_q, w.dq);
+        detail::HedgehogBackwardFromLogitsCuda(qb, s[10], lin.d_phi_q, w.dq);
     const detail::HedgehogGrads mk =
-        detail::HedgehogBackwardCuda(kb, s[11], phi_k, lin.d_phi_k, w.dk);
+        detail::HedgehogBackwardFromLogitsCuda(kb, s[11], lin.d_phi_k, w.dk);
     return {mq.dx, mk.dx, lin.d_v, mq.d_weight, mk.d_weight, w.d_gate};
   }
 };

@@ -3,7 +3,8 @@
 // same function in float64 on the CPU, on fresh random inputs: plain, GQA,
 // gated with mild and strong decays, one block and the two-pass split, float32
 // under autocast; and the delayed-key and normalised training forms, with v
-// passed through to a second use or not. The loss weighs num and den with
+// passed through to a second use or not; and the Hedgehog logits' gradients
+// the wgmma kernels form in place of d_phi. The loss weighs num and den with
 // random weights so that both gradients are exercised; the CUDA allocator is
 // poisoned first.
 #include <ATen/ATen.h>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "kernels/linear_attention/chunked_linear.h"
+#include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/chunked_linear_grad.h"
 #include "tests/gpu/attention_gpu_util.h"
 
@@ -331,6 +333,88 @@ TEST(ChunkedLinearGradGpuRouting, Float32UnderAutocastOnly) {
   EXPECT_LT(RelativeError(got.dv, ref.dv), tol) << "d v";
   EXPECT_LT(RelativeError(got.dg, ref.dg), tol) << "d log_gamma";
 }
+
+// The Hedgehog logits' gradients (ChunkedLinearTermsBackwardCuda with
+// hedgehog_logits, the wgmma kernels): dl formed in float64 from the same
+// call's d_phi without the flag and phi = [softmax(l), softmax(-l)] (the
+// kernels form it from the unrounded d_phi, so the bound is bf16's). With
+// LoLCATs' key delay and without, GQA (kv heads summed in float32), and the
+// two-pass split from the forward's block states.
+struct LogitsCase {
+  const char* name;
+  int64_t b, h, hk, t, key_delay;
+};
+
+at::Tensor HedgehogPhi(const at::Tensor& l) {
+  return at::cat({at::softmax(l, -1), at::softmax(-l, -1)}, -1);
+}
+
+at::Tensor LogitsGradOf(const at::Tensor& phi, const at::Tensor& d_phi) {
+  const int64_t fh = phi.size(3) / 2;
+  const at::Tensor p = phi.narrow(3, 0, fh), n = phi.narrow(3, fh, fh);
+  const at::Tensor dp = d_phi.narrow(3, 0, fh), dn = d_phi.narrow(3, fh, fh);
+  return p * (dp - (dp * p).sum(-1, true)) - n * (dn - (dn * n).sum(-1, true));
+}
+
+class HedgehogLogitsGpu : public ::testing::TestWithParam<LogitsCase> {};
+
+TEST_P(HedgehogLogitsGpu, MatchTheMapsBackwardOfDphi) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  if (!detail::WgmmaKernelsApply(at::Device(at::kCUDA, 0))) GTEST_SKIP() << "sm_90a kernels only";
+  const LogitsCase c = GetParam();
+  at::manual_seed(71 + c.t + c.hk + c.key_delay);
+  const auto gpu = [](const at::Tensor& x) { return x.to(at::kBFloat16).cuda(); };
+  const at::Tensor phi_q = gpu(HedgehogPhi(at::randn({c.b, c.h, c.t, 64}, at::kDouble) * 2));
+  const at::Tensor phi_k = gpu(HedgehogPhi(at::randn({c.b, c.hk, c.t, 64}, at::kDouble) * 2));
+  const at::Tensor v = gpu(at::randn({c.b, c.hk, c.t, 128}, at::kDouble));
+  detail::CudaLinearInputs in;
+  in.phi_q = phi_q;
+  in.phi_k = phi_k;
+  in.v = v;
+  in.key_delay = c.key_delay;
+  in.want_y = false;
+  in.want_num_den = true;
+  in.num_in_input_dtype = true;
+  in.keep_block_states = true;
+  const std::optional<detail::CudaLinearOutputs> fwd = detail::ChunkedCausalLinearCuda(in);
+  ASSERT_TRUE(fwd.has_value()) << "the forward kernel declined";
+  const at::Tensor d_num = gpu(at::randn({c.b, c.h, c.t, 128}, at::kDouble));
+  const at::Tensor d_den = at::randn({c.b, c.h, c.t}, at::kDouble).to(at::kFloat).cuda();
+  const auto backward = [&](bool logits) {
+    return detail::ChunkedLinearTermsBackwardCuda(phi_q, phi_k, v, d_num, d_den, at::Tensor(),
+                                                  fwd->block_states, fwd->block_chunks, c.key_delay,
+                                                  logits);
+  };
+  const detail::LinearTermGrads plain = backward(false);
+  testing::PoisonCudaAllocator();
+  const detail::LinearTermGrads got = backward(true);
+  ASSERT_TRUE(testing::AllFinite(got.d_phi_q) && testing::AllFinite(got.d_phi_k))
+      << "unwritten (NaN-poisoned) or non-finite output";
+  EXPECT_EQ(got.d_phi_q.sizes(), at::IntArrayRef({c.b, c.h, c.t, 64}));
+  EXPECT_EQ(got.d_phi_k.sizes(), at::IntArrayRef({c.b, c.hk, c.t, 64}));
+  const double tol = testing::Tol(at::kBFloat16);
+  EXPECT_LT(RelativeError(got.d_phi_q,
+                          LogitsGradOf(Seen(phi_q, at::kDouble), Seen(plain.d_phi_q, at::kDouble))),
+            tol)
+      << "d l_q";
+  EXPECT_LT(RelativeError(got.d_phi_k,
+                          LogitsGradOf(Seen(phi_k, at::kDouble), Seen(plain.d_phi_k, at::kDouble))),
+            tol)
+      << "d l_k";
+  EXPECT_TRUE(at::equal(got.d_v, plain.d_v)) << "d v changed with the flag";
+}
+
+const LogitsCase kLogitsCases[] = {
+    {"T300_delay64", 1, 2, 2, 300, 64},
+    {"T333_B2_gqa2_delay64", 2, 4, 2, 333, 64},
+    {"T200_nodelay", 1, 3, 3, 200, 0},
+    {"T4100_delay64_split", 1, 4, 4, 4100, 64},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, HedgehogLogitsGpu, ::testing::ValuesIn(kLogitsCases),
+                         [](const ::testing::TestParamInfo<LogitsCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace
 }  // namespace linearize::kernels

@@ -1,7 +1,8 @@
 // The Hedgehog feature-map kernels through HedgehogFeatureMap against the
 // float64 CPU result on the same (rounded) inputs: the forward, and in
 // training the forward and backward (gradients to x and the weight, with x
-// passed through to a second use or not).
+// passed through to a second use or not), and the backward from the
+// logits' gradient.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -144,6 +145,50 @@ TEST(HedgehogGradGpuPassing, AddsThePassedThroughGradient) {
   EXPECT_LT(testing::RelativeError(xl.grad(), ref.dx + Seen(r_pass, at::kBFloat16)), tol) << "d x";
   EXPECT_LT(testing::RelativeError(wl.grad(), ref.dw), tol) << "d weight";
 }
+
+// The backward from the logits' gradient dl (LoLCATs' fused training step,
+// where the chunked backward forms it): dx = d_pass + dl W^T and
+// dW = sum over batch and rows of x^T dl, against float64 on the same
+// rounded inputs; with a passed-through gradient when B = 2.
+class HedgehogFromLogitsGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(HedgehogFromLogitsGpu, MatchesFloat64) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  const Case c = GetParam();
+  at::manual_seed(41 + c.t + c.d + c.fh + c.b);
+  const at::Tensor x = at::randn({c.b, c.h, c.t, c.d}, at::kDouble) * 1.5;
+  const at::Tensor w = at::randn({c.h, c.d, c.fh}, at::kDouble) / std::sqrt(double(c.d));
+  const at::Tensor dl = at::randn({c.b, c.h, c.t, c.fh}, at::kDouble);
+  const bool pass = c.b == 2;
+  const at::Tensor d_pass = at::randn({c.b, c.h, c.t, c.d}, at::kDouble);
+  const at::Tensor xs = Seen(x, at::kBFloat16), ws = Seen(w, at::kBFloat16),
+                   dls = Seen(dl, at::kBFloat16);
+  at::Tensor ref_dx = at::matmul(dls, ws.transpose(1, 2));  // [B, H, T, D]
+  if (pass) ref_dx = ref_dx + Seen(d_pass, at::kBFloat16);
+  const at::Tensor ref_dw = at::matmul(xs.transpose(2, 3), dls).sum(0);  // [H, D, Fh]
+  testing::PoisonCudaAllocator();
+  const at::Tensor w_t = OnGpu(w, at::kBFloat16).transpose(1, 2).contiguous();
+  const detail::HedgehogGrads got =
+      detail::HedgehogBackwardFromLogitsCuda(OnGpu(x, at::kBFloat16), w_t, OnGpu(dl, at::kBFloat16),
+                                             pass ? OnGpu(d_pass, at::kBFloat16) : at::Tensor());
+  ASSERT_TRUE(testing::AllFinite(got.dx) && testing::AllFinite(got.d_weight))
+      << "unwritten (NaN-poisoned) or non-finite output";
+  EXPECT_EQ(got.dx.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(got.d_weight.sizes(), w.sizes());
+  const double tol = testing::Tol(at::kBFloat16);
+  EXPECT_LT(testing::RelativeError(got.dx, ref_dx), tol) << "d x";
+  EXPECT_LT(testing::RelativeError(got.d_weight, ref_dw), tol) << "d weight";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, HedgehogFromLogitsGpu,
+                         ::testing::Values(Case{1, 2, 1, 64, 32}, Case{2, 3, 100, 128, 64},
+                                           Case{1, 2, 1000, 64, 64}, Case{2, 3, 300, 64, 32},
+                                           Case{2, 8, 2050, 128, 64}, Case{1, 3, 130, 128, 32}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const Case& c = info.param;
+                           return "B" + std::to_string(c.b) + "_T" + std::to_string(c.t) + "_D" +
+                                  std::to_string(c.d) + "_Fh" + std::to_string(c.fh);
+                         });
 
 // Float32 without autocast keeps the exact LibTorch form (no kernel).
 TEST(HedgehogGradGpuRouting, Float32WithoutAutocastStaysLibTorch) {

@@ -751,6 +751,50 @@ __device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
   return static_cast<const bf16*>(p.k_weight_t) + hw * 64 * kD;
 }
 
+// The Hedgehog logits' gradient (ChunkedLinearBwdParams::hedgehog_logits)
+// of the thread's two rows (h = 0: row[0], the accumulator's row g of its
+// warp's 16; h = 1: row[1], g + 8) from d_phi in acc (m64n128: column
+// 8 j + 2 t + e at acc[4 j + 2 h + e]) and phi's rows in phi_tile:
+//   dl = p (dp - <dp, p>) - n (dn - <dn, n>),  phi = [p, n], d_phi = [dp, dn],
+// 64 columns stored from element at[h] of out (float32 or bf16) where
+// inside[h]. The four threads of a row (t) reduce the dots together.
+__device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
+                                                    const unsigned char* phi_tile, void* out,
+                                                    bool out_bf16, const int (&row)[2],
+                                                    const int64_t (&at)[2],
+                                                    const bool (&inside)[2]) {
+  const int t = threadIdx.x & 3;
+  const auto phi_pair = [&](int h, int col) {
+    return tiles::Unpack(
+        *reinterpret_cast<const uint32_t*>(phi_tile + TileOffset(row[h], col, kSlab)));
+  };
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float dot_p = 0.f, dot_n = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 p = phi_pair(h, 8 * j + 2 * t), n = phi_pair(h, 64 + 8 * j + 2 * t);
+      dot_p = fmaf(p.x, acc[4 * j + 2 * h], fmaf(p.y, acc[4 * j + 2 * h + 1], dot_p));
+      dot_n = fmaf(n.x, acc[4 * j + 32 + 2 * h], fmaf(n.y, acc[4 * j + 33 + 2 * h], dot_n));
+    }
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+      dot_p += __shfl_xor_sync(0xffffffffu, dot_p, o);
+      dot_n += __shfl_xor_sync(0xffffffffu, dot_n, o);
+    }
+    if (!inside[h]) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int col = 8 * j + 2 * t;
+      const float2 p = phi_pair(h, col), n = phi_pair(h, 64 + col);
+      const float* dp = acc + 4 * j + 2 * h;
+      const float* dn = acc + 4 * j + 32 + 2 * h;
+      tiles::StoreOut2(out, out_bf16, at[h] + col, p.x * (dp[0] - dot_p) - n.x * (dn[0] - dot_n),
+                       p.y * (dp[1] - dot_p) - n.y * (dn[1] - dot_n));
+    }
+  }
+}
+
 // ---- the backward kernels' host side ---------------------------------------------
 
 // What the d_q and d_k / d_v kernels cover of a backward call: bf16
@@ -769,7 +813,9 @@ inline bool BackwardCovered(const ChunkedLinearBwdParams& p) {
          (p.log_gamma == nullptr ||
           (p.key_delay == 0 && p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
          p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 &&
-         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
+         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1 &&
+         (!p.hedgehog_logits ||
+          (p.log_gamma == nullptr && p.q_dot_dq == nullptr && p.k_dot_dk == nullptr));
 }
 
 // The forward's form of a backward call (sizes, inputs, gates, key delay,

@@ -43,6 +43,7 @@ struct DkvArgs {
   bool d_k_bf16, d_v_bf16;
   const bf16* d_v_add;  // optional [B, H, T, D], added into d_v
   float* k_dot;         // optional [B, H, T]: phi_k_j . d_k_j
+  bool k_logits;        // d_k: the Hedgehog logits' gradient [B, H, T, F / 2]
   // Blocks > 1: the reverse pass 1's local states [B * H][blocks][F][kRevCols]
   // and their total decays [B * H][blocks] (ChunkedLinearRevStatesWgmmaKernel
   // writes them, slot 0 unused).
@@ -265,7 +266,13 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     wg::Commit();
     wg::Wait<0>();
     wg::FenceOperands(acc);
-    StoreKeyRows<false>(acc, args.d_k, args.d_k_bf16, {}, k, args.k_dot, KeyRows(s, start, bh));
+    const KeyRows rows(s, start, bh);
+    if (args.k_logits) {
+      const int64_t at[2] = {rows.at[0] / 2, rows.at[1] / 2};  // F / 2 columns a row
+      StoreHedgehogLogits(acc, k, args.d_k, args.d_k_bf16, rows.row, at, rows.inside);
+    } else {
+      StoreKeyRows<false>(acc, args.d_k, args.d_k_bf16, {}, k, args.k_dot, rows);
+    }
   }
 }
 
@@ -448,6 +455,7 @@ const char* LaunchChunkedLinearDkvWgmma(const ChunkedLinearBwdParams& p) {
   args.d_v_bf16 = p.d_v_bf16;
   args.d_v_add = static_cast<const bf16*>(p.d_v_add);
   args.k_dot = p.k_dot_dk;
+  args.k_logits = p.hedgehog_logits;
   if (p.blocks > 1) {  // BackwardCovered: the reverse states start the workspace
     args.rev_states = static_cast<float*>(p.workspace);
     args.rev_decays = args.rev_states + p.batch * p.heads * p.blocks * kF * kRevCols;

@@ -31,10 +31,11 @@ struct DqArgs {
   ChunkedLinearParams fwd;
   const float* d_den;  // [B, H, T]
   const float* z;      // normalised: [B, H, T], else null
-  const bf16* phi_q;   // [B, H, T, F], read for q_dot
-  void* d_q;           // [B, H, T, F], float32 or bf16 (d_q_bf16)
+  const bf16* phi_q;   // [B, H, T, F], read for q_dot and logits
+  void* d_q;           // [B, H, T, F] (F / 2 with logits), float32 or bf16 (d_q_bf16)
   bool d_q_bf16;
   float* q_dot;  // optional [B, H, T]: phi_q_i . d_q_i
+  bool logits;   // d_q: the Hedgehog logits' gradient [B, H, T, F / 2]
 };
 
 // Warpgroup 0 of the d_q kernel: every chunk's d_q rows.
@@ -97,6 +98,20 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     wg::FenceOperands(acc);
 
     const unsigned char* phi_q = sm + kW + (c & 1) * kTile;
+    if (args.logits) {
+      int row[2];
+      int64_t at[2];
+      bool inside[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        row[h] = 16 * warp + g + 8 * h;
+        const int64_t pos = (s.c_begin + c) * kC + row[h];
+        inside[h] = pos < s.length;
+        at[h] = (bh * s.length + pos) * (kF / 2);
+      }
+      StoreHedgehogLogits(acc, phi_q, args.d_q, args.d_q_bf16, row, at, inside);
+      continue;
+    }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int row = 16 * warp + g + 8 * h;
@@ -136,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   Ptrs s = PtrsOf(p, false, kGated);
   s.row_den = args.d_den + bh * p.length;
   s.row_z = args.z != nullptr ? args.z + bh * p.length : nullptr;
-  s.q2 = args.q_dot != nullptr ? args.phi_q + bh * p.length * kF : nullptr;
+  s.q2 = args.q_dot != nullptr || args.logits ? args.phi_q + bh * p.length * kF : nullptr;
   IssueChunk(sm, s, 0, true, true, false);
   const bool entry = EntryStateToScratch(sm, p, bh, blk);
   BarrierAll();
@@ -170,6 +185,7 @@ const char* LaunchChunkedLinearDqWgmma(const ChunkedLinearBwdParams& p) {
   args.d_q = p.d_q;
   args.d_q_bf16 = p.d_q_bf16;
   args.q_dot = p.q_dot_dq;
+  args.logits = p.hedgehog_logits;
   return LaunchBackward(
       p.log_gamma != nullptr ? ChunkedLinearDqWgmmaKernel<true> : ChunkedLinearDqWgmmaKernel<false>,
       args, p, kThreads, kBwdBytes);
