@@ -63,6 +63,12 @@ __device__ __forceinline__ int TileOffset(int row, int col, int slab) {
   return (col >> 6) * slab + wg::SwizzledOffset(row, col & 63);
 }
 
+// The bf16 pair at (row, col), col even, of a [64][128] tile (slabs of kSlab
+// bytes), as floats.
+__device__ __forceinline__ float2 TilePair(const unsigned char* tile, int row, int col) {
+  return tiles::Unpack(*reinterpret_cast<const uint32_t*>(tile + TileOffset(row, col, kSlab)));
+}
+
 // Rows [start, start + 64) of a [T][128] bf16 matrix into a tile (zeros
 // before 0 and at or past `limit`), asynchronously, by `threads` threads
 // (a multiple of 128) from `first` on (the caller is one of them). A thread
@@ -764,16 +770,13 @@ __device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
                                                     const int64_t (&at)[2],
                                                     const bool (&inside)[2]) {
   const int t = threadIdx.x & 3;
-  const auto phi_pair = [&](int h, int col) {
-    return tiles::Unpack(
-        *reinterpret_cast<const uint32_t*>(phi_tile + TileOffset(row[h], col, kSlab)));
-  };
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float dot_p = 0.f, dot_n = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const float2 p = phi_pair(h, 8 * j + 2 * t), n = phi_pair(h, 64 + 8 * j + 2 * t);
+      const float2 p = TilePair(phi_tile, row[h], 8 * j + 2 * t);
+      const float2 n = TilePair(phi_tile, row[h], 64 + 8 * j + 2 * t);
       dot_p = fmaf(p.x, acc[4 * j + 2 * h], fmaf(p.y, acc[4 * j + 2 * h + 1], dot_p));
       dot_n = fmaf(n.x, acc[4 * j + 32 + 2 * h], fmaf(n.y, acc[4 * j + 33 + 2 * h], dot_n));
     }
@@ -786,7 +789,7 @@ __device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int col = 8 * j + 2 * t;
-      const float2 p = phi_pair(h, col), n = phi_pair(h, 64 + col);
+      const float2 p = TilePair(phi_tile, row[h], col), n = TilePair(phi_tile, row[h], 64 + col);
       const float* dp = acc + 4 * j + 2 * h;
       const float* dn = acc + 4 * j + 32 + 2 * h;
       tiles::StoreOut2(out, out_bf16, at[h] + col, p.x * (dp[0] - dot_p) - n.x * (dn[0] - dot_n),

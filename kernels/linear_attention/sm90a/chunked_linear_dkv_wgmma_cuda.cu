@@ -194,8 +194,7 @@ __device__ __forceinline__ void StoreKeyRows(const float (&acc)[64], void* out, 
         }
         tiles::StoreOut2(out, out_bf16, r.at[h] + col, x0, x1);
         if (dot != nullptr) {
-          const float2 kv = tiles::Unpack(
-              *reinterpret_cast<const uint32_t*>(k_tile + TileOffset(r.row[h], col, kSlab)));
+          const float2 kv = TilePair(k_tile, r.row[h], col);
           partial = fmaf(kv.x, x0, fmaf(kv.y, x1, partial));
         }
       }

@@ -124,8 +124,7 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
           const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
           tiles::StoreOut2(args.d_q, args.d_q_bf16, at + 8 * j + 2 * t, x0, x1);
           if (args.q_dot != nullptr) {
-            const float2 f = tiles::Unpack(
-                *reinterpret_cast<const uint32_t*>(phi_q + TileOffset(row, 8 * j + 2 * t, kSlab)));
+            const float2 f = TilePair(phi_q, row, 8 * j + 2 * t);
             dot += f.x * x0 + f.y * x1;
           }
         }
