@@ -38,7 +38,6 @@ struct BCfg {
   static constexpr int kOwnL = kGivenDl ? 0 : kL;
   static constexpr int kBytes = (2 * kStage + kW + kOwnL) * 2;
   static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
-  static constexpr int kFq = FH / 4;       // dl columns per thread (a quarter row)
   static_assert(D == 64 || D == 128, "D");
 };
 
@@ -113,11 +112,12 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
     if constexpr (!kGivenDl) {  // dl: four threads a row, kFq columns of each half each
       const bf16* sp = st;
       const bf16* sdp = st + Cf::kF;
-      const int row = threadIdx.x >> 2, q0 = (threadIdx.x & 3) * Cf::kFq;
-      float pv[Cf::kFq], dpv[Cf::kFq], nv[Cf::kFq], dnv[Cf::kFq];
+      constexpr int kFq = FH / 4;  // dl columns per thread (a quarter row)
+      const int row = threadIdx.x >> 2, q0 = (threadIdx.x & 3) * kFq;
+      float pv[kFq], dpv[kFq], nv[kFq], dnv[kFq];
       float dot_p = 0.f, dot_n = 0.f;
 #pragma unroll
-      for (int e = 0; e < Cf::kFq; e += 2) {
+      for (int e = 0; e < kFq; e += 2) {
         const float2 a = tiles::Unpack(*reinterpret_cast<const uint32_t*>(sp + row * Cf::SF + q0 + e));
         const float2 b =
             tiles::Unpack(*reinterpret_cast<const uint32_t*>(sdp + row * Cf::SF + q0 + e));
@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
         dot_n += __shfl_xor_sync(0xffffffffu, dot_n, off);
       }
 #pragma unroll
-      for (int e = 0; e < Cf::kFq; e += 2) {
+      for (int e = 0; e < kFq; e += 2) {
         *reinterpret_cast<uint32_t*>(own_l + row * Cf::SL + q0 + e) =
             tiles::Pack(pv[e] * (dpv[e] - dot_p) - nv[e] * (dnv[e] - dot_n),
                         pv[e + 1] * (dpv[e + 1] - dot_p) - nv[e + 1] * (dnv[e + 1] - dot_n));
