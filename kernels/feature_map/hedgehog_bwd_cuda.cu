@@ -1,7 +1,7 @@
 // Backward of the Hedgehog feature map in one pass over the rows, bf16 on
 // tensor cores. One CTA of 8 warps runs a range of 64-row tiles of one
-// (b, h), the next tile's phi, d_phi and x loading (cp.async) while the
-// current one computes:
+// (b, h), the next tile's phi, d_phi and x (the next two tiles' dl and x,
+// given dl) loading (cp.async) while the current one computes:
 //   dl = p (dp - <dp, p>) - n (dn - <dn, n>)   (float32 from phi = [p, n] and
 //                                              d_phi = [dp, dn]; bf16 in smem)
 //   dx = d_pass + dl W_h^T                     (stored per tile)
@@ -9,7 +9,9 @@
 // and at the end the CTA adds its dW_h into the float32 output (atomics: the
 // CTAs of a head, and the batch, share it). Rows past the end load as zeros,
 // so their dl is 0. Given dl (kGivenDl: the chunked backward formed it from
-// its unrounded d_phi), a tile is dl and x, loaded straight into the stage.
+// its unrounded d_phi), a tile is dl and x, loaded straight into the stage;
+// and d_x may then be null: dW alone (LoLCATs' fold, where the window
+// backward kernels add dl W^T into q's and k's gradients themselves).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -35,8 +37,11 @@ struct BCfg {
   // from phi and d_phi goes to a buffer of its own.
   static constexpr int kIn = kGivenDl ? kL : 2 * kF;
   static constexpr int kStage = kIn + kX;
+  // Given dl, a stage is small enough (27 KB at D = 128, Fh = 64) for a third, so two tiles
+  // load while one computes: with one CTA an SM, the only latency cover.
+  static constexpr int kStages = kGivenDl ? 3 : 2;
   static constexpr int kOwnL = kGivenDl ? 0 : kL;
-  static constexpr int kBytes = (2 * kStage + kW + kOwnL) * 2;
+  static constexpr int kBytes = (kStages * kStage + kW + kOwnL) * 2;
   static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
   static_assert(D == 64 || D == 128, "D");
 };
@@ -47,7 +52,7 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sw = reinterpret_cast<bf16*>(smem_raw);  // W_h^T [Fh][D]
   bf16* own_l = sw + Cf::kW;                     // dl [64][Fh] (computed)
-  bf16* stages = own_l + Cf::kOwnL;              // [2][phi | d_phi | x] or [2][dl | x]
+  bf16* stages = own_l + Cf::kOwnL;              // [2][phi | d_phi | x] or [3][dl | x]
   const int h = blockIdx.y;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + h;
   const int64_t tiles_total = (p.length + kRows - 1) / kRows;
@@ -62,9 +67,10 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   const bf16* x = static_cast<const bf16*>(p.x) + row0 * D;
   const bf16* d_pass =
       p.d_pass != nullptr ? static_cast<const bf16*>(p.d_pass) + row0 * D : nullptr;
-  bf16* d_x = static_cast<bf16*>(p.d_x) + row0 * D;
+  bf16* d_x = static_cast<bf16*>(p.d_x);  // null: dW alone (given dl)
+  if (d_x != nullptr) d_x += row0 * D;
   const auto issue = [&](int64_t tile) {
-    bf16* st = stages + int(tile & 1) * Cf::kStage;
+    bf16* st = stages + int((tile - first) % Cf::kStages) * Cf::kStage;
     const int64_t start = tile * kRows;
     if constexpr (kGivenDl) {
       tiles::LoadTile<bf16, kRows, FH, kThreads>(st, Cf::SL, 0, given_dl, start, p.length);
@@ -79,9 +85,12 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * (warp & 3), c0 = (warp >> 2) * (D / 2);  // the warp's dx block
-  tiles::LoadTile<bf16, FH, D, kThreads>(
-      sw, Cf::SD, 0, static_cast<const bf16*>(p.weight_t) + int64_t(h) * FH * D, 0, FH);
-  issue(first);
+  // W^T: dx's alone.
+  if (d_x != nullptr) {
+    tiles::LoadTile<bf16, FH, D, kThreads>(
+        sw, Cf::SD, 0, static_cast<const bf16*>(p.weight_t) + int64_t(h) * FH * D, 0, FH);
+  }
+  for (int64_t tile = first; tile < first + Cf::kStages - 1 && tile < last; ++tile) issue(tile);
   // dW: warp w owns rows 16 w (D = 128) or 16 (w & 3) of d, columns: all of
   // Fh (D = 128) or half of them (D = 64).
   constexpr int kDwN = D == 128 ? FH / 8 : FH / 16;
@@ -90,18 +99,27 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
   float dw[kDwN][4] = {};
   for (int64_t tile = first; tile < last; ++tile) {
     const int64_t start = tile * kRows;
-    const bf16* st = stages + int(tile & 1) * Cf::kStage;
+    const bf16* st = stages + int((tile - first) % Cf::kStages) * Cf::kStage;
     const bf16* sx = st + Cf::kIn;
     const bf16* sl = kGivenDl ? st : own_l;
-    tiles::CpAsyncWaitAll();
-    __syncthreads();  // tile landed; every warp is done with the previous one
-    if (tile + 1 < last) issue(tile + 1);
+    // The tile's group landed (the next one may still be in flight).
+    if constexpr (Cf::kStages == 3) {
+      if (tile + 1 < last) {
+        tiles::CpAsyncWaitGroup<1>();
+      } else {
+        tiles::CpAsyncWaitAll();
+      }
+    } else {
+      tiles::CpAsyncWaitAll();
+    }
+    __syncthreads();  // tile landed; every warp is done with the previous one (its stage)
+    if (tile + Cf::kStages - 1 < last) issue(tile + Cf::kStages - 1);
     // The passed-through gradient at the warp's dx places, loaded meanwhile.
     uint32_t pass[Cf::kDxTiles][2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t row = start + r0 + g + 8 * half;
-      const bool valid = d_pass != nullptr && row < p.length;
+      const bool valid = d_x != nullptr && d_pass != nullptr && row < p.length;
 #pragma unroll
       for (int j = 0; j < Cf::kDxTiles; ++j) {
         pass[j][half] =
@@ -144,20 +162,9 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
       __syncthreads();  // dl complete
     }
 
-    {  // dx = d_pass + dl W^T: rows r0.., columns c0..
+    if (d_x != nullptr) {  // dx = d_pass + dl W^T: rows r0.., columns c0..
       float acc[Cf::kDxTiles][4] = {};
-#pragma unroll
-      for (int k0 = 0; k0 < FH; k0 += 16) {
-        uint32_t a[4];
-        tiles::LoadA(a, sl, Cf::SL, r0, k0);
-#pragma unroll
-        for (int j = 0; j < Cf::kDxTiles; j += 2) {
-          uint32_t b[4];
-          tiles::LoadB2T(b, sw, Cf::SD, c0 + 8 * j, k0);
-          tiles::Mma(acc[j], a, b[0], b[1]);
-          tiles::Mma(acc[j + 1], a, b[2], b[3]);
-        }
-      }
+      tiles::RowBlockTimesRows<FH>(acc, sl, Cf::SL, r0, sw, Cf::SD, c0);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int64_t row = start + r0 + g + 8 * half;
@@ -233,9 +240,10 @@ bool HedgehogBwdSupported(const HedgehogBwdParams& p) {
 const char* LaunchHedgehogBwd(const HedgehogBwdParams& p) {
   if (!HedgehogBwdSupported(p)) return "Hedgehog backward: unsupported sizes";
   const bool given = p.dl != nullptr;
-  if (!(p.x && p.weight_t && (given || (p.phi && p.d_phi)) && p.d_x && p.d_weight)) {
+  if (!(p.x && p.weight_t && (given || (p.phi && p.d_phi)) && (given || p.d_x) && p.d_weight)) {
     return "Hedgehog backward: missing tensors";
   }
+  if (p.d_x == nullptr && p.d_pass != nullptr) return "Hedgehog backward: d_pass without d_x";
   return given ? LaunchFor<true>(p) : LaunchFor<false>(p);
 }
 

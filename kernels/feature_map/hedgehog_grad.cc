@@ -59,17 +59,17 @@ bool TrainKernelsCover(const at::Tensor& x, const at::Tensor& weight) {
 // The backward kernel on p's inputs (phi and d_phi, or dl), with x, its
 // transposed weight and the optional passed-through gradient.
 HedgehogGrads RunBackward(HedgehogBwdParams p, const at::Tensor& x, const at::Tensor& weight_t,
-                          const at::Tensor& d_pass_in) {
+                          const at::Tensor& d_pass_in, bool want_dx = true) {
   const at::Tensor d_pass =
       d_pass_in.defined() ? d_pass_in.to(at::kBFloat16).contiguous() : at::Tensor();
   HedgehogGrads g;
-  g.dx = at::empty_like(x);
+  if (want_dx) g.dx = at::empty_like(x);
   g.d_weight = at::zeros({weight_t.size(0), weight_t.size(2), weight_t.size(1)},  // [H, D, Fh]
                          x.options().dtype(at::kFloat));
   p.x = x.data_ptr();
   p.weight_t = weight_t.data_ptr();
   p.d_pass = d_pass.defined() ? d_pass.data_ptr() : nullptr;
-  p.d_x = g.dx.data_ptr();
+  p.d_x = want_dx ? g.dx.data_ptr() : nullptr;
   p.d_weight = g.d_weight.data_ptr<float>();
   p.batch = x.size(0);
   p.heads = x.size(1);
@@ -82,6 +82,18 @@ HedgehogGrads RunBackward(HedgehogBwdParams p, const at::Tensor& x, const at::Te
   TORCH_CHECK(err == nullptr, "HedgehogFeatureMap backward: CUDA launch failed: ", err);
   CountCudaFeatureMapLaunch();
   return g;
+}
+
+// From the logits' gradient dl; op names the caller in shape errors.
+HedgehogGrads FromLogits(const char* op, const at::Tensor& x, const at::Tensor& weight_t,
+                         const at::Tensor& dl_in, const at::Tensor& d_pass, bool want_dx) {
+  TORCH_CHECK(dl_in.dim() == 4 && dl_in.size(3) == weight_t.size(1) &&
+                  dl_in.sizes().slice(0, 3) == x.sizes().slice(0, 3),
+              op, ": dl is ", dl_in.sizes(), ", x ", x.sizes(), ", W^T ", weight_t.sizes());
+  const at::Tensor dl = dl_in.to(at::kBFloat16).contiguous();
+  HedgehogBwdParams p;
+  p.dl = dl.data_ptr();
+  return RunBackward(p, x, weight_t, d_pass, want_dx);
 }
 
 }  // namespace
@@ -97,15 +109,14 @@ HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight
 }
 
 HedgehogGrads HedgehogBackwardFromLogitsCuda(const at::Tensor& x, const at::Tensor& weight_t,
-                                             const at::Tensor& dl_in, const at::Tensor& d_pass) {
-  TORCH_CHECK(dl_in.dim() == 4 && dl_in.size(3) == weight_t.size(1) &&
-                  dl_in.sizes().slice(0, 3) == x.sizes().slice(0, 3),
-              "HedgehogBackwardFromLogitsCuda: dl is ", dl_in.sizes(), ", x ", x.sizes(), ", W^T ",
-              weight_t.sizes());
-  const at::Tensor dl = dl_in.to(at::kBFloat16).contiguous();
-  HedgehogBwdParams p;
-  p.dl = dl.data_ptr();
-  return RunBackward(p, x, weight_t, d_pass);
+                                             const at::Tensor& dl, const at::Tensor& d_pass) {
+  return FromLogits("HedgehogBackwardFromLogitsCuda", x, weight_t, dl, d_pass, true);
+}
+
+at::Tensor HedgehogWeightGradFromLogitsCuda(const at::Tensor& x, const at::Tensor& weight_t,
+                                            const at::Tensor& dl) {
+  return FromLogits("HedgehogWeightGradFromLogitsCuda", x, weight_t, dl, at::Tensor(), false)
+      .d_weight;
 }
 
 std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,

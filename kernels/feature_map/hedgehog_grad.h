@@ -47,6 +47,12 @@ HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight
 HedgehogGrads HedgehogBackwardFromLogitsCuda(const at::Tensor& x, const at::Tensor& weight_t,
                                              const at::Tensor& dl, const at::Tensor& d_pass);
 
+// d_weight [H, D, Fh] (float32) alone, for a caller that forms x's part
+// dl W_h^T itself (LoLCATs' window backward kernels, folded): the kernel
+// then reads only x and dl.
+at::Tensor HedgehogWeightGradFromLogitsCuda(const at::Tensor& x, const at::Tensor& weight_t,
+                                            const at::Tensor& dl);
+
 // Whether a training step's features run on the kernels: autograd on CUDA
 // through q, k, v or the maps, q/k/v bfloat16 (or float32 under autocast),
 // Hedgehog maps the map kernel covers (Fh 32 or 64) or elu+1, and the F and

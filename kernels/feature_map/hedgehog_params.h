@@ -37,7 +37,7 @@ struct HedgehogBwdParams {
   const void* d_phi = nullptr;     // [B, H, T, 2 Fh] contiguous bfloat16
   const void* dl = nullptr;        // or [B, H, T, Fh] contiguous bfloat16
   const void* d_pass = nullptr;    // optional [B, H, T, D] bfloat16, added into dx
-  void* d_x = nullptr;             // [B, H, T, D] bfloat16
+  void* d_x = nullptr;             // [B, H, T, D] bfloat16; with dl, null for dW alone
   float* d_weight = nullptr;       // [H, D, Fh] float32, zeroed by the caller (atomics)
   int64_t batch = 0, heads = 0, length = 0;
   int64_t head_dim = 0;       // D: 64 or 128

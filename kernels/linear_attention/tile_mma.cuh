@@ -213,6 +213,26 @@ __device__ __forceinline__ void MmaRowTiles(float (&acc)[kMaxTiles][4], const ui
   }
 }
 
+// out[j] += x(rows m0 .. m0 + 15, columns 0 .. kK - 1) * y(rows 0 .. kK - 1,
+// columns n0 + 8 j ..), x and y bf16 row-major in shared memory (y read as
+// transposed B fragments), kTiles (even) 8-column output tiles.
+template <int kK, int kTiles>
+__device__ __forceinline__ void RowBlockTimesRows(float (&out)[kTiles][4], const bf16* x, int sx,
+                                                  int m0, const bf16* y, int sy, int n0) {
+#pragma unroll
+  for (int k0 = 0; k0 < kK; k0 += 16) {
+    uint32_t a[4];
+    LoadA(a, x, sx, m0, k0);
+#pragma unroll
+    for (int j = 0; j < kTiles; j += 2) {
+      uint32_t b[4];
+      LoadB2T(b, y, sy, n0 + 8 * j, k0);
+      Mma(out[j], a, b[0], b[1]);
+      Mma(out[j + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // ---- cp.async -----------------------------------------------------------------
 
 // 16-byte copy global -> shared; copies 0 bytes (zero-fills) when !valid.

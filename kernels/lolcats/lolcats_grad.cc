@@ -85,26 +85,52 @@ bool WindowCombineTrainApplies(const at::Tensor& q, const at::Tensor& k, const a
          LolcatsWindowBwdSupported(bp);
 }
 
+LolcatsWindowBwdParams KernelShape(const WindowCombineSaved& s) {
+  return detail::WindowShape<LolcatsWindowBwdParams>(s.q, s.k, s.window);
+}
+
+// The fold's tensor x: bfloat16, contiguous, of the given sizes.
+void CheckFoldTensor(const char* name, const at::Tensor& x, at::IntArrayRef sizes) {
+  TORCH_CHECK(x.defined(), "lolcats window backward fold: ", name, " is undefined");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.is_contiguous() && x.sizes() == sizes,
+              "lolcats window backward fold: ", name, " must be contiguous bfloat16 ", sizes,
+              ", got ", x.scalar_type(), " ", x.sizes(),
+              x.is_contiguous() ? "" : " (not contiguous)");
+}
+
 }  // namespace
 
-WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& s, const at::Tensor& dy) {
+WindowCombineRowGrads WindowCombineRows(const WindowCombineSaved& s, const at::Tensor& dy) {
   // Through y = N / Z: dN = dy / Z and dZ = -(dy . y) / Z, shared by both
   // parts, and c's gradient in closed form (the sum over t cancels):
   // dc_i = dN_i . lin_num_i + dZ_i lin_den_i; then d_g = -sum_i dc_i / g.
   // (Summing -t in the query kernel instead, with no linear terms saved,
   // measured d_g's error 2.7x the bf16 bound where the window dominates:
   // session 24.)
-  const detail::WindowBwdGrads pro =
-      detail::WindowBwdPrologueCuda(dy, s.y, s.z, s.lin_num, s.lin_den);
+  WindowCombineRowGrads out;
+  out.prologue = detail::WindowBwdPrologueCuda(dy, s.y, s.z, s.lin_num, s.lin_den);
+  out.d_gate = -out.prologue.dc.sum(at::IntArrayRef{0, 2}) / s.gate;
+  return out;
+}
+
+bool WindowFoldApplies(const WindowCombineSaved& s, int64_t half_features) {
+  return half_features == kWindowFoldHalfFeatures &&
+         LolcatsWindowBwdFoldUnsupported(KernelShape(s)) == nullptr;
+}
+
+WindowCombineGrads WindowCombineQkvGrads(const WindowCombineSaved& s,
+                                         const WindowCombineRowGrads& rows,
+                                         const WindowFold* fold) {
+  const detail::WindowBwdGrads& pro = rows.prologue;
   WindowCombineGrads out;
-  out.d_gate = -pro.dc.sum(at::IntArrayRef{0, 2}) / s.gate;
+  out.d_gate = rows.d_gate;
   out.d_num = pro.d_num;
   out.d_den = pro.d_den;
 
   const at::TensorOptions f32 = s.z.options();
   const at::Tensor row_max = at::empty(s.z.sizes(), f32);
   const at::Tensor argmax = at::empty(s.z.sizes(), f32.dtype(at::kInt));
-  auto p = detail::WindowShape<LolcatsWindowBwdParams>(s.q, s.k, s.window);
+  LolcatsWindowBwdParams p = KernelShape(s);
   p.q = s.q.data_ptr();
   p.k = s.k.data_ptr();
   p.v = s.v.data_ptr();
@@ -112,6 +138,20 @@ WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& s, const at::
   p.d_den = pro.d_den.data_ptr<float>();
   p.dc = pro.dc.data_ptr<float>();
   p.gate = s.gate.data_ptr<float>();
+  if (fold != nullptr) {
+    const char* why = LolcatsWindowBwdFoldUnsupported(p);
+    TORCH_CHECK(why == nullptr, why);
+    const int64_t b = s.q.size(0), h = s.q.size(1), t = s.q.size(2), d = s.q.size(3);
+    const int64_t fh = kWindowFoldHalfFeatures;
+    CheckFoldTensor("dl_q", fold->dl_q, {b, h, t, fh});
+    CheckFoldTensor("dl_k", fold->dl_k, {b, h, t, fh});
+    CheckFoldTensor("q_weight_t", fold->q_weight_t, {h, fh, d});
+    CheckFoldTensor("k_weight_t", fold->k_weight_t, {h, fh, d});
+    CheckFoldTensor("d_v_add", fold->d_v_add, {b, h, t, d});
+    p.q_map = {fold->dl_q.data_ptr(), fold->q_weight_t.data_ptr()};
+    p.k_map = {fold->dl_k.data_ptr(), fold->k_weight_t.data_ptr()};
+    p.d_v_add = fold->d_v_add.data_ptr();
+  }
   const detail::WindowQkvGrads qkv = detail::AllocWindowGrads(p, s.q, s.types);
   p.row_max = row_max.data_ptr<float>();
   p.argmax = argmax.data_ptr<int>();
@@ -123,6 +163,10 @@ WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& s, const at::
   out.dk = detail::SumToKvHeads(qkv.dk, s.k.size(1));
   out.dv = detail::SumToKvHeads(qkv.dv, s.v.size(1));
   return out;
+}
+
+WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& s, const at::Tensor& dy) {
+  return WindowCombineQkvGrads(s, WindowCombineRows(s, dy));
 }
 
 std::optional<at::Tensor> WindowCombineTrainCuda(const at::Tensor& q, const at::Tensor& k,

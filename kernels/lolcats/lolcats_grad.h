@@ -14,6 +14,7 @@
 
 #include "kernels/lolcats/lolcats_attention.h"
 #include "kernels/lolcats/window_bwd_outputs.h"
+#include "kernels/lolcats/window_bwd_prologue.h"
 
 namespace linearize::kernels::lolcats::internal {
 
@@ -60,6 +61,30 @@ struct WindowCombineGrads {
   at::Tensor dq, dk, dv, d_gate, d_num, d_den;
 };
 WindowCombineGrads WindowCombineBackward(const WindowCombineSaved& saved, const at::Tensor& dy);
+
+// The same in two parts, for a caller that runs the linear part's backward
+// between them (LoLCATs' fused step, whose fold needs that backward's
+// outputs): the prologue's (d_gate, d_num, d_den, and the rows the window
+// kernels read), then the kernels' (dq, dk, dv, the rest copied).
+struct WindowCombineRowGrads {
+  detail::WindowBwdGrads prologue;
+  at::Tensor d_gate;
+};
+WindowCombineRowGrads WindowCombineRows(const WindowCombineSaved& saved, const at::Tensor& dy);
+
+// The fold (LolcatsWindowBwdParams): the Hedgehog maps' logits' gradients
+// dl_q, dl_k [B, H, T, Fh] and W^T [H, Fh, D] (Fh = kWindowFoldHalfFeatures,
+// 64) and the linear part's d_v [B, H, T, D], all bfloat16. dq and dk then
+// come back as q's and k's whole gradients and dv as v's.
+struct WindowFold {
+  at::Tensor dl_q, q_weight_t, dl_k, k_weight_t, d_v_add;
+};
+// Whether the window kernels can fold the maps' part in for these inputs
+// (heads = kv heads, D = 128, Fh = 64, window <= 64).
+bool WindowFoldApplies(const WindowCombineSaved& saved, int64_t half_features);
+WindowCombineGrads WindowCombineQkvGrads(const WindowCombineSaved& saved,
+                                         const WindowCombineRowGrads& rows,
+                                         const WindowFold* fold = nullptr);
 
 // Whether a training step of the parallel form runs wholly on the kernels:
 // autograd on CUDA in bfloat16 (or float32 under autocast), sliding windows

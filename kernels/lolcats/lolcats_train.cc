@@ -2,11 +2,14 @@
 // lolcats_grad.h). The forward is the fused prefill kernel (the chunked
 // wgmma kernel with the Hedgehog maps and the 64-token window inside),
 // which also writes what the three backwards read: the features, the
-// linear terms (bf16, y formed from them as rounded) and y's denominator. The
-// backward is the composed path's: the window's (prologue, query and key
-// kernels), the chunked linear's (d_q, d_k / d_v: the maps' logits'
-// gradients) with the window's d_v added in, then each map's with the
-// window's d_q / d_k added in.
+// linear terms (bf16, y formed from them as rounded) and y's denominator.
+// The backward: the window's prologue (the rows' dN, dZ, dc), the chunked
+// linear's kernels (d_q, d_k / d_v: the maps' logits' gradients dl), then
+// the window's query and key kernels, which fold each map's dl W^T into q's
+// and k's gradients and the linear d_v into v's, and each map's kernel for
+// dW alone. Under grouped-query heads (the window's d_k / d_v summed over
+// query heads after its kernels) the window's kernels run first, and the
+// linear part's d_v and the maps' dx add theirs in.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -59,19 +62,39 @@ struct FusedTrainFunction : public torch::autograd::Function<FusedTrainFunction>
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const at::Tensor &qb = s[0], &kb = s[1], &vb = s[2], &phi_q = s[8], &phi_k = s[9];
+    const at::Tensor &q_weight_t = s[10], &k_weight_t = s[11], &block_states = s[12];
+    const int64_t block_chunks = ctx->saved_data["block_chunks"].toInt();
     // q, k, v reach the window as bf16 (the maps' and the linear part's
     // inputs too), so its gradients stay bf16 where no head sum follows.
-    const WindowCombineGrads w = WindowCombineBackward(
-        WindowCombineSaved::Of(s, kFusedWindow, detail::WindowInputTypes{true, true}), grads[0]);
+    const WindowCombineSaved saved =
+        WindowCombineSaved::Of(s, kFusedWindow, detail::WindowInputTypes{true, true});
+    const WindowCombineRowGrads rows = WindowCombineRows(saved, grads[0]);
     // The linear part's backward gives the maps' logits' gradients (from its
     // unrounded d_phi), so the maps' backward reads neither phi nor d_phi.
+    if (WindowFoldApplies(saved, q_weight_t.size(1))) {
+      // The window kernels add the maps' dl W^T into q's and k's gradients
+      // and the linear part's d_v into v's; the maps' kernel is left dW.
+      const detail::LinearTermGrads lin = detail::ChunkedLinearTermsBackwardCuda(
+          phi_q, phi_k, vb, rows.prologue.d_num, rows.prologue.d_den, at::Tensor(), block_states,
+          block_chunks, kFusedWindow, /*hedgehog_logits=*/true);
+      const WindowFold fold{lin.d_phi_q, q_weight_t, lin.d_phi_k, k_weight_t, lin.d_v};
+      const WindowCombineGrads w = WindowCombineQkvGrads(saved, rows, &fold);
+      const at::Tensor d_q_weight =
+          detail::HedgehogWeightGradFromLogitsCuda(qb, q_weight_t, lin.d_phi_q);
+      const at::Tensor d_k_weight =
+          detail::HedgehogWeightGradFromLogitsCuda(kb, k_weight_t, lin.d_phi_k);
+      return {w.dq, w.dk, w.dv, d_q_weight, d_k_weight, w.d_gate};
+    }
+    // Grouped-query heads: the window's d_k, d_v are summed into kv heads
+    // first; the chunked kernels add its d_v, the maps' kernel its d_q, d_k.
+    const WindowCombineGrads w = WindowCombineQkvGrads(saved, rows);
     const detail::LinearTermGrads lin = detail::ChunkedLinearTermsBackwardCuda(
-        phi_q, phi_k, vb, w.d_num, w.d_den, w.dv, s[12], ctx->saved_data["block_chunks"].toInt(),
-        kFusedWindow, /*hedgehog_logits=*/true);
+        phi_q, phi_k, vb, w.d_num, w.d_den, w.dv, block_states, block_chunks, kFusedWindow,
+        /*hedgehog_logits=*/true);
     const detail::HedgehogGrads mq =
-        detail::HedgehogBackwardFromLogitsCuda(qb, s[10], lin.d_phi_q, w.dq);
+        detail::HedgehogBackwardFromLogitsCuda(qb, q_weight_t, lin.d_phi_q, w.dq);
     const detail::HedgehogGrads mk =
-        detail::HedgehogBackwardFromLogitsCuda(kb, s[11], lin.d_phi_k, w.dk);
+        detail::HedgehogBackwardFromLogitsCuda(kb, k_weight_t, lin.d_phi_k, w.dk);
     return {mq.dx, mk.dx, lin.d_v, mq.d_weight, mk.d_weight, w.d_gate};
   }
 };

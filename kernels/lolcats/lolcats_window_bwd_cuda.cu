@@ -17,6 +17,17 @@
 //     d_v = a^T dN.
 // Score tiles stay in registers and become the A operands of the products
 // (CToA), as in the forward.
+// The fold (kFold, LoLCATs' fused training step): each kernel also loads its
+// chunk's rows of one Hedgehog map's logits' gradient dl and that map's W^T
+// and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the
+// input gradient never makes a round trip through device memory; the key
+// kernel adds the linear part's d_v into its own. The query kernel holds dl
+// and W^T where the band's values go, and loads the values after that
+// product, while it computes the scores (no more shared memory: still two
+// CTAs an SM; streaming the values instead, to hold dl and W^T beside
+// them, measured 32 us slower at 32k); the key kernel holds them after its
+// other tiles (98,304 B). Both read 24 KB more a CTA: the key kernel, bound
+// by L2, took 787 -> 946 us at 32k, the query kernel 643 -> 699 us.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -38,20 +49,28 @@ constexpr int kMaxSinks = 8;
 // The key kernel's queries per step (fewer live registers beside dk and dv,
 // and the unit its q and dN rows stream in).
 constexpr int kSub = 32;
+constexpr int kFoldFh = kWindowFoldHalfFeatures;
 
-template <int D, int kBand>
+template <int D, int kBand, bool kFold = false>
 struct Cfg {
   static constexpr int SD = tiles::Stride(D);
+  static constexpr int SL = tiles::Stride(kFoldFh);
   // Query kernel: q 64 + k kBand + v kBand + dN 64 rows; with streamed
   // values, k kBand + dN 64 + two 64-row value buffers (q in the second).
   static constexpr bool kStreamV = kBand > 2 * kC;
   static constexpr int kRows = kStreamV ? kBand + 3 * kC : 2 * kC + 2 * kBand;
   static constexpr int kBytes = kRows * SD * 2;
+  // The fold's tiles, dl [64][Fh] and W^T [Fh][D]: in the query kernel in
+  // the values' place (the 128-key band's), in the key kernel after its
+  // other tiles.
+  static constexpr int kFoldTiles = kFold ? kC * SL + kFoldFh * SD : 0;
+  static_assert(!kFold || (!kStreamV && kFoldTiles <= kBand * SD),
+                "the fold's tiles fit in the values' place");
   // Key kernel: k 64 + v 64 rows, two stages of q kSub + dN kSub rows, then
   // kBand per-query floats x 4.
   static constexpr int kSteps = kBand / kSub;
   static constexpr int kStage = 2 * kSub * SD;
-  static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage;
+  static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage + kFoldTiles;
   static constexpr int kKeyBytes = kKeyTiles * 2 + 4 * kBand * 4;
 };
 
@@ -94,6 +113,32 @@ __device__ __forceinline__ void RowsTimesRowsT(float (&acc)[kTiles][4], const bf
   }
 }
 
+// The fold: one map's dl rows first .. first + 63 of the (b, h) whose first
+// row is row0, and its W^T (head h), into sdl / sw (no commit).
+template <int D, int SL, int SD>
+__device__ __forceinline__ void LoadFoldMap(bf16* sdl, bf16* sw, const WindowFoldMap& map,
+                                            int64_t row0, int64_t first, int64_t h,
+                                            int64_t length) {
+  tiles::LoadTile<bf16, kC, kFoldFh, kThreads>(
+      sdl, SL, 0, static_cast<const bf16*>(map.dl) + row0 * kFoldFh, first, length);
+  tiles::LoadTile<bf16, kFoldFh, D, kThreads>(
+      sw, SD, 0, static_cast<const bf16*>(map.weight_t) + h * kFoldFh * D, 0, kFoldFh);
+}
+
+// The fold's start of a gradient sum that is scaled at the end: acc += dl W^T
+// / scale for the warp's rows r0 .. r0 + 15.
+template <int D, int SL, int SD>
+__device__ __forceinline__ void StartAtLogitsGrad(float (&acc)[D / 8][4], const bf16* sdl,
+                                                  const bf16* sw, int r0, float scale) {
+  tiles::RowBlockTimesRows<kFoldFh>(acc, sdl, SL, r0, sw, SD, 0);
+  const float inv = 1.f / scale;
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= inv;
+  }
+}
+
 // out[D/8] += the C-tile pair (w0, w1) (16 rows x 16 columns, as an A
 // fragment) * rows row0 .. row0 + 15 of y.
 template <int D>
@@ -111,9 +156,9 @@ __device__ __forceinline__ void PairTimesRows(float (&out)[D / 8][4], const floa
   }
 }
 
-template <int D, int kBand>
+template <int D, int kBand, bool kFold>
 __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdParams p) {
-  using Cf = Cfg<D, kBand>;
+  using Cf = Cfg<D, kBand, kFold>;
   constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr bool kStreamV = Cf::kStreamV;
@@ -121,6 +166,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   bf16* sdn = sk + kBand * Cf::SD;
   bf16* sv = sdn + kC * Cf::SD;  // the band's values, or (streamed) two 64-row buffers
   bf16* sq = kStreamV ? sv + kC * Cf::SD : sv + kBand * Cf::SD;
+  bf16* sdl = sv;  // the fold's, until the values load
+  bf16* sw = sdl + kC * Cf::SL;
   const int64_t n = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq s = Seq::Make<D>(p, b, h);
   const int64_t q0 = n * kC, k0 = q0 - kBefore;  // band row u holds key k0 + u
@@ -135,6 +182,9 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   tiles::LoadTile<bf16, kC, D, kThreads>(sdn, Cf::SD, 0, s.dn, q0, p.length);
   if constexpr (kStreamV) {
     load_values(0);  // one group with q, k and dN
+  } else if constexpr (kFold) {
+    LoadFoldMap<D, Cf::SL, Cf::SD>(sdl, sw, p.q_map, s.row0, q0, h, p.length);
+    tiles::CpAsyncCommit();  // the values load once dl W^T is formed
   } else {
     tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
     tiles::CpAsyncCommit();
@@ -163,6 +213,13 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   tiles::CpAsyncWaitAll();
   __syncthreads();
 
+  float fold_start[D / 8][4] = {};  // the fold's dl W^T / scale (else unused)
+  if constexpr (kFold) {
+    StartAtLogitsGrad<D, Cf::SL, Cf::SD>(fold_start, sdl, sw, r0, p.scale);
+    __syncthreads();  // every warp is done with dl and W^T
+    tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
+    tiles::CpAsyncCommit();
+  }
   float sc[kBand / 8][4] = {};
   RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
   if constexpr (kStreamV) {
@@ -225,7 +282,16 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   }
   // d_q = scale ds K_band, one 16-key slice at a time: ds = a (dN . v + dZ)
   // (+ dc at the argmax) from the slice's dN v^T.
-  float o[D / 8][4] = {};
+  float o[D / 8][4] = {};  // d_q / scale
+  if constexpr (kFold) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = fold_start[j][e];
+    }
+    tiles::CpAsyncWaitAll();
+    __syncthreads();  // the values landed
+  }
 #pragma unroll
   for (int kk = 0; kk < kBand / 16; ++kk) {
     // Slices per value buffer: 64 rows streamed, else the whole band in one.
@@ -266,15 +332,17 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   }
 }
 
-template <int D, int kBand>
+template <int D, int kBand, bool kFold>
 __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdParams p) {
-  using Cf = Cfg<D, kBand>;
+  using Cf = Cfg<D, kBand, kFold>;
   constexpr int kQueries = kBand;  // queries j0 .. j0 + kBand - 1 can see the chunk's keys
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kSteps = Cf::kSteps;
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + kC * Cf::SD;
   bf16* stages = sv + kC * Cf::SD;  // [2][q kSub rows | dN kSub rows]
+  bf16* sdl = stages + 2 * Cf::kStage;  // the fold's
+  bf16* sw = sdl + kC * Cf::SL;
   float* s_b = reinterpret_cast<float*>(smem_raw + Cf::kKeyTiles * 2);
   float* s_dz = s_b + kQueries;
   float* s_dc = s_dz + kQueries;
@@ -293,7 +361,8 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   };
   tiles::LoadTile<bf16, kC, D, kThreads>(sk, Cf::SD, 0, s.k, j0, p.length);
   tiles::LoadTile<bf16, kC, D, kThreads>(sv, Cf::SD, 0, s.v, j0, p.length);
-  load_step(0);  // one group with k and v
+  if constexpr (kFold) LoadFoldMap<D, Cf::SL, Cf::SD>(sdl, sw, p.k_map, s.row0, j0, h, p.length);
+  load_step(0);  // one group with k and v (and the fold's tiles)
   load_step(1);
   // Per query u: the exp2-domain offset b of its row (window_mask.cuh; +inf
   // past the end, where the weights are then 0), d_den, dc and the argmax
@@ -332,6 +401,9 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
       tiles::CpAsyncWaitAll();
     }
     __syncthreads();  // step qc's rows (and the scalars) are in
+    if constexpr (kFold) {
+      if (qc == 0) StartAtLogitsGrad<D, Cf::SL, Cf::SD>(dk, sdl, sw, r0, p.scale);
+    }
     // Queries u see the warp's keys r0 .. r0 + 15 only for r0 <= u < r0 + 15 + w.
     if (kSub * qc + kSub - 1 >= r0 && kSub * qc < r0 + 15 + w) {
       // Rows: the warp's 16 keys; columns: kSub queries u = kSub qc + column.
@@ -371,6 +443,20 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
     const int64_t j = j0 + r0 + g + 8 * half;
     if (j >= p.length) continue;
     const int64_t at = (s.row0 + j) * D;
+    if constexpr (kFold) {  // the linear part's d_v, loaded before d_k's stores
+      uint32_t add[D / 8];
+#pragma unroll
+      for (int c = 0; c < D / 8; ++c) {
+        add[c] = *reinterpret_cast<const uint32_t*>(static_cast<const bf16*>(p.d_v_add) + at +
+                                                    8 * c + 2 * t);
+      }
+#pragma unroll
+      for (int c = 0; c < D / 8; ++c) {
+        const float2 a = tiles::Unpack(add[c]);
+        dv[c][2 * half] += a.x;
+        dv[c][2 * half + 1] += a.y;
+      }
+    }
 #pragma unroll
     for (int c = 0; c < D / 8; ++c) {
       const int64_t col = at + 8 * c + 2 * t;
@@ -381,22 +467,22 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   }
 }
 
-template <int D, int kBand>
+template <int D, int kBand, bool kFold = false>
 const char* LaunchBand(const LolcatsWindowBwdParams& p) {
-  using Cf = Cfg<D, kBand>;
+  using Cf = Cfg<D, kBand, kFold>;
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
   const std::pair<const void*, int> kernels[] = {
-      {reinterpret_cast<const void*>(QueryKernel<D, kBand>), Cf::kBytes},
-      {reinterpret_cast<const void*>(KeyKernel<D, kBand>), Cf::kKeyBytes}};
+      {reinterpret_cast<const void*>(QueryKernel<D, kBand, kFold>), Cf::kBytes},
+      {reinterpret_cast<const void*>(KeyKernel<D, kBand, kFold>), Cf::kKeyBytes}};
   for (const auto& [kernel, bytes] : kernels) {
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  QueryKernel<D, kBand><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  KeyKernel<D, kBand><<<grid, kThreads, Cf::kKeyBytes, stream>>>(p);
+  QueryKernel<D, kBand, kFold><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  KeyKernel<D, kBand, kFold><<<grid, kThreads, Cf::kKeyBytes, stream>>>(p);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
@@ -415,6 +501,18 @@ bool LolcatsWindowBwdSupported(const LolcatsWindowBwdParams& p) {
          p.length >= 1 && p.length < (1 << 30);
 }
 
+const char* LolcatsWindowBwdFoldUnsupported(const LolcatsWindowBwdParams& p) {
+  if (!LolcatsWindowBwdSupported(p)) return "LolcatsWindowBwd fold: unsupported sizes";
+  if (p.heads != p.kv_heads) {
+    return "LolcatsWindowBwd fold: grouped-query heads (d_k, d_v are summed over query heads "
+           "after the kernel)";
+  }
+  if (p.head_dim != 128) return "LolcatsWindowBwd fold: head_dim is not 128";
+  if (p.window > kC) return "LolcatsWindowBwd fold: window is over 64";
+  if (p.sinks != nullptr) return "LolcatsWindowBwd fold: sinks (Lizard's window)";
+  return nullptr;
+}
+
 const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
   if (!LolcatsWindowBwdSupported(p)) return "LolcatsWindowBwd: unsupported sizes";
   if (!(p.q && p.k && p.v && p.d_num && p.d_den && p.d_q && p.d_k && p.d_v && p.row_max)) {
@@ -424,6 +522,14 @@ const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
     return "LolcatsWindowBwd: dc, argmax and gate must all be set (LoLCATs) or all null (Lizard)";
   }
   if ((p.sinks != nullptr) != (p.sink_count > 0)) return "LolcatsWindowBwd: sinks and sink_count";
+  const bool fold = p.q_map.dl || p.q_map.weight_t || p.k_map.dl || p.k_map.weight_t || p.d_v_add;
+  if (fold) {
+    if (const char* why = LolcatsWindowBwdFoldUnsupported(p)) return why;
+    if (!(p.q_map.dl && p.q_map.weight_t && p.k_map.dl && p.k_map.weight_t && p.d_v_add)) {
+      return "LolcatsWindowBwd fold: needs both maps' dl and W^T, and d_v_add";
+    }
+    return LaunchBand<128, 2 * kC, true>(p);
+  }
   return p.head_dim == 64 ? Launch<64>(p) : Launch<128>(p);
 }
 

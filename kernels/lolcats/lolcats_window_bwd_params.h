@@ -25,6 +25,16 @@
 
 namespace linearize::kernels {
 
+// The fold's (below) Hedgehog half-features Fh: LoLCATs' fused step's.
+constexpr int kWindowFoldHalfFeatures = 64;
+
+// One Hedgehog map's part of the fold: its logits' gradient dl [B, H, T, Fh]
+// and W_h^T [H, Fh, D], both bf16.
+struct WindowFoldMap {
+  const void* dl = nullptr;
+  const void* weight_t = nullptr;
+};
+
 struct LolcatsWindowBwdParams {
   // Inputs: bf16 q [B, H, T, D], k, v [B, Hkv, T, D], dN [B, H, T, D]; float32
   // d_den dZ [B, H, T].
@@ -55,11 +65,21 @@ struct LolcatsWindowBwdParams {
   bool d_kv_bf16 = false;  // d_k and d_v
   float* row_max = nullptr;
   int* argmax = nullptr;
+  // LoLCATs' fold of the Hedgehog maps' input gradients (heads = kv_heads,
+  // D = 128, Fh = 64, window <= 64; LolcatsWindowBwdFoldUnsupported): with
+  // q_map and k_map set, d_q and d_k hold q's and k's whole gradients,
+  // window + dl W_h^T, and d_v adds d_v_add (bf16 [B, H, T, D]: the linear
+  // part's d_v), so no kernel reads the window's gradients back to add them.
+  WindowFoldMap q_map, k_map;
+  const void* d_v_add = nullptr;
   void* stream = nullptr;
 };
 
 // Whether the kernels cover these sizes (pointers are checked at launch).
 bool LolcatsWindowBwdSupported(const LolcatsWindowBwdParams& params);
+
+// Whether the fold covers these sizes (null when it does, else the reason).
+const char* LolcatsWindowBwdFoldUnsupported(const LolcatsWindowBwdParams& params);
 
 // Launches both kernels; returns the launch error string, or nullptr.
 const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& params);

@@ -149,7 +149,7 @@ TEST(HedgehogGradGpuPassing, AddsThePassedThroughGradient) {
 // The backward from the logits' gradient dl (LoLCATs' fused training step,
 // where the chunked backward forms it): dx = d_pass + dl W^T and
 // dW = sum over batch and rows of x^T dl, against float64 on the same
-// rounded inputs; with a passed-through gradient when B = 2.
+// rounded inputs; with a passed-through gradient when B = 2; then dW alone.
 class HedgehogFromLogitsGpu : public ::testing::TestWithParam<Case> {};
 
 TEST_P(HedgehogFromLogitsGpu, MatchesFloat64) {
@@ -178,6 +178,12 @@ TEST_P(HedgehogFromLogitsGpu, MatchesFloat64) {
   const double tol = testing::Tol(at::kBFloat16);
   EXPECT_LT(testing::RelativeError(got.dx, ref_dx), tol) << "d x";
   EXPECT_LT(testing::RelativeError(got.d_weight, ref_dw), tol) << "d weight";
+  // dW alone (LoLCATs' fold: the window kernels add dl W^T into dx): the
+  // kernel without its dx stores and W^T loads.
+  const at::Tensor dw_only = detail::HedgehogWeightGradFromLogitsCuda(OnGpu(x, at::kBFloat16), w_t,
+                                                                      OnGpu(dl, at::kBFloat16));
+  ASSERT_TRUE(testing::AllFinite(dw_only)) << "d weight alone: non-finite";
+  EXPECT_LT(testing::RelativeError(dw_only, ref_dw), tol) << "d weight alone";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, HedgehogFromLogitsGpu,
