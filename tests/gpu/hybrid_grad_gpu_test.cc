@@ -5,10 +5,13 @@
 // lolcats_train.cc). Gradients for q, k, v, the feature maps and the window/gate
 // parameters against LibTorch autograd of the same entry point in float64 on
 // the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
+// Also LoLCATs' folded window backward kernels against the unfolded ones.
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -18,6 +21,7 @@
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_attention.h"
 #include "kernels/lolcats/lolcats_attention.h"
+#include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "tests/gpu/attention_gpu_util.h"
 
 namespace linearize::kernels {
@@ -221,6 +225,80 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LizardGradGpu, ::testing::ValuesIn(kLizardCases
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);
                          });
+
+// The folded window backward (LoLCATs' fused step: each map's dl W^T and the
+// linear part's d_v added inside the window kernels) against the unfolded
+// kernels plus those terms formed by LibTorch, on the same random inputs.
+TEST(WindowFoldGpu, FoldedKernelsMatchTheUnfoldedPlusTheMapsTerms) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  at::manual_seed(29);
+  const int64_t b = 2, h = 2, t = 1000, d = 128, fh = kWindowFoldHalfFeatures;
+  const at::TensorOptions bf = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+  const at::TensorOptions f32 = bf.dtype(at::kFloat);
+  const at::Tensor q = at::randn({b, h, t, d}, bf), k = at::randn({b, h, t, d}, bf),
+                   v = at::randn({b, h, t, d}, bf), dn = at::randn({b, h, t, d}, bf);
+  const at::Tensor dz = at::randn({b, h, t}, f32), dc = at::randn({b, h, t}, f32),
+                   gate = at::rand({h}, f32) + 0.5;
+  const at::Tensor dl_q = at::randn({b, h, t, fh}, bf), dl_k = at::randn({b, h, t, fh}, bf),
+                   wq_t = at::randn({h, fh, d}, bf) / 8, wk_t = at::randn({h, fh, d}, bf) / 8,
+                   dv_add = at::randn({b, h, t, d}, bf);
+  testing::PoisonCudaAllocator();
+  // d_q, d_k, d_v in float32, folded or not.
+  const auto run = [&](bool fold) {
+    LolcatsWindowBwdParams p;
+    p.q = q.data_ptr();
+    p.k = k.data_ptr();
+    p.v = v.data_ptr();
+    p.d_num = dn.data_ptr();
+    p.d_den = dz.data_ptr<float>();
+    p.dc = dc.data_ptr<float>();
+    p.gate = gate.data_ptr<float>();
+    p.batch = b;
+    p.heads = p.kv_heads = h;
+    p.length = t;
+    p.head_dim = d;
+    p.window = 64;
+    p.scale = static_cast<float>(1.0 / std::sqrt(double(d)));
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < 3; ++i) out.push_back(at::empty({b, h, t, d}, f32));
+    p.d_q = out[0].data_ptr();
+    p.d_k = out[1].data_ptr();
+    p.d_v = out[2].data_ptr();
+    const at::Tensor row_max = at::empty({b, h, t}, f32);
+    const at::Tensor argmax = at::empty({b, h, t}, f32.dtype(at::kInt));
+    p.row_max = row_max.data_ptr<float>();
+    p.argmax = argmax.data_ptr<int>();
+    if (fold) {
+      p.q_map = {dl_q.data_ptr(), wq_t.data_ptr()};
+      p.k_map = {dl_k.data_ptr(), wk_t.data_ptr()};
+      p.d_v_add = dv_add.data_ptr();
+    }
+    p.stream = at::cuda::getCurrentCUDAStream().stream();
+    const char* err = LaunchLolcatsWindowBwd(p);
+    EXPECT_EQ(err, nullptr) << err;
+    return out;
+  };
+  const std::vector<at::Tensor> plain = run(false);
+  const at::Tensor want[] = {plain[0] + at::matmul(dl_q.to(at::kFloat), wq_t.to(at::kFloat)),
+                             plain[1] + at::matmul(dl_k.to(at::kFloat), wk_t.to(at::kFloat)),
+                             plain[2] + dv_add.to(at::kFloat)};
+  const char* names[] = {"d q", "d k", "d v"};
+  const std::vector<at::Tensor> got = run(true);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(testing::AllFinite(got[i])) << names[i] << ": unwritten (NaN-poisoned)";
+    EXPECT_LT(RelativeError(got[i], want[i]), 1e-5) << names[i];
+  }
+  // The fold refuses what it does not cover, naming it.
+  LolcatsWindowBwdParams gqa;
+  gqa.batch = b;
+  gqa.heads = 2 * h;
+  gqa.kv_heads = h;
+  gqa.length = t;
+  gqa.head_dim = d;
+  EXPECT_STREQ(LolcatsWindowBwdFoldUnsupported(gqa),
+               "LolcatsWindowBwd fold: grouped-query heads (d_k, d_v are summed over query heads "
+               "after the kernel)");
+}
 
 }  // namespace
 }  // namespace linearize::kernels
