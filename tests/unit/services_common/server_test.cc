@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "linearize/v1/job_service.grpc.pb.h"
@@ -276,17 +278,26 @@ TEST_F(ServerTest, TokensDecideWhoCallsAndAsWhichTenant) {
   EXPECT_NE(services.find("linearize.v1.WorkerService"), std::string::npos);
   EXPECT_NE(services.find("grpc.health.v1.Health"), std::string::npos);
 
-  // Per-RPC metrics carry the status the client saw.
-  auto handled = [&](const std::string& method, const std::string& code) {
-    return CounterValue(*registry_, "linearize_grpc_server_handled_total",
-                        {{"grpc_service", "linearize.v1.JobService"},
-                         {"grpc_method", method},
-                         {"grpc_code", code}});
+  // Per-RPC metrics carry the status the client saw. A call is counted when
+  // the server is done with it (its interceptors are destroyed), which can
+  // be just after the client has its status: each count is awaited (5 s at
+  // most) before it is compared.
+  auto handled = [&](const std::string& method, const std::string& code, double want) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    double got = 0;
+    while ((got = CounterValue(*registry_, "linearize_grpc_server_handled_total",
+                               {{"grpc_service", "linearize.v1.JobService"},
+                                {"grpc_method", method},
+                                {"grpc_code", code}})) != want &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return got;
   };
-  EXPECT_EQ(handled("GetJob", "UNAUTHENTICATED"), 3);
-  EXPECT_EQ(handled("GetJob", "NOT_FOUND"), 1);
-  EXPECT_EQ(handled("ListJobs", "UNAUTHENTICATED"), 1);
-  EXPECT_EQ(handled("ListJobs", "OK"), 0);
+  EXPECT_EQ(handled("GetJob", "UNAUTHENTICATED", 3), 3);
+  EXPECT_EQ(handled("GetJob", "NOT_FOUND", 1), 1);
+  EXPECT_EQ(handled("ListJobs", "UNAUTHENTICATED", 1), 1);
+  EXPECT_EQ(handled("ListJobs", "OK", 0), 0);
 
   // ... and are on /metrics with the process metrics.
   ASSERT_GT(server_->metrics_port(), 0);
