@@ -26,8 +26,9 @@
 // product, while it computes the scores (no more shared memory: still two
 // CTAs an SM; streaming the values instead, to hold dl and W^T beside
 // them, measured 32 us slower at 32k); the key kernel holds them after its
-// other tiles (98,304 B). Both read 24 KB more a CTA: the key kernel, bound
-// by L2, took 787 -> 946 us at 32k, the query kernel 643 -> 699 us.
+// other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA, and the
+// key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us
+// at 32k on the H100, the query kernel 643 -> 699 us.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
