@@ -214,7 +214,9 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   tiles::CpAsyncWaitAll();
   __syncthreads();
 
-  float fold_start[D / 8][4] = {};  // the fold's dl W^T / scale (else unused)
+  // The fold's dl W^T / scale, copied into o below: o is declared after the
+  // scores, as before the fold, so the unfolded kernels keep their registers.
+  float fold_start[D / 8][4] = {};
   if constexpr (kFold) {
     StartAtLogitsGrad<D, Cf::SL, Cf::SD>(fold_start, sdl, sw, r0, p.scale);
     __syncthreads();  // every warp is done with dl and W^T
