@@ -216,17 +216,23 @@ __device__ void IssueChunk(unsigned char* sm, const Ptrs& s, int i, bool queries
 
 // Waits for chunk i's tiles (this thread's copies, then everyone's), and
 // issues chunk i + 1's. With the fused window the outputs warpgroup issues
-// the keys and values (the window waits for them within the chunk, on its
-// own), also past the block's last chunk (the window's current keys are the
-// next chunk's delayed ones), and the state warpgroup the queries.
+// the keys, then the values, as two commit groups (the window waits for
+// each within the chunk, on its own: the keys for its scores, the values
+// later), also past the block's last chunk (the window's current keys are
+// the next chunk's delayed ones), and the state warpgroup the queries.
 template <bool kWindow, int kAll = kThreads, bool kPerRowCheck = false>
 __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
   tiles::CpAsyncWaitAll();
   wg::FenceProxyAsync();  // the copies and the state writes, before the tensor cores read them
   BarrierAll<kAll>();
   if constexpr (kWindow) {
-    if (threadIdx.x < 128) {
-      IssueChunk(sm, s, i + 1, false, true, true, 0, 128);
+    if (threadIdx.x < 128) {  // the keys and the values in groups of their own
+      const int buf = (i + 1) & 1;
+      const int64_t src = ChunkStart(s, i + 1) - s.key_delay;
+      IssueTile(sm + kK + buf * kTile, s.k, src, s.length, 0, 128);
+      tiles::CpAsyncCommit();
+      IssueTile(sm + kV + buf * kTile, s.v, src, s.length, 0, 128);
+      tiles::CpAsyncCommit();
     } else if (i + 1 < s.n_chunks) {
       IssueChunk(sm, s, i + 1, true, false, true, 128, 128);
     }
