@@ -20,9 +20,10 @@
 // linear_attention, lolcats and lizard, one forward without autograd) between
 // cudaProfilerStart/Stop, after a warm-up, and exits: scripts/gpu-kernel-times
 // runs it under ncu for each kernel's time. Each row: median of `reps` timed runs after
-// warm-up; floors from the bytes each op must move (inputs read once, output
-// written once; for decode the state read and written) at the measured copy
-// bandwidth, and from its FLOPs at the measured bf16 matmul rate.
+// warm-up (one call a run; the prefill rows of our entry points also give
+// `queued`, four calls a run, per call: Row::queued_ms); floors from the bytes each op must move
+// (inputs read once, output written once; for decode the state read and written) at the measured
+// copy bandwidth, and from its FLOPs at the measured bf16 matmul rate.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -57,6 +58,11 @@ struct Row {
   std::string op, impl;
   int64_t t = 0, batch = 1;
   double ms = 0, floor_ms = 0, bytes = 0, flops = 0;
+  // Prefill rows of the CUDA entry points: ms per call of four calls between
+  // the events, so the host's work for a call overlaps the GPU's for the one
+  // before (as a serving loop issues them); ms above times one call, whose
+  // host work before its first kernel leaves the GPU idle. 0: not measured.
+  double queued_ms = 0;
 };
 
 // One attention's training step: `fwd` returns the differentiable outputs,
@@ -154,6 +160,7 @@ void Add(std::vector<Row>& rows, const Ceilings& ceil, Row r) {
   std::printf("%-22s %-14s B=%-4ld T=%-6ld %10.3f ms  floor %8.3f ms  x%6.2f  %7.1f GB/s  %7.1f TFLOP/s\n",
               r.op.c_str(), r.impl.c_str(), static_cast<long>(r.batch), static_cast<long>(r.t),
               r.ms, r.floor_ms, r.ms / r.floor_ms, r.bytes / r.ms / 1e6, r.flops / r.ms / 1e9);
+  if (r.queued_ms > 0) std::printf("%-22s %-14s   queued: %.3f ms a call\n", "", "", r.queued_ms);
   std::fflush(stdout);
   rows.push_back(r);
 }
@@ -168,8 +175,9 @@ void WriteJson(const std::string& path, const std::vector<Row>& rows, const Ceil
     const Row& r = rows[i];
     out << "    {\"op\": \"" << r.op << "\", \"impl\": \"" << r.impl << "\", \"batch\": " << r.batch
         << ", \"T\": " << r.t << ", \"ms\": " << r.ms << ", \"floor_ms\": " << r.floor_ms
-        << ", \"bytes\": " << r.bytes << ", \"flops\": " << r.flops << "}"
-        << (i + 1 < rows.size() ? ",\n" : "\n");
+        << ", \"bytes\": " << r.bytes << ", \"flops\": " << r.flops;
+    if (r.queued_ms > 0) out << ", \"queued_ms\": " << r.queued_ms;
+    out << "}" << (i + 1 < rows.size() ? ",\n" : "\n");
   }
   out << "  ]\n}\n";
 }
@@ -376,40 +384,49 @@ int main(int argc, char** argv) {
       Add(rows, ceil, m);
     }
     {
+      const auto run = [&] { lk::linear_attention::ForwardParallel(q, k, v, maps); };
       Row r{"linear_attention", "cuda", t};
-      r.ms = TimeMs([&] { lk::linear_attention::ForwardParallel(q, k, v, maps); }, reps);
+      r.ms = TimeMs(run, reps);
+      r.queued_ms = TimeMs(run, reps, 2, 4);
       r.bytes = io;
       r.flops = tok * (chunk_flops + map_flops);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(false);
       r.impl = "libtorch";
-      r.ms = TimeMs([&] { lk::linear_attention::ForwardParallel(q, k, v, maps); }, 3, 1);
+      r.queued_ms = 0;
+      r.ms = TimeMs(run, 3, 1);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(true);
     }
     {
+      const auto run = [&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); };
       Row r{"lolcats", "cuda", t};
       const double win_flops = 2.0 * 2.0 * 128 * d;  // band scores and values (128 keys)
-      r.ms = TimeMs([&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); }, reps);
+      r.ms = TimeMs(run, reps);
+      r.queued_ms = TimeMs(run, reps, 2, 4);
       r.bytes = io;
       r.flops = tok * (chunk_flops + map_flops + win_flops);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(false);
       r.impl = "libtorch";
-      r.ms = TimeMs([&] { lk::lolcats::ForwardParallel(q, k, v, lw, lo); }, 3, 1);
+      r.queued_ms = 0;
+      r.ms = TimeMs(run, 3, 1);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(true);
     }
     {  // gated branch on the chunked kernel; the window branch is LibTorch
       const lk::lizard::Inputs in = lizard_inputs(1, h, t);
+      const auto run = [&] { lk::lizard::ForwardParallel(in, zw, zo); };
       Row r{"lizard", "cuda", t};
-      r.ms = TimeMs([&] { lk::lizard::ForwardParallel(in, zw, zo); }, reps);
+      r.ms = TimeMs(run, reps);
+      r.queued_ms = TimeMs(run, reps, 2, 4);
       r.bytes = io + 2.0 * tok * d * 2;  // + the window branch's own q, k
       r.flops = tok * (chunk_flops + map_flops + 2.0 * 2.0 * 2.0 * zo.window * d);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(false);
       r.impl = "libtorch";
-      r.ms = TimeMs([&] { lk::lizard::ForwardParallel(in, zw, zo); }, 3, 1);
+      r.queued_ms = 0;
+      r.ms = TimeMs(run, 3, 1);
       Add(rows, ceil, r);
       lk::detail::SetCudaAttentionEnabled(true);
     }
