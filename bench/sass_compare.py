@@ -49,7 +49,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("a")
     ap.add_argument("b")
-    ap.add_argument("--strip", default=None, help="regex removed from names before pairing")
+    ap.add_argument("--strip", default=None, help="regex removed from names (and instructions) before pairing")
     args = ap.parse_args()
     nvdisasm = os.environ.get("NVDISASM", "nvdisasm")
     name = (lambda n: re.sub(args.strip, "", n)) if args.strip else (lambda n: n)

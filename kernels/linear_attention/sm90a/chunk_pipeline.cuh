@@ -227,6 +227,8 @@ __device__ void NextChunk(unsigned char* sm, const Ptrs& s, int i) {
   BarrierAll<kAll>();
   if constexpr (kWindow) {
     if (threadIdx.x < 128) {  // the keys and the values in groups of their own
+      // (IssueKeys with a commit between reorders this kernel's SASS and did
+      // not show the same gain: session 30, call 7.)
       const int buf = (i + 1) & 1;
       const int64_t src = ChunkStart(s, i + 1) - s.key_delay;
       IssueTile(sm + kK + buf * kTile, s.k, src, s.length, 0, 128);
