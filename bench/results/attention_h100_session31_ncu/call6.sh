@@ -1,0 +1,10 @@
+#!/bin/bash
+# Session 31, call 6: branch map-ahead (the next query map issued behind A V
+# in the outputs warpgroup): the attention suites, then ncu of LoLCATs' step beside main f19616b.
+R=$OUT; export OUT=/tmp/o6; mkdir -p $OUT
+LINEARIZE_CALL_SECONDS=210 LINEARIZE_SUITE_SECONDS=40 bash scripts/gpu-attention-check tests > $OUT/check-tests.log 2>&1
+cp $OUT/attention-summary.txt $OUT/summary-tests.txt
+LINEARIZE_CALL_SECONDS=340 LINEARIZE_KERNEL_OPS="lolcats lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench.xz \
+  bash scripts/gpu-attention-check kernels > $OUT/check-kernels.log 2>&1
+cp $OUT/attention-summary.txt $OUT/summary-kernels.txt
+tar -C /tmp -czf $R/all.tgz o6; cat $OUT/summary-tests.txt $OUT/summary-kernels.txt > $R/summary.txt
