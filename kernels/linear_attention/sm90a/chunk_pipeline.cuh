@@ -54,8 +54,11 @@ static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 // The dynamic shared memory's 1024-aligned base (the 128-byte swizzle's
 // atoms; kBytes keeps the slack).
 __device__ __forceinline__ unsigned char* Aligned1024(unsigned char* smem) {
-  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem) + 1023) &
-                                          ~uintptr_t(1023));
+  // Pointer arithmetic on smem itself, not an integer cast back: the
+  // compiler then still knows the result is shared memory, and every access
+  // through it is an LDS / STS with a 32-bit address rather than a generic
+  // LD / ST with 64-bit address arithmetic.
+  return smem + ((1024 - (reinterpret_cast<uintptr_t>(smem) & 1023)) & 1023);
 }
 
 // Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
