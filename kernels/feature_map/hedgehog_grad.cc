@@ -19,14 +19,10 @@ using torch::autograd::variable_list;
 struct HedgehogFunction : public torch::autograd::Function<HedgehogFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                                bool pass) {
-    HedgehogParams p = *HedgehogShape(x, weight);
-    p.type = ElementType::kBF16;
-    const at::Tensor xb = x.to(at::kBFloat16).contiguous();
-    const at::Tensor wt = weight.to(at::kBFloat16).transpose(1, 2).contiguous();  // [H, Fh, D]
-    const at::Tensor phi = RunHedgehog(p, xb, wt);
-    ctx->save_for_backward({xb, wt, phi});
-    if (pass) return {phi, x};
-    return {phi};
+    const HedgehogForward f = HedgehogForwardCuda(x, weight);
+    ctx->save_for_backward({f.x, f.weight_t, f.phi});
+    if (pass) return {f.phi, x};
+    return {f.phi};
   }
 
   // hedgehog_bwd_cuda.cu (HedgehogBackwardCuda); autograd casts each
@@ -97,6 +93,18 @@ HedgehogGrads FromLogits(const char* op, const at::Tensor& x, const at::Tensor& 
 }
 
 }  // namespace
+
+HedgehogForward HedgehogForwardCuda(const at::Tensor& x, const at::Tensor& weight) {
+  std::optional<HedgehogParams> p = HedgehogShape(x, weight);
+  TORCH_CHECK(p.has_value(), "HedgehogForwardCuda: the map kernel does not cover x ", x.sizes(),
+              " and weight ", weight.sizes());
+  p->type = ElementType::kBF16;
+  HedgehogForward f;
+  f.x = x.to(at::kBFloat16).contiguous();
+  f.weight_t = weight.to(at::kBFloat16).transpose(1, 2).contiguous();  // [H, Fh, D]
+  f.phi = RunHedgehog(*p, f.x, f.weight_t);
+  return f;
+}
 
 HedgehogGrads HedgehogBackwardCuda(const at::Tensor& x, const at::Tensor& weight_t,
                                    const at::Tensor& phi, const at::Tensor& d_phi_in,

@@ -29,6 +29,15 @@ std::optional<at::Tensor> HedgehogFeatureMapTrainCuda(const at::Tensor& x,
 std::optional<std::pair<at::Tensor, at::Tensor>> HedgehogFeatureMapTrainCudaPassing(
     const at::Tensor& x, const at::Tensor& weight);
 
+// The map kernel's forward for a differentiable op of the caller's own
+// (which then runs one of the backwards below): x and weight [H, D, Fh] in
+// bfloat16 as the backward reads them, x [B, H, T, D] and weight_t
+// [H, Fh, D], and phi [B, H, T, 2 Fh]. Checks that the kernel covers them.
+struct HedgehogForward {
+  at::Tensor x, weight_t, phi;
+};
+HedgehogForward HedgehogForwardCuda(const at::Tensor& x, const at::Tensor& weight);
+
 // The backward kernel alone, for a forward run elsewhere (LoLCATs' fused
 // training forward): x [B, H, T, D] and weight_t [H, Fh, D] (W transposed)
 // in bfloat16 as the forward read them, its bfloat16 phi, phi's gradient,

@@ -64,8 +64,8 @@ struct ChunkedLinearBwdParams {
   // columns each): d_q and d_k hold the logits' gradients instead,
   // [B, H, T, F / 2], dl = p (dp - <dp, p>) - n (dn - <dn, n>) from
   // d_phi = [dp, dn] before any rounding, so the maps' backward reads half
-  // the bytes and no phi. The wgmma kernels only (skip_dq and skip_dkv),
-  // ungated.
+  // the bytes and no phi. The wgmma kernels only (skip_dq and skip_dkv);
+  // gated too, the dots above then from the unrounded d_phi.
   bool hedgehog_logits = false;
 
   int sm_count = 132;

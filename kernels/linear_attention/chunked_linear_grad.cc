@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "kernels/feature_map/hedgehog_dispatch.h"
+#include "kernels/feature_map/hedgehog_grad.h"
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
@@ -248,12 +250,23 @@ struct ChunkedLinearFunction : public torch::autograd::Function<ChunkedLinearFun
   }
 };
 
-// pass_v as in ChunkedLinearFunction.
+// pass_v as in ChunkedLinearFunction. With the Hedgehog maps' weights
+// q_weight and k_weight ([H, D, Fh]; empty tensors without), x_q and x_k are
+// the maps' inputs and the maps run here too: the backward's kernels form
+// the maps' logits' gradients (no phi or d_phi for the maps to read) and the
+// maps' kernel dx and dW from them. Without, x_q and x_k are the features.
 struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLinearFunction> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& phi_q,
-                               const at::Tensor& phi_k, const at::Tensor& v,
-                               const at::Tensor& gate_or_empty, double eps, bool pass_v) {
-    const Bf16Inputs in(phi_q, phi_k, v);
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x_q, const at::Tensor& x_k,
+                               const at::Tensor& v, const at::Tensor& gate_or_empty,
+                               const at::Tensor& q_weight, const at::Tensor& k_weight, double eps,
+                               bool pass_v) {
+    const bool maps = q_weight.numel() > 0;
+    HedgehogForward mq, mk;
+    if (maps) {
+      mq = HedgehogForwardCuda(x_q, q_weight);
+      mk = HedgehogForwardCuda(x_k, k_weight);
+    }
+    const Bf16Inputs in(maps ? mq.phi : x_q, maps ? mk.phi : x_k, v);
     CudaLinearInputs spec;
     spec.eps = eps;
     spec.want_y = true;
@@ -261,8 +274,11 @@ struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLin
     spec.keep_block_states = true;
     const CudaLinearOutputs out = RunForward(in, GateOrNone(gate_or_empty), spec);
     const at::Tensor z = out.den + eps;  // the kernel's y = num / (den + eps)
-    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.num, z, out.block_states});
-    ForwardFacts::Of(phi_q, phi_k, v, 0, out.block_chunks).Save(ctx);
+    ctx->save_for_backward({in.q, in.k, in.v, gate_or_empty, out.num, z, out.block_states, mq.x,
+                            mq.weight_t, mk.x, mk.weight_t});
+    ForwardFacts facts = ForwardFacts::Of(x_q, x_k, v, 0, out.block_chunks);
+    if (maps) facts.q_bf16 = facts.k_bf16 = true;  // the logits' gradients, as the maps read them
+    facts.Save(ctx);
     if (pass_v) return {out.y, v};
     return {out.y};
   }
@@ -275,17 +291,23 @@ struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLin
     og.z = s[5];
     og.block_states = s[6];
     if (grads.size() > 1) og.d_v_pass = grads[1];
+    const bool maps = s[7].defined();
     const LinearGrads g = ChunkedCausalLinearBackwardCuda(s[0], s[1], s[2], GateOrNone(s[3]), og,
-                                                          ForwardFacts::Load(ctx));
-    return {g.d_phi_q, g.d_phi_k, g.d_v, g.d_log_gamma, at::Tensor(), at::Tensor()};
+                                                          ForwardFacts::Load(ctx), maps);
+    if (!maps) {
+      return {g.d_phi_q,    g.d_phi_k,    g.d_v,        g.d_log_gamma,
+              at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    const HedgehogGrads mq = HedgehogBackwardFromLogitsCuda(s[7], s[8], g.d_phi_q, at::Tensor());
+    const HedgehogGrads mk = HedgehogBackwardFromLogitsCuda(s[9], s[10], g.d_phi_k, at::Tensor());
+    return {mq.dx, mk.dx, g.d_v, g.d_log_gamma, mq.d_weight, mk.d_weight, at::Tensor(), at::Tensor()};
   }
 };
 
-// Whether both kernels cover the inputs (training on CUDA in bfloat16).
-bool TrainApplies(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+// Whether both kernels cover the inputs' dtypes and sizes.
+bool KernelsCover(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
                   const at::Tensor& log_gamma, int64_t key_delay) {
-  if (!CudaTrainingApplies(phi_q.device(), {&phi_q, &phi_k, &v, &log_gamma}) ||
-      !TrainsInBfloat16(phi_q) || !TrainsInBfloat16(phi_k) || !TrainsInBfloat16(v) ||
+  if (!TrainsInBfloat16(phi_q) || !TrainsInBfloat16(phi_k) || !TrainsInBfloat16(v) ||
       phi_q.dim() != 4 || phi_k.dim() != 4 || v.dim() != 4 ||
       (log_gamma.defined() && log_gamma.dim() != 3)) {
     return false;
@@ -307,6 +329,13 @@ bool TrainApplies(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Te
   return ChunkedLinearBwdSupported(p) && same_bt(phi_k) && same_bt(v) &&
          phi_k.size(3) == p.feature_dim &&
          (!log_gamma.defined() || (p.g_heads >= 1 && same_bt(log_gamma)));
+}
+
+// Whether both kernels run the inputs (training on CUDA in bfloat16).
+bool TrainApplies(const at::Tensor& phi_q, const at::Tensor& phi_k, const at::Tensor& v,
+                  const at::Tensor& log_gamma, int64_t key_delay) {
+  return CudaTrainingApplies(phi_q.device(), {&phi_q, &phi_k, &v, &log_gamma}) &&
+         KernelsCover(phi_q, phi_k, v, log_gamma, key_delay);
 }
 
 at::Tensor GateOrEmpty(const at::Tensor& log_gamma, const at::Tensor& like) {
@@ -352,8 +381,31 @@ std::optional<NormalizedLinear> NormalizedCausalLinearTrainCuda(const at::Tensor
                                                                 const at::Tensor& log_gamma,
                                                                 double eps, bool pass_v) {
   if (!TrainApplies(phi_q, phi_k, v, log_gamma, 0)) return std::nullopt;
+  const at::Tensor none = at::empty({0}, phi_q.options());
   const variable_list out = NormalizedLinearFunction::apply(
-      phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), eps, pass_v);
+      phi_q, phi_k, v, GateOrEmpty(log_gamma, phi_q), none, none, eps, pass_v);
+  return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
+}
+
+std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_gamma,
+    const at::Tensor& q_weight, const at::Tensor& k_weight, double eps, bool pass_v) {
+  if (!q_weight.defined() || !k_weight.defined() ||
+      !CudaTrainingApplies(q.device(), {&q, &k, &v, &log_gamma, &q_weight, &k_weight}) ||
+      !at::isFloatingType(q_weight.scalar_type()) || !at::isFloatingType(k_weight.scalar_type()) ||
+      !HedgehogShape(q, q_weight) || !HedgehogShape(k, k_weight) ||
+      !WgmmaKernelsApply(q.device())) {
+    return std::nullopt;
+  }
+  // The logits' gradients come from the wgmma kernels: F = 2 Fh = D = 128,
+  // so q and k have the features' sizes and KernelsCover reads them as such.
+  if (q.size(3) != 128 || q_weight.size(2) != 64 || k_weight.size(2) != 64 || q.size(0) > 65535 ||
+      q.size(1) > 65535 || !KernelsCover(q, k, v, log_gamma, 0)) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  const variable_list out = NormalizedLinearFunction::apply(
+      q, k, v, GateOrEmpty(log_gamma, q), q_weight, k_weight, eps, pass_v);
   return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
 }
 

@@ -6,7 +6,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "kernels/linear_attention/attention_common.h"
+#include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/lizard/lizard_args.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "kernels/lolcats/lolcats_window_params.h"
 #include "kernels/lolcats/window_bwd_outputs.h"
@@ -107,38 +109,65 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
   }
 };
 
+// Whether the window kernels cover the inputs' dtypes and sizes.
+bool WindowKernelsCover(const at::Tensor& qw, const at::Tensor& kw, const at::Tensor& v,
+                        const at::Tensor& meta_logits, int64_t window) {
+  for (const at::Tensor* x : {&qw, &kw, &v, &meta_logits}) {
+    if (!x->defined()) return false;
+  }
+  if (!detail::TrainsInBfloat16(qw) || !detail::TrainsInBfloat16(kw) ||
+      !detail::TrainsInBfloat16(v) || qw.dim() != 4 || kw.dim() != 4 || meta_logits.dim() != 2) {
+    return false;
+  }
+  const bool shapes = v.sizes() == kw.sizes() && kw.size(0) == qw.size(0) &&
+                      kw.size(2) == qw.size(2) && kw.size(3) == qw.size(3) &&
+                      qw.size(1) % kw.size(1) == 0 && meta_logits.size(0) == qw.size(1) &&
+                      qw.size(2) >= 1;
+  if (!shapes) return false;
+  // Pointers are set at launch; these sizes decide.
+  auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window, meta_logits.size(1));
+  fp.type = ElementType::kBF16;
+  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(qw, kw, window, meta_logits.size(1));
+  return LolcatsWindowSizesSupported(fp, /*lizard=*/true) && LolcatsWindowBwdSupported(bp);
+}
+
 }  // namespace
 
 std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::Tensor& kw,
                                                 const at::Tensor& v, const at::Tensor& meta_logits,
                                                 int64_t window, const at::Tensor& alpha,
                                                 const at::Tensor& y_other) {
-  for (const at::Tensor* x : {&qw, &kw, &v, &meta_logits}) {
-    if (!x->defined()) return std::nullopt;
-  }
-  if (!detail::CudaTrainingApplies(qw.device(), {&qw, &kw, &v, &meta_logits, &alpha, &y_other}) ||
-      !detail::TrainsInBfloat16(qw) || !detail::TrainsInBfloat16(kw) ||
-      !detail::TrainsInBfloat16(v)) {
-    return std::nullopt;
-  }
-  if (qw.dim() != 4 || kw.dim() != 4 || meta_logits.dim() != 2) return std::nullopt;
-  const bool shapes = v.sizes() == kw.sizes() && kw.size(0) == qw.size(0) &&
-                      kw.size(2) == qw.size(2) && kw.size(3) == qw.size(3) &&
-                      qw.size(1) % kw.size(1) == 0 && meta_logits.size(0) == qw.size(1) &&
-                      qw.size(2) >= 1;
-  if (!shapes || (y_other.defined() && (!alpha.defined() || y_other.sizes() != qw.sizes())) ||
+  if (!WindowKernelsCover(qw, kw, v, meta_logits, window) ||
+      !detail::CudaTrainingApplies(qw.device(), {&qw, &kw, &v, &meta_logits, &alpha, &y_other}) ||
+      (y_other.defined() && (!alpha.defined() || y_other.sizes() != qw.sizes())) ||
       (alpha.defined() && alpha.numel() != qw.size(1))) {
-    return std::nullopt;
-  }
-  // Pointers are set at launch; these sizes decide.
-  auto fp = detail::WindowShape<LolcatsWindowParams>(qw, kw, window, meta_logits.size(1));
-  fp.type = ElementType::kBF16;
-  const auto bp = detail::WindowShape<LolcatsWindowBwdParams>(qw, kw, window, meta_logits.size(1));
-  if (!LolcatsWindowSizesSupported(fp, /*lizard=*/true) || !LolcatsWindowBwdSupported(bp)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(qw.device());
   return WindowBranchFunction::apply(qw, kw, v, meta_logits, alpha, y_other, window)[0];
+}
+
+std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
+                                    const Options& options) {
+  const FeatureMaps& maps = weights.maps;
+  if (maps.kind != FeatureMapKind::kHedgehog ||
+      !WindowKernelsCover(WindowQ(in), WindowK(in), in.v, weights.meta_logits, options.window)) {
+    return std::nullopt;
+  }
+  const detail::QkvDims dims = Check(op, in, weights, options);
+  // Without grouped-query heads v passes through the gated kernels, which
+  // add the window's d_v into theirs.
+  const bool pass_v = dims.kv_heads == dims.q_heads;
+  const std::optional<detail::NormalizedLinear> gated = detail::HedgehogNormalizedLinearTrainCuda(
+      in.q, in.k, in.v, in.log_gamma.to(at::kFloat), maps.q_weight, maps.k_weight, options.eps,
+      pass_v);
+  if (!gated) return std::nullopt;
+  const std::optional<at::Tensor> y =
+      WindowBranchTrainCuda(WindowQ(in), WindowK(in), pass_v ? gated->v_pass : in.v,
+                            weights.meta_logits, options.window, weights.alpha.reshape({-1}),
+                            gated->y);
+  TORCH_CHECK(y.has_value(), op, ": the window kernels declined inputs they cover");
+  return y->to(in.q.scalar_type());
 }
 
 }  // namespace linearize::kernels::lizard::internal

@@ -1,7 +1,8 @@
-// Training path of Lizard's window branch on the CUDA kernels (compiled only
-// with LINEARIZE_WITH_CUDA): forward by the hybrids' window kernel
-// (lolcats_window_cuda.cu), backward by lolcats_window_bwd_cuda.cu. The
-// gated branch trains on the chunked kernels (chunked_linear_grad.h).
+// Training path of Lizard on the CUDA kernels (compiled only with
+// LINEARIZE_WITH_CUDA). The window branch: forward by the hybrids' window
+// kernel (lolcats_window_cuda.cu), backward by lolcats_window_bwd_cuda.cu.
+// The gated branch trains on the chunked kernels (chunked_linear_grad.h),
+// with the Hedgehog maps inside them where they cover the sizes.
 // Internal to kernels/lizard/.
 #pragma once
 
@@ -9,6 +10,8 @@
 
 #include <cstdint>
 #include <optional>
+
+#include "kernels/lizard/lizard_attention.h"
 
 namespace linearize::kernels::lizard::internal {
 
@@ -27,5 +30,13 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
                                                 const at::Tensor& v, const at::Tensor& meta_logits,
                                                 int64_t window, const at::Tensor& alpha = {},
                                                 const at::Tensor& y_other = {});
+
+// A whole training forward (no state) on the kernels: the gated branch with
+// its Hedgehog maps inside (detail::HedgehogNormalizedLinearTrainCuda) and
+// the window branch adding alpha y_win to it in its kernel. nullopt where
+// the kernels do not cover the inputs (the caller then composes the
+// branches). Checks the inputs first (messages start with `op`).
+std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
+                                    const Options& options);
 
 }  // namespace linearize::kernels::lizard::internal

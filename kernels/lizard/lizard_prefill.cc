@@ -112,6 +112,13 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
 #endif
   std::optional<at::ScalarType> features;
 #ifdef LINEARIZE_WITH_CUDA
+  if (!want_state && initial == nullptr) {
+    if (std::optional<at::Tensor> y = internal::TrainCuda(op, in, weights, options)) {
+      PrefillResult out;
+      out.y = *std::move(y);
+      return out;
+    }
+  }
   if (!want_state && initial == nullptr &&
       detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) {
     features = at::kBFloat16;

@@ -219,6 +219,11 @@ const Case kLizardCases[] = {
     {"T90_gqa_W32", 2, 4, 2, 90, 64, 32, 32},
     {"T300_gqa4_W100", 1, 4, 1, 300, 64, 32, 100},
     {"T1100_D128_W128", 1, 2, 2, 1100, 128, 64, 128},
+    {"T260_D128_W72_odd_first_tile", 1, 2, 2, 260, 128, 64, 72},
+    // The gated kernels' logits' gradients under grouped-query heads (the
+    // keys' summed over each group) and over the two-pass split.
+    {"T333_gqa_D128_W64", 2, 4, 2, 333, 128, 64, 64},
+    {"T3000_D128_W64_two_pass", 1, 2, 2, 3000, 128, 64, 64},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LizardGradGpu, ::testing::ValuesIn(kLizardCases),

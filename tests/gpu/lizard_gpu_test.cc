@@ -226,6 +226,7 @@ const Case kCases[] = {
     {"T100_B2_gqa_W16", 2, 4, 2, 100, 64, 64, false, 16},
     {"T300_strong", 2, 2, 1, 300, 128, 64, true, 128},
     {"T200_W64", 1, 2, 2, 200, 128, 64, false, 64},
+    {"T260_D128_W72_gqa", 1, 4, 2, 260, 128, 64, false, 72},  // an odd first window tile
 };
 
 INSTANTIATE_TEST_SUITE_P(

@@ -774,12 +774,15 @@ __device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
 // 8 j + 2 t + e at acc[4 j + 2 h + e]) and phi's rows in phi_tile:
 //   dl = p (dp - <dp, p>) - n (dn - <dn, n>),  phi = [p, n], d_phi = [dp, dn],
 // 64 columns stored from element at[h] of out (float32 or bf16) where
-// inside[h]. The four threads of a row (t) reduce the dots together.
+// inside[h]. The four threads of a row (t) reduce the dots together. With
+// `dot` (the gated kernels' q_dot_dq / k_dot_dk), <phi, d_phi> = <dp, p> +
+// <dn, n> goes to dot[at[h] / 64], the row's index.
 __device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
                                                     const unsigned char* phi_tile, void* out,
                                                     bool out_bf16, const int (&row)[2],
                                                     const int64_t (&at)[2],
-                                                    const bool (&inside)[2]) {
+                                                    const bool (&inside)[2],
+                                                    float* dot = nullptr) {
   const int t = threadIdx.x & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -797,6 +800,7 @@ __device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
       dot_n += __shfl_xor_sync(0xffffffffu, dot_n, o);
     }
     if (!inside[h]) continue;
+    if (dot != nullptr && t == 0) dot[at[h] / 64] = dot_p + dot_n;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int col = 8 * j + 2 * t;
@@ -827,9 +831,7 @@ inline bool BackwardCovered(const ChunkedLinearBwdParams& p) {
          (p.log_gamma == nullptr ||
           (p.key_delay == 0 && p.g_heads >= 1 && p.heads % p.g_heads == 0)) &&
          p.batch >= 1 && p.batch <= 65535 && p.heads >= 1 && p.heads <= 65535 && p.k_heads >= 1 &&
-         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1 &&
-         (!p.hedgehog_logits ||
-          (p.log_gamma == nullptr && p.q_dot_dq == nullptr && p.k_dot_dk == nullptr));
+         p.v_heads >= 1 && p.heads % p.k_heads == 0 && p.heads % p.v_heads == 0 && p.length >= 1;
 }
 
 // The forward's form of a backward call (sizes, inputs, gates, key delay,

@@ -268,7 +268,7 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     const KeyRows rows(s, start, bh);
     if (args.k_logits) {
       const int64_t at[2] = {rows.at[0] / 2, rows.at[1] / 2};  // F / 2 columns a row
-      StoreHedgehogLogits(acc, k, args.d_k, args.d_k_bf16, rows.row, at, rows.inside);
+      StoreHedgehogLogits(acc, k, args.d_k, args.d_k_bf16, rows.row, at, rows.inside, args.k_dot);
     } else {
       StoreKeyRows<false>(acc, args.d_k, args.d_k_bf16, {}, k, args.k_dot, rows);
     }

@@ -109,7 +109,7 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
         inside[h] = pos < s.length;
         at[h] = (bh * s.length + pos) * (kF / 2);
       }
-      StoreHedgehogLogits(acc, phi_q, args.d_q, args.d_q_bf16, row, at, inside);
+      StoreHedgehogLogits(acc, phi_q, args.d_q, args.d_q_bf16, row, at, inside, args.q_dot);
       continue;
     }
 #pragma unroll
