@@ -300,7 +300,8 @@ struct NormalizedLinearFunction : public torch::autograd::Function<NormalizedLin
     }
     const HedgehogGrads mq = HedgehogBackwardFromLogitsCuda(s[7], s[8], g.d_phi_q, at::Tensor());
     const HedgehogGrads mk = HedgehogBackwardFromLogitsCuda(s[9], s[10], g.d_phi_k, at::Tensor());
-    return {mq.dx, mk.dx, g.d_v, g.d_log_gamma, mq.d_weight, mk.d_weight, at::Tensor(), at::Tensor()};
+    return {mq.dx,       mk.dx,       g.d_v,        g.d_log_gamma,
+            mq.d_weight, mk.d_weight, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -404,8 +405,8 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
-  const variable_list out = NormalizedLinearFunction::apply(
-      q, k, v, GateOrEmpty(log_gamma, q), q_weight, k_weight, eps, pass_v);
+  const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(log_gamma, q),
+                                                            q_weight, k_weight, eps, pass_v);
   return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
 }
 

@@ -158,14 +158,13 @@ std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weig
   // Without grouped-query heads v passes through the gated kernels, which
   // add the window's d_v into theirs.
   const bool pass_v = dims.kv_heads == dims.q_heads;
-  const std::optional<detail::NormalizedLinear> gated = detail::HedgehogNormalizedLinearTrainCuda(
-      in.q, in.k, in.v, in.log_gamma.to(at::kFloat), maps.q_weight, maps.k_weight, options.eps,
-      pass_v);
+  const std::optional<detail::NormalizedLinear> gated =
+      detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
+                                                maps.q_weight, maps.k_weight, options.eps, pass_v);
   if (!gated) return std::nullopt;
-  const std::optional<at::Tensor> y =
-      WindowBranchTrainCuda(WindowQ(in), WindowK(in), pass_v ? gated->v_pass : in.v,
-                            weights.meta_logits, options.window, weights.alpha.reshape({-1}),
-                            gated->y);
+  const std::optional<at::Tensor> y = WindowBranchTrainCuda(
+      WindowQ(in), WindowK(in), pass_v ? gated->v_pass : in.v, weights.meta_logits, options.window,
+      weights.alpha.reshape({-1}), gated->y);
   TORCH_CHECK(y.has_value(), op, ": the window kernels declined inputs they cover");
   return y->to(in.q.scalar_type());
 }

@@ -112,6 +112,8 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
 #endif
   std::optional<at::ScalarType> features;
 #ifdef LINEARIZE_WITH_CUDA
+  // A training forward on the kernels, the maps inside the gated branch's
+  // op (lizard_grad.h); where they do not cover it, the branches composed.
   if (!want_state && initial == nullptr) {
     if (std::optional<at::Tensor> y = internal::TrainCuda(op, in, weights, options)) {
       PrefillResult out;

@@ -780,8 +780,7 @@ __device__ const bf16* KeyMapWeight(const ChunkedLinearParams& p) {
 __device__ __forceinline__ void StoreHedgehogLogits(const float (&acc)[64],
                                                     const unsigned char* phi_tile, void* out,
                                                     bool out_bf16, const int (&row)[2],
-                                                    const int64_t (&at)[2],
-                                                    const bool (&inside)[2],
+                                                    const int64_t (&at)[2], const bool (&inside)[2],
                                                     float* dot = nullptr) {
   const int t = threadIdx.x & 3;
 #pragma unroll
