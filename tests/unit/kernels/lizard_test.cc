@@ -349,15 +349,18 @@ TEST(Lizard, PrefillFromAStateAtPositionZeroOrEmptyPromptOrMixedRows) {
 
 TEST(Lizard, GradientsMatchFiniteDifferencesAndReference) {
   at::manual_seed(36);
-  const auto run = [](bool parallel, const Options& o) {
+  // own_window_qk = false: the window branch on q and k (x[4], x[5] unused).
+  const auto run = [](bool parallel, const Options& o, bool own_window_qk = true) {
     return [=](const std::vector<at::Tensor>& x) {
       Inputs in;
       in.q = x[0];
       in.k = x[1];
       in.v = x[2];
       in.log_gamma = x[3];
-      in.q_window = x[4];
-      in.k_window = x[5];
+      if (own_window_qk) {
+        in.q_window = x[4];
+        in.k_window = x[5];
+      }
       Weights w;
       w.maps.q_weight = x[6];
       w.maps.k_weight = x[7];
@@ -398,6 +401,28 @@ TEST(Lizard, GradientsMatchFiniteDifferencesAndReference) {
   const auto gp = Grads(run(true, Opt(5, 4)), in, r);
   const auto gr = Grads(run(false, Opt(5, 4)), in, r);
   for (size_t i = 0; i < in.size(); ++i) EXPECT_LT(RelErr(gp[i], gr[i]), 1e-9) << "input " << i;
+
+  // The window branch on q and k, gates per kv head (GQA): q and k's
+  // gradients then gather both branches'.
+  tiny.gate_per_kv_head = true;
+  EXPECT_LT(GradCheck(run(true, Opt(3, 3), false), inputs(RandomCase(tiny, 0.0))), 1e-6);
+  s.gate_per_kv_head = true;
+  const Case shared = RandomCase(s, 0.0);
+  const std::vector<at::Tensor> sin = inputs(shared);
+  const auto sp = Grads(run(true, Opt(5, 4), false), sin, r);
+  const auto sr = Grads(run(false, Opt(5, 4), false), sin, r);
+  for (size_t i = 0; i < sin.size(); ++i) {
+    EXPECT_LT(RelErr(sp[i], sr[i]), 1e-9) << "input " << i << ", window on q and k";
+  }
+  EXPECT_EQ(sp[4].abs().max().item<double>(), 0) << "q_window unused";
+  // Equal to passing q and k again as the window's own q / k: their
+  // gradients are the two uses' sum.
+  std::vector<at::Tensor> again = sin;
+  again[4] = sin[0];
+  again[5] = sin[1];
+  const auto ga = Grads(run(true, Opt(5, 4)), again, r);
+  EXPECT_LT(RelErr(sp[0], ga[0] + ga[4]), 1e-12) << "q";
+  EXPECT_LT(RelErr(sp[1], ga[1] + ga[5]), 1e-12) << "k";
 }
 
 TEST(Lizard, Bfloat16KeepsDtypeAndTracksFloat64AndEmptyInput) {
