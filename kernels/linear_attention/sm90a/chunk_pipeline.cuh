@@ -52,13 +52,20 @@ constexpr int kRowScalars = kDecays + (kC + 4) * 4, kBwdBytes = kBytes + 2 * 2 *
 static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 
 // The dynamic shared memory's 1024-aligned base (the 128-byte swizzle's
-// atoms; kBytes keeps the slack).
+// atoms; kBytes keeps the slack). kShared: pointer arithmetic on smem
+// itself, so the compiler still knows the result is shared memory and every
+// access through it is an LDS / STS with a 32-bit address; else an integer
+// round trip, and generic LD / ST. Each kernel takes the faster (session 32,
+// H100, T 32k): generic only where LDS / STS measured slower, Lizard's fused
+// prefill (1090 against 959 us) and LoLCATs' d_k / d_v (754 against 695 us).
+template <bool kShared = true>
 __device__ __forceinline__ unsigned char* Aligned1024(unsigned char* smem) {
-  // Pointer arithmetic on smem itself, not an integer cast back: the
-  // compiler then still knows the result is shared memory, and every access
-  // through it is an LDS / STS with a 32-bit address rather than a generic
-  // LD / ST with 64-bit address arithmetic.
-  return smem + ((1024 - (reinterpret_cast<uintptr_t>(smem) & 1023)) & 1023);
+  if constexpr (kShared) {
+    return smem + ((1024 - (reinterpret_cast<uintptr_t>(smem) & 1023)) & 1023);
+  } else {
+    return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem) + 1023) &
+                                            ~uintptr_t(1023));
+  }
 }
 
 // Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.

@@ -390,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = Aligned1024(smem_raw);
+  unsigned char* sm = Aligned1024<!(kFuse && kGated)>(smem_raw);
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const Ptrs s = PtrsOf(p, kWindow, kGated);
