@@ -20,6 +20,7 @@
 
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_attention.h"
+#include "kernels/lizard/lizard_grad.h"
 #include "kernels/lolcats/lolcats_attention.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "tests/gpu/attention_gpu_util.h"
@@ -212,6 +213,22 @@ TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
                       4);
+  if (c.d == 128) {
+    // At D 128 (F = 2 Fh = 128) ForwardParallel trained on lizard_grad.h's
+    // TrainCuda: the maps inside the gated kernels' op, whose d_q / d_k
+    // kernels form the maps' logits' gradients. Both paths launch as many
+    // kernels, so the gradients above are that op's only if it applies here.
+    const std::vector<at::Tensor> g = Leaves(inputs, at::kCUDA, at::kBFloat16);
+    const lizard::Inputs in{g[0], g[1], g[2], g[5].to(at::kFloat), g[3], g[4]};
+    lizard::Weights w;
+    w.maps.kind = FeatureMapKind::kHedgehog;
+    w.maps.q_weight = g[6];
+    w.maps.k_weight = g[7];
+    w.meta_logits = g[8];
+    w.alpha = g[9];
+    EXPECT_TRUE(lizard::internal::TrainCuda("LizardGradGpu", in, w, o).has_value())
+        << "the maps-inside training op declined";
+  }
 }
 
 const Case kLizardCases[] = {
