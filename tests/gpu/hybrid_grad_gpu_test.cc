@@ -201,14 +201,13 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
   const std::vector<at::Tensor> inputs = {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
-      at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight,
-      m.k_weight, at::randn({c.hq, 4}, at::kDouble), at::rand({c.hq}, at::kDouble) + 0.5};
+      at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
+      at::randn({c.hq, 4}, at::kDouble), at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
   // The call's inputs and weights from leaves x (activations detached where
   // only the weights train, so their leaves get no gradient).
-  const auto call = [&](const std::vector<at::Tensor>& x, lizard::Inputs* in,
-                        lizard::Weights* w) {
+  const auto call = [&](const std::vector<at::Tensor>& x, lizard::Inputs* in, lizard::Weights* w) {
     const auto act = [&](int i) { return v.weights_only ? x[i].detach() : x[i]; };
     *in = {};
     in->q = act(0);
