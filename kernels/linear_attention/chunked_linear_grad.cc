@@ -417,6 +417,7 @@ at::Tensor GateGradientCuda(const at::Tensor& q_dot, const at::Tensor& k_dot, in
               "CUDA device, got ",
               q_dot.sizes(), " ", q_dot.scalar_type(), " and ", k_dot.sizes(), " ",
               k_dot.scalar_type());
+  const c10::cuda::CUDAGuard guard(q_dot.device());
   const at::Tensor out = at::empty({q_dot.size(0), g_heads, q_dot.size(2)}, q_dot.options());
   GateGradParams p;
   p.batch = q_dot.size(0);

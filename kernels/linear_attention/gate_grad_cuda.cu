@@ -32,7 +32,7 @@ __device__ float BlockSum(float x, float* shared) {
 
 __global__ void __launch_bounds__(kThreads) SegmentSumsKernel(const GateGradParams p) {
   __shared__ float shared[kThreads / 32];
-  const int64_t row = blockIdx.y, t0 = int64_t(blockIdx.x) * kSegment;
+  const int64_t row = blockIdx.x, t0 = int64_t(blockIdx.y) * kSegment;
   float s = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerThread; ++i) {
@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) SegmentSumsKernel(const GateGradPara
     if (t < p.length) s += RowDiff(p, row, t);
   }
   s = BlockSum(s, shared);
-  if (threadIdx.x == 0) p.segment_sums[row * gridDim.x + blockIdx.x] = s;
+  if (threadIdx.x == 0) p.segment_sums[row * gridDim.y + blockIdx.y] = s;
 }
 
 // Each thread owns kPerThread consecutive positions of the segment: their
@@ -48,11 +48,11 @@ __global__ void __launch_bounds__(kThreads) SegmentSumsKernel(const GateGradPara
 // over the warp, then over the warps) and of the later segments.
 __global__ void __launch_bounds__(kThreads) SuffixSumsKernel(const GateGradParams p) {
   __shared__ float shared[kThreads / 32];
-  const int64_t row = blockIdx.y, t0 = int64_t(blockIdx.x) * kSegment + kPerThread * threadIdx.x;
+  const int64_t row = blockIdx.x, t0 = int64_t(blockIdx.y) * kSegment + kPerThread * threadIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float later = 0.f;  // the later segments' share, this thread's part of it
-  for (int64_t s = blockIdx.x + 1 + threadIdx.x; s < gridDim.x; s += kThreads) {
-    later += p.segment_sums[row * gridDim.x + s];
+  for (int64_t s = blockIdx.y + 1 + threadIdx.x; s < gridDim.y; s += kThreads) {
+    later += p.segment_sums[row * gridDim.y + s];
   }
   later = BlockSum(later, shared);
   float x[kPerThread];
@@ -94,8 +94,9 @@ const char* LaunchGateGrad(const GateGradParams& p) {
     return "GateGrad: batch, heads, g_heads, length (g_heads must divide heads)";
   }
   const int64_t rows = p.batch * p.g_heads, segments = GateGradSegments(p.length);
-  if (rows > 65535 || segments > 65535) return "GateGrad: more than 65535 rows or segments";
-  const dim3 grid(static_cast<unsigned>(segments), static_cast<unsigned>(rows));
+  // Rows on x (up to 2^31 - 1), segments on y.
+  if (rows > 0x7fffffff || segments > 65535) return "GateGrad: too many rows or segments";
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(segments));
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   SegmentSumsKernel<<<grid, kThreads, 0, stream>>>(p);
   SuffixSumsKernel<<<grid, kThreads, 0, stream>>>(p);

@@ -28,7 +28,7 @@ int64_t GateGradSegments(int64_t length);
 
 // Launches the two kernels; the launch error string, or nullptr. Refuses
 // (naming it) sizes it does not cover: g_heads not dividing heads, empty
-// rows, more than 65535 rows (B G) or segments.
+// rows, more than 2^31 - 1 rows (B G) or 65535 segments (T > 67M).
 const char* LaunchGateGrad(const GateGradParams& p);
 
 }  // namespace linearize::kernels
