@@ -96,9 +96,12 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
   // The call's gradient scale: the largest reference gradient.
   double scale = 0;
   for (const at::Tensor& x : cpu) {
-    if (x.grad().defined()) scale = std::max(scale, x.grad().abs().max().item<double>());
+    if (x.grad().defined() && x.numel() > 0) {
+      scale = std::max(scale, x.grad().abs().max().item<double>());
+    }
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].numel() == 0) continue;  // (no sinks)
     if (!cpu[i].grad().defined()) {  // unused (the maps while no key has left the window)
       EXPECT_TRUE(!gpu[i].grad().defined() || gpu[i].grad().abs().max().item<double>() == 0)
           << names[i];
@@ -188,6 +191,8 @@ struct LizardVariant {
   bool window_qk = true;          // false: the window branch reuses q and k
   bool query_head_gates = false;  // log_gamma [B, Hq, T] instead of [B, Hkv, T]
   bool weights_only = false;      // q, k, v, gates without gradients (LoRA-frozen inputs)
+  int64_t sinks = 4;              // M, the meta-memory logits a head (0 allowed)
+  double sink_spread = 1;         // their standard deviation
 };
 
 // Lizard's gradients on the GPU against float64 autograd for one shape and
@@ -202,7 +207,7 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
       at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
-      at::randn({c.hq, 4}, at::kDouble), at::rand({c.hq}, at::kDouble) + 0.5};
+      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread, at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
   // The call's inputs and weights from leaves x (activations detached where
@@ -237,8 +242,9 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
                       4);
-  if (c.d == 128) {
-    // At D 128 (F = 2 Fh = 128) ForwardParallel trained on lizard_grad.h's
+  if (c.d == 128 && v.sinks > 0) {
+    // At D 128 (F = 2 Fh = 128; the window kernels want a sink or more)
+    // ForwardParallel trained on lizard_grad.h's
     // TrainCuda: the maps inside the gated kernels' op, whose d_q / d_k
     // kernels form the maps' logits' gradients. Both paths launch as many
     // kernels, so the gradients above are that op's only if it applies here.
@@ -299,6 +305,11 @@ const LizardVariantCase kLizardVariants[] = {
     {"D64_window_on_q_k", kLizardD64, {.window_qk = false}},
     {"D64_query_head_gates", kLizardD64, {.query_head_gates = true}},
     {"D64_weights_only", kLizardD64, {.weights_only = true}},
+    // The sinks' gradient exp(l_m - L) sum_i dZ_i exp(L - c_i) where the
+    // sinks lie far apart (and often above the scores), and with none.
+    {"D128_far_apart_sinks", kLizardD128, {.sink_spread = 4}},
+    {"D128_no_sinks", kLizardD128, {.sinks = 0}},
+    {"D64_no_sinks", kLizardD64, {.sinks = 0}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Variants, LizardGradVariantsGpu, ::testing::ValuesIn(kLizardVariants),
