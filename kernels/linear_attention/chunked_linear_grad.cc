@@ -398,8 +398,8 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
   }
   // The logits' gradients come from the wgmma kernels: F = 2 Fh = D = 128,
   // so q and k have the features' sizes and KernelsCover reads them as such.
-  if (q.size(3) != 128 || q_weight.size(2) != 64 || k_weight.size(2) != 64 || q.size(0) > 65535 ||
-      q.size(1) > 65535 || !KernelsCover(q, k, v, log_gamma, 0)) {
+  if (q.size(3) != 128 || q_weight.size(2) != 64 || k_weight.size(2) != 64 ||
+      !KernelsCover(q, k, v, log_gamma, 0)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());

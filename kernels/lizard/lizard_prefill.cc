@@ -120,10 +120,7 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
       out.y = *std::move(y);
       return out;
     }
-  }
-  if (!want_state && initial == nullptr &&
-      detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) {
-    features = at::kBFloat16;
+    if (detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) features = at::kBFloat16;
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, in, weights, options, features);
