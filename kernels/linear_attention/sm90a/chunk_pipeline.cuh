@@ -287,16 +287,17 @@ __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned
   wg::FenceOperands(l);
 }
 
-// The outputs warpgroup's scores a (m64n64 accumulators: rows 16 w + g +
-// 8 h, columns 8 j + 2 t + e) of a gated chunk, weighted by the gates (b
-// the in-chunk prefixes of the log gates lg[64], this warp's own scan,
-// chunk_gates.cuh). Rows queries i, columns keys j: a_ij times
-// exp(b_i - b_j) for j <= i, and row_dec[h] = exp(b_i) of the thread's
-// rows. kKeyRows (the backward's transposed scores): rows keys j, columns
-// queries i, a_ji times exp(b_i - b_j) for i >= j, and row_dec[h] =
-// exp(b_last - b_j).
+// The gate weights of a gated chunk's scores (m64n64 accumulator layout:
+// rows 16 w + g + 8 h, columns 8 j + 2 t + e; b the in-chunk prefixes of
+// the log gates lg[64], this warp's own scan, chunk_gates.cuh), formed from
+// the gates alone, so that the scan runs while the scores' products do.
+// Rows queries i, columns keys j: w = exp(b_i - b_j) for j <= i, and
+// row_dec[h] = exp(b_i) of the thread's rows. kKeyRows (the backward's
+// transposed scores): rows keys j, columns queries i, w = exp(b_i - b_j)
+// for i >= j, and row_dec[h] = exp(b_last - b_j). Entries the causal mask
+// drops keep weight 1 (MaskAndPack zeroes them).
 template <bool kKeyRows = false>
-__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&row_dec)[2]) {
+__device__ __forceinline__ void ScoreDecays(const float* lg, float (&w)[32], float (&row_dec)[2]) {
   const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const gates::Prefix pre = gates::ScanGates(lg);
   const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
@@ -326,17 +327,24 @@ __device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], flo
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = 16 * warp + g + 8 * h;
+        float& x = w[4 * j + 2 * h + e];
         if constexpr (kKeyRows) {
-          if (col >= row) a[4 * j + 2 * h + e] *= gates::Decay2(ec, cc, er[h], cr[h]);
+          x = col >= row ? gates::Decay2(ec, cc, er[h], cr[h]) : 1.f;
         } else {
-          if (col <= row) a[4 * j + 2 * h + e] *= gates::Decay2(er[h], cr[h], ec, cc);
+          x = col <= row ? gates::Decay2(er[h], cr[h], ec, cc) : 1.f;
         }
       }
     }
   }
 }
 
-// The causal mask on the scores a (as DecayScores: kKeyRows keeps columns
+// The scores times their gate weights (ScoreDecays).
+__device__ __forceinline__ void ApplyDecays(float (&a)[32], const float (&w)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) a[i] *= w[i];
+}
+
+// The causal mask on the scores a (as ScoreDecays: kKeyRows keeps columns
 // >= the row, else <= it), then a as bf16 A fragments of a register-A
 // product (wgmma.cuh: af[kk] covers k step kk).
 template <bool kKeyRows = false>

@@ -193,6 +193,25 @@ __device__ __forceinline__ void StoreQueryPhi(const uint32_t (&pq)[8][4], const 
 }
 
 // Warpgroup 0: the outputs of every chunk.
+// num = Q S (S: MN-major, its rows the features), not committed: Q from
+// phi_q's A fragments pq (fused maps) or the K-major tile q.
+template <bool kFuse>
+__device__ __forceinline__ void IssueQueryState(float (&num)[64],
+                                                const uint32_t (&pq)[kFuse ? 8 : 1][4],
+                                                const unsigned char* q, const unsigned char* st) {
+  wg::ZeroForProducts(num);
+#pragma unroll
+  for (int kk = 0; kk < kF / 16; ++kk) {
+    const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
+    if constexpr (kFuse) {
+      wg::MmaAsyncRegAM64N128<1>(num, pq[kk], ds, 1);
+    } else {
+      wg::MmaAsyncM64N128<0, 1>(num, wg::Descriptor(q + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+                                ds, 1);
+    }
+  }
+}
+
 template <bool kFuse, bool kWindow, bool kGated>
 __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -248,6 +267,16 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       IssueScores(a, q, k);
     }
     wg::Commit();
+    // Gated: Q S in a group of its own behind A's, and the gates' weights
+    // (a scan and shuffles) while both run.
+    float num[64];
+    float q_dec[2] = {1.f, 1.f};  // exp(b_i) of the thread's rows
+    float decays[kGated ? 32 : 1];
+    if constexpr (kGated) {
+      IssueQueryState<kFuse>(num, pq, q, st);
+      wg::Commit();
+      ScoreDecays(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, decays, q_dec);
+    }
     // The window's scores, a group of their own behind A's: they run while
     // A is masked and num's products are issued.
     float sp[kWindow ? 32 : 1], sc[kWindow ? 32 : 1];
@@ -273,12 +302,11 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 1);
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 2);
     }
-    wg::Wait<kWindow ? 1 : 0>();
+    wg::Wait<(kWindow || kGated) ? 1 : 0>();
     wg::FenceOperands(a);
 
-    float q_dec[2] = {1.f, 1.f};  // gated: exp(b_i) of the thread's rows
     if constexpr (kGated) {
-      DecayScores(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, a, q_dec);
+      ApplyDecays(a, decays);
       qz[0] *= q_dec[0];
       qz[1] *= q_dec[1];
     }
@@ -295,21 +323,10 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
 #pragma unroll
     for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
 
-    // num = Q S (S: MN-major, its rows the features) + A V (V: MN-major).
-    float num[64];
-    wg::ZeroForProducts(num);
-#pragma unroll
-    for (int kk = 0; kk < kF / 16; ++kk) {
-      const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
-      if constexpr (kFuse) {
-        wg::MmaAsyncRegAM64N128<1>(num, pq[kk], ds, 1);
-      } else {
-        wg::MmaAsyncM64N128<0, 1>(
-            num, wg::Descriptor(q + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024), ds, 1);
-      }
-    }
-    if constexpr (kGated) {  // Q S's rows times exp(b_i) before A V adds in
-      wg::Commit();
+    // num = Q S + A V (V: MN-major).
+    if constexpr (!kGated) {
+      IssueQueryState<kFuse>(num, pq, q, st);
+    } else {  // Q S's rows times exp(b_i) before A V adds in
       wg::Wait<0>();
       wg::FenceOperands(num);
       ScaleAccRows(num, q_dec);
