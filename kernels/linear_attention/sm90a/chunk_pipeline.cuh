@@ -289,15 +289,14 @@ __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned
 
 // The gate weights of a gated chunk's scores (m64n64 accumulator layout:
 // rows 16 w + g + 8 h, columns 8 j + 2 t + e; b the in-chunk prefixes of
-// the log gates lg[64], this warp's own scan, chunk_gates.cuh), formed from
-// the gates alone, so that the scan runs while the scores' products do.
-// Rows queries i, columns keys j: w = exp(b_i - b_j) for j <= i, and
-// row_dec[h] = exp(b_i) of the thread's rows. kKeyRows (the backward's
-// transposed scores): rows keys j, columns queries i, w = exp(b_i - b_j)
-// for i >= j, and row_dec[h] = exp(b_last - b_j). Entries the causal mask
-// drops keep weight 1 (MaskAndPack zeroes them).
-template <bool kKeyRows = false>
-__device__ __forceinline__ void ScoreDecays(const float* lg, float (&w)[32], float (&row_dec)[2]) {
+// the log gates lg[64], this warp's own scan, chunk_gates.cuh): f(i, w) for
+// each accumulator i inside the causal mask. Rows queries i, columns keys
+// j: w = exp(b_i - b_j) for j <= i, and row_dec[h] = exp(b_i) of the
+// thread's rows. kKeyRows (the backward's transposed scores): rows keys j,
+// columns queries i, w = exp(b_i - b_j) for i >= j, and row_dec[h] =
+// exp(b_last - b_j).
+template <bool kKeyRows, typename F>
+__device__ __forceinline__ void ForEachScoreDecay(const float* lg, float (&row_dec)[2], F&& f) {
   const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const gates::Prefix pre = gates::ScanGates(lg);
   const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
@@ -327,24 +326,42 @@ __device__ __forceinline__ void ScoreDecays(const float* lg, float (&w)[32], flo
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = 16 * warp + g + 8 * h;
-        float& x = w[4 * j + 2 * h + e];
         if constexpr (kKeyRows) {
-          x = col >= row ? gates::Decay2(ec, cc, er[h], cr[h]) : 1.f;
+          if (col >= row) f(4 * j + 2 * h + e, gates::Decay2(ec, cc, er[h], cr[h]));
         } else {
-          x = col <= row ? gates::Decay2(er[h], cr[h], ec, cc) : 1.f;
+          if (col <= row) f(4 * j + 2 * h + e, gates::Decay2(er[h], cr[h], ec, cc));
         }
       }
     }
   }
 }
 
-// The scores times their gate weights (ScoreDecays).
+// The scores a times their gate weights, in place, once their products are
+// done.
+template <bool kKeyRows = false>
+__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&row_dec)[2]) {
+  ForEachScoreDecay<kKeyRows>(lg, row_dec, [&](int i, float w) { a[i] *= w; });
+}
+
+// The weights alone (1 outside the causal mask, which MaskAndPack zeroes),
+// from the gates before the scores exist, so that the scan and shuffles
+// run while the scores' products do; ApplyDecays then weights the scores.
+// (Where this measured slower: the d_k / d_v kernel, whose 168 registers
+// then spill more, 1346 -> 1371 us at 32k, and the forward with the maps
+// inside, 255 registers, 927 -> 980 us; session 34.)
+template <bool kKeyRows = false>
+__device__ __forceinline__ void ScoreDecays(const float* lg, float (&w)[32], float (&row_dec)[2]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) w[i] = 1.f;
+  ForEachScoreDecay<kKeyRows>(lg, row_dec, [&](int i, float x) { w[i] = x; });
+}
+
 __device__ __forceinline__ void ApplyDecays(float (&a)[32], const float (&w)[32]) {
 #pragma unroll
   for (int i = 0; i < 32; ++i) a[i] *= w[i];
 }
 
-// The causal mask on the scores a (as ScoreDecays: kKeyRows keeps columns
+// The causal mask on the scores a (as DecayScores: kKeyRows keeps columns
 // >= the row, else <= it), then a as bf16 A fragments of a register-A
 // product (wgmma.cuh: af[kk] covers k step kk).
 template <bool kKeyRows = false>

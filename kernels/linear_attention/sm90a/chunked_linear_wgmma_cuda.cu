@@ -267,15 +267,19 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       IssueScores(a, q, k);
     }
     wg::Commit();
-    // Gated: Q S in a group of its own behind A's, and the gates' weights
-    // (a scan and shuffles) while both run.
+    // Gated, maps outside: Q S in a group of its own behind A's, and the
+    // gates' weights (a scan and shuffles) while both run (757 -> 697 us at
+    // 32k, session 34). With the maps inside (255 registers) it measured
+    // slower (927 -> 980 us): there they follow A's wait, as Q S does.
+    constexpr bool kOverlapGates = kGated && !kFuse;
+    const float* lg = reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC;
     float num[64];
     float q_dec[2] = {1.f, 1.f};  // exp(b_i) of the thread's rows
     float decays[kGated ? 32 : 1];
-    if constexpr (kGated) {
+    if constexpr (kOverlapGates) {
       IssueQueryState<kFuse>(num, pq, q, st);
       wg::Commit();
-      ScoreDecays(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, decays, q_dec);
+      ScoreDecays(lg, decays, q_dec);
     }
     // The window's scores, a group of their own behind A's: they run while
     // A is masked and num's products are issued.
@@ -302,11 +306,15 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 1);
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 2);
     }
-    wg::Wait<(kWindow || kGated) ? 1 : 0>();
+    wg::Wait<(kWindow || kOverlapGates) ? 1 : 0>();
     wg::FenceOperands(a);
 
     if constexpr (kGated) {
-      ApplyDecays(a, decays);
+      if constexpr (kOverlapGates) {
+        ApplyDecays(a, decays);
+      } else {
+        DecayScores(lg, a, q_dec);
+      }
       qz[0] *= q_dec[0];
       qz[1] *= q_dec[1];
     }
@@ -324,9 +332,9 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
 
     // num = Q S + A V (V: MN-major).
-    if constexpr (!kGated) {
-      IssueQueryState<kFuse>(num, pq, q, st);
-    } else {  // Q S's rows times exp(b_i) before A V adds in
+    if constexpr (!kOverlapGates) IssueQueryState<kFuse>(num, pq, q, st);
+    if constexpr (kGated) {  // Q S's rows times exp(b_i) before A V adds in
+      if constexpr (!kOverlapGates) wg::Commit();
       wg::Wait<0>();
       wg::FenceOperands(num);
       ScaleAccRows(num, q_dec);
