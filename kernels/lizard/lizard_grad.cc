@@ -157,10 +157,18 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
   return WindowBranchFunction::apply(qw, kw, v, meta_logits, alpha, y_other, window)[0];
 }
 
+std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const Weights& weights,
+                                                       const Options& options, bool pass_v) {
+  const FeatureMaps& maps = weights.maps;
+  if (maps.kind != FeatureMapKind::kHedgehog) return std::nullopt;
+  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
+                                                   maps.q_weight, maps.k_weight, options.eps,
+                                                   pass_v);
+}
+
 std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
                                     const Options& options) {
-  const FeatureMaps& maps = weights.maps;
-  if (maps.kind != FeatureMapKind::kHedgehog ||
+  if (weights.maps.kind != FeatureMapKind::kHedgehog ||
       !WindowKernelsCover(WindowQ(in), WindowK(in), in.v, weights.meta_logits, options.window)) {
     return std::nullopt;
   }
@@ -169,8 +177,7 @@ std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weig
   // add the window's d_v into theirs.
   const bool pass_v = dims.kv_heads == dims.q_heads;
   const std::optional<detail::NormalizedLinear> gated =
-      detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
-                                                maps.q_weight, maps.k_weight, options.eps, pass_v);
+      GatedTrainCuda(in, weights, options, pass_v);
   if (!gated) return std::nullopt;
   const std::optional<at::Tensor> y = WindowBranchTrainCuda(
       WindowQ(in), WindowK(in), pass_v ? gated->v_pass : in.v, weights.meta_logits, options.window,

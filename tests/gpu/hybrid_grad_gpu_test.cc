@@ -242,17 +242,21 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
                       4);
-  if (c.d == 128 && v.sinks > 0) {
-    // At D 128 (F = 2 Fh = 128; the window kernels want a sink or more)
-    // ForwardParallel trained on lizard_grad.h's
-    // TrainCuda: the maps inside the gated kernels' op, whose d_q / d_k
-    // kernels form the maps' logits' gradients. Both paths launch as many
-    // kernels, so the gradients above are that op's only if it applies here.
+  if (c.d == 128) {
+    // At D 128 (F = 2 Fh = 128) ForwardParallel trained the gated branch
+    // with the maps inside its kernels' op (lizard_grad.h), whose d_q / d_k
+    // kernels form the maps' logits' gradients: with sinks in TrainCuda
+    // beside the window kernels, without (the window kernels want one or
+    // more) beside the LibTorch window. Both that op and the maps apart
+    // launch as many kernels, so the gradients above are the op's only if
+    // it applies here.
     lizard::Inputs in;
     lizard::Weights w;
     call(Leaves(inputs, at::kCUDA, at::kBFloat16), &in, &w);
-    EXPECT_TRUE(lizard::internal::TrainCuda("LizardGradGpu", in, w, o).has_value())
-        << "the maps-inside training op declined";
+    EXPECT_EQ(lizard::internal::TrainCuda("LizardGradGpu", in, w, o).has_value(), v.sinks > 0)
+        << "the training op beside the window kernels";
+    EXPECT_TRUE(lizard::internal::GatedTrainCuda(in, w, o, false).has_value())
+        << "the maps-inside gated op declined";
   }
 }
 
