@@ -13,6 +13,7 @@
 #include "kernels/linear_attention/chunked_linear_bwd_params.h"
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
+#include "kernels/linear_attention/gate_grad_params.h"
 #include "kernels/linear_attention/sm90a/chunked_linear_wgmma.h"
 
 namespace linearize::kernels::detail {
@@ -181,10 +182,7 @@ LinearGrads ChunkedCausalLinearBackwardCuda(const at::Tensor& phi_q, const at::T
   out.d_v = SumToKvHeads(dv, vc.size(1));
   if (d_pass.defined() && !add_in_kernel) out.d_v = out.d_v + d_pass;
   if (gc.defined()) {
-    // w_ij = exp(B_i - B_j), B = cumsum(log_gamma): dB_t = q_t . dq_t - k_t . dk_t
-    // (per query head, from the kernels), and log_gamma_s enters every B_t with t >= s.
-    const at::Tensor db = q_dot - k_dot;                                          // [B, H, T]
-    out.d_log_gamma = SumToKvHeads(db, gc.size(1)).flip(-1).cumsum(-1).flip(-1);  // [B, Hg, T]
+    out.d_log_gamma = GateGradientCuda(q_dot, k_dot, gc.size(1));
   }
   return out;
 }
@@ -400,14 +398,47 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
   }
   // The logits' gradients come from the wgmma kernels: F = 2 Fh = D = 128,
   // so q and k have the features' sizes and KernelsCover reads them as such.
-  if (q.size(3) != 128 || q_weight.size(2) != 64 || k_weight.size(2) != 64 || q.size(0) > 65535 ||
-      q.size(1) > 65535 || !KernelsCover(q, k, v, log_gamma, 0)) {
+  if (q.size(3) != 128 || q_weight.size(2) != 64 || k_weight.size(2) != 64 ||
+      !KernelsCover(q, k, v, log_gamma, 0)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
   const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(log_gamma, q),
                                                             q_weight, k_weight, eps, pass_v);
   return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
+}
+
+at::Tensor GateGradientCuda(const at::Tensor& q_dot, const at::Tensor& k_dot, int64_t g_heads) {
+  TORCH_CHECK(q_dot.is_cuda() && q_dot.scalar_type() == at::kFloat && q_dot.dim() == 3 &&
+                  q_dot.is_contiguous() && k_dot.sizes() == q_dot.sizes() &&
+                  k_dot.scalar_type() == at::kFloat && k_dot.is_contiguous() &&
+                  k_dot.device() == q_dot.device(),
+              "GateGradientCuda: q_dot and k_dot must be contiguous float32 [B, H, T] on one "
+              "CUDA device, got ",
+              q_dot.sizes(), " ", q_dot.scalar_type(), " and ", k_dot.sizes(), " ",
+              k_dot.scalar_type());
+  const c10::cuda::CUDAGuard guard(q_dot.device());
+  const at::Tensor out = at::empty({q_dot.size(0), g_heads, q_dot.size(2)}, q_dot.options());
+  GateGradParams p;
+  p.batch = q_dot.size(0);
+  p.heads = q_dot.size(1);
+  p.g_heads = g_heads;
+  p.length = q_dot.size(2);
+  const at::Tensor sums =
+      at::empty({p.batch * g_heads * GateGradSegments(p.length)}, q_dot.options());
+  p.q_dot = q_dot.data_ptr<float>();
+  p.k_dot = k_dot.data_ptr<float>();
+  p.d_log_gamma = out.data_ptr<float>();
+  p.segment_sums = sums.data_ptr<float>();
+  p.stream = at::cuda::getCurrentCUDAStream().stream();
+  const char* err = LaunchGateGrad(p);
+  TORCH_CHECK(err == nullptr, "GateGradientCuda: ", err);
+  return out;
+}
+
+at::Tensor GateGradientReference(const at::Tensor& q_dot, const at::Tensor& k_dot,
+                                 int64_t g_heads) {
+  return SumToKvHeads(q_dot - k_dot, g_heads).flip(-1).cumsum(-1).flip(-1);
 }
 
 }  // namespace linearize::kernels::detail

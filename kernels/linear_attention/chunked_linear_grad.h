@@ -80,4 +80,12 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_gamma,
     const at::Tensor& q_weight, const at::Tensor& k_weight, double eps, bool pass_v = false);
 
+// The gates' gradient [B, G, T] from the d_q and d_k kernels' per-row dots
+// q_dot and k_dot [B, H, T] (float32, contiguous, CUDA): the suffix sums over
+// T of q_dot - k_dot, summed over each gate head's query heads
+// (gate_grad_params.h's kernels). GateGradientReference: the same in
+// LibTorch ops, on any device and floating dtype.
+at::Tensor GateGradientCuda(const at::Tensor& q_dot, const at::Tensor& k_dot, int64_t g_heads);
+at::Tensor GateGradientReference(const at::Tensor& q_dot, const at::Tensor& k_dot, int64_t g_heads);
+
 }  // namespace linearize::kernels::detail

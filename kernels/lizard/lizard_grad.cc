@@ -21,6 +21,20 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// d l_m = sum over rows i of dZ_i exp(l_m - c_i), per head, as
+// exp(l_m - L) sum_i dZ_i exp(L - c_i) with L the head's largest sink logit:
+// both exponents are <= 0 (c_i >= L), and the sum runs over [B, H, T]
+// rather than [B, H, T, M].
+at::Tensor SinkGradients(const at::Tensor& sinks, const at::Tensor& d_den,
+                         const at::Tensor& row_max) {
+  const int64_t h = sinks.size(0);
+  if (sinks.size(1) == 0) return at::zeros_like(sinks);
+  const at::Tensor top = std::get<0>(sinks.max(1, /*keepdim=*/true));  // [H, 1]
+  const at::Tensor rows =
+      (d_den * at::exp(top.view({1, h, 1}) - row_max)).sum(at::IntArrayRef{0, 2});
+  return at::exp(sinks - top) * rows.unsqueeze(1);
+}
+
 // y = y_other + alpha_h y_win (alpha and y_other given), else y = y_win,
 // with y_win the window branch: one kernel forward, and a backward whose
 // prologue scales dy by alpha and forms alpha's gradient (no bf16 products
@@ -95,11 +109,7 @@ struct WindowBranchFunction : public torch::autograd::Function<WindowBranchFunct
     const char* err = LaunchLolcatsWindowBwd(p);
     TORCH_CHECK(err == nullptr, "lizard window backward: CUDA launch failed: ", err);
     detail::CountCudaAttentionLaunch();
-    // d l_m = sum over rows of dZ_i exp(l_m - c_i), per head.
-    const int64_t h = sinks.size(0), m = sinks.size(1);
-    const at::Tensor d_sinks =
-        (d_den.unsqueeze(-1) * at::exp(sinks.view({1, h, 1, m}) - row_max.unsqueeze(-1)))
-            .sum(at::IntArrayRef{0, 2});
+    const at::Tensor d_sinks = SinkGradients(sinks, d_den, row_max);
     const at::Tensor d_alpha =
         alpha.defined() ? pro.dy_dot_y.sum(at::IntArrayRef{0, 2}) : at::Tensor();
     const at::Tensor d_other = ctx->saved_data["has_other"].toBool() ? grads[0] : at::Tensor();
@@ -147,10 +157,18 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
   return WindowBranchFunction::apply(qw, kw, v, meta_logits, alpha, y_other, window)[0];
 }
 
+std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const Weights& weights,
+                                                       const Options& options, bool pass_v) {
+  const FeatureMaps& maps = weights.maps;
+  if (maps.kind != FeatureMapKind::kHedgehog) return std::nullopt;
+  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
+                                                   maps.q_weight, maps.k_weight, options.eps,
+                                                   pass_v);
+}
+
 std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
                                     const Options& options) {
-  const FeatureMaps& maps = weights.maps;
-  if (maps.kind != FeatureMapKind::kHedgehog ||
+  if (weights.maps.kind != FeatureMapKind::kHedgehog ||
       !WindowKernelsCover(WindowQ(in), WindowK(in), in.v, weights.meta_logits, options.window)) {
     return std::nullopt;
   }
@@ -159,8 +177,7 @@ std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weig
   // add the window's d_v into theirs.
   const bool pass_v = dims.kv_heads == dims.q_heads;
   const std::optional<detail::NormalizedLinear> gated =
-      detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
-                                                maps.q_weight, maps.k_weight, options.eps, pass_v);
+      GatedTrainCuda(in, weights, options, pass_v);
   if (!gated) return std::nullopt;
   const std::optional<at::Tensor> y = WindowBranchTrainCuda(
       WindowQ(in), WindowK(in), pass_v ? gated->v_pass : in.v, weights.meta_logits, options.window,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/lizard/lizard_attention.h"
 
 namespace linearize::kernels::lizard::internal {
@@ -30,6 +31,13 @@ std::optional<at::Tensor> WindowBranchTrainCuda(const at::Tensor& qw, const at::
                                                 const at::Tensor& v, const at::Tensor& meta_logits,
                                                 int64_t window, const at::Tensor& alpha = {},
                                                 const at::Tensor& y_other = {});
+
+// The gated branch of a training forward (no state) with its Hedgehog maps
+// inside (detail::HedgehogNormalizedLinearTrainCuda), for inputs that Check
+// accepted: y [B, Hq, T, D] bfloat16, and v passed through with pass_v.
+// nullopt where the kernels do not cover the inputs.
+std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const Weights& weights,
+                                                       const Options& options, bool pass_v);
 
 // A whole training forward (no state) on the kernels: the gated branch with
 // its Hedgehog maps inside (detail::HedgehogNormalizedLinearTrainCuda) and

@@ -51,6 +51,28 @@ at::Tensor WindowBranch(const at::Tensor& qw, const at::Tensor& kw, const at::Te
   return detail::UnChunk(at::matmul(e, band.values) / den, qw.size(2));
 }
 
+#ifdef LINEARIZE_WITH_CUDA
+// A training forward (no state) whose window the kernels do not cover (no
+// sinks): the gated branch still on its kernels with the maps inside, whose
+// logits' gradients stay float32 (not through bf16 features and their
+// gradients), and the window branch in LibTorch.
+std::optional<at::Tensor> GatedKernelsBesideLibTorchWindow(const char* op, const Inputs& in,
+                                                           const Weights& weights,
+                                                           const Options& options) {
+  if (weights.maps.kind != FeatureMapKind::kHedgehog || !in.q.is_cuda()) return std::nullopt;
+  const int64_t hq = internal::Check(op, in, weights, options).q_heads;
+  const std::optional<detail::NormalizedLinear> gated =
+      internal::GatedTrainCuda(in, weights, options, /*pass_v=*/false);
+  if (!gated) return std::nullopt;
+  const at::ScalarType ct = detail::ComputeType(in.q.scalar_type());
+  const internal::WindowQk w = internal::ExpandWindowQk(in, hq);
+  const at::Tensor meta = weights.meta_logits.to(ct).view({1, hq, 1, weights.meta_logits.size(1)});
+  const at::Tensor y_win =
+      WindowBranch(w.q, w.k, detail::ExpandKvHeads(in.v.to(ct), hq), meta, options);
+  return (gated->y + weights.alpha.to(ct).view({1, hq, 1, 1}) * y_win).to(in.q.scalar_type());
+}
+#endif
+
 // Continues `initial` (every row at position p0 > 0; see Prefill in the
 // header). Gated branch: the chunked form from the initial kv / k_sum. Window
 // branch: the band over E = the ring's keys of positions s0 = Start(p0) ..
@@ -115,15 +137,14 @@ PrefillResult Run(const char* op, const Inputs& in, const Weights& weights, cons
   // A training forward on the kernels, the maps inside the gated branch's
   // op (lizard_grad.h); where they do not cover it, the branches composed.
   if (!want_state && initial == nullptr) {
-    if (std::optional<at::Tensor> y = internal::TrainCuda(op, in, weights, options)) {
+    std::optional<at::Tensor> y = internal::TrainCuda(op, in, weights, options);
+    if (!y) y = GatedKernelsBesideLibTorchWindow(op, in, weights, options);
+    if (y) {
       PrefillResult out;
       out.y = *std::move(y);
       return out;
     }
-  }
-  if (!want_state && initial == nullptr &&
-      detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) {
-    features = at::kBFloat16;
+    if (detail::FeaturesTrainOnKernels(in.q, in.k, in.v, weights.maps)) features = at::kBFloat16;
   }
 #endif
   const internal::Prepared p = internal::Prepare(op, in, weights, options, features);

@@ -4,9 +4,9 @@
 // gated with mild and strong decays, one block and the two-pass split, float32
 // under autocast; and the delayed-key and normalised training forms, with v
 // passed through to a second use or not; and the Hedgehog logits' gradients
-// the wgmma kernels form in place of d_phi. The loss weighs num and den with
-// random weights so that both gradients are exercised; the CUDA allocator is
-// poisoned first.
+// the wgmma kernels form in place of d_phi; the gates' gradient kernels. The loss weighs num and
+// den with random weights so that both gradients are exercised; the CUDA allocator is poisoned
+// first.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
@@ -415,6 +415,36 @@ INSTANTIATE_TEST_SUITE_P(Cases, HedgehogLogitsGpu, ::testing::ValuesIn(kLogitsCa
                          [](const ::testing::TestParamInfo<LogitsCase>& info) {
                            return std::string(info.param.name);
                          });
+
+// The gates' gradient kernels (gate_grad_params.h) against their LibTorch
+// reference in float64: suffix sums over rows of one element, of one
+// segment and a position more, of many segments, grouped heads.
+TEST(GateGradientGpu, MatchesTheReferenceInFloat64) {
+  struct Shape {
+    int64_t b, h, g, t;
+  };
+  at::manual_seed(41);
+  for (const Shape& s :
+       {Shape{1, 2, 2, 1}, Shape{1, 3, 1, 1025}, Shape{2, 4, 2, 3000}, Shape{1, 32, 32, 32768}}) {
+    const std::string name = "B" + std::to_string(s.b) + " H" + std::to_string(s.h) + " G" +
+                             std::to_string(s.g) + " T" + std::to_string(s.t);
+    const at::Tensor q_dot = at::randn({s.b, s.h, s.t}, at::kFloat);
+    const at::Tensor k_dot = at::randn({s.b, s.h, s.t}, at::kFloat);
+    testing::PoisonCudaAllocator();
+    const at::Tensor got = detail::GateGradientCuda(q_dot.cuda(), k_dot.cuda(), s.g);
+    const at::Tensor want =
+        detail::GateGradientReference(q_dot.to(at::kDouble), k_dot.to(at::kDouble), s.g);
+    ASSERT_EQ(got.sizes(), want.sizes()) << name;
+    ASSERT_TRUE(testing::AllFinite(got)) << name << ": unwritten (NaN-poisoned)";
+    EXPECT_LT(RelativeError(got, want), 1e-5) << name;
+    // The last position is one row's difference summed over the group alone.
+    EXPECT_LT(RelativeError(got.select(2, s.t - 1), want.select(2, s.t - 1)), 1e-5) << name;
+  }
+  EXPECT_THROW(
+      detail::GateGradientCuda(at::zeros({1, 3, 8}, at::kCUDA), at::zeros({1, 3, 8}, at::kCUDA), 2),
+      c10::Error)
+      << "2 gate heads do not divide 3 query heads";
+}
 
 }  // namespace
 }  // namespace linearize::kernels

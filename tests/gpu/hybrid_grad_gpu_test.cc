@@ -20,6 +20,7 @@
 
 #include "kernels/linear_attention/chunked_linear_dispatch.h"
 #include "kernels/lizard/lizard_attention.h"
+#include "kernels/lizard/lizard_grad.h"
 #include "kernels/lolcats/lolcats_attention.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
 #include "tests/gpu/attention_gpu_util.h"
@@ -89,13 +90,18 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
   const std::vector<at::Tensor> gpu = GpuGradients(inputs, params_from, forward, w, &y);
   EXPECT_LT(RelativeError(y, y_ref), testing::Tol(at::kBFloat16)) << "y";
   EXPECT_GE(launches.Launches(), min_launches) << "the CUDA kernels ran forward and backward";
-  if (attention_launches >= 0) EXPECT_EQ(launches.AttentionLaunches(), attention_launches);
+  if (attention_launches >= 0) {
+    EXPECT_EQ(launches.AttentionLaunches(), attention_launches);
+  }
   // The call's gradient scale: the largest reference gradient.
   double scale = 0;
   for (const at::Tensor& x : cpu) {
-    if (x.grad().defined()) scale = std::max(scale, x.grad().abs().max().item<double>());
+    if (x.grad().defined() && x.numel() > 0) {
+      scale = std::max(scale, x.grad().abs().max().item<double>());
+    }
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].numel() == 0) continue;  // (no sinks)
     if (!cpu[i].grad().defined()) {  // unused (the maps while no key has left the window)
       EXPECT_TRUE(!gpu[i].grad().defined() || gpu[i].grad().abs().max().item<double>() == 0)
           << names[i];
@@ -179,30 +185,54 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LolcatsGradGpu, ::testing::ValuesIn(kLolcatsCas
                            return std::string(info.param.name);
                          });
 
-class LizardGradGpu : public ::testing::TestWithParam<Case> {};
+// How a Lizard call differs from the default (its own window q / k, gates
+// per kv head, every input trained).
+struct LizardVariant {
+  bool window_qk = true;          // false: the window branch reuses q and k
+  bool query_head_gates = false;  // log_gamma [B, Hq, T] instead of [B, Hkv, T]
+  bool weights_only = false;      // q, k, v, gates without gradients (LoRA-frozen inputs)
+  int64_t sinks = 4;              // M, the meta-memory logits a head (0 allowed)
+  double sink_spread = 1;         // their standard deviation
+};
 
-TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
-  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
-  const Case c = GetParam();
+// Lizard's gradients on the GPU against float64 autograd for one shape and
+// variant; at D 128 also that the maps-inside training op (lizard_grad.h's
+// TrainCuda) took the call.
+void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
   at::manual_seed(31 + c.t + c.d);
   const kernels::FeatureMaps m = testing::RandomHedgehog(c.hq, c.hkv, c.d, c.fh);
   const auto qkv = [&](int64_t h) { return at::randn({c.b, h, c.t, c.d}, at::kDouble); };
+  const int64_t gate_heads = v.query_head_gates ? c.hq : c.hkv;
   const std::vector<at::Tensor> inputs = {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
-      at::log_sigmoid(at::randn({c.b, c.hkv, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
-      at::randn({c.hq, 4}, at::kDouble), at::rand({c.hq}, at::kDouble) + 0.5};
+      at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
+      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread, at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
+  // The call's inputs and weights from leaves x (activations detached where
+  // only the weights train, so their leaves get no gradient).
+  const auto call = [&](const std::vector<at::Tensor>& x, lizard::Inputs* in, lizard::Weights* w) {
+    const auto act = [&](int i) { return v.weights_only ? x[i].detach() : x[i]; };
+    *in = {};
+    in->q = act(0);
+    in->k = act(1);
+    in->v = act(2);
+    in->log_gamma = x[5].is_cuda() ? act(5).to(at::kFloat) : act(5);
+    if (v.window_qk) {
+      in->q_window = act(3);
+      in->k_window = act(4);
+    }
+    w->maps.kind = FeatureMapKind::kHedgehog;
+    w->maps.q_weight = x[6];
+    w->maps.k_weight = x[7];
+    w->meta_logits = x[8];
+    w->alpha = x[9];
+  };
   const auto run = [&](const std::vector<at::Tensor>& x, bool plain) {
-    const at::Tensor log_gamma = x[5].is_cuda() ? x[5].to(at::kFloat) : x[5];
-    const lizard::Inputs in{x[0], x[1], x[2], log_gamma, x[3], x[4]};
+    lizard::Inputs in;
     lizard::Weights w;
-    w.maps.kind = FeatureMapKind::kHedgehog;
-    w.maps.q_weight = x[6];
-    w.maps.k_weight = x[7];
-    w.meta_logits = x[8];
-    w.alpha = x[9];
+    call(x, &in, &w);
     return plain ? lizard::ForwardReference(in, w, o) : lizard::ForwardParallel(in, w, o);
   };
   const auto forward = [&](const std::vector<at::Tensor>& x) { return run(x, false); };
@@ -212,6 +242,29 @@ TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
                       {"q", "k", "v", "q_window", "k_window", "log_gamma", "q_map", "k_map",
                        "meta_logits", "alpha"},
                       4);
+  if (c.d == 128) {
+    // At D 128 (F = 2 Fh = 128) ForwardParallel trained the gated branch
+    // with the maps inside its kernels' op (lizard_grad.h), whose d_q / d_k
+    // kernels form the maps' logits' gradients: with sinks in TrainCuda
+    // beside the window kernels, without (the window kernels want one or
+    // more) beside the LibTorch window. Both that op and the maps apart
+    // launch as many kernels, so the gradients above are the op's only if
+    // it applies here.
+    lizard::Inputs in;
+    lizard::Weights w;
+    call(Leaves(inputs, at::kCUDA, at::kBFloat16), &in, &w);
+    EXPECT_EQ(lizard::internal::TrainCuda("LizardGradGpu", in, w, o).has_value(), v.sinks > 0)
+        << "the training op beside the window kernels";
+    EXPECT_TRUE(lizard::internal::GatedTrainCuda(in, w, o, false).has_value())
+        << "the maps-inside gated op declined";
+  }
+}
+
+class LizardGradGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LizardGradGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  ExpectLizardGradients(GetParam(), {});
 }
 
 const Case kLizardCases[] = {
@@ -228,6 +281,43 @@ const Case kLizardCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LizardGradGpu, ::testing::ValuesIn(kLizardCases),
                          [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// The same comparison where the call leaves the defaults: the window branch
+// on q and k, gates per query head under GQA, only the weights trained; at
+// D 128 (the maps-inside op) and D 64 (maps apart).
+struct LizardVariantCase {
+  const char* name;
+  Case shape;
+  LizardVariant variant;
+};
+
+class LizardGradVariantsGpu : public ::testing::TestWithParam<LizardVariantCase> {};
+
+TEST_P(LizardGradVariantsGpu, MatchesFloat64Autograd) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  ExpectLizardGradients(GetParam().shape, GetParam().variant);
+}
+
+constexpr Case kLizardD128{"", 2, 4, 2, 333, 128, 64, 64};
+constexpr Case kLizardD64{"", 1, 4, 1, 300, 64, 32, 100};
+const LizardVariantCase kLizardVariants[] = {
+    {"D128_window_on_q_k", kLizardD128, {.window_qk = false}},
+    {"D128_query_head_gates", kLizardD128, {.query_head_gates = true}},
+    {"D128_weights_only", kLizardD128, {.weights_only = true}},
+    {"D64_window_on_q_k", kLizardD64, {.window_qk = false}},
+    {"D64_query_head_gates", kLizardD64, {.query_head_gates = true}},
+    {"D64_weights_only", kLizardD64, {.weights_only = true}},
+    // The sinks' gradient exp(l_m - L) sum_i dZ_i exp(L - c_i) where the
+    // sinks lie far apart (and often above the scores), and with none.
+    {"D128_far_apart_sinks", kLizardD128, {.sink_spread = 4}},
+    {"D128_no_sinks", kLizardD128, {.sinks = 0}},
+    {"D64_no_sinks", kLizardD64, {.sinks = 0}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Variants, LizardGradVariantsGpu, ::testing::ValuesIn(kLizardVariants),
+                         [](const ::testing::TestParamInfo<LizardVariantCase>& info) {
                            return std::string(info.param.name);
                          });
 

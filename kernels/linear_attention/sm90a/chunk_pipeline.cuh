@@ -52,13 +52,20 @@ constexpr int kRowScalars = kDecays + (kC + 4) * 4, kBwdBytes = kBytes + 2 * 2 *
 static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 
 // The dynamic shared memory's 1024-aligned base (the 128-byte swizzle's
-// atoms; kBytes keeps the slack).
+// atoms; kBytes keeps the slack). kShared: pointer arithmetic on smem
+// itself, so the compiler still knows the result is shared memory and every
+// access through it is an LDS / STS with a 32-bit address; else an integer
+// round trip, and generic LD / ST. Each kernel takes the faster (session 32,
+// H100, T 32k): generic only where LDS / STS measured slower, Lizard's fused
+// prefill (1090 against 959 us) and LoLCATs' d_k / d_v (754 against 695 us).
+template <bool kShared = true>
 __device__ __forceinline__ unsigned char* Aligned1024(unsigned char* smem) {
-  // Pointer arithmetic on smem itself, not an integer cast back: the
-  // compiler then still knows the result is shared memory, and every access
-  // through it is an LDS / STS with a 32-bit address rather than a generic
-  // LD / ST with 64-bit address arithmetic.
-  return smem + ((1024 - (reinterpret_cast<uintptr_t>(smem) & 1023)) & 1023);
+  if constexpr (kShared) {
+    return smem + ((1024 - (reinterpret_cast<uintptr_t>(smem) & 1023)) & 1023);
+  } else {
+    return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem) + 1023) &
+                                            ~uintptr_t(1023));
+  }
 }
 
 // Byte offset of (row, col) in a tile of 64-column slabs, `slab` bytes each.
@@ -280,16 +287,16 @@ __device__ void MapLogits(float (&l)[32], const unsigned char* x, const unsigned
   wg::FenceOperands(l);
 }
 
-// The outputs warpgroup's scores a (m64n64 accumulators: rows 16 w + g +
-// 8 h, columns 8 j + 2 t + e) of a gated chunk, weighted by the gates (b
-// the in-chunk prefixes of the log gates lg[64], this warp's own scan,
-// chunk_gates.cuh). Rows queries i, columns keys j: a_ij times
-// exp(b_i - b_j) for j <= i, and row_dec[h] = exp(b_i) of the thread's
-// rows. kKeyRows (the backward's transposed scores): rows keys j, columns
-// queries i, a_ji times exp(b_i - b_j) for i >= j, and row_dec[h] =
+// The gate weights of a gated chunk's scores (m64n64 accumulator layout:
+// rows 16 w + g + 8 h, columns 8 j + 2 t + e; b the in-chunk prefixes of
+// the log gates lg[64], this warp's own scan, chunk_gates.cuh): f(i, w) for
+// each accumulator i inside the causal mask. Rows queries i, columns keys
+// j: w = exp(b_i - b_j) for j <= i, and row_dec[h] = exp(b_i) of the
+// thread's rows. kKeyRows (the backward's transposed scores): rows keys j,
+// columns queries i, w = exp(b_i - b_j) for i >= j, and row_dec[h] =
 // exp(b_last - b_j).
-template <bool kKeyRows = false>
-__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&row_dec)[2]) {
+template <bool kKeyRows, typename F>
+__device__ __forceinline__ void ForEachScoreDecay(const float* lg, float (&row_dec)[2], F&& f) {
   const int warp = (threadIdx.x & 127) >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const gates::Prefix pre = gates::ScanGates(lg);
   const bool rows_hi = warp >= 2;  // the warp's rows in the chunk's second half
@@ -320,13 +327,38 @@ __device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], flo
       for (int h = 0; h < 2; ++h) {
         const int row = 16 * warp + g + 8 * h;
         if constexpr (kKeyRows) {
-          if (col >= row) a[4 * j + 2 * h + e] *= gates::Decay2(ec, cc, er[h], cr[h]);
+          if (col >= row) f(4 * j + 2 * h + e, gates::Decay2(ec, cc, er[h], cr[h]));
         } else {
-          if (col <= row) a[4 * j + 2 * h + e] *= gates::Decay2(er[h], cr[h], ec, cc);
+          if (col <= row) f(4 * j + 2 * h + e, gates::Decay2(er[h], cr[h], ec, cc));
         }
       }
     }
   }
+}
+
+// The scores a times their gate weights, in place, once their products are
+// done.
+template <bool kKeyRows = false>
+__device__ __forceinline__ void DecayScores(const float* lg, float (&a)[32], float (&row_dec)[2]) {
+  ForEachScoreDecay<kKeyRows>(lg, row_dec, [&](int i, float w) { a[i] *= w; });
+}
+
+// The weights alone (1 outside the causal mask, which MaskAndPack zeroes),
+// from the gates before the scores exist, so that the scan and shuffles
+// run while the scores' products do; ApplyDecays then weights the scores.
+// (Where this measured slower: the d_k / d_v kernel, whose 168 registers
+// then spill more, 1346 -> 1371 us at 32k, and the forward with the maps
+// inside, 255 registers, 927 -> 980 us; session 34.)
+template <bool kKeyRows = false>
+__device__ __forceinline__ void ScoreDecays(const float* lg, float (&w)[32], float (&row_dec)[2]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) w[i] = 1.f;
+  ForEachScoreDecay<kKeyRows>(lg, row_dec, [&](int i, float x) { w[i] = x; });
+}
+
+__device__ __forceinline__ void ApplyDecays(float (&a)[32], const float (&w)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) a[i] *= w[i];
 }
 
 // The causal mask on the scores a (as DecayScores: kKeyRows keeps columns

@@ -332,7 +332,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
     ChunkedLinearDkvWgmmaKernel(const __grid_constant__ DkvArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = Aligned1024(smem_raw);
+  unsigned char* sm = Aligned1024<kGated>(smem_raw);
   const ChunkedLinearParams& p = args.fwd;
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;

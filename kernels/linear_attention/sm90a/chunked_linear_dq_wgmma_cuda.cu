@@ -64,14 +64,16 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     float dd[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) dd[h] = tiles::RoundToBf16(rows[16 * warp + g + 8 * h]);
+    float q_dec[2] = {1.f, 1.f};
+    float decays[kGated ? 32 : 1];  // the gates' weights, while the products run
+    if constexpr (kGated) {
+      ScoreDecays(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, decays, q_dec);
+    }
     wg::Wait<1>();
     wg::FenceOperands(a);
 #pragma unroll
     for (int i = 0; i < 32; ++i) a[i] += dd[(i / 2) % 2];
-    float q_dec[2] = {1.f, 1.f};
-    if constexpr (kGated) {
-      DecayScores(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, a, q_dec);
-    }
+    if constexpr (kGated) ApplyDecays(a, decays);
     uint32_t af[4][4];
     MaskAndPack(a, af);
     wg::Wait<0>();

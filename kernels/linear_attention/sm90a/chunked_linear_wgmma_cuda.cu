@@ -193,6 +193,25 @@ __device__ __forceinline__ void StoreQueryPhi(const uint32_t (&pq)[8][4], const 
 }
 
 // Warpgroup 0: the outputs of every chunk.
+// num = Q S (S: MN-major, its rows the features), not committed: Q from
+// phi_q's A fragments pq (fused maps) or the K-major tile q.
+template <bool kFuse>
+__device__ __forceinline__ void IssueQueryState(float (&num)[64],
+                                                const uint32_t (&pq)[kFuse ? 8 : 1][4],
+                                                const unsigned char* q, const unsigned char* st) {
+  wg::ZeroForProducts(num);
+#pragma unroll
+  for (int kk = 0; kk < kF / 16; ++kk) {
+    const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
+    if constexpr (kFuse) {
+      wg::MmaAsyncRegAM64N128<1>(num, pq[kk], ds, 1);
+    } else {
+      wg::MmaAsyncM64N128<0, 1>(num, wg::Descriptor(q + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024),
+                                ds, 1);
+    }
+  }
+}
+
 template <bool kFuse, bool kWindow, bool kGated>
 __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -248,6 +267,20 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       IssueScores(a, q, k);
     }
     wg::Commit();
+    // Gated, maps outside: Q S in a group of its own behind A's, and the
+    // gates' weights (a scan and shuffles) while both run (757 -> 697 us at
+    // 32k, session 34). With the maps inside (255 registers) it measured
+    // slower (927 -> 980 us): there they follow A's wait, as Q S does.
+    constexpr bool kOverlapGates = kGated && !kFuse;
+    const float* lg = reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC;
+    float num[64];
+    float q_dec[2] = {1.f, 1.f};  // exp(b_i) of the thread's rows
+    float decays[kGated ? 32 : 1];
+    if constexpr (kOverlapGates) {
+      IssueQueryState<kFuse>(num, pq, q, st);
+      wg::Commit();
+      ScoreDecays(lg, decays, q_dec);
+    }
     // The window's scores, a group of their own behind A's: they run while
     // A is masked and num's products are issued.
     float sp[kWindow ? 32 : 1], sc[kWindow ? 32 : 1];
@@ -273,12 +306,15 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 1);
       qz[h] += __shfl_xor_sync(0xffffffffu, qz[h], 2);
     }
-    wg::Wait<kWindow ? 1 : 0>();
+    wg::Wait<(kWindow || kOverlapGates) ? 1 : 0>();
     wg::FenceOperands(a);
 
-    float q_dec[2] = {1.f, 1.f};  // gated: exp(b_i) of the thread's rows
     if constexpr (kGated) {
-      DecayScores(reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC, a, q_dec);
+      if constexpr (kOverlapGates) {
+        ApplyDecays(a, decays);
+      } else {
+        DecayScores(lg, a, q_dec);
+      }
       qz[0] *= q_dec[0];
       qz[1] *= q_dec[1];
     }
@@ -295,21 +331,10 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
 #pragma unroll
     for (int kk = 0; kk < kC / 16; ++kk) tiles::Mma(rs, af[kk], kOnes, kOnes);
 
-    // num = Q S (S: MN-major, its rows the features) + A V (V: MN-major).
-    float num[64];
-    wg::ZeroForProducts(num);
-#pragma unroll
-    for (int kk = 0; kk < kF / 16; ++kk) {
-      const uint64_t ds = wg::Descriptor(st + kk * 16 * 128, kStateSlab, 1024);
-      if constexpr (kFuse) {
-        wg::MmaAsyncRegAM64N128<1>(num, pq[kk], ds, 1);
-      } else {
-        wg::MmaAsyncM64N128<0, 1>(
-            num, wg::Descriptor(q + (kk / 4) * kSlab + (kk % 4) * 32, 16, 1024), ds, 1);
-      }
-    }
+    // num = Q S + A V (V: MN-major).
+    if constexpr (!kOverlapGates) IssueQueryState<kFuse>(num, pq, q, st);
     if constexpr (kGated) {  // Q S's rows times exp(b_i) before A V adds in
-      wg::Commit();
+      if constexpr (!kOverlapGates) wg::Commit();
       wg::Wait<0>();
       wg::FenceOperands(num);
       ScaleAccRows(num, q_dec);
@@ -390,7 +415,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   static_assert(!(kWindow && kGated), "LoLCATs' window is ungated");
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  unsigned char* sm = Aligned1024(smem_raw);
+  unsigned char* sm = Aligned1024<!(kFuse && kGated)>(smem_raw);
   const int blk = blockIdx.x;
   const int64_t bh = int64_t(blockIdx.z) * p.heads + blockIdx.y;
   const Ptrs s = PtrsOf(p, kWindow, kGated);
