@@ -121,9 +121,19 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
       continue;
     }
     if (print) {
-      std::printf("d %s: %.6g (LibTorch ops in bf16: %.6g)\n", names[i].c_str(),
-                  RelativeError(gpu[i].grad(), cpu[i].grad()),
-                  RelativeError(bf16_native[i].grad(), cpu[i].grad()));
+      // The error is one element's (RelativeError takes the largest
+      // deviation): where it is, and what the three give there.
+      const at::Tensor ref = cpu[i].grad().reshape({-1});
+      const at::Tensor ours = gpu[i].grad().to(at::kDouble).cpu().reshape({-1});
+      const at::Tensor theirs = bf16_native[i].grad().to(at::kDouble).cpu().reshape({-1});
+      const int64_t at = (ours - ref).abs().argmax().item<int64_t>();
+      std::printf(
+          "d %s: %.6g (LibTorch ops in bf16: %.6g); worst element %lld of %s: %.6g, float64 "
+          "%.6g, LibTorch bf16 %.6g, largest |float64| %.6g\n",
+          names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()),
+          RelativeError(bf16_native[i].grad(), cpu[i].grad()), static_cast<long long>(at),
+          c10::str(cpu[i].grad().sizes()).c_str(), ours[at].item<double>(), ref[at].item<double>(),
+          theirs[at].item<double>(), ref.abs().max().item<double>());
     }
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
         << "d " << names[i];
