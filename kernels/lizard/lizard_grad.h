@@ -43,7 +43,8 @@ std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const W
 // its Hedgehog maps inside (detail::HedgehogNormalizedLinearTrainCuda) and
 // the window branch adding alpha y_win to it in its kernel. nullopt where
 // the kernels do not cover the inputs (the caller then composes the
-// branches). Checks the inputs first (messages start with `op`).
+// branches). Where the kernels cover the sizes, checks the inputs before
+// running anything (messages start with `op`).
 std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
                                     const Options& options);
 

@@ -53,9 +53,9 @@ at::Tensor WindowBranch(const at::Tensor& qw, const at::Tensor& kw, const at::Te
 
 #ifdef LINEARIZE_WITH_CUDA
 // A training forward (no state) whose window the kernels do not cover (no
-// sinks): the gated branch still on its kernels with the maps inside, whose
-// logits' gradients stay float32 (not through bf16 features and their
-// gradients), and the window branch in LibTorch.
+// sinks, or W > 128, M > 8): the gated branch still on its kernels with the
+// maps inside, whose logits' gradients stay float32 (not through bf16
+// features and their gradients), and the window branch in LibTorch.
 std::optional<at::Tensor> GatedKernelsBesideLibTorchWindow(const char* op, const Inputs& in,
                                                            const Weights& weights,
                                                            const Options& options) {

@@ -57,7 +57,8 @@ static_assert(kBwdBytes <= 227 * 1024, "shared memory");
 // access through it is an LDS / STS with a 32-bit address; else an integer
 // round trip, and generic LD / ST. Each kernel takes the faster (session 32,
 // H100, T 32k): generic only where LDS / STS measured slower, Lizard's fused
-// prefill (1090 against 959 us) and LoLCATs' d_k / d_v (754 against 695 us).
+// prefill (1090 against 959 us; in one call of session 34, 932 against 913)
+// and the ungated d_k / d_v (LoLCATs': 754 against 695 us).
 template <bool kShared = true>
 __device__ __forceinline__ unsigned char* Aligned1024(unsigned char* smem) {
   if constexpr (kShared) {

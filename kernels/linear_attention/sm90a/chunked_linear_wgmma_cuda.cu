@@ -192,7 +192,6 @@ __device__ __forceinline__ void StoreQueryPhi(const uint32_t (&pq)[8][4], const 
   }
 }
 
-// Warpgroup 0: the outputs of every chunk.
 // num = Q S (S: MN-major, its rows the features), not committed: Q from
 // phi_q's A fragments pq (fused maps) or the K-major tile q.
 template <bool kFuse>
@@ -212,6 +211,7 @@ __device__ __forceinline__ void IssueQueryState(float (&num)[64],
   }
 }
 
+// Warpgroup 0: the outputs of every chunk.
 template <bool kFuse, bool kWindow, bool kGated>
 __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
