@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -203,6 +204,7 @@ struct LizardVariant {
   bool weights_only = false;      // q, k, v, gates without gradients (LoRA-frozen inputs)
   int64_t sinks = 4;              // M, the meta-memory logits a head (0 allowed)
   double sink_spread = 1;         // their standard deviation
+  double sink_offset = 0;         // added to them (-inf: sinks that weigh nothing)
 };
 
 // Lizard's gradients on the GPU against float64 autograd for one shape and
@@ -217,7 +219,8 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
       at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
-      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread, at::rand({c.hq}, at::kDouble) + 0.5};
+      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread + v.sink_offset,
+      at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
   // The call's inputs and weights from leaves x (activations detached where
@@ -323,6 +326,11 @@ const LizardVariantCase kLizardVariants[] = {
     // sinks lie far apart (and often above the scores), and with none.
     {"D128_far_apart_sinks", kLizardD128, {.sink_spread = 4}},
     {"D128_no_sinks", kLizardD128, {.sinks = 0}},
+    // Every sink at -inf: their gradient is 0 (exp(l_m - L) with L = -inf
+    // must not make it NaN).
+    {"D128_sinks_at_minus_inf",
+     kLizardD128,
+     {.sink_offset = -std::numeric_limits<double>::infinity()}},
     {"D64_no_sinks", kLizardD64, {.sinks = 0}},
 };
 
