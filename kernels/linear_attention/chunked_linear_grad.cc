@@ -403,7 +403,10 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
-  const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(log_gamma, q),
+  // The gates as float32 only once the kernels take the call (a caller that
+  // falls back pays no copy).
+  const at::Tensor gates = log_gamma.defined() ? log_gamma.to(at::kFloat) : log_gamma;
+  const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(gates, q),
                                                             q_weight, k_weight, eps, pass_v);
   return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
 }

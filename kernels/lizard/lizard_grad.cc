@@ -166,9 +166,8 @@ std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const W
                                                        const Options& options, bool pass_v) {
   const FeatureMaps& maps = weights.maps;
   if (maps.kind != FeatureMapKind::kHedgehog) return std::nullopt;
-  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
-                                                   maps.q_weight, maps.k_weight, options.eps,
-                                                   pass_v);
+  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma, maps.q_weight,
+                                                   maps.k_weight, options.eps, pass_v);
 }
 
 std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,
