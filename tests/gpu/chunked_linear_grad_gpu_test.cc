@@ -4,9 +4,9 @@
 // gated with mild and strong decays, one block and the two-pass split, float32
 // under autocast; and the delayed-key and normalised training forms, with v
 // passed through to a second use or not; and the Hedgehog logits' gradients
-// the wgmma kernels form in place of d_phi; the gates' gradient kernels. The loss weighs num and
-// den with random weights so that both gradients are exercised; the CUDA allocator is poisoned
-// first.
+// the wgmma kernels form in place of d_phi; the gates' gradient kernels.
+// The loss weighs num and den with random weights so that both gradients
+// are exercised; the CUDA allocator is poisoned first.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
