@@ -68,11 +68,13 @@ std::vector<at::Tensor> GpuGradients(const std::vector<at::Tensor>& inputs, size
 // Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
 // float32 parameters, autocast) and on the CPU (float64), back-propagates the
 // same random output weights, and compares every gradient. `params_from`:
-// index of the first parameter (float32 on the GPU). With
-// LINEARIZE_PRINT_ERRORS set it prints each gradient's error beside that of
-// `native` (the same attention in plain LibTorch ops) on the GPU under the
-// same autocast: what bf16 alone costs. attention_launches >= 0: exactly
-// that many attention (not map) kernels ran, which tells the paths apart.
+// index of the first parameter (float32 on the GPU). Each gradient's error
+// must stay under bf16's tolerance or, as FlashAttention's tests judge
+// theirs, under twice that of `native` (the same attention in plain LibTorch
+// ops, on the GPU under the same autocast): what bf16 alone costs on this
+// draw. With LINEARIZE_PRINT_ERRORS set it prints both errors.
+// attention_launches >= 0: exactly that many attention (not map) kernels
+// ran, which tells the paths apart.
 void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
                          const Forward& forward, const Forward& native,
                          const std::vector<std::string>& names, int min_launches,
@@ -83,8 +85,7 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
   (y_ref * w).sum().backward();
 
   const bool print = std::getenv("LINEARIZE_PRINT_ERRORS") != nullptr;
-  std::vector<at::Tensor> bf16_native;
-  if (print) bf16_native = GpuGradients(inputs, params_from, native, w, nullptr);
+  const std::vector<at::Tensor> bf16_native = GpuGradients(inputs, params_from, native, w, nullptr);
   testing::PoisonCudaAllocator();
   const testing::LaunchCounter launches;
   at::Tensor y;
@@ -121,23 +122,28 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
           << "d " << names[i] << " (gradient scale " << scale << ")";
       continue;
     }
+    // (0 where the plain ops leave this input out of the graph)
+    const double native_error =
+        bf16_native[i].grad().defined() ? RelativeError(bf16_native[i].grad(), cpu[i].grad()) : 0.0;
     if (print) {
       // The error is one element's (RelativeError takes the largest
       // deviation): where it is, and what the three give there.
       const at::Tensor ref = cpu[i].grad().reshape({-1});
       const at::Tensor ours = gpu[i].grad().to(at::kDouble).cpu().reshape({-1});
-      const at::Tensor theirs = bf16_native[i].grad().to(at::kDouble).cpu().reshape({-1});
+      const at::Tensor theirs =
+          native_error > 0 ? bf16_native[i].grad().to(at::kDouble).cpu().reshape({-1}) : ref;
       const int64_t at = (ours - ref).abs().argmax().item<int64_t>();
       std::printf(
           "d %s: %.6g (LibTorch ops in bf16: %.6g); worst element %lld of %s: %.6g, float64 "
           "%.6g, LibTorch bf16 %.6g, largest |float64| %.6g\n",
-          names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()),
-          RelativeError(bf16_native[i].grad(), cpu[i].grad()), static_cast<long long>(at),
-          c10::str(cpu[i].grad().sizes()).c_str(), ours[at].item<double>(), ref[at].item<double>(),
-          theirs[at].item<double>(), ref.abs().max().item<double>());
+          names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()), native_error,
+          static_cast<long long>(at), c10::str(cpu[i].grad().sizes()).c_str(),
+          ours[at].item<double>(), ref[at].item<double>(), theirs[at].item<double>(),
+          ref.abs().max().item<double>());
     }
-    EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
-        << "d " << names[i];
+    EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()),
+              std::max(testing::Tol(at::kBFloat16), 2 * native_error))
+        << "d " << names[i] << " (LibTorch ops in bf16: " << native_error << ")";
   }
 }
 
