@@ -229,9 +229,6 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     // value columns (dS^T: the state tile read as the K-major B [F][D]).
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, v, dout, st);
-    float k_dec[2] = {1.f, 1.f};
-    float decays[kGated ? 32 : 1];  // the gates' weights, while the products run
-    if constexpr (kGated) ScoreDecays<true>(lg, decays, k_dec);
     wg::Wait<1>();
     wg::FenceOperands(a);
 #pragma unroll
@@ -243,7 +240,8 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
       a[4 * j + 2] += d0;
       a[4 * j + 3] += d1;
     }
-    if constexpr (kGated) ApplyDecays(a, decays);
+    float k_dec[2] = {1.f, 1.f};
+    if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
     uint32_t af[4][4];
     MaskAndPack<true>(a, af);
     wg::Wait<0>();
@@ -308,11 +306,9 @@ __device__ void DvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     // behind P^T d_num, so that they are not live through the gates' scan.
     uint32_t added[2][16];
     if constexpr (!kGated) LoadAddRows(args.d_v_add, rows, added);
-    float decays[kGated ? 32 : 1];  // the gates' weights, while the products run
-    if constexpr (kGated) ScoreDecays<true>(lg, decays, k_dec);
     wg::Wait<1>();
     wg::FenceOperands(a);
-    if constexpr (kGated) ApplyDecays(a, decays);
+    if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
     MaskAndPack<true>(a, af);
     wg::Wait<0>();
     wg::FenceOperands(acc);
