@@ -72,7 +72,9 @@ std::vector<at::Tensor> GpuGradients(const std::vector<at::Tensor>& inputs, size
 // must stay under bf16's tolerance or, as FlashAttention's tests judge
 // theirs, under twice that of `native` (the same attention in plain LibTorch
 // ops, on the GPU under the same autocast): what bf16 alone costs on this
-// draw. With LINEARIZE_PRINT_ERRORS set it prints both errors.
+// draw; never above twice the tolerance (the plain ops' d_q can be off by
+// 0.14 where their softmax runs in bf16). With LINEARIZE_PRINT_ERRORS set it
+// prints both errors.
 // attention_launches >= 0: exactly that many attention (not map) kernels
 // ran, which tells the paths apart.
 void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
@@ -141,8 +143,9 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
           ours[at].item<double>(), ref[at].item<double>(), theirs[at].item<double>(),
           ref.abs().max().item<double>());
     }
+    const double tol = testing::Tol(at::kBFloat16);
     EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()),
-              std::max(testing::Tol(at::kBFloat16), 2 * native_error))
+              std::clamp(2 * native_error, tol, 2 * tol))
         << "d " << names[i] << " (LibTorch ops in bf16: " << native_error << ")";
   }
 }
