@@ -403,7 +403,10 @@ std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(q.device());
-  const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(log_gamma, q),
+  // The gates as float32 only once the kernels take the call (a caller that
+  // falls back pays no copy).
+  const at::Tensor gates = log_gamma.defined() ? log_gamma.to(at::kFloat) : log_gamma;
+  const variable_list out = NormalizedLinearFunction::apply(q, k, v, GateOrEmpty(gates, q),
                                                             q_weight, k_weight, eps, pass_v);
   return NormalizedLinear{out[0], pass_v ? out[1] : at::Tensor()};
 }
@@ -417,8 +420,11 @@ at::Tensor GateGradientCuda(const at::Tensor& q_dot, const at::Tensor& k_dot, in
               "CUDA device, got ",
               q_dot.sizes(), " ", q_dot.scalar_type(), " and ", k_dot.sizes(), " ",
               k_dot.scalar_type());
+  TORCH_CHECK(g_heads >= 1 && q_dot.size(1) % g_heads == 0, "GateGradientCuda: ", g_heads,
+              " gate heads must divide the ", q_dot.size(1), " query heads");
   const c10::cuda::CUDAGuard guard(q_dot.device());
   const at::Tensor out = at::empty({q_dot.size(0), g_heads, q_dot.size(2)}, q_dot.options());
+  if (out.numel() == 0) return out;  // (no rows or no positions: nothing to sum)
   GateGradParams p;
   p.batch = q_dot.size(0);
   p.heads = q_dot.size(1);

@@ -75,7 +75,8 @@ std::optional<NormalizedLinear> NormalizedCausalLinearTrainCuda(const at::Tensor
 // [H, D, Fh] and [Hk, D, Fh], gradients for all six inputs. The backward's
 // kernels form the maps' logits' gradients (hedgehog_logits above) and the
 // maps' kernel dx and dW from them, so no phi or d_phi passes to the maps.
-// Runs where the wgmma kernels cover it: D = 2 Fh = 128, else nullopt.
+// log_gamma in any floating dtype (the kernels read it as float32). Runs
+// where the wgmma kernels cover it: D = 2 Fh = 128, else nullopt.
 std::optional<NormalizedLinear> HedgehogNormalizedLinearTrainCuda(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& log_gamma,
     const at::Tensor& q_weight, const at::Tensor& k_weight, double eps, bool pass_v = false);

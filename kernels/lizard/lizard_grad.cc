@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <limits>
+
 #include "kernels/linear_attention/attention_common.h"
 #include "kernels/linear_attention/chunked_linear_grad.h"
 #include "kernels/linear_attention/cuda_dispatch.h"
@@ -29,7 +31,10 @@ at::Tensor SinkGradients(const at::Tensor& sinks, const at::Tensor& d_den,
                          const at::Tensor& row_max) {
   const int64_t h = sinks.size(0);
   if (sinks.size(1) == 0) return at::zeros_like(sinks);
-  const at::Tensor top = std::get<0>(sinks.max(1, /*keepdim=*/true));  // [H, 1]
+  // [H, 1]; a head whose sinks are all -inf (each weight 0) takes the
+  // lowest float, so that exp(sinks - top) is 0, not NaN.
+  const at::Tensor top =
+      std::get<0>(sinks.max(1, /*keepdim=*/true)).clamp_min(std::numeric_limits<float>::lowest());
   const at::Tensor rows =
       (d_den * at::exp(top.view({1, h, 1}) - row_max)).sum(at::IntArrayRef{0, 2});
   return at::exp(sinks - top) * rows.unsqueeze(1);
@@ -161,9 +166,8 @@ std::optional<detail::NormalizedLinear> GatedTrainCuda(const Inputs& in, const W
                                                        const Options& options, bool pass_v) {
   const FeatureMaps& maps = weights.maps;
   if (maps.kind != FeatureMapKind::kHedgehog) return std::nullopt;
-  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma.to(at::kFloat),
-                                                   maps.q_weight, maps.k_weight, options.eps,
-                                                   pass_v);
+  return detail::HedgehogNormalizedLinearTrainCuda(in.q, in.k, in.v, in.log_gamma, maps.q_weight,
+                                                   maps.k_weight, options.eps, pass_v);
 }
 
 std::optional<at::Tensor> TrainCuda(const char* op, const Inputs& in, const Weights& weights,

@@ -425,7 +425,10 @@ TEST(GateGradientGpu, MatchesTheReferenceInFloat64) {
   };
   at::manual_seed(41);
   for (const Shape& s :
-       {Shape{1, 2, 2, 1}, Shape{1, 3, 1, 1025}, Shape{2, 4, 2, 3000}, Shape{1, 32, 32, 32768}}) {
+       {Shape{1, 2, 2, 1}, Shape{1, 3, 1, 1025}, Shape{2, 4, 2, 3000}, Shape{1, 32, 32, 32768},
+        // more than 256 later segments (the suffix kernel's stride loop),
+        // and more rows than grid y could take
+        Shape{1, 1, 1, 300000}, Shape{1, 70000, 70000, 3}}) {
     const std::string name = "B" + std::to_string(s.b) + " H" + std::to_string(s.h) + " G" +
                              std::to_string(s.g) + " T" + std::to_string(s.t);
     const at::Tensor q_dot = at::randn({s.b, s.h, s.t}, at::kFloat);
@@ -444,6 +447,11 @@ TEST(GateGradientGpu, MatchesTheReferenceInFloat64) {
       detail::GateGradientCuda(at::zeros({1, 3, 8}, at::kCUDA), at::zeros({1, 3, 8}, at::kCUDA), 2),
       c10::Error)
       << "2 gate heads do not divide 3 query heads";
+  EXPECT_EQ(
+      detail::GateGradientCuda(at::zeros({1, 2, 0}, at::kCUDA), at::zeros({1, 2, 0}, at::kCUDA), 1)
+          .sizes(),
+      (std::vector<int64_t>{1, 1, 0}))
+      << "no positions: an empty gradient, as the reference gives";
 }
 
 }  // namespace

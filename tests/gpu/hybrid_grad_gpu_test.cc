@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -67,11 +68,15 @@ std::vector<at::Tensor> GpuGradients(const std::vector<at::Tensor>& inputs, size
 // Runs `forward` on leaves made from `inputs` on the GPU (bf16 activations,
 // float32 parameters, autocast) and on the CPU (float64), back-propagates the
 // same random output weights, and compares every gradient. `params_from`:
-// index of the first parameter (float32 on the GPU). With
-// LINEARIZE_PRINT_ERRORS set it prints each gradient's error beside that of
-// `native` (the same attention in plain LibTorch ops) on the GPU under the
-// same autocast: what bf16 alone costs. attention_launches >= 0: exactly
-// that many attention (not map) kernels ran, which tells the paths apart.
+// index of the first parameter (float32 on the GPU). Each gradient's error
+// must stay under bf16's tolerance or, as FlashAttention's tests judge
+// theirs, under twice that of `native` (the same attention in plain LibTorch
+// ops, on the GPU under the same autocast): what bf16 alone costs on this
+// draw; never above twice the tolerance (the plain ops' d_q can be off by
+// 0.14 where their softmax runs in bf16). With LINEARIZE_PRINT_ERRORS set it
+// prints both errors.
+// attention_launches >= 0: exactly that many attention (not map) kernels
+// ran, which tells the paths apart.
 void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_from,
                          const Forward& forward, const Forward& native,
                          const std::vector<std::string>& names, int min_launches,
@@ -82,8 +87,7 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
   (y_ref * w).sum().backward();
 
   const bool print = std::getenv("LINEARIZE_PRINT_ERRORS") != nullptr;
-  std::vector<at::Tensor> bf16_native;
-  if (print) bf16_native = GpuGradients(inputs, params_from, native, w, nullptr);
+  const std::vector<at::Tensor> bf16_native = GpuGradients(inputs, params_from, native, w, nullptr);
   testing::PoisonCudaAllocator();
   const testing::LaunchCounter launches;
   at::Tensor y;
@@ -120,13 +124,29 @@ void ExpectSameGradients(const std::vector<at::Tensor>& inputs, size_t params_fr
           << "d " << names[i] << " (gradient scale " << scale << ")";
       continue;
     }
+    // (0 where the plain ops leave this input out of the graph)
+    const double native_error =
+        bf16_native[i].grad().defined() ? RelativeError(bf16_native[i].grad(), cpu[i].grad()) : 0.0;
     if (print) {
-      std::printf("d %s: %.6g (LibTorch ops in bf16: %.6g)\n", names[i].c_str(),
-                  RelativeError(gpu[i].grad(), cpu[i].grad()),
-                  RelativeError(bf16_native[i].grad(), cpu[i].grad()));
+      // The error is one element's (RelativeError takes the largest
+      // deviation): where it is, and what the three give there.
+      const at::Tensor ref = cpu[i].grad().reshape({-1});
+      const at::Tensor ours = gpu[i].grad().to(at::kDouble).cpu().reshape({-1});
+      const at::Tensor theirs =
+          native_error > 0 ? bf16_native[i].grad().to(at::kDouble).cpu().reshape({-1}) : ref;
+      const int64_t at = (ours - ref).abs().argmax().item<int64_t>();
+      std::printf(
+          "d %s: %.6g (LibTorch ops in bf16: %.6g); worst element %lld of %s: %.6g, float64 "
+          "%.6g, LibTorch bf16 %.6g, largest |float64| %.6g\n",
+          names[i].c_str(), RelativeError(gpu[i].grad(), cpu[i].grad()), native_error,
+          static_cast<long long>(at), c10::str(cpu[i].grad().sizes()).c_str(),
+          ours[at].item<double>(), ref[at].item<double>(), theirs[at].item<double>(),
+          ref.abs().max().item<double>());
     }
-    EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()), testing::Tol(at::kBFloat16))
-        << "d " << names[i];
+    const double tol = testing::Tol(at::kBFloat16);
+    EXPECT_LT(RelativeError(gpu[i].grad(), cpu[i].grad()),
+              std::clamp(2 * native_error, tol, 2 * tol))
+        << "d " << names[i] << " (LibTorch ops in bf16: " << native_error << ")";
   }
 }
 
@@ -193,6 +213,7 @@ struct LizardVariant {
   bool weights_only = false;      // q, k, v, gates without gradients (LoRA-frozen inputs)
   int64_t sinks = 4;              // M, the meta-memory logits a head (0 allowed)
   double sink_spread = 1;         // their standard deviation
+  double sink_offset = 0;         // added to them (-inf: sinks that weigh nothing)
 };
 
 // Lizard's gradients on the GPU against float64 autograd for one shape and
@@ -207,7 +228,8 @@ void ExpectLizardGradients(const Case& c, const LizardVariant& v) {
       qkv(c.hq), qkv(c.hkv), qkv(c.hkv), qkv(c.hq), qkv(c.hkv),
       // gates, mild: log sigmoid(x + 3) (kept as an activation, bf16 -> float)
       at::log_sigmoid(at::randn({c.b, gate_heads, c.t}, at::kDouble) + 3), m.q_weight, m.k_weight,
-      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread, at::rand({c.hq}, at::kDouble) + 0.5};
+      at::randn({c.hq, v.sinks}, at::kDouble) * v.sink_spread + v.sink_offset,
+      at::rand({c.hq}, at::kDouble) + 0.5};
   lizard::Options o;
   o.window = c.window;
   // The call's inputs and weights from leaves x (activations detached where
@@ -313,6 +335,11 @@ const LizardVariantCase kLizardVariants[] = {
     // sinks lie far apart (and often above the scores), and with none.
     {"D128_far_apart_sinks", kLizardD128, {.sink_spread = 4}},
     {"D128_no_sinks", kLizardD128, {.sinks = 0}},
+    // Every sink at -inf: their gradient is 0 (exp(l_m - L) with L = -inf
+    // must not make it NaN).
+    {"D128_sinks_at_minus_inf",
+     kLizardD128,
+     {.sink_offset = -std::numeric_limits<double>::infinity()}},
     {"D64_no_sinks", kLizardD64, {.sinks = 0}},
 };
 

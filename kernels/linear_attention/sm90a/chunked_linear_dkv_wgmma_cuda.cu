@@ -302,8 +302,10 @@ __device__ void DvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     }
     wg::Commit();
     const KeyRows rows(s, ChunkStart(s, it), bh);
+    // The added rows load while the tensor cores work: here, or (gated)
+    // behind P^T d_num, so that they are not live through the gates' scan.
     uint32_t added[2][16];
-    LoadAddRows(args.d_v_add, rows, added);
+    if constexpr (!kGated) LoadAddRows(args.d_v_add, rows, added);
     wg::Wait<1>();
     wg::FenceOperands(a);
     if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
@@ -318,6 +320,7 @@ __device__ void DvLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
       wg::MmaAsyncRegAM64N128<1>(acc, af[kk], wg::Descriptor(dout + kk * 16 * 128, kSlab, 1024), 1);
     }
     wg::Commit();
+    if constexpr (kGated) LoadAddRows(args.d_v_add, rows, added);
     wg::Wait<0>();
     wg::FenceOperands(acc);
     StoreKeyRows<true>(acc, args.d_v, args.d_v_bf16, added, k, nullptr, rows);
