@@ -6,7 +6,9 @@
 # those tests judge. Columns: every rounding of the kernel, then one taken
 # away at a time:
 #   d_den, u  the row terms added to the products (bf16 on main, float32 on
-#             branch s35-den-fp32);
+#             branch s35-den-fp32, where u still sums bf16-rounded d_den, as
+#             AddChunkToState's key weights round);
+#   u's sum   u summed from float32 d_den as well;
 #   dS        the gradient state, a bf16 operand of V dS^T;
 #   d_num     dy / z, a bf16 operand;
 #   A'        the chunk's scores, a bf16 operand of A'^T Q;
@@ -59,7 +61,7 @@ def hedgehog_dx(phi, w, d_phi, stores):  # through both softmaxes
     return bf(bf(dl) @ w.T) if stores else dl @ w.T
 
 
-def gated_d_phi_k(pq, pk, v, G, dy, exact, dden, dS_bf16, dnum, a_bf16):
+def gated_d_phi_k(pq, pk, v, G, dy, exact, dden, u_sum, dS_bf16, dnum, a_bf16):
     """One query head's d phi_k: exactly, or chunk by chunk as the kernel."""
     T = pq.shape[0]
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
@@ -72,6 +74,7 @@ def gated_d_phi_k(pq, pk, v, G, dy, exact, dden, dS_bf16, dnum, a_bf16):
         return ((d_num @ v.T + d_den[:, None]) * dec).T @ pq
     d_num = bf(d_num) if dnum else d_num
     dd = bf(d_den) if dden else d_den
+    du = bf(d_den) if u_sum else d_den  # the weights u sums
     d_phi = torch.zeros_like(pk)
     dS, u = torch.zeros(pk.shape[1], v.shape[1]), torch.zeros(pk.shape[1])
     for c in reversed(range((T + C - 1) // C)):
@@ -85,11 +88,11 @@ def gated_d_phi_k(pq, pk, v, G, dy, exact, dden, dS_bf16, dnum, a_bf16):
         q_t = bf(pq[lo:hi] * torch.exp(G[lo:hi] - g_start)[:, None])  # q~, bf16
         chunk_dec = torch.exp(G[hi - 1] - g_start)
         dS = dS * chunk_dec + q_t.T @ d_num[lo:hi]
-        u = u * chunk_dec + q_t.T @ dd[lo:hi]
+        u = u * chunk_dec + q_t.T @ du[lo:hi]
     return d_phi
 
 
-def d_k(draws, exact, dden=True, dS=True, dnum=True, a=True, stores=True):
+def d_k(draws, exact, dden=True, u_sum=True, dS=True, dnum=True, a=True, stores=True):
     q, k, v, gates, qw, kw, dy = draws
     B, HQ, HKV = q.shape[0], q.shape[1], k.shape[1]
     out = torch.zeros(k.shape)
@@ -102,7 +105,7 @@ def d_k(draws, exact, dden=True, dS=True, dnum=True, a=True, stores=True):
             for h in range(g * HQ // HKV, (g + 1) * HQ // HKV):
                 pq = hedgehog(q[b, h], qw[h])
                 d_phi = d_phi + gated_d_phi_k(pq if exact else bf(pq), pk, v[b, g], G, dy[b, h],
-                                              exact, dden, dS, dnum, a)
+                                              exact, dden, u_sum, dS, dnum, a)
             out[b, g] = hedgehog_dx(pk, kw[g], d_phi, stores and not exact)
     return out
 
@@ -110,12 +113,14 @@ def d_k(draws, exact, dden=True, dS=True, dnum=True, a=True, stores=True):
 def errors(draws):
     ref = d_k(draws, True)
     err = lambda **r: ((d_k(draws, False, **r) - ref).abs().max() / ref.abs().max()).item()
-    return [err(), err(dden=False), err(dS=False), err(dnum=False), err(a=False), err(stores=False)]
+    return [err(), err(dden=False), err(dden=False, u_sum=False), err(dS=False), err(dnum=False),
+            err(a=False), err(stores=False)]
 
 
 if __name__ == "__main__":
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    cols = ["every rounding", "d_den, u float", "dS float", "d_num float", "A' float", "no stores"]
+    cols = ["every rounding", "d_den, u float", "u's sum too", "dS float", "d_num float",
+            "A' float", "no stores"]
     print(f"{'':>13s} " + " ".join(f"{c:>14s}" for c in cols))
     print(f"{'test draw':>13s} " + " ".join(f"{x:14.4g}" for x in errors(test_case_draws())))
     rows = [errors(random_draws(s)) for s in range(seeds)]
