@@ -114,7 +114,15 @@ def errors(draws):
     ref = d_k(draws, True)
     err = lambda **r: ((d_k(draws, False, **r) - ref).abs().max() / ref.abs().max()).item()
     return [err(), err(dden=False), err(dden=False, u_sum=False), err(dS=False), err(dnum=False),
-            err(a=False), err(stores=False)]
+            err(a=False), err(stores=False), err(dden=False, stores=False)]
+
+
+def compare(rows, a, b, what):
+    lower = sum(r[b] < r[a] for r in rows)
+    higher = sum(r[b] > r[a] for r in rows)
+    mean = lambda i: sum(r[i] for r in rows) / len(rows)
+    print(f"{what}: mean {mean(a):.4g} -> {mean(b):.4g}; lower on {lower}, higher on {higher} "
+          f"of {len(rows)} draws")
 
 
 if __name__ == "__main__":
@@ -122,7 +130,10 @@ if __name__ == "__main__":
     cols = ["every rounding", "d_den, u float", "u's sum too", "dS float", "d_num float",
             "A' float", "no stores"]
     print(f"{'':>13s} " + " ".join(f"{c:>14s}" for c in cols))
-    print(f"{'test draw':>13s} " + " ".join(f"{x:14.4g}" for x in errors(test_case_draws())))
+    print(f"{'test draw':>13s} " + " ".join(f"{x:14.4g}" for x in errors(test_case_draws())[:-1]))
     rows = [errors(random_draws(s)) for s in range(seeds)]
     for name, f in ((f"mean, {seeds} seeds", lambda xs: sum(xs) / len(xs)), ("max", max)):
         print(f"{name:>13s} " + " ".join(f"{f([r[i] for r in rows]):14.4g}" for i in range(len(cols))))
+    # The bf16 stores quantise the error, so compare the branch also before them.
+    compare(rows, 0, 1, "d_den, u float, with the stores")
+    compare(rows, 6, 7, "d_den, u float, before the stores")
