@@ -275,7 +275,7 @@ __device__ void OutputsLoop(unsigned char* sm, const Ptrs& s, float eps) {
     const float* lg = reinterpret_cast<const float*>(sm + kGates) + (c & 1) * kC;
     float num[64];
     float q_dec[2] = {1.f, 1.f};  // exp(b_i) of the thread's rows
-    float decays[kGated ? 32 : 1];
+    float decays[kOverlapGates ? 32 : 1];
     if constexpr (kOverlapGates) {
       IssueQueryState<kFuse>(num, pq, q, st);
       wg::Commit();
