@@ -1,6 +1,6 @@
 #!/bin/bash
-# Session 36's first call (about 200 s; carry .gpu/deps, .gpu-prebuilt built
-# from branch s35-den-fp32, .gpu/diag): does adding d_den, u and z in float32
+# Step 1 of the next call (about 220 s; carry .gpu/deps, .gpu-prebuilt built
+# from branch s36-candidates, which holds s35-den-fp32, .gpu/diag): does adding d_den, u and z in float32
 # (not bf16-rounded) bring Lizard's d_k without sinks under 1e-2? Every GPU
 # suite of the branch, the gradient errors of both hybrid suites (branch
 # and main ee16058, same draws), then ncu of both steps beside main.
@@ -42,6 +42,6 @@ for key in sorted(b, key=lambda k: -b[k][0])[:12]:
     print(f"  {name:48s} d {key[1]:12s} branch {b[key][0]:.4g} main {m.get(key, (float('nan'),))[0]:.4g} plain bf16 {b[key][1]:.4g}")
 PY
 save
-LINEARIZE_CALL_SECONDS=150 LINEARIZE_KERNEL_OPS="lizard_fwd_bwd lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
+LINEARIZE_CALL_SECONDS=200 LINEARIZE_KERNEL_OPS="lizard_fwd_bwd lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
   bash scripts/gpu-attention-check kernels > $OUT/check-kernels-main.log 2>&1
 cp $OUT/attention-summary.txt $OUT/summary-4main.txt; mkdir -p $OUT/vs_main; mv $OUT/ncu_*.csv $OUT/vs_main/ 2>/dev/null; save
