@@ -227,6 +227,9 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 
     // d_k: A'^T = V d_num^T (+ d_den_i) and V dS^T, both K-major over the
     // value columns (dS^T: the state tile read as the K-major B [F][D]).
+    // d_den and u are added in float32: in normalised attention the sums
+    // nearly cancel them (d_num_i . v_j + d_den_i = dy_i . (v_j - y_i) / z_i),
+    // so their bf16 rounding would stay in the result in full.
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, v, dout, st);
     wg::Wait<1>();
@@ -234,11 +237,10 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float2 dd = *reinterpret_cast<const float2*>(d_den + 8 * j + 2 * t);
-      const float d0 = tiles::RoundToBf16(dd.x), d1 = tiles::RoundToBf16(dd.y);
-      a[4 * j] += d0;
-      a[4 * j + 1] += d1;
-      a[4 * j + 2] += d0;
-      a[4 * j + 3] += d1;
+      a[4 * j] += dd.x;
+      a[4 * j + 1] += dd.y;
+      a[4 * j + 2] += dd.x;
+      a[4 * j + 3] += dd.y;
     }
     float k_dec[2] = {1.f, 1.f};
     if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
@@ -249,11 +251,10 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 #pragma unroll
     for (int j = 0; j < kF / 8; ++j) {
       const float2 uf = *reinterpret_cast<const float2*>(u + 8 * j + 2 * t);
-      const float u0 = tiles::RoundToBf16(uf.x), u1 = tiles::RoundToBf16(uf.y);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        acc[4 * j + 2 * h] = k_dec[h] * (acc[4 * j + 2 * h] + u0);
-        acc[4 * j + 2 * h + 1] = k_dec[h] * (acc[4 * j + 2 * h + 1] + u1);
+        acc[4 * j + 2 * h] = k_dec[h] * (acc[4 * j + 2 * h] + uf.x);
+        acc[4 * j + 2 * h + 1] = k_dec[h] * (acc[4 * j + 2 * h + 1] + uf.y);
       }
     }
     wg::FenceOperands(acc);

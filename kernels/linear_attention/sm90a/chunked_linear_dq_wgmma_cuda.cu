@@ -58,12 +58,14 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     }
 
     // A' = D V^T, then D S^T (both K-major over the value columns: V's
-    // tile, and the state tile read as the K-major B [F][D]).
+    // tile, and the state tile read as the K-major B [F][D]). d_den and z
+    // are added in float32: the products nearly cancel them in normalised
+    // attention (see the d_k kernel), so bf16 rounding there would stay.
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, dout, v, st);
     float dd[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) dd[h] = tiles::RoundToBf16(rows[16 * warp + g + 8 * h]);
+    for (int h = 0; h < 2; ++h) dd[h] = rows[16 * warp + g + 8 * h];
     float q_dec[2] = {1.f, 1.f};
     float decays[kGated ? 32 : 1];  // the gates' weights, while the products run
     if constexpr (kGated) {
@@ -81,12 +83,11 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
 #pragma unroll
     for (int j = 0; j < kF / 8; ++j) {
       const float2 zf = *reinterpret_cast<const float2*>(z + 8 * j + 2 * t);
-      const float2 zj = tiles::Unpack(tiles::Pack(zf.x, zf.y));
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float* x = acc + 4 * j + 2 * h;
-        x[0] = q_dec[h] * fmaf(dd[h], zj.x, x[0]);
-        x[1] = q_dec[h] * fmaf(dd[h], zj.y, x[1]);
+        x[0] = q_dec[h] * fmaf(dd[h], zf.x, x[0]);
+        x[1] = q_dec[h] * fmaf(dd[h], zf.y, x[1]);
       }
     }
     wg::FenceOperands(acc);
