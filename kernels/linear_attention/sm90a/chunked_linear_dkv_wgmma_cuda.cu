@@ -12,9 +12,10 @@
 //   A'^T_ji = w_ij (v_j . d_num_i + d_den_i),  P^T_ji = w_ij (k_j . q_i)   (i >= j)
 //   d_k_j = k_dec_j (v_j dS^T + u) + sum_i A'^T_ji q_i
 //   d_v_j = k_dec_j k_j dS + sum_i P^T_ji d_num_i.
-// d_num (or dy, turned into dy / z in place), d_den and u enter in bf16, as
-// the mma.sync kernels take them (see the d_q kernel on why both rounding
-// alike matters). Blocks start from the reverse pass 1's states (at the end).
+// d_num (or dy, turned into dy / z in place) and dS are bf16 operands;
+// d_den and u (summed from float32 d_den) are added in float32, as the d_q
+// kernel adds d_den and z (its header says why both must round alike).
+// Blocks start from the reverse pass 1's states (at the end).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -228,8 +229,9 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
     // d_k: A'^T = V d_num^T (+ d_den_i) and V dS^T, both K-major over the
     // value columns (dS^T: the state tile read as the K-major B [F][D]).
     // d_den and u are added in float32: in normalised attention the sums
-    // nearly cancel them (d_num_i . v_j + d_den_i = dy_i . (v_j - y_i) / z_i),
-    // so their bf16 rounding would stay in the result in full.
+    // nearly cancel them (d_num_i . v_j + d_den_i = dy_i . (v_j - y_i) / z_i,
+    // and v_j dS^T + u alike across chunks), so their bf16 rounding would
+    // stay in the result in full (dS's, a bf16 operand, still does).
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, v, dout, st);
     wg::Wait<1>();
