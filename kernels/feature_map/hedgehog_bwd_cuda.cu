@@ -38,16 +38,21 @@ struct BCfg {
   static constexpr int kIn = kGivenDl ? kL : 2 * kF;
   static constexpr int kStage = kIn + kX;
   // Given dl, a stage is small enough (27 KB at D = 128, Fh = 64) for a third, so two tiles
-  // load while one computes: with one CTA an SM, the only latency cover.
+  // load while one computes.
   static constexpr int kStages = kGivenDl ? 3 : 2;
   static constexpr int kOwnL = kGivenDl ? 0 : kL;
   static constexpr int kBytes = (kStages * kStage + kW + kOwnL) * 2;
   static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
+  // Given dl, two CTAs an SM (at most 128 registers a thread, 97 KB of
+  // shared memory each at D = 128): twice the tiles in flight, and one CTA's
+  // loads and stores run while the other waits at its barrier.
+  static constexpr int kCtasPerSm = kGivenDl ? 2 : 1;
   static_assert(D == 64 || D == 128, "D");
 };
 
 template <int D, int FH, bool kGivenDl>
-__global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogBwdParams p) {
+__global__ void __launch_bounds__(kThreads, (BCfg<D, FH, kGivenDl>::kCtasPerSm))
+    HedgehogBwdKernel(const HedgehogBwdParams p) {
   using Cf = BCfg<D, FH, kGivenDl>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sw = reinterpret_cast<bf16*>(smem_raw);  // W_h^T [Fh][D]
@@ -210,9 +215,9 @@ const char* Launch(const HedgehogBwdParams& p) {
   cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH, kGivenDl>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  // At most one CTA per SM in all (one wave), each a range of one (b, h)'s tiles.
+  // One wave (kCtasPerSm CTAs an SM), each a range of one (b, h)'s tiles.
   const int64_t tiles_total = (p.length + kRows - 1) / kRows;
-  const int64_t per_bh = int64_t(p.sm_count) / (p.batch * p.heads);
+  const int64_t per_bh = int64_t(p.sm_count) * Cf::kCtasPerSm / (p.batch * p.heads);
   const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(per_bh, 1, tiles_total)),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   HedgehogBwdKernel<D, FH, kGivenDl>
