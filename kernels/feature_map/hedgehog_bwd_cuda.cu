@@ -4,8 +4,9 @@
 // given dl) loading (cp.async) while the current one computes:
 //   dl = p (dp - <dp, p>) - n (dn - <dn, n>)   (float32 from phi = [p, n] and
 //                                              d_phi = [dp, dn]; bf16 in smem)
-//   dx = d_pass + dl W_h^T                     (stored per tile)
 //   dW_h += x^T dl                             (registers across the range)
+//   dx = d_pass + dl W_h^T                     (stored per tile, through the
+//                                              tile's x rows in shared memory)
 // and at the end the CTA adds its dW_h into the float32 output (atomics: the
 // CTAs of a head, and the batch, share it). Rows past the end load as zeros,
 // so their dl is 0. Given dl (kGivenDl: the chunked backward formed it from
@@ -38,16 +39,21 @@ struct BCfg {
   static constexpr int kIn = kGivenDl ? kL : 2 * kF;
   static constexpr int kStage = kIn + kX;
   // Given dl, a stage is small enough (27 KB at D = 128, Fh = 64) for a third, so two tiles
-  // load while one computes: with one CTA an SM, the only latency cover.
+  // load while one computes.
   static constexpr int kStages = kGivenDl ? 3 : 2;
   static constexpr int kOwnL = kGivenDl ? 0 : kL;
   static constexpr int kBytes = (kStages * kStage + kW + kOwnL) * 2;
   static constexpr int kDxTiles = D / 16;  // dx n-tiles per warp (half the columns)
+  // Given dl, two CTAs an SM (at most 128 registers a thread, 97 KB of
+  // shared memory each at D = 128): twice the tiles in flight, and one CTA's
+  // loads and stores run while the other waits at its barrier.
+  static constexpr int kCtasPerSm = kGivenDl ? 2 : 1;
   static_assert(D == 64 || D == 128, "D");
 };
 
 template <int D, int FH, bool kGivenDl>
-__global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogBwdParams p) {
+__global__ void __launch_bounds__(kThreads, (BCfg<D, FH, kGivenDl>::kCtasPerSm))
+    HedgehogBwdKernel(const HedgehogBwdParams p) {
   using Cf = BCfg<D, FH, kGivenDl>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sw = reinterpret_cast<bf16*>(smem_raw);  // W_h^T [Fh][D]
@@ -162,22 +168,6 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
       __syncthreads();  // dl complete
     }
 
-    if (d_x != nullptr) {  // dx = d_pass + dl W^T: rows r0.., columns c0..
-      float acc[Cf::kDxTiles][4] = {};
-      tiles::RowBlockTimesRows<FH>(acc, sl, Cf::SL, r0, sw, Cf::SD, c0);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = start + r0 + g + 8 * half;
-        if (row < p.length) {
-#pragma unroll
-          for (int j = 0; j < Cf::kDxTiles; ++j) {
-            const float2 add = tiles::Unpack(pass[j][half]);
-            tiles::StoreOut2(d_x + row * D + c0 + 8 * j + 2 * t, acc[j][2 * half] + add.x,
-                             acc[j][2 * half + 1] + add.y);
-          }
-        }
-      }
-    }
     // dW[d][f] += sum over the tile's rows of x[r][d] dl[r][f].
 #pragma unroll
     for (int k0 = 0; k0 < kRows; k0 += 16) {
@@ -189,6 +179,34 @@ __global__ void __launch_bounds__(kThreads, 1) HedgehogBwdKernel(const HedgehogB
         tiles::LoadB2T(b, sl, Cf::SL, dw_n + 8 * j, k0);
         tiles::Mma(dw[j], a, b[0], b[1]);
         tiles::Mma(dw[j + 1], a, b[2], b[3]);
+      }
+    }
+    if (d_x != nullptr) {  // dx = d_pass + dl W^T: rows r0.., columns c0..
+      float acc[Cf::kDxTiles][4] = {};
+      tiles::RowBlockTimesRows<FH>(acc, sl, Cf::SL, r0, sw, Cf::SD, c0);
+      // Out through the tile's x rows (every warp is done with them after
+      // the barrier) in whole 16-byte stores: the quads' 4-byte stores wrote
+      // half a sector an instruction.
+      bf16* so = const_cast<bf16*>(sx);
+      __syncthreads();
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = r0 + g + 8 * half;
+#pragma unroll
+        for (int j = 0; j < Cf::kDxTiles; ++j) {
+          const float2 add = tiles::Unpack(pass[j][half]);
+          *reinterpret_cast<uint32_t*>(so + r * Cf::SD + c0 + 8 * j + 2 * t) =
+              tiles::Pack(acc[j][2 * half] + add.x, acc[j][2 * half + 1] + add.y);
+        }
+      }
+      __syncthreads();
+      constexpr int kVecs = D / 8;  // 16-byte vectors a row
+      for (int i = threadIdx.x; i < kRows * kVecs; i += kThreads) {
+        const int r = i / kVecs, c = 8 * (i % kVecs);
+        if (start + r < p.length) {
+          *reinterpret_cast<uint4*>(d_x + (start + r) * D + c) =
+              *reinterpret_cast<const uint4*>(so + r * Cf::SD + c);
+        }
       }
     }
   }
@@ -210,9 +228,9 @@ const char* Launch(const HedgehogBwdParams& p) {
   cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH, kGivenDl>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  // At most one CTA per SM in all (one wave), each a range of one (b, h)'s tiles.
+  // One wave (kCtasPerSm CTAs an SM), each a range of one (b, h)'s tiles.
   const int64_t tiles_total = (p.length + kRows - 1) / kRows;
-  const int64_t per_bh = int64_t(p.sm_count) / (p.batch * p.heads);
+  const int64_t per_bh = int64_t(p.sm_count) * Cf::kCtasPerSm / (p.batch * p.heads);
   const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(per_bh, 1, tiles_total)),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   HedgehogBwdKernel<D, FH, kGivenDl>

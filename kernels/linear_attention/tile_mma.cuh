@@ -132,10 +132,6 @@ __device__ __forceinline__ void Split(float x0, float x1, uint32_t& hi, uint32_t
   hi = *reinterpret_cast<const uint32_t*>(&h);
   lo = Pack(x0 - __low2float(h), x1 - __high2float(h));
 }
-// x rounded to bf16 and back: the value a bf16 operand carries.
-__device__ __forceinline__ float RoundToBf16(float x) {
-  return __bfloat162float(__float2bfloat16_rn(x));
-}
 __device__ __forceinline__ float2 Unpack(uint32_t v) {
   const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&v);
   return __bfloat1622float2(h);

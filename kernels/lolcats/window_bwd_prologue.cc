@@ -3,18 +3,30 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 
+#include <cstdint>
+
 #include "kernels/lolcats/window_bwd_prologue_params.h"
 
 namespace linearize::kernels::detail {
+namespace {
+
+// Contiguous and 16-byte aligned, as the kernel's vector loads need (a copy
+// only for a view that starts mid-row).
+at::Tensor AlignedContiguous(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
+}
+
+}  // namespace
 
 WindowBwdGrads WindowBwdPrologueCuda(const at::Tensor& dy, const at::Tensor& y, const at::Tensor& z,
                                      const at::Tensor& lin_num, const at::Tensor& lin_den,
                                      const at::Tensor& alpha) {
   const bool f32 = dy.scalar_type() != at::kBFloat16;
-  const at::Tensor g = (f32 ? dy.to(at::kFloat) : dy).contiguous();
-  const at::Tensor yc = y.contiguous(), zc = z.contiguous();
+  const at::Tensor g = AlignedContiguous(f32 ? dy.to(at::kFloat) : dy);
+  const at::Tensor yc = AlignedContiguous(y), zc = z.contiguous();
   const bool linear = lin_num.defined();
-  const at::Tensor ln = linear ? lin_num.contiguous() : at::Tensor();
+  const at::Tensor ln = linear ? AlignedContiguous(lin_num) : at::Tensor();
   const at::Tensor ld = linear ? lin_den.contiguous() : at::Tensor();
   WindowBwdGrads out;
   out.d_num_bf16 = at::empty(yc.sizes(), yc.options());

@@ -1,10 +1,12 @@
-// The window backward's prologue: one warp per row, D / 32 elements a lane,
-// two warp-wide dot products (dy . y, and dy . lin_num for LoLCATs), all in
-// float32. Memory-bound: reads dy, y (and lin_num) once, writes dN once or
-// twice.
+// The window backward's prologue: one warp per row, D / 32 consecutive
+// elements a lane (one vector load or store per row and tensor: the rows
+// must be 16-byte aligned), two warp-wide dot products (dy . y, and
+// dy . lin_num for LoLCATs), all in float32. Memory-bound: reads dy, y (and
+// lin_num) once, writes dN once or twice.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/lolcats/window_bwd_prologue_params.h"
@@ -14,10 +16,56 @@ namespace {
 
 constexpr int kWarps = 8;
 
-__device__ __forceinline__ float Load(const __nv_bfloat16* p, int64_t i) {
-  return __bfloat162float(p[i]);
+// E (2 or 4) consecutive elements at p, E-element aligned, in one load.
+template <int E>
+__device__ __forceinline__ void LoadRun(const __nv_bfloat16* p, float (&x)[E]) {
+  static_assert(E == 2 || E == 4, "two or four elements a lane");
+  uint32_t w[E / 2];
+  if constexpr (E == 4) {
+    const uint2 r = *reinterpret_cast<const uint2*>(p);
+    w[0] = r.x, w[1] = r.y;
+  } else {
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
+  }
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+    x[2 * i] = f.x, x[2 * i + 1] = f.y;
+  }
 }
-__device__ __forceinline__ float Load(const float* p, int64_t i) { return p[i]; }
+template <int E>
+__device__ __forceinline__ void LoadRun(const float* p, float (&x)[E]) {
+  static_assert(E == 2 || E == 4, "two or four elements a lane");
+  if constexpr (E == 4) {
+    const float4 r = *reinterpret_cast<const float4*>(p);
+    x[0] = r.x, x[1] = r.y, x[2] = r.z, x[3] = r.w;
+  } else {
+    const float2 r = *reinterpret_cast<const float2*>(p);
+    x[0] = r.x, x[1] = r.y;
+  }
+}
+template <int E>
+__device__ __forceinline__ void StoreRun(__nv_bfloat16* p, const float (&x)[E]) {
+  uint32_t w[E / 2];
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) {
+    const __nv_bfloat162 b = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
+    w[i] = *reinterpret_cast<const uint32_t*>(&b);
+  }
+  if constexpr (E == 4) {
+    __stwb(reinterpret_cast<uint2*>(p), make_uint2(w[0], w[1]));
+  } else {
+    *reinterpret_cast<uint32_t*>(p) = w[0];
+  }
+}
+template <int E>
+__device__ __forceinline__ void StoreRun(float* p, const float (&x)[E]) {
+  if constexpr (E == 4) {
+    __stwb(reinterpret_cast<float4*>(p), make_float4(x[0], x[1], x[2], x[3]));
+  } else {
+    __stwb(reinterpret_cast<float2*>(p), make_float2(x[0], x[1]));
+  }
+}
 
 __device__ __forceinline__ float WarpSum(float x) {
 #pragma unroll
@@ -33,17 +81,16 @@ __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPro
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= p.rows) return;
-  const int64_t base = row * D + lane;  // element e of this lane: base + 32 e (coalesced)
-  const DyT* dy = static_cast<const DyT*>(p.dy);
-  const __nv_bfloat16* y = static_cast<const __nv_bfloat16*>(p.y);
-  float g[E], dot_y = 0.f, dot_lin = 0.f;
+  // The lane's E consecutive elements: a warp's load is the whole row.
+  const int64_t base = row * D + E * lane;
+  float g[E], y[E], lin[E], dot_y = 0.f, dot_lin = 0.f;
+  LoadRun<E>(static_cast<const DyT*>(p.dy) + base, g);
+  LoadRun<E>(static_cast<const __nv_bfloat16*>(p.y) + base, y);
+  if constexpr (kLinear) LoadRun<E>(static_cast<const LinT*>(p.lin_num) + base, lin);
 #pragma unroll
   for (int e = 0; e < E; ++e) {
-    g[e] = Load(dy, base + 32 * e);
-    dot_y += g[e] * Load(y, base + 32 * e);
-    if constexpr (kLinear) {
-      dot_lin += g[e] * Load(static_cast<const LinT*>(p.lin_num), base + 32 * e);
-    }
+    dot_y += g[e] * y[e];
+    if constexpr (kLinear) dot_lin += g[e] * lin[e];
   }
   dot_y = WarpSum(dot_y);
   if constexpr (kLinear) dot_lin = WarpSum(dot_lin);
@@ -57,12 +104,11 @@ __global__ void __launch_bounds__(32 * kWarps) PrologueKernel(const WindowBwdPro
   const float a_inv_z = a * inv_z;
   const float d_den = -dot_y * inv_z;
   __nv_bfloat16* dn_b = static_cast<__nv_bfloat16*>(p.d_num_bf16);
+  float dn[E];
 #pragma unroll
-  for (int e = 0; e < E; ++e) {
-    const float dn = g[e] * a_inv_z;
-    dn_b[base + 32 * e] = __float2bfloat16(dn);
-    if constexpr (std::is_same_v<LinT, float>) p.d_num[base + 32 * e] = dn;
-  }
+  for (int e = 0; e < E; ++e) dn[e] = g[e] * a_inv_z;
+  StoreRun<E>(dn_b + base, dn);
+  if constexpr (std::is_same_v<LinT, float>) StoreRun<E>(p.d_num + base, dn);
   if (lane == 0) {
     p.d_den[row] = d_den;
     if constexpr (kLinear) p.dc[row] = dot_lin * a_inv_z + d_den * p.lin_den[row];
@@ -107,6 +153,12 @@ const char* LaunchWindowBwdPrologue(const WindowBwdPrologueParams& p) {
       (p.lin_num != nullptr && (p.lin_den == nullptr || p.dc == nullptr ||
                                 (!p.lin_num_bf16 && p.d_num == nullptr)))) {
     return "window backward prologue: missing pointer";
+  }
+  for (const void* t : {p.dy, p.y, p.lin_num, static_cast<const void*>(p.d_num_bf16),
+                        static_cast<const void*>(p.d_num)}) {
+    if (reinterpret_cast<uintptr_t>(t) % 16 != 0) {
+      return "window backward prologue: a tensor is not 16-byte aligned";
+    }
   }
   return p.dy_f32 ? LaunchDim<float>(p) : LaunchDim<__nv_bfloat16>(p);
 }

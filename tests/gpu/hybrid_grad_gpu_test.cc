@@ -5,7 +5,8 @@
 // lolcats_train.cc). Gradients for q, k, v, the feature maps and the window/gate
 // parameters against LibTorch autograd of the same entry point in float64 on
 // the CPU, on fresh random inputs; the CUDA allocator is poisoned first.
-// Also LoLCATs' folded window backward kernels against the unfolded ones.
+// Also LoLCATs' folded window backward kernels against the unfolded ones,
+// and the window backward's prologue against float64 on misaligned views.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <gtest/gtest.h>
@@ -24,6 +25,7 @@
 #include "kernels/lizard/lizard_grad.h"
 #include "kernels/lolcats/lolcats_attention.h"
 #include "kernels/lolcats/lolcats_window_bwd_params.h"
+#include "kernels/lolcats/window_bwd_prologue.h"
 #include "tests/gpu/attention_gpu_util.h"
 
 namespace linearize::kernels {
@@ -416,6 +418,74 @@ TEST(WindowFoldGpu, FoldedKernelsMatchTheUnfoldedPlusTheMapsTerms) {
   EXPECT_STREQ(LolcatsWindowBwdFoldUnsupported(gqa),
                "LolcatsWindowBwd fold: grouped-query heads (d_k, d_v are summed over query heads "
                "after the kernel)");
+}
+
+// The window backward's prologue (vector loads a lane) against its float64
+// formulas, on rows given as views one element into their buffers (not
+// 16-byte aligned: the host copies them) and as fresh tensors: every dtype
+// and head size the kernels take, with and without the linear terms and
+// the window's weight alpha.
+TEST(WindowBwdPrologueGpu, MatchesFloat64OnMisalignedAndFreshRows) {
+  ASSERT_TRUE(at::hasCUDA()) << "no CUDA device";
+  at::manual_seed(36);
+  const int64_t b = 2, h = 3, t = 77;
+  const at::TensorOptions gpu = at::TensorOptions().device(at::kCUDA);
+  // x's values in a view one element into a buffer of its dtype.
+  const auto misaligned = [](const at::Tensor& x) {
+    const at::Tensor buf = at::empty({x.numel() + 1}, x.options());
+    at::Tensor view = buf.narrow(0, 1, x.numel()).view(x.sizes());
+    view.copy_(x);
+    return view;
+  };
+  for (const int64_t d : {64, 128}) {
+    for (const at::ScalarType dy_type : {at::kBFloat16, at::kFloat}) {
+      for (const int lin : {0, 1, 2}) {  // none, bf16, float32 linear terms
+        for (const bool with_alpha : {false, true}) {
+          const std::string what = "D " + std::to_string(d) + ", dy " + c10::toString(dy_type) +
+                                   ", linear terms " + std::to_string(lin) +
+                                   (with_alpha ? ", alpha" : "");
+          const at::Tensor dy = at::randn({b, h, t, d}, gpu.dtype(dy_type));
+          const at::Tensor y = at::randn({b, h, t, d}, gpu.dtype(at::kBFloat16));
+          const at::Tensor z = at::rand({b, h, t}, gpu.dtype(at::kFloat)) + 0.5;
+          const at::Tensor lin_num =
+              lin == 0 ? at::Tensor()
+                       : at::randn({b, h, t, d}, gpu.dtype(lin == 1 ? at::kBFloat16 : at::kFloat));
+          const at::Tensor lin_den = lin == 0 ? at::Tensor() : at::rand({b, h, t}, gpu) + 0.5;
+          const at::Tensor alpha = with_alpha ? at::rand({h}, gpu) + 0.5 : at::Tensor();
+          // float64: dN = a dy / z, dZ = -a (dy . y) / z, dc = dN . lin + dZ lin_den.
+          const at::Tensor a = with_alpha ? alpha.to(at::kDouble).view({1, h, 1})
+                                          : at::ones({}, gpu.dtype(at::kDouble));
+          const at::Tensor dy64 = dy.to(at::kDouble), z64 = z.to(at::kDouble);
+          const at::Tensor dot = (dy64 * y.to(at::kDouble)).sum(-1);
+          const at::Tensor want_dn = dy64 * (a / z64).unsqueeze(-1), want_dz = -a * dot / z64;
+          testing::PoisonCudaAllocator();
+          const detail::WindowBwdGrads fresh =
+              detail::WindowBwdPrologueCuda(dy, y, z, lin_num, lin_den, alpha);
+          const detail::WindowBwdGrads shifted = detail::WindowBwdPrologueCuda(
+              misaligned(dy), misaligned(y), z, lin == 0 ? lin_num : misaligned(lin_num), lin_den,
+              alpha);
+          for (const detail::WindowBwdGrads* g : {&fresh, &shifted}) {
+            const std::string which = what + (g == &fresh ? " (fresh)" : " (misaligned)");
+            EXPECT_LT(RelativeError(g->d_num_bf16, want_dn), 4e-3) << which << ": dN";
+            EXPECT_LT(RelativeError(g->d_den, want_dz), 1e-5) << which << ": dZ";
+            if (with_alpha) {
+              EXPECT_LT(RelativeError(g->dy_dot_y, dot), 1e-5) << which << ": dy . y";
+            }
+            if (lin != 0) {
+              const at::Tensor want_dc =
+                  (want_dn * lin_num.to(at::kDouble)).sum(-1) + want_dz * lin_den.to(at::kDouble);
+              EXPECT_LT(RelativeError(g->dc, want_dc), 1e-5) << which << ": dc";
+              if (lin == 2) {
+                EXPECT_LT(RelativeError(g->d_num, want_dn), 1e-5) << which << ": float32 dN";
+              }
+            }
+          }
+          EXPECT_TRUE(at::equal(fresh.d_num_bf16, shifted.d_num_bf16)) << what;
+          EXPECT_TRUE(at::equal(fresh.d_den, shifted.d_den)) << what;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -625,8 +625,8 @@ __device__ float AddChunkToState(float (&st)[2][64], const unsigned char* k, con
   float sum = z_decay * z;
   for (int key = 0; key < kC; ++key) {
     const float x = __bfloat162float(*reinterpret_cast<const bf16*>(k + TileOffset(key, f, kSlab)));
-    if constexpr (kWeighted) {  // weights taken in bf16, as the products take their operands
-      sum = fmaf(tiles::RoundToBf16(key_weights[key]), x, sum);
+    if constexpr (kWeighted) {  // (float32 weights: the d_k / d_v kernel's d_den)
+      sum = fmaf(key_weights[key], x, sum);
     } else {
       sum += x;
     }

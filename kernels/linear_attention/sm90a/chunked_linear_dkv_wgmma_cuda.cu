@@ -12,9 +12,10 @@
 //   A'^T_ji = w_ij (v_j . d_num_i + d_den_i),  P^T_ji = w_ij (k_j . q_i)   (i >= j)
 //   d_k_j = k_dec_j (v_j dS^T + u) + sum_i A'^T_ji q_i
 //   d_v_j = k_dec_j k_j dS + sum_i P^T_ji d_num_i.
-// d_num (or dy, turned into dy / z in place), d_den and u enter in bf16, as
-// the mma.sync kernels take them (see the d_q kernel on why both rounding
-// alike matters). Blocks start from the reverse pass 1's states (at the end).
+// d_num (or dy, turned into dy / z in place) and dS are bf16 operands;
+// d_den and u (summed from float32 d_den) are added in float32, as the d_q
+// kernel adds d_den and z (its header says why both must round alike).
+// Blocks start from the reverse pass 1's states (at the end).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -227,6 +228,10 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 
     // d_k: A'^T = V d_num^T (+ d_den_i) and V dS^T, both K-major over the
     // value columns (dS^T: the state tile read as the K-major B [F][D]).
+    // d_den and u are added in float32: in normalised attention the sums
+    // nearly cancel them (d_num_i . v_j + d_den_i = dy_i . (v_j - y_i) / z_i,
+    // and v_j dS^T + u alike across chunks), so their bf16 rounding would
+    // stay in the result in full (dS's, a bf16 operand, still does).
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, v, dout, st);
     wg::Wait<1>();
@@ -234,11 +239,10 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float2 dd = *reinterpret_cast<const float2*>(d_den + 8 * j + 2 * t);
-      const float d0 = tiles::RoundToBf16(dd.x), d1 = tiles::RoundToBf16(dd.y);
-      a[4 * j] += d0;
-      a[4 * j + 1] += d1;
-      a[4 * j + 2] += d0;
-      a[4 * j + 3] += d1;
+      a[4 * j] += dd.x;
+      a[4 * j + 1] += dd.y;
+      a[4 * j + 2] += dd.x;
+      a[4 * j + 3] += dd.y;
     }
     float k_dec[2] = {1.f, 1.f};
     if constexpr (kGated) DecayScores<true>(lg, a, k_dec);
@@ -249,11 +253,10 @@ __device__ void DkLoop(unsigned char* sm, const Ptrs& s, const DkvArgs& args, in
 #pragma unroll
     for (int j = 0; j < kF / 8; ++j) {
       const float2 uf = *reinterpret_cast<const float2*>(u + 8 * j + 2 * t);
-      const float u0 = tiles::RoundToBf16(uf.x), u1 = tiles::RoundToBf16(uf.y);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        acc[4 * j + 2 * h] = k_dec[h] * (acc[4 * j + 2 * h] + u0);
-        acc[4 * j + 2 * h + 1] = k_dec[h] * (acc[4 * j + 2 * h + 1] + u1);
+        acc[4 * j + 2 * h] = k_dec[h] * (acc[4 * j + 2 * h] + uf.x);
+        acc[4 * j + 2 * h + 1] = k_dec[h] * (acc[4 * j + 2 * h + 1] + uf.y);
       }
     }
     wg::FenceOperands(acc);

@@ -21,10 +21,13 @@ namespace {
 // q_dec_i = exp(b_i),
 //   A'_ij = w_ij (d_num_i . v_j + d_den_i)            (j <= i)
 //   d_q_i = q_dec_i (d_num_i S^T + d_den_i z) + sum_j A'_ij k_j.
-// d_num, d_den and z are taken in bf16, as the mma.sync kernels take them
-// (d_num and d_den as one bf16 tile, z as the bf16 state's column): the
-// gates' gradient is the difference of q . d_q and the d_k kernel's k . d_k,
-// whose terms cancel only when both kernels round alike.
+// d_num and S are bf16 operands; d_den and z are added in float32, as the
+// d_k / d_v kernel adds d_den and u: the products nearly cancel them in
+// normalised attention, so their rounding would stay in full. The gates'
+// gradient is the difference of q . d_q and that kernel's k . d_k, whose
+// terms cancel only when both kernels round alike. (The mma.sync kernels
+// still take d_den as a bf16 column; neither wgmma kernel runs beside them
+// where both apply: BackwardCovered.)
 struct DqArgs {
   // The forward's form: phi_q = d_num (or dy), workspace = the forward's
   // block states (blocks > 1), no outputs.
@@ -58,12 +61,13 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
     }
 
     // A' = D V^T, then D S^T (both K-major over the value columns: V's
-    // tile, and the state tile read as the K-major B [F][D]).
+    // tile, and the state tile read as the K-major B [F][D]). d_den and z
+    // are added in float32 (the header says why).
     float a[32], acc[64];
     IssueScoresAndStateT(a, acc, dout, v, st);
     float dd[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) dd[h] = tiles::RoundToBf16(rows[16 * warp + g + 8 * h]);
+    for (int h = 0; h < 2; ++h) dd[h] = rows[16 * warp + g + 8 * h];
     float q_dec[2] = {1.f, 1.f};
     float decays[kGated ? 32 : 1];  // the gates' weights, while the products run
     if constexpr (kGated) {
@@ -81,12 +85,11 @@ __device__ void DqLoop(unsigned char* sm, const Ptrs& s, const DqArgs& args, int
 #pragma unroll
     for (int j = 0; j < kF / 8; ++j) {
       const float2 zf = *reinterpret_cast<const float2*>(z + 8 * j + 2 * t);
-      const float2 zj = tiles::Unpack(tiles::Pack(zf.x, zf.y));
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float* x = acc + 4 * j + 2 * h;
-        x[0] = q_dec[h] * fmaf(dd[h], zj.x, x[0]);
-        x[1] = q_dec[h] * fmaf(dd[h], zj.y, x[1]);
+        x[0] = q_dec[h] * fmaf(dd[h], zf.x, x[0]);
+        x[1] = q_dec[h] * fmaf(dd[h], zf.y, x[1]);
       }
     }
     wg::FenceOperands(acc);
