@@ -1,28 +1,20 @@
 #!/bin/bash
-# The next session's first call (planned in session 36, which was lent no
-# device; about 500 s; carry .gpu/deps, .gpu-prebuilt built from branch
-# s36-candidates, .gpu/diag):
-#  1. s35_den.sh: every GPU suite of the branch, both hybrid gradient
-#     suites' errors beside main ee16058 on the same draws, ncu of both
-#     training steps beside main's bench (ee16058, main's kernels);
-#  2. ncu of Lizard's step beside the branch at 017b2ce (the maps' backward
-#     at two CTAs an SM, without its staged dx stores), to tell the two
-#     maps' backward changes apart;
-#  3. stall samples of the window backward's key and query kernels and the
-#     gated d_k / d_v kernel, as time allows.
-R=$OUT
-started=$(date +%s)
-left() { echo $(( 570 - ($(date +%s) - started) )); }
-bash .gpu/diag/s35_den.sh  # a copy is s35_den.sh beside this script
-export OUT=/tmp/n36k; mkdir -p $OUT
-LINEARIZE_CALL_SECONDS=$(left) LINEARIZE_KERNEL_OPS="lizard_fwd_bwd" \
-  LINEARIZE_BASELINE_BENCH=.gpu/diag/s36_bench_017b2ce.xz \
+# Session 36, call 2 (about 300 s; carry .gpu/deps, .gpu-prebuilt built from
+# branch s36-candidates at 303e721, .gpu/diag): every GPU suite; ncu of both
+# training steps beside main's bench (ee16058, main's kernels); the
+# wall-clock bench of prefill and training beside main's.
+R=$OUT; export OUT=/tmp/n37; mkdir -p $OUT
+save() { tar -C /tmp -czf $R/all.tgz n37; cat $OUT/summary-*.txt > $R/summary.txt 2>/dev/null; }
+export LD_LIBRARY_PATH=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))'):/usr/local/cuda/lib64:$PWD/.gpu/deps/usr/lib/x86_64-linux-gnu
+mkdir -p build-prebuilt && tar -C build-prebuilt -xJf .gpu-prebuilt/bin.tar.xz
+for t in gpu_hybrid_grad_test gpu_chunked_linear_grad_test gpu_chunked_linear_test gpu_lizard_test gpu_chunked_linear_wgmma_test gpu_lolcats_test gpu_linear_attention_test gpu_feature_map_test gpu_decode_graph_test gpu_wgmma_test gpu_window_walk_test; do
+  timeout 100 build-prebuilt/bin/$t > $OUT/$t.log 2>&1
+  echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED)  \]' $OUT/$t.log | tr '\n' ' ')" >> $OUT/summary-1.txt
+done
+grep -h "FAILED  \] [A-Z]" $OUT/gpu_*.log | sort -u >> $OUT/summary-1.txt; save
+LINEARIZE_CALL_SECONDS=200 LINEARIZE_KERNEL_OPS="lizard_fwd_bwd lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
   bash scripts/gpu-attention-check kernels > $OUT/check-kernels.log 2>&1
-cp $OUT/attention-summary.txt $R/summary-vs017b2ce.txt
-tar -C /tmp -czf $R/vs017b2ce.tgz n36k
-export OUT=/tmp/n36s; mkdir -p $OUT
-LINEARIZE_CALL_SECONDS=$(left) \
-  LINEARIZE_SOURCE_KERNELS="lizard_fwd_bwd:KeyKernel lizard_fwd_bwd:QueryKernel lizard_fwd_bwd:ChunkedLinearDkvWgmmaKernel" \
-  bash scripts/gpu-attention-check source > $OUT/check-source.log 2>&1
-cp $OUT/attention-summary.txt $R/summary-source.txt
-tar -C /tmp -czf $R/source.tgz n36s
+cp $OUT/attention-summary.txt $OUT/summary-2kernels.txt; mkdir -p $OUT/ncu; mv $OUT/ncu_*.csv $OUT/ncu/ 2>/dev/null; save
+LINEARIZE_CALL_SECONDS=170 LINEARIZE_BENCH_PARTS=prefill,train LINEARIZE_BENCH_SECONDS=100 LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
+  bash scripts/gpu-attention-check bench > $OUT/check-bench.log 2>&1
+cp $OUT/attention-summary.txt $OUT/summary-3bench.txt; save

@@ -1,7 +1,7 @@
 #!/bin/bash
-# The next session's first call (planned in session 36, which was lent no
-# device; about 500 s; carry .gpu/deps, .gpu-prebuilt built from branch
-# s36-candidates, .gpu/diag):
+# Session 36, call 1 (H100; planned while no device was lent; about 500 s;
+# carry .gpu/deps, .gpu-prebuilt built from branch s36-candidates at
+# c69f581, .gpu/diag with this script and s35_den.sh):
 #  1. s35_den.sh: every GPU suite of the branch, both hybrid gradient
 #     suites' errors beside main ee16058 on the same draws, ncu of both
 #     training steps beside main's bench (ee16058, main's kernels);
