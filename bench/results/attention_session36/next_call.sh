@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 36, call 2 (about 300 s; carry .gpu/deps, .gpu-prebuilt built from
 # branch s36-candidates at 303e721, .gpu/diag): every GPU suite; ncu of both
-# training steps beside main's bench (ee16058, main's kernels); the
+# training steps beside main's bench (6faa6a5); the
 # wall-clock bench of prefill and training beside main's.
 R=$OUT; export OUT=/tmp/n37; mkdir -p $OUT
 save() { tar -C /tmp -czf $R/all.tgz n37; cat $OUT/summary-*.txt > $R/summary.txt 2>/dev/null; }
@@ -12,9 +12,9 @@ for t in gpu_hybrid_grad_test gpu_chunked_linear_grad_test gpu_chunked_linear_te
   echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED)  \]' $OUT/$t.log | tr '\n' ' ')" >> $OUT/summary-1.txt
 done
 grep -h "FAILED  \] [A-Z]" $OUT/gpu_*.log | sort -u >> $OUT/summary-1.txt; save
-LINEARIZE_CALL_SECONDS=200 LINEARIZE_KERNEL_OPS="lizard_fwd_bwd lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
+LINEARIZE_CALL_SECONDS=200 LINEARIZE_KERNEL_OPS="lizard_fwd_bwd lolcats_fwd_bwd" LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_6faa6a5.xz \
   bash scripts/gpu-attention-check kernels > $OUT/check-kernels.log 2>&1
 cp $OUT/attention-summary.txt $OUT/summary-2kernels.txt; mkdir -p $OUT/ncu; mv $OUT/ncu_*.csv $OUT/ncu/ 2>/dev/null; save
-LINEARIZE_CALL_SECONDS=170 LINEARIZE_BENCH_PARTS=prefill,train LINEARIZE_BENCH_SECONDS=100 LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_ee16058.xz \
+LINEARIZE_CALL_SECONDS=170 LINEARIZE_BENCH_PARTS=prefill,train LINEARIZE_BENCH_SECONDS=100 LINEARIZE_BASELINE_BENCH=.gpu/diag/main_bench_6faa6a5.xz \
   bash scripts/gpu-attention-check bench > $OUT/check-bench.log 2>&1
 cp $OUT/attention-summary.txt $OUT/summary-3bench.txt; save
