@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/linear_attention/tile_mma.cuh"
 #include "kernels/lolcats/window_bwd_prologue_params.h"
 
 namespace linearize::kernels {
@@ -29,7 +30,7 @@ __device__ __forceinline__ void LoadRun(const __nv_bfloat16* p, float (&x)[E]) {
   }
 #pragma unroll
   for (int i = 0; i < E / 2; ++i) {
-    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+    const float2 f = tiles::Unpack(w[i]);
     x[2 * i] = f.x, x[2 * i + 1] = f.y;
   }
 }
@@ -46,16 +47,11 @@ __device__ __forceinline__ void LoadRun(const float* p, float (&x)[E]) {
 }
 template <int E>
 __device__ __forceinline__ void StoreRun(__nv_bfloat16* p, const float (&x)[E]) {
-  uint32_t w[E / 2];
-#pragma unroll
-  for (int i = 0; i < E / 2; ++i) {
-    const __nv_bfloat162 b = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
-    w[i] = *reinterpret_cast<const uint32_t*>(&b);
-  }
   if constexpr (E == 4) {
-    __stwb(reinterpret_cast<uint2*>(p), make_uint2(w[0], w[1]));
+    __stwb(reinterpret_cast<uint2*>(p),
+           make_uint2(tiles::Pack(x[0], x[1]), tiles::Pack(x[2], x[3])));
   } else {
-    *reinterpret_cast<uint32_t*>(p) = w[0];
+    *reinterpret_cast<uint32_t*>(p) = tiles::Pack(x[0], x[1]);
   }
 }
 template <int E>
