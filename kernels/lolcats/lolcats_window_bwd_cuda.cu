@@ -16,21 +16,20 @@
 //     recomputes s^T and t^T from c_i, then d_k = scale ds^T q and
 //     d_v = a^T dN.
 // Score tiles stay in registers and become the A operands of the products
-// (CToA), as in the forward. kDc: LoLCATs' window (the gate, and dc at the
-// argmax); Lizard's has neither, so its kernels track no argmax (session
-// 36: 14% fewer instructions in its query kernel, 8% in its key kernel).
-// The fold (kFold, LoLCATs' fused training step): each kernel also loads its
-// chunk's rows of one Hedgehog map's logits' gradient dl and that map's W^T
-// and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the
-// input gradient never makes a round trip through device memory; the key
-// kernel adds the linear part's d_v into its own. The query kernel holds dl
-// and W^T where the band's values go, and loads the values after that
-// product, while it computes the scores (no more shared memory: still two
-// CTAs an SM; streaming the values instead, to hold dl and W^T beside
-// them, measured 32 us slower at 32k); the key kernel holds them after its
-// other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA, and the
-// key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us
-// at 32k on the H100, the query kernel 643 -> 699 us.
+// (CToA), as in the forward; on the 128-key band a query-kernel warp holds
+// only the 80 keys its rows can see, from its first row on (session 37:
+// 21% fewer instructions in LoLCATs' folded query kernel). kDc: LoLCATs' window (the gate, and dc
+// at the argmax); Lizard's has neither, so its kernels track no argmax (session 36: 14% fewer
+// instructions in its query kernel, 8% in its key kernel). The fold (kFold, LoLCATs' fused training
+// step): each kernel also loads its chunk's rows of one Hedgehog map's logits' gradient dl and that
+// map's W^T and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the input gradient
+// never makes a round trip through device memory; the key kernel adds the linear part's d_v into
+// its own. The query kernel holds dl and W^T where the band's values go, and loads the values after
+// that product, while it computes the scores (no more shared memory: still two CTAs an SM;
+// streaming the values instead, to hold dl and W^T beside them, measured 32 us slower at 32k); the
+// key kernel holds them after its other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA,
+// and the key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us at 32k on the
+// H100, the query kernel 643 -> 699 us.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -75,6 +74,12 @@ struct Cfg {
   static constexpr int kStage = 2 * kSub * SD;
   static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage + kFoldTiles;
   static constexpr int kKeyBytes = kKeyTiles * 2 + 4 * kBand * 4;
+  // The query kernel's 8-key score tiles a warp holds: the 80 band keys from
+  // its first row's position on (its rows see up to 15 + 64 after it: W <=
+  // 64), or, with streamed values, the whole band (the value buffers' order
+  // and barriers need each tile's place known at compile time).
+  static constexpr bool kRelative = !kStreamV;
+  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
 };
 
 struct Seq {
@@ -196,8 +201,11 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  // Band tiles (8 keys) any of the warp's rows can see.
-  const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
+  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
+  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
+  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
+  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
+            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
   // The per-row and per-head scalars, read while the tiles are in flight.
   const float gate = kDc ? p.gate[h] : 1.f;
   float sink_max = -INFINITY;  // Lizard: the sinks enter the forward's c_i
@@ -224,8 +232,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
     tiles::CpAsyncCommit();
   }
-  float sc[kBand / 8][4] = {};
-  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
+  float sc[Cf::kSeen][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, tile0, lo_tile, hi_tile);
   if constexpr (kStreamV) {
     __syncthreads();  // every warp is done with q
     load_values(1);
@@ -245,11 +253,11 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     float mx = -INFINITY;  // of the unscaled scores
     int a = INT_MAX;       // keys in increasing order per thread
 #pragma unroll
-    for (int jp = 0; jp < kBand / 16; ++jp) {
+    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
       if (!pair_seen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int j = 2 * jp + e / 2, u = 8 * j + 2 * t + (e & 1);
+        const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
         float& x = sc[j][2 * half + (e & 1)];
         x = sees.Sees(kBefore + r - u) ? x : -INFINITY;
         if constexpr (kDc) {
@@ -279,7 +287,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     const float b = window::Exp2Offset(c, gate);
     arg[half] = a;
 #pragma unroll
-    for (int jp = 0; jp < kBand / 16; ++jp) {
+    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
       if (!pair_seen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -305,7 +313,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     __syncthreads();  // the values landed
   }
 #pragma unroll
-  for (int kk = 0; kk < kBand / 16; ++kk) {
+  for (int kk = 0; kk < Cf::kSeen / 2; ++kk) {
     // Slices per value buffer: 64 rows streamed, else the whole band in one.
     constexpr int kPerBuffer = (kStreamV ? kC : kBand) / 16;
     if (kStreamV && kk % kPerBuffer == 0 && kk > 0) {
@@ -315,20 +323,21 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
       if (c + 1 < kBand / kC) load_values(c + 1);
     }
     if (pair_seen(kk)) {
+      // Relative, the slice's 16 keys start at band row 8 tile0 + 16 kk of the one buffer.
       float dp[2][4] = {};
       RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD, Cf::SD,
-                        2 * (kk % kPerBuffer));
+                        tile0 + 2 * (kk % kPerBuffer));
 #pragma unroll
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int half = e >> 1, u = 8 * (2 * kk + jt) + 2 * t + (e & 1);
+          const int half = e >> 1, u = 8 * (tile0 + 2 * kk + jt) + 2 * t + (e & 1);
           float ds = sc[2 * kk + jt][e] * (dp[jt][e] + dz[half]);
           if constexpr (kDc) ds += u == arg[half] ? dc[half] : 0.f;
           dp[jt][e] = ds;
         }
       }
-      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 16 * kk);
+      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 8 * tile0 + 16 * kk);
     }
   }
 #pragma unroll

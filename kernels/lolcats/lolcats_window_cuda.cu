@@ -1,23 +1,29 @@
 // Sliding-window softmax terms of both hybrids on tensor cores, combined with
 // the precomputed linear terms: under one normaliser (LoLCATs) or each
-// normalised on its own, with sinks (Lizard). A CTA (kRows / 16 warps, 16
-// query rows each) takes a chunk of kRows queries of one (b, h) at a time:
-// 64 for windows W <= 64, 128 for Lizard's longer ones (bf16, W <= 128).
-// Its band is the chunk's keys and the kRows before them; a warp scores
-// only the kRows + 16 band keys its rows can see (from its first row on),
-// takes the exact window max c_i, and keeps the weights exp(s - c_i) in
-// registers as the A operand of the value product (no shared-memory round
-// trip).
+// normalised on its own, with sinks (Lizard). A CTA (4 warps, 16 query rows
+// each) takes a 64-query chunk of one (b, h) at a time: scores against a
+// band of the current chunk and the 64 (W <= 64) or 128 (W <= 128, bf16:
+// the float32 split planes would not fit in shared memory) keys before it,
+// exact window max c_i, weights exp(s - c_i) kept in registers as the A
+// operand of the value product (no shared-memory round trip). The 192-key
+// band keeps q in the value tile's first 64 rows, whose values load once the
+// scores are done (and the bf16 linear terms into the key tile): 104 KB of
+// shared memory, two CTAs per SM instead of one; the 128-key band gives bf16
+// linear terms a tile of their own (104 KB too).
 //
-// bf16, a CTA walks consecutive chunks of one (b, h) (chunks_per_cta,
-// planned from the device's size): the band's two kRows-row key and value
-// tiles are slots, and chunk n + 1's rows replace chunk n - 1's while chunk
-// n computes (q and keys after its scores, values after its value products,
-// linear terms after its epilogue). Each row then crosses L2 once instead
-// of two or three times: the kernel was L2-bound (L2 at 80-87% of peak, DRAM
-// at 60%); walking, it moves 83% of DRAM's rate (ncu at 32k, 575 -> 499 us;
-// session 23). Lizard's W <= 128 took a 64-query chunk against a 192-key
-// band, one chunk a CTA, until session 37: its rows crossed L2 three times.
+// bf16 with the 128-key band, a CTA walks consecutive chunks of one (b, h)
+// (chunks_per_cta, planned from the device's size): the band's two 64-row
+// key and value tiles are slots, and chunk n + 1's rows replace chunk
+// n - 1's while chunk n computes (q and keys after its scores, values
+// after its value products, linear terms after its epilogue). Each row then
+// crosses L2 once instead of two or three times: the kernel was L2-bound
+// (L2 at 80-87% of peak, DRAM at 60%); walking, it moves 83% of DRAM's
+// rate (ncu at 32k, 575 -> 499 us; session 23). On the 128-key band a warp
+// scores only the 80 keys its rows can see, from its first row on (session
+// 37: 228 -> 168 registers, 6% fewer instructions). 128-query chunks that
+// walk a 256-key band (8 warps, one CTA an SM at 204 KB) instead of the
+// 192-key band halved its L2 traffic but took 966 us against 871 at 32k
+// (session 37: the SM waits, at 12% occupancy, with one CTA's barriers).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -34,24 +40,29 @@ namespace linearize::kernels {
 namespace {
 
 using tiles::bf16;
+constexpr int kC = 64;
+constexpr int kThreads = 128;
 constexpr int kMaxSinks = 8;
 
 // LT: the linear terms' element type; bf16 terms go through shared memory.
-// float32 inputs (T) go as bf16 hi / lo planes, one chunk a CTA.
-template <typename T, int D, int kRows, typename LT>
+template <typename T, int D, int kBand, typename LT>
 struct WCfg {
   static constexpr bool kSplit = std::is_same_v<T, float>;
-  static constexpr bool kWalk = !kSplit;
   static constexpr int kPlanes = kSplit ? 2 : 1;
-  static constexpr int kThreads = 2 * kRows;  // a warp per 16 rows
   static constexpr int SD = tiles::Stride(D);
-  static constexpr int kQ = kRows * SD;
-  static constexpr int kK = 2 * kRows * SD;  // the band
+  static constexpr int kQ = kC * SD;
+  static constexpr int kK = kBand * SD;
+  static constexpr bool kQInV = !kSplit && kBand > 2 * kC;
   static constexpr bool kLinShared = !kSplit && std::is_same_v<LT, tiles::bf16>;
-  static constexpr int kBytes = (kPlanes * (kQ + 2 * kK) + (kLinShared ? kQ : 0)) * 2;
-  // 8-key band tiles a warp scores, from its first row's band position on:
-  // its rows r0 .. r0 + 15 see keys up to r0 + 15 + kRows (W <= kRows).
-  static constexpr int kSeen = kRows / 8 + 2;
+  // The terms' own tile after q's, unless they go into the keys' place.
+  static constexpr int kLin = kLinShared && !kQInV ? kQ : 0;
+  static constexpr int kBytes = (kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) + kLin) * 2;
+  // The 8-key band tiles a warp scores: the 80 from its first row's band
+  // position on (its rows see keys up to 15 + 64 after it: W <= 64), or,
+  // with q in the value tile, the whole band (the late values' order and
+  // barrier need each tile's place known at compile time).
+  static constexpr bool kRelative = !kQInV;
+  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
 };
 
 // Two consecutive linear-term elements as loaded: float2, or two bf16 in
@@ -61,20 +72,20 @@ using LinPair = std::conditional_t<std::is_same_v<LT, float>, float2, __nv_bfloa
 __device__ __forceinline__ float2 ToFloat2(float2 x) { return x; }
 __device__ __forceinline__ float2 ToFloat2(__nv_bfloat162 x) { return __bfloat1622float2(x); }
 
-// LT: lin_num's element type. bf16 (Cf::kWalk): the CTA takes
-// p.chunks_per_cta consecutive chunks; float32: one.
-template <typename T, int D, int kRows, typename LT>
-__global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWindowParams p) {
-  using Cf = WCfg<T, D, kRows, LT>;
-  constexpr int kThreads = Cf::kThreads;
-  constexpr int kBefore = kRows;         // keys before the chunk in the band
-  constexpr int kSlot = kRows * Cf::SD;  // a kRows-row tile of the band
-  constexpr bool S = Cf::kSplit, kWalk = Cf::kWalk;
+// LT: lin_num's element type. kWalk: the CTA takes p.chunks_per_cta
+// consecutive chunks (bf16, 128-key band); else one.
+template <typename T, int D, int kBand, typename LT, bool kWalk>
+__global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWindowParams p) {
+  using Cf = WCfg<T, D, kBand, LT>;
+  constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
+  constexpr int kSlot = kC * Cf::SD;   // a 64-row tile of the band
+  constexpr bool S = Cf::kSplit;
+  static_assert(!kWalk || (!S && kBand == 2 * kC), "walks take bf16 and the 128-key band");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sk = reinterpret_cast<bf16*>(smem_raw);
   bf16* sv = sk + Cf::kPlanes * Cf::kK;
-  bf16* sq = sv + Cf::kPlanes * Cf::kK;
-  bf16* s_lin = sq + Cf::kQ;  // the bf16 linear terms (kLinShared)
+  bf16* sq = Cf::kQInV ? sv : sv + Cf::kPlanes * Cf::kK;
+  bf16* s_lin = Cf::kQInV ? sk : sq + Cf::kQ;  // the bf16 linear terms (kLinShared)
   const int64_t h = blockIdx.y, b = blockIdx.z;
   const int64_t hk = h / (p.heads / p.kv_heads);
   const int64_t bh = b * p.heads + h;
@@ -84,37 +95,48 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
   const int64_t walk = kWalk ? p.chunks_per_cta : 1;
   const int64_t n_first = blockIdx.x * walk;
   // One chunk unless walking: a loop of one the compiler sees through.
-  const int64_t n_end = kWalk ? min(n_first + walk, (p.length + kRows - 1) / kRows) : n_first + 1;
+  const int64_t n_end = kWalk ? min(n_first + walk, (p.length + kC - 1) / kC) : n_first + 1;
   // The bf16 linear terms of the chunk at q0 into s_lin (kLinShared).
   const auto load_lin_terms = [&](int64_t q0) {
     if (p.lin_num == nullptr) return;
-    tiles::LoadTile<bf16, kRows, D, kThreads>(
+    tiles::LoadTile<bf16, kC, D, kThreads>(
         s_lin, Cf::SD, 0, static_cast<const bf16*>(p.lin_num) + bh * p.length * D, q0, p.length);
   };
   {
     // The first chunk's tiles; a walk commits them in three groups (q and
     // keys, values, linear terms), waited for as the chunk needs them.
-    const int64_t q0 = n_first * kRows, k0 = q0 - kBefore;  // band row u holds key k0 + u
-    tiles::LoadTile<T, kRows, D, kThreads>(sq, Cf::SD, Cf::kQ, q, q0, p.length);
-    tiles::LoadTile<T, 2 * kRows, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
-    if constexpr (kWalk) tiles::CpAsyncCommit();
-    tiles::LoadTile<T, 2 * kRows, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
-    if constexpr (kWalk) tiles::CpAsyncCommit();
-    if constexpr (Cf::kLinShared) load_lin_terms(q0);
+    const int64_t q0 = n_first * kC, k0 = q0 - kBefore;  // band row u holds key k0 + u
+    tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, Cf::kQ, q, q0, p.length);
+    tiles::LoadTile<T, kBand, D, kThreads>(sk, Cf::SD, Cf::kK, k, k0, p.length);
+    if constexpr (Cf::kQInV) {  // band rows 64.. now, rows 0..63 (q's place) after the scores
+      tiles::LoadTile<T, kBand - kC, D, kThreads>(sv + kC * Cf::SD, Cf::SD, Cf::kK, v, k0 + kC,
+                                                  p.length);
+    } else {
+      if constexpr (kWalk) tiles::CpAsyncCommit();
+      tiles::LoadTile<T, kBand, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+      if constexpr (kWalk) tiles::CpAsyncCommit();
+      if constexpr (Cf::kLinShared) load_lin_terms(q0);
+    }
     tiles::CpAsyncCommit();
   }
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int r0 = 16 * warp;  // the warp's first row, and its first scored band key
+  const int r0 = 16 * warp;
   // The linear terms of the thread's output elements. bf16 terms go by
-  // cp.async into shared memory, a walk's next chunk's after this one's
-  // epilogue (as register loads they stalled the warps; ncu, session 22).
-  // float32 terms load early into registers with 64-row chunks; with
-  // 128-row ones and with the float32 split planes (no registers to spare
-  // before), at the end.
-  enum LinAt { kLinFirst, kLinShared, kLinLast };
-  constexpr LinAt kLinAt = Cf::kLinShared ? kLinShared : S || kRows > 64 ? kLinLast : kLinFirst;
-  constexpr bool kPrefetch = kLinAt == kLinFirst;
+  // cp.async into shared memory: with the tiles (128-key band, a tile of
+  // their own; a walk's next chunk's after this one's epilogue) or into the
+  // key tile once the scores are done (192-key band, with the late values);
+  // as register loads they stalled the warps
+  // (ncu, session 22). float32 terms load early into registers with the
+  // 128-key band, midway through the value products with the 192-key one
+  // (no registers to spare before); the float32 split planes load them at
+  // the end.
+  enum LinAt { kLinFirst, kLinMidway, kLinShared, kLinLast };
+  constexpr LinAt kLinAt = S                 ? kLinLast
+                           : Cf::kLinShared  ? kLinShared
+                           : kBand <= 2 * kC ? kLinFirst
+                                             : kLinMidway;
+  constexpr bool kPrefetch = kLinAt == kLinFirst || kLinAt == kLinMidway;
   // The per-head scalars (the sinks are read again, from cache, where their
   // exponentials are formed: fewer live registers).
   const bool lizard = p.sinks != nullptr;
@@ -127,17 +149,18 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
     sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
   }
   const int w = static_cast<int>(p.window);
-  // The warp's tile j holds band keys r0 + 8 j .. r0 + 8 j + 7; its rows see
-  // the tiles from lo_tile on (the same for every warp). Pair jp: tiles 2 jp
-  // and 2 jp + 1, 16 keys in one slot.
-  const int lo_tile = (kBefore + 1 - w) / 8;
-  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile; };
+  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
+  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
+  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
+  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
+            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
+  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
   const float c2 = p.scale * window::kLog2e;
 
   for (int64_t n = n_first; n < n_end; ++n) {
-    const int64_t q0 = n * kRows;
+    const int64_t q0 = n * kC, k0 = q0 - kBefore;
     const bool more = kWalk && n + 1 < n_end;
-    // The band's kRows-row tiles: in a walk chunk n's keys and values are in
+    // The band's 64-row tiles: in a walk chunk n's keys and values are in
     // slot (n - n_first + 1) & 1, chunk n - 1's in the other.
     const int parity = kWalk ? static_cast<int>((n - n_first) & 1) : 0;
     const auto slot = [&](bf16* base, int part) {
@@ -160,10 +183,11 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
     };
     LinPair<LT> lin_num[kPrefetch ? 2 : 1][D / 8];
     float lin_den[2];
-    if constexpr (kLinAt == kLinFirst) {
+    const auto prefetch_lin_terms = [&] {
       lin_terms(0, lin_num[0], lin_den[0]);
-      lin_terms(1, lin_num[1], lin_den[1]);
-    }
+      lin_terms(1, lin_num[kPrefetch ? 1 : 0], lin_den[1]);
+    };
+    if constexpr (kLinAt == kLinFirst) prefetch_lin_terms();
     if constexpr (kLinAt == kLinShared) {
       lin_den[0] = lin_den_of(0);
       lin_den[1] = lin_den_of(1);
@@ -184,24 +208,30 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
       tiles::LoadA(ah, sq, Cf::SD, r0, kk);
       if constexpr (S) tiles::LoadA(al, sq + Cf::kQ, Cf::SD, r0, kk);
 #pragma unroll
-      for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-        if (pair_seen(jp)) {
-          const int u = r0 + 16 * jp;
-          const bf16* keys = slot(sk, u / kRows);
+      for (int j = 0; j < Cf::kSeen; j += 2) {
+        if (pair_seen(j / 2)) {
+          const int u = 8 * (tile0 + j);  // a 16-key pair, in one 64-row slot
+          const bf16* keys = slot(sk, u / kC);
           uint32_t bh4[4], bl4[4] = {};
-          tiles::LoadB2(bh4, keys, Cf::SD, u % kRows, kk);
-          if constexpr (S) tiles::LoadB2(bl4, keys + Cf::kK, Cf::SD, u % kRows, kk);
-          tiles::Mma3<S>(s[2 * jp], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
-          tiles::Mma3<S>(s[2 * jp + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
+          tiles::LoadB2(bh4, keys, Cf::SD, u % kC, kk);
+          if constexpr (S) tiles::LoadB2(bl4, keys + Cf::kK, Cf::SD, u % kC, kk);
+          tiles::Mma3<S>(s[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
+          tiles::Mma3<S>(s[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
         }
       }
+    }
+    if constexpr (Cf::kQInV) {
+      __syncthreads();  // every warp is done with q
+      tiles::LoadTile<T, kC, D, kThreads>(sv, Cf::SD, Cf::kK, v, k0, p.length);
+      if constexpr (kLinAt == kLinShared) load_lin_terms(q0);  // into the keys' place
+      tiles::CpAsyncCommit();
     }
     if constexpr (kWalk) {
       tiles::CpAsyncWaitGroup<1>();  // chunk n's values (its linear terms may be in flight)
       __syncthreads();               // and every warp is done with q and chunk n - 1's keys
       if (more) {
-        tiles::LoadTile<T, kRows, D, kThreads>(sq, Cf::SD, 0, q, q0 + kRows, p.length);
-        tiles::LoadTile<T, kRows, D, kThreads>(slot(sk, 0), Cf::SD, 0, k, q0 + kRows, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(sq, Cf::SD, 0, q, q0 + kC, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(slot(sk, 0), Cf::SD, 0, k, q0 + kC, p.length);
       }
       tiles::CpAsyncCommit();
     }
@@ -211,17 +241,18 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
     float den[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int row = g + 8 * half;  // in the warp's 16; band key r0 + x is kBefore + row - x back
-      const window::RowLimit sees(q0 + r0 + row, w);
+      const int row =
+          r0 + g + 8 * half;  // in the chunk; band key u is at distance kBefore + row - u
+      const window::RowLimit sees(q0 + row, w);
       float mx = -INFINITY;  // of the unscaled scores
 #pragma unroll
       for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
         if (!pair_seen(jp)) continue;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int j = 2 * jp + e / 2, x_key = 8 * j + 2 * t + (e & 1);
+          const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
           float& x = s[j][2 * half + (e & 1)];
-          x = sees.Sees(kBefore + row - x_key) ? x : -INFINITY;
+          x = sees.Sees(kBefore + row - u) ? x : -INFINITY;
           mx = fmaxf(mx, x);
         }
       }
@@ -247,20 +278,28 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
       }
       den[half] = sum;
     }
-    // num = weights (registers, as A fragments) x the band's values.
+    // num = weights (registers, as A fragments) x band values; with q in the
+    // value tile, its late rows 0..63 last.
     float o[D / 8][4] = {};
 #pragma unroll
-    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-      if (pair_seen(jp)) {
-        const int u = r0 + 16 * jp;
-        const bf16* values = slot(sv, u / kRows);
+    for (int step = 0; step < Cf::kSeen / 2; ++step) {
+      constexpr int kLate = Cf::kQInV ? kC / 16 : 0;
+      const int kk = (step + kLate) % (Cf::kSeen / 2);
+      if (Cf::kQInV && step == Cf::kSeen / 2 - kLate) {
+        tiles::CpAsyncWaitAll();
+        __syncthreads();
+      }
+      if (kLinAt == kLinMidway && step == kBand / 32) prefetch_lin_terms();
+      if (pair_seen(kk)) {
+        const int u = 16 * kk + 8 * tile0;
+        const bf16* values = slot(sv, u / kC);
         uint32_t ah[4], al[4] = {};
-        tiles::CToA<S>(s[2 * jp], s[2 * jp + 1], ah, al);
+        tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
 #pragma unroll
         for (int j = 0; j < D / 8; j += 2) {
           uint32_t bh4[4], bl4[4] = {};
-          tiles::LoadB2T(bh4, values, Cf::SD, 8 * j, u % kRows);
-          if constexpr (S) tiles::LoadB2T(bl4, values + Cf::kK, Cf::SD, 8 * j, u % kRows);
+          tiles::LoadB2T(bh4, values, Cf::SD, 8 * j, u % kC);
+          if constexpr (S) tiles::LoadB2T(bl4, values + Cf::kK, Cf::SD, 8 * j, u % kC);
           tiles::Mma3<S>(o[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
           tiles::Mma3<S>(o[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
         }
@@ -270,7 +309,7 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
       tiles::CpAsyncWaitGroup<1>();  // chunk n's linear terms (n + 1's q and keys may be in flight)
       __syncthreads();               // and every warp is done with chunk n - 1's values
       if (more) {
-        tiles::LoadTile<T, kRows, D, kThreads>(slot(sv, 0), Cf::SD, 0, v, q0 + kRows, p.length);
+        tiles::LoadTile<T, kC, D, kThreads>(slot(sv, 0), Cf::SD, 0, v, q0 + kC, p.length);
       }
       tiles::CpAsyncCommit();
     }
@@ -318,22 +357,23 @@ __global__ void __launch_bounds__(2 * kRows) LolcatsWindowKernel(const LolcatsWi
     if (more) {                      // (a walk's last chunk has nothing left to wait for)
       tiles::CpAsyncWaitGroup<1>();  // n + 1's q and keys (its values may be in flight)
       __syncthreads();               // and every warp is done with chunk n's linear terms
-      if constexpr (Cf::kLinShared) load_lin_terms(q0 + kRows);
+      if constexpr (Cf::kLinShared) load_lin_terms(q0 + kC);
       tiles::CpAsyncCommit();
     }
   }
 }
 
-template <typename T, int D, int kRows, typename LT>
-const char* LaunchChunks(const LolcatsWindowParams& p) {
-  using Cf = WCfg<T, D, kRows, LT>;
-  const auto kernel = LolcatsWindowKernel<T, D, kRows, LT>;
+template <typename T, int D, int kBand, typename LT>
+const char* LaunchBand(const LolcatsWindowParams& p) {
+  using Cf = WCfg<T, D, kBand, LT>;
+  constexpr bool kWalk = !Cf::kSplit && kBand == 2 * kC;
+  const auto kernel = LolcatsWindowKernel<T, D, kBand, LT, kWalk>;
   cudaError_t err =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
   LolcatsWindowParams run = p;
-  const int64_t chunks = (p.length + kRows - 1) / kRows;
-  if (!Cf::kWalk) {
+  const int64_t chunks = (p.length + kC - 1) / kC;
+  if (!kWalk) {
     run.chunks_per_cta = 1;
   } else if (run.chunks_per_cta > chunks) {
     run.chunks_per_cta = chunks;
@@ -341,35 +381,31 @@ const char* LaunchChunks(const LolcatsWindowParams& p) {
     int device = 0, sms = 0;
     cudaGetDevice(&device);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-    const int64_t slots = int64_t(std::max(sms, 1)) * CtasPerSm(kernel, Cf::kThreads, Cf::kBytes);
+    const int64_t slots = int64_t(std::max(sms, 1)) * CtasPerSm(kernel, kThreads, Cf::kBytes);
     run.chunks_per_cta = PlanWalkChunks(chunks, p.batch * p.heads, slots);
   }
   const dim3 grid(static_cast<unsigned>((chunks + run.chunks_per_cta - 1) / run.chunks_per_cta),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  kernel<<<grid, Cf::kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(run);
+  kernel<<<grid, kThreads, Cf::kBytes, static_cast<cudaStream_t>(p.stream)>>>(run);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
-// 64-query chunks for W <= 64; 128-query ones beyond (bf16 only: Supported).
-template <typename T, int D, typename LT>
-const char* LaunchFor(const LolcatsWindowParams& p) {
-  return p.window <= 64 ? LaunchChunks<T, D, 64, LT>(p) : LaunchChunks<T, D, 128, LT>(p);
 }
 
 template <typename T, int D>
 const char* Launch(const LolcatsWindowParams& p) {
   if constexpr (std::is_same_v<T, float>) {
-    return LaunchChunks<T, D, 64, float>(p);  // W <= 64, float32 lin_num (Supported)
+    return LaunchBand<T, D, 2 * kC, float>(p);  // W <= 64, float32 lin_num (Supported)
+  } else if (p.lin_num_bf16) {
+    return p.window <= kC ? LaunchBand<T, D, 2 * kC, bf16>(p) : LaunchBand<T, D, 3 * kC, bf16>(p);
   } else {
-    return p.lin_num_bf16 ? LaunchFor<T, D, bf16>(p) : LaunchFor<T, D, float>(p);
+    return p.window <= kC ? LaunchBand<T, D, 2 * kC, float>(p) : LaunchBand<T, D, 3 * kC, float>(p);
   }
 }
 
 }  // namespace
 
 bool LolcatsWindowSizesSupported(const LolcatsWindowParams& p, bool lizard) {
-  const int64_t max_window = lizard && p.type == ElementType::kBF16 ? 128 : 64;
+  const int64_t max_window = lizard && p.type == ElementType::kBF16 ? 2 * kC : kC;
   return (p.head_dim == 64 || p.head_dim == 128) && p.window >= 1 && p.window <= max_window &&
          (!lizard || (p.sink_count >= 1 && p.sink_count <= kMaxSinks)) &&
          (p.type == ElementType::kF32 || p.type == ElementType::kBF16) && p.batch >= 1 &&

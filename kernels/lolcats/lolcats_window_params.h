@@ -45,9 +45,9 @@ struct LolcatsWindowParams {
   int64_t window = 64;                    // 1..64, or up to 128 for Lizard in bf16
   float scale = 1.f;                      // 1 / sqrt(D)
   ElementType type = ElementType::kBF16;  // kF32 or kBF16
-  // bf16: consecutive chunks (64 queries for W <= 64, else 128) one CTA
-  // takes, reusing the previous chunk's keys and values; 0 plans it from
-  // the device's size (tests pin it). float32 takes one.
+  // bf16 with the 128-key band (W <= 64): consecutive 64-query chunks one
+  // CTA takes, reusing the previous chunk's keys and values; 0 plans it
+  // from the device's size (tests pin it). The other forms take one.
   int64_t chunks_per_cta = 0;
   void* stream = nullptr;
 };
