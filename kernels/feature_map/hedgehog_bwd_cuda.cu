@@ -228,9 +228,12 @@ const char* Launch(const HedgehogBwdParams& p) {
   cudaError_t err = cudaFuncSetAttribute(HedgehogBwdKernel<D, FH, kGivenDl>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, Cf::kBytes);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  // One wave (kCtasPerSm CTAs an SM), each a range of one (b, h)'s tiles.
+  // One wave, each CTA a range of one (b, h)'s tiles: kCtasPerSm CTAs an SM
+  // with dx; dW alone (LoLCATs' fold) one, as measured (274 against 283 us
+  // at two, session 36).
   const int64_t tiles_total = (p.length + kRows - 1) / kRows;
-  const int64_t per_bh = int64_t(p.sm_count) * Cf::kCtasPerSm / (p.batch * p.heads);
+  const int64_t ctas_per_sm = p.d_x != nullptr ? Cf::kCtasPerSm : 1;
+  const int64_t per_bh = int64_t(p.sm_count) * ctas_per_sm / (p.batch * p.heads);
   const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(per_bh, 1, tiles_total)),
                   static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   HedgehogBwdKernel<D, FH, kGivenDl>

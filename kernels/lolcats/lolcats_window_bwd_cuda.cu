@@ -16,19 +16,20 @@
 //     recomputes s^T and t^T from c_i, then d_k = scale ds^T q and
 //     d_v = a^T dN.
 // Score tiles stay in registers and become the A operands of the products
-// (CToA), as in the forward.
-// The fold (kFold, LoLCATs' fused training step): each kernel also loads its
-// chunk's rows of one Hedgehog map's logits' gradient dl and that map's W^T
-// and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the
-// input gradient never makes a round trip through device memory; the key
-// kernel adds the linear part's d_v into its own. The query kernel holds dl
-// and W^T where the band's values go, and loads the values after that
-// product, while it computes the scores (no more shared memory: still two
-// CTAs an SM; streaming the values instead, to hold dl and W^T beside
-// them, measured 32 us slower at 32k); the key kernel holds them after its
-// other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA, and the
-// key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us
-// at 32k on the H100, the query kernel 643 -> 699 us.
+// (CToA), as in the forward; on the 128-key band a query-kernel warp holds
+// only the 80 keys its rows can see, from its first row on (session 37:
+// 21% fewer instructions in LoLCATs' folded query kernel). kDc: LoLCATs' window (the gate, and dc
+// at the argmax); Lizard's has neither, so its kernels track no argmax (session 36: 14% fewer
+// instructions in its query kernel, 8% in its key kernel). The fold (kFold, LoLCATs' fused training
+// step): each kernel also loads its chunk's rows of one Hedgehog map's logits' gradient dl and that
+// map's W^T and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the input gradient
+// never makes a round trip through device memory; the key kernel adds the linear part's d_v into
+// its own. The query kernel holds dl and W^T where the band's values go, and loads the values after
+// that product, while it computes the scores (no more shared memory: still two CTAs an SM;
+// streaming the values instead, to hold dl and W^T beside them, measured 32 us slower at 32k); the
+// key kernel holds them after its other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA,
+// and the key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us at 32k on the
+// H100, the query kernel 643 -> 699 us.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -73,6 +74,12 @@ struct Cfg {
   static constexpr int kStage = 2 * kSub * SD;
   static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage + kFoldTiles;
   static constexpr int kKeyBytes = kKeyTiles * 2 + 4 * kBand * 4;
+  // The query kernel's 8-key score tiles a warp holds: the 80 band keys from
+  // its first row's position on (its rows see up to 15 + 64 after it: W <=
+  // 64), or, with streamed values, the whole band (the value buffers' order
+  // and barriers need each tile's place known at compile time).
+  static constexpr bool kRelative = !kStreamV;
+  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
 };
 
 struct Seq {
@@ -157,7 +164,7 @@ __device__ __forceinline__ void PairTimesRows(float (&out)[D / 8][4], const floa
   }
 }
 
-template <int D, int kBand, bool kFold>
+template <int D, int kBand, bool kFold, bool kDc>
 __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdParams p) {
   using Cf = Cfg<D, kBand, kFold>;
   constexpr int kBefore = kBand - kC;  // keys before the chunk in the band
@@ -194,11 +201,13 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  // Band tiles (8 keys) any of the warp's rows can see.
-  const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
+  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
+  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
+  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
+  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
+            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
   // The per-row and per-head scalars, read while the tiles are in flight.
-  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
-  const bool has_dc = p.dc != nullptr;
+  const float gate = kDc ? p.gate[h] : 1.f;
   float sink_max = -INFINITY;  // Lizard: the sinks enter the forward's c_i
   for (int m = 0; m < p.sink_count && p.sinks != nullptr; ++m) {
     sink_max = fmaxf(sink_max, p.sinks[h * p.sink_count + m]);
@@ -209,7 +218,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     const int64_t i = q0 + r0 + g + 8 * half;
     const int64_t row = s.row0 + (i < p.length ? i : 0);
     dz[half] = i < p.length ? p.d_den[row] : 0.f;
-    dc[half] = i < p.length && has_dc ? p.dc[row] : 0.f;
+    dc[half] = i < p.length && kDc ? p.dc[row] : 0.f;
   }
   tiles::CpAsyncWaitAll();
   __syncthreads();
@@ -223,15 +232,15 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
     tiles::CpAsyncCommit();
   }
-  float sc[kBand / 8][4] = {};
-  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, 0, lo_tile, hi_tile);
+  float sc[Cf::kSeen][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, tile0, lo_tile, hi_tile);
   if constexpr (kStreamV) {
     __syncthreads();  // every warp is done with q
     load_values(1);
   }
-  // Per row half: c_i and its first key (band index), then the weights a in
-  // place, only in the tile pairs the warp's rows can see (the others stay
-  // unread).
+  // Per row half: c_i and (kDc) its first key (band index), then the weights
+  // a in place, only in the tile pairs the warp's rows can see (the others
+  // stay unread).
   const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
   const float c2 = p.scale * window::kLog2e;
   int arg[2];
@@ -244,33 +253,41 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     float mx = -INFINITY;  // of the unscaled scores
     int a = INT_MAX;       // keys in increasing order per thread
 #pragma unroll
-    for (int jp = 0; jp < kBand / 16; ++jp) {
+    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
       if (!pair_seen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int j = 2 * jp + e / 2, u = 8 * j + 2 * t + (e & 1);
+        const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
         float& x = sc[j][2 * half + (e & 1)];
         x = sees.Sees(kBefore + r - u) ? x : -INFINITY;
-        if (x > mx) {
-          mx = x;
-          a = u;
+        if constexpr (kDc) {
+          if (x > mx) {
+            mx = x;
+            a = u;
+          }
+        } else {
+          mx = fmaxf(mx, x);
         }
       }
     }
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
       const float om = __shfl_xor_sync(0xffffffffu, mx, off);
-      const int oa = __shfl_xor_sync(0xffffffffu, a, off);
-      if (om > mx || (om == mx && oa < a)) {
-        mx = om;
-        a = oa;
+      if constexpr (kDc) {
+        const int oa = __shfl_xor_sync(0xffffffffu, a, off);
+        if (om > mx || (om == mx && oa < a)) {
+          mx = om;
+          a = oa;
+        }
+      } else {
+        mx = fmaxf(mx, om);
       }
     }
     const float c = fmaxf(mx * p.scale, sink_max);
     const float b = window::Exp2Offset(c, gate);
     arg[half] = a;
 #pragma unroll
-    for (int jp = 0; jp < kBand / 16; ++jp) {
+    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
       if (!pair_seen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -280,7 +297,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     }
     if (i < p.length && t == 0) {
       p.row_max[row] = c;
-      if (has_dc) p.argmax[row] = static_cast<int>(k0 + a);
+      if constexpr (kDc) p.argmax[row] = static_cast<int>(k0 + a);
     }
   }
   // d_q = scale ds K_band, one 16-key slice at a time: ds = a (dN . v + dZ)
@@ -296,7 +313,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     __syncthreads();  // the values landed
   }
 #pragma unroll
-  for (int kk = 0; kk < kBand / 16; ++kk) {
+  for (int kk = 0; kk < Cf::kSeen / 2; ++kk) {
     // Slices per value buffer: 64 rows streamed, else the whole band in one.
     constexpr int kPerBuffer = (kStreamV ? kC : kBand) / 16;
     if (kStreamV && kk % kPerBuffer == 0 && kk > 0) {
@@ -306,20 +323,21 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
       if (c + 1 < kBand / kC) load_values(c + 1);
     }
     if (pair_seen(kk)) {
+      // Relative, the slice's 16 keys start at band row 8 tile0 + 16 kk of the one buffer.
       float dp[2][4] = {};
       RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD, Cf::SD,
-                        2 * (kk % kPerBuffer));
+                        tile0 + 2 * (kk % kPerBuffer));
 #pragma unroll
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int half = e >> 1, u = 8 * (2 * kk + jt) + 2 * t + (e & 1);
+          const int half = e >> 1, u = 8 * (tile0 + 2 * kk + jt) + 2 * t + (e & 1);
           float ds = sc[2 * kk + jt][e] * (dp[jt][e] + dz[half]);
-          if (has_dc && u == arg[half]) ds += dc[half];
+          if constexpr (kDc) ds += u == arg[half] ? dc[half] : 0.f;
           dp[jt][e] = ds;
         }
       }
-      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 16 * kk);
+      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 8 * tile0 + 16 * kk);
     }
   }
 #pragma unroll
@@ -335,7 +353,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   }
 }
 
-template <int D, int kBand, bool kFold>
+template <int D, int kBand, bool kFold, bool kDc>
 __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdParams p) {
   using Cf = Cfg<D, kBand, kFold>;
   constexpr int kQueries = kBand;  // queries j0 .. j0 + kBand - 1 can see the chunk's keys
@@ -353,7 +371,6 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   const int64_t m = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const Seq s = Seq::Make<D>(p, b, h);
   const int64_t j0 = m * kC;
-  const bool has_dc = p.dc != nullptr;
   // Queries j0 + kSub qc .. into stage qc & 1, one cp.async group.
   const auto load_step = [&](int qc) {
     bf16* stage = stages + (qc & 1) * Cf::kStage;
@@ -370,7 +387,7 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   // Per query u: the exp2-domain offset b of its row (window_mask.cuh; +inf
   // past the end, where the weights are then 0), d_den, dc and the argmax
   // as a distance from the chunk's first key (-1: none).
-  const float gate = p.gate != nullptr ? p.gate[h] : 1.f;
+  const float gate = kDc ? p.gate[h] : 1.f;
   for (int u = threadIdx.x; u < kQueries; u += kThreads) {
     const int64_t i = j0 + u;
     const bool in = i < p.length;
@@ -378,12 +395,12 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
     // All four loads first (row 0 stands in past the end): used as they
     // came, each waited on its own (ncu: 14% of the kernel's samples).
     const float c = p.row_max[row], dz = p.d_den[row];
-    const float dc = has_dc ? p.dc[row] : 0.f;
-    const int arg = has_dc ? p.argmax[row] : 0;
+    const float dc = kDc ? p.dc[row] : 0.f;
+    const int arg = kDc ? p.argmax[row] : 0;
     s_b[u] = in ? window::Exp2Offset(c, gate) : INFINITY;
     s_dz[u] = in ? dz : 0.f;
     s_dc[u] = in ? dc : 0.f;
-    s_arg[u] = in && has_dc ? static_cast<int>(arg - j0) : -1;
+    s_arg[u] = in && kDc ? static_cast<int>(arg - j0) : -1;
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
@@ -427,7 +444,7 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
           const float tv = a * (dp[jt][e] + s_dz[u]);
           sc[jt][e] = a;  // -> d_v
           // ds -> d_k; the argmax is a key the query sees
-          dp[jt][e] = tv + (s_arg[u] == r ? s_dc[u] : 0.f);
+          dp[jt][e] = kDc && s_arg[u] == r ? tv + s_dc[u] : tv;
         }
       }
 #pragma unroll
@@ -470,29 +487,31 @@ __global__ void __launch_bounds__(kThreads) KeyKernel(const LolcatsWindowBwdPara
   }
 }
 
-template <int D, int kBand, bool kFold = false>
+// kDc: LoLCATs' window (dc, argmax and the gate given), else Lizard's.
+template <int D, int kBand, bool kFold, bool kDc>
 const char* LaunchBand(const LolcatsWindowBwdParams& p) {
   using Cf = Cfg<D, kBand, kFold>;
   const cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
   const dim3 grid(static_cast<unsigned>((p.length + kC - 1) / kC), static_cast<unsigned>(p.heads),
                   static_cast<unsigned>(p.batch));
   const std::pair<const void*, int> kernels[] = {
-      {reinterpret_cast<const void*>(QueryKernel<D, kBand, kFold>), Cf::kBytes},
-      {reinterpret_cast<const void*>(KeyKernel<D, kBand, kFold>), Cf::kKeyBytes}};
+      {reinterpret_cast<const void*>(QueryKernel<D, kBand, kFold, kDc>), Cf::kBytes},
+      {reinterpret_cast<const void*>(KeyKernel<D, kBand, kFold, kDc>), Cf::kKeyBytes}};
   for (const auto& [kernel, bytes] : kernels) {
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  QueryKernel<D, kBand, kFold><<<grid, kThreads, Cf::kBytes, stream>>>(p);
-  KeyKernel<D, kBand, kFold><<<grid, kThreads, Cf::kKeyBytes, stream>>>(p);
+  QueryKernel<D, kBand, kFold, kDc><<<grid, kThreads, Cf::kBytes, stream>>>(p);
+  KeyKernel<D, kBand, kFold, kDc><<<grid, kThreads, Cf::kKeyBytes, stream>>>(p);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-template <int D>
+template <int D, bool kDc>
 const char* Launch(const LolcatsWindowBwdParams& p) {
-  return p.window <= kC ? LaunchBand<D, 2 * kC>(p) : LaunchBand<D, 3 * kC>(p);
+  return p.window <= kC ? LaunchBand<D, 2 * kC, false, kDc>(p)
+                        : LaunchBand<D, 3 * kC, false, kDc>(p);
 }
 
 }  // namespace
@@ -531,9 +550,11 @@ const char* LaunchLolcatsWindowBwd(const LolcatsWindowBwdParams& p) {
     if (!(p.q_map.dl && p.q_map.weight_t && p.k_map.dl && p.k_map.weight_t && p.d_v_add)) {
       return "LolcatsWindowBwd fold: needs both maps' dl and W^T, and d_v_add";
     }
-    return LaunchBand<128, 2 * kC, true>(p);
+    if (p.dc == nullptr) return "LolcatsWindowBwd fold: needs dc, argmax and gate (LoLCATs')";
+    return LaunchBand<128, 2 * kC, true, true>(p);
   }
-  return p.head_dim == 64 ? Launch<64>(p) : Launch<128>(p);
+  if (p.dc != nullptr) return p.head_dim == 64 ? Launch<64, true>(p) : Launch<128, true>(p);
+  return p.head_dim == 64 ? Launch<64, false>(p) : Launch<128, false>(p);
 }
 
 }  // namespace linearize::kernels

@@ -18,7 +18,12 @@
 // after its value products, linear terms after its epilogue). Each row then
 // crosses L2 once instead of two or three times: the kernel was L2-bound
 // (L2 at 80-87% of peak, DRAM at 60%); walking, it moves 83% of DRAM's
-// rate (ncu at 32k, 575 -> 499 us; session 23).
+// rate (ncu at 32k, 575 -> 499 us; session 23). On the 128-key band a warp
+// scores only the 80 keys its rows can see, from its first row on (session
+// 37: 228 -> 168 registers, 6% fewer instructions). 128-query chunks that
+// walk a 256-key band (8 warps, one CTA an SM at 204 KB) instead of the
+// 192-key band halved its L2 traffic but took 966 us against 871 at 32k
+// (session 37: the SM waits, at 12% occupancy, with one CTA's barriers).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -52,6 +57,12 @@ struct WCfg {
   // The terms' own tile after q's, unless they go into the keys' place.
   static constexpr int kLin = kLinShared && !kQInV ? kQ : 0;
   static constexpr int kBytes = (kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) + kLin) * 2;
+  // The 8-key band tiles a warp scores: the 80 from its first row's band
+  // position on (its rows see keys up to 15 + 64 after it: W <= 64), or,
+  // with q in the value tile, the whole band (the late values' order and
+  // barrier need each tile's place known at compile time).
+  static constexpr bool kRelative = !kQInV;
+  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
 };
 
 // Two consecutive linear-term elements as loaded: float2, or two bf16 in
@@ -138,8 +149,11 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
   }
   const int w = static_cast<int>(p.window);
-  // Band tiles (8 keys) any of the warp's rows can see.
-  const int lo_tile = max(0, (r0 + kBefore + 1 - w) / 8), hi_tile = (r0 + kBefore + 15) / 8;
+  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
+  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
+  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
+  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
+            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
   const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
   const float c2 = p.scale * window::kLog2e;
 
@@ -187,19 +201,20 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       __syncthreads();
     }
 
-    float s[kBand / 8][4] = {};
+    float s[Cf::kSeen][4] = {};
 #pragma unroll
     for (int kk = 0; kk < D; kk += 16) {
       uint32_t ah[4], al[4] = {};
       tiles::LoadA(ah, sq, Cf::SD, r0, kk);
       if constexpr (S) tiles::LoadA(al, sq + Cf::kQ, Cf::SD, r0, kk);
 #pragma unroll
-      for (int j = 0; j < kBand / 8; j += 2) {
-        if (j + 1 >= lo_tile && j <= hi_tile) {
-          const bf16* keys = slot(sk, 8 * j / kC);
+      for (int j = 0; j < Cf::kSeen; j += 2) {
+        if (pair_seen(j / 2)) {
+          const int u = 8 * (tile0 + j);  // a 16-key pair, in one 64-row slot
+          const bf16* keys = slot(sk, u / kC);
           uint32_t bh4[4], bl4[4] = {};
-          tiles::LoadB2(bh4, keys, Cf::SD, 8 * j % kC, kk);
-          if constexpr (S) tiles::LoadB2(bl4, keys + Cf::kK, Cf::SD, 8 * j % kC, kk);
+          tiles::LoadB2(bh4, keys, Cf::SD, u % kC, kk);
+          if constexpr (S) tiles::LoadB2(bl4, keys + Cf::kK, Cf::SD, u % kC, kk);
           tiles::Mma3<S>(s[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
           tiles::Mma3<S>(s[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
         }
@@ -231,11 +246,11 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const window::RowLimit sees(q0 + row, w);
       float mx = -INFINITY;  // of the unscaled scores
 #pragma unroll
-      for (int jp = 0; jp < kBand / 16; ++jp) {
+      for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
         if (!pair_seen(jp)) continue;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int j = 2 * jp + e / 2, u = 8 * j + 2 * t + (e & 1);
+          const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
           float& x = s[j][2 * half + (e & 1)];
           x = sees.Sees(kBefore + row - u) ? x : -INFINITY;
           mx = fmaxf(mx, x);
@@ -246,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const float b = window::Exp2Offset(fmaxf(mx * p.scale, sink_max));
       float sum = 0.f;
 #pragma unroll
-      for (int jp = 0; jp < kBand / 16; ++jp) {
+      for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
         if (!pair_seen(jp)) continue;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
@@ -267,23 +282,24 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     // value tile, its late rows 0..63 last.
     float o[D / 8][4] = {};
 #pragma unroll
-    for (int step = 0; step < kBand / 16; ++step) {
+    for (int step = 0; step < Cf::kSeen / 2; ++step) {
       constexpr int kLate = Cf::kQInV ? kC / 16 : 0;
-      const int kk = (step + kLate) % (kBand / 16);
-      if (Cf::kQInV && step == kBand / 16 - kLate) {
+      const int kk = (step + kLate) % (Cf::kSeen / 2);
+      if (Cf::kQInV && step == Cf::kSeen / 2 - kLate) {
         tiles::CpAsyncWaitAll();
         __syncthreads();
       }
       if (kLinAt == kLinMidway && step == kBand / 32) prefetch_lin_terms();
       if (pair_seen(kk)) {
-        const bf16* values = slot(sv, 16 * kk / kC);
+        const int u = 16 * kk + 8 * tile0;
+        const bf16* values = slot(sv, u / kC);
         uint32_t ah[4], al[4] = {};
         tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
 #pragma unroll
         for (int j = 0; j < D / 8; j += 2) {
           uint32_t bh4[4], bl4[4] = {};
-          tiles::LoadB2T(bh4, values, Cf::SD, 8 * j, 16 * kk % kC);
-          if constexpr (S) tiles::LoadB2T(bl4, values + Cf::kK, Cf::SD, 8 * j, 16 * kk % kC);
+          tiles::LoadB2T(bh4, values, Cf::SD, 8 * j, u % kC);
+          if constexpr (S) tiles::LoadB2T(bl4, values + Cf::kK, Cf::SD, 8 * j, u % kC);
           tiles::Mma3<S>(o[j], ah, al, bh4[0], bh4[1], bl4[0], bl4[1]);
           tiles::Mma3<S>(o[j + 1], ah, al, bh4[2], bh4[3], bl4[2], bl4[3]);
         }

@@ -227,6 +227,7 @@ const Case kCases[] = {
     {"T300_strong", 2, 2, 1, 300, 128, 64, true, 128},
     {"T200_W64", 1, 2, 2, 200, 128, 64, false, 64},
     {"T260_D128_W72_gqa", 1, 4, 2, 260, 128, 64, false, 72},  // an odd first window tile
+    {"T200_D64_W65", 1, 2, 2, 200, 64, 32, false, 65},  // the 128-query chunks' first pair
 };
 
 INSTANTIATE_TEST_SUITE_P(
