@@ -2,6 +2,8 @@
 # Session 37, call 1: s36_call2.sh (every suite, ncu of both training
 # steps and the wall bench beside main's bench 6faa6a5), then the window
 # forward's speed-of-light and memory sections, this tree's and main's.
+# .gpu/diag/s36_call2.sh was bench/results/attention_session36/next_call.sh
+# with its first line R=${R:-$OUT}; export R; export OUT=/tmp/n37; ...
 R=$OUT; export R
 bash .gpu/diag/s36_call2.sh
 export OUT=/tmp/n37
