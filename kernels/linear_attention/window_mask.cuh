@@ -35,4 +35,24 @@ __device__ __forceinline__ float Exp2Offset(float c, float gate = 1.f) {
 // exp2(x), with -inf -> 0 (MUFU.EX2 under fast math).
 __device__ __forceinline__ float Exp2(float x) { return exp2f(x); }
 
+// The 8-key score tiles a warp of 16 query rows (the chunk's rows r0 ..
+// r0 + 15) holds, in a band of kBand keys of which kBefore come before the
+// 64-row chunk (band key u is at distance kBefore + r - u from row r), for
+// a window w <= kBefore. kRelative: the kBefore / 8 + 2 tiles from the
+// warp's first row on, the only ones its rows see; else the whole band's,
+// for callers that need each tile's place at compile time. Tile j holds
+// band keys 8 (first + j) .. + 7, and the rows see tiles lo .. hi
+// (relative: the same for every warp).
+template <int kBefore, int kBand, bool kRelative>
+struct WarpBandTiles {
+  static constexpr int kCount = kRelative ? kBefore / 8 + 2 : kBand / 8;
+  int first, lo, hi;
+  __device__ WarpBandTiles(int r0, int w)
+      : first(kRelative ? r0 / 8 : 0),
+        lo(kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8)),
+        hi(kRelative ? kCount - 1 : (r0 + kBefore + 15) / 8) {}
+  // Whether the rows see tile pair jp (tiles 2 jp and 2 jp + 1).
+  __device__ bool PairSeen(int jp) const { return 2 * jp + 1 >= lo && 2 * jp <= hi; }
+};
+
 }  // namespace linearize::kernels::window

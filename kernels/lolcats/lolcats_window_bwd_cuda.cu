@@ -18,18 +18,22 @@
 // Score tiles stay in registers and become the A operands of the products
 // (CToA), as in the forward; on the 128-key band a query-kernel warp holds
 // only the 80 keys its rows can see, from its first row on (session 37:
-// 21% fewer instructions in LoLCATs' folded query kernel). kDc: LoLCATs' window (the gate, and dc
-// at the argmax); Lizard's has neither, so its kernels track no argmax (session 36: 14% fewer
-// instructions in its query kernel, 8% in its key kernel). The fold (kFold, LoLCATs' fused training
-// step): each kernel also loads its chunk's rows of one Hedgehog map's logits' gradient dl and that
-// map's W^T and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the input gradient
-// never makes a round trip through device memory; the key kernel adds the linear part's d_v into
-// its own. The query kernel holds dl and W^T where the band's values go, and loads the values after
-// that product, while it computes the scores (no more shared memory: still two CTAs an SM;
-// streaming the values instead, to hold dl and W^T beside them, measured 32 us slower at 32k); the
-// key kernel holds them after its other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA,
-// and the key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us at 32k on the
-// H100, the query kernel 643 -> 699 us.
+// 21% fewer instructions in LoLCATs' folded query kernel).
+// kDc: LoLCATs' window (the gate, and dc at the argmax); Lizard's has
+// neither, so its kernels track no argmax (session 36: 14% fewer
+// instructions in its query kernel, 8% in its key kernel).
+// The fold (kFold, LoLCATs' fused training step): each kernel also loads its
+// chunk's rows of one Hedgehog map's logits' gradient dl and that map's W^T
+// and starts its d_q / d_k sum at dl W^T / scale, so the map's part of the
+// input gradient never makes a round trip through device memory; the key
+// kernel adds the linear part's d_v into its own. The query kernel holds dl
+// and W^T where the band's values go, and loads the values after that
+// product, while it computes the scores (no more shared memory: still two
+// CTAs an SM; streaming the values instead, to hold dl and W^T beside
+// them, measured 32 us slower at 32k); the key kernel holds them after its
+// other tiles (98,304 B). Both read dl and W^T, 24 KB more a CTA, and the
+// key kernel d_v_add too (96 -> 136 KB): bound by L2, it took 783 -> 946 us
+// at 32k on the H100, the query kernel 643 -> 699 us.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -74,12 +78,11 @@ struct Cfg {
   static constexpr int kStage = 2 * kSub * SD;
   static constexpr int kKeyTiles = (2 * kC) * SD + 2 * kStage + kFoldTiles;
   static constexpr int kKeyBytes = kKeyTiles * 2 + 4 * kBand * 4;
-  // The query kernel's 8-key score tiles a warp holds: the 80 band keys from
-  // its first row's position on (its rows see up to 15 + 64 after it: W <=
-  // 64), or, with streamed values, the whole band (the value buffers' order
-  // and barriers need each tile's place known at compile time).
-  static constexpr bool kRelative = !kStreamV;
-  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
+  // The query kernel's score tiles a warp holds: the 80 band keys its rows
+  // see (W <= 64), or, with streamed values, the whole band (the value
+  // buffers' order and barriers need each tile's place known at compile
+  // time).
+  using Tiles = window::WarpBandTiles<kBand - kC, kBand, !kStreamV>;
 };
 
 struct Seq {
@@ -201,11 +204,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int r0 = 16 * warp;
   const int w = static_cast<int>(p.window);
-  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
-  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
-  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
-  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
-            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
+  const typename Cf::Tiles band(r0, w);  // the warp's score tiles, and those its rows see
+  constexpr int kTiles = Cf::Tiles::kCount;
   // The per-row and per-head scalars, read while the tiles are in flight.
   const float gate = kDc ? p.gate[h] : 1.f;
   float sink_max = -INFINITY;  // Lizard: the sinks enter the forward's c_i
@@ -232,8 +232,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     tiles::LoadTile<bf16, kBand, D, kThreads>(sv, Cf::SD, 0, s.v, k0, p.length);
     tiles::CpAsyncCommit();
   }
-  float sc[Cf::kSeen][4] = {};
-  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, tile0, lo_tile, hi_tile);
+  float sc[kTiles][4] = {};
+  RowsTimesRowsT<D>(sc, sq, Cf::SD, r0, sk, Cf::SD, band.first, band.lo, band.hi);
   if constexpr (kStreamV) {
     __syncthreads();  // every warp is done with q
     load_values(1);
@@ -241,7 +241,6 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
   // Per row half: c_i and (kDc) its first key (band index), then the weights
   // a in place, only in the tile pairs the warp's rows can see (the others
   // stay unread).
-  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
   const float c2 = p.scale * window::kLog2e;
   int arg[2];
 #pragma unroll
@@ -253,11 +252,11 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     float mx = -INFINITY;  // of the unscaled scores
     int a = INT_MAX;       // keys in increasing order per thread
 #pragma unroll
-    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-      if (!pair_seen(jp)) continue;
+    for (int jp = 0; jp < kTiles / 2; ++jp) {
+      if (!band.PairSeen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
+        const int j = 2 * jp + e / 2, u = 8 * (band.first + j) + 2 * t + (e & 1);
         float& x = sc[j][2 * half + (e & 1)];
         x = sees.Sees(kBefore + r - u) ? x : -INFINITY;
         if constexpr (kDc) {
@@ -287,8 +286,8 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     const float b = window::Exp2Offset(c, gate);
     arg[half] = a;
 #pragma unroll
-    for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-      if (!pair_seen(jp)) continue;
+    for (int jp = 0; jp < kTiles / 2; ++jp) {
+      if (!band.PairSeen(jp)) continue;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         float& x = sc[2 * jp + e / 2][2 * half + (e & 1)];
@@ -313,7 +312,7 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
     __syncthreads();  // the values landed
   }
 #pragma unroll
-  for (int kk = 0; kk < Cf::kSeen / 2; ++kk) {
+  for (int kk = 0; kk < kTiles / 2; ++kk) {
     // Slices per value buffer: 64 rows streamed, else the whole band in one.
     constexpr int kPerBuffer = (kStreamV ? kC : kBand) / 16;
     if (kStreamV && kk % kPerBuffer == 0 && kk > 0) {
@@ -322,22 +321,22 @@ __global__ void __launch_bounds__(kThreads) QueryKernel(const LolcatsWindowBwdPa
       const int c = kk / kPerBuffer;
       if (c + 1 < kBand / kC) load_values(c + 1);
     }
-    if (pair_seen(kk)) {
-      // Relative, the slice's 16 keys start at band row 8 tile0 + 16 kk of the one buffer.
+    if (band.PairSeen(kk)) {
+      // Relative, the slice's 16 keys start at band row 8 first + 16 kk of the one buffer.
       float dp[2][4] = {};
       RowsTimesRowsT<D>(dp, sdn, Cf::SD, r0, sv + ((kk / kPerBuffer) & 1) * kC * Cf::SD, Cf::SD,
-                        tile0 + 2 * (kk % kPerBuffer));
+                        band.first + 2 * (kk % kPerBuffer));
 #pragma unroll
       for (int jt = 0; jt < 2; ++jt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int half = e >> 1, u = 8 * (tile0 + 2 * kk + jt) + 2 * t + (e & 1);
+          const int half = e >> 1, u = 8 * (band.first + 2 * kk + jt) + 2 * t + (e & 1);
           float ds = sc[2 * kk + jt][e] * (dp[jt][e] + dz[half]);
           if constexpr (kDc) ds += u == arg[half] ? dc[half] : 0.f;
           dp[jt][e] = ds;
         }
       }
-      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 8 * tile0 + 16 * kk);
+      PairTimesRows<D>(o, dp[0], dp[1], sk, Cf::SD, 8 * band.first + 16 * kk);
     }
   }
 #pragma unroll

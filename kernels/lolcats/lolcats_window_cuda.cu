@@ -57,12 +57,10 @@ struct WCfg {
   // The terms' own tile after q's, unless they go into the keys' place.
   static constexpr int kLin = kLinShared && !kQInV ? kQ : 0;
   static constexpr int kBytes = (kPlanes * ((kQInV ? 0 : kQ) + 2 * kK) + kLin) * 2;
-  // The 8-key band tiles a warp scores: the 80 from its first row's band
-  // position on (its rows see keys up to 15 + 64 after it: W <= 64), or,
-  // with q in the value tile, the whole band (the late values' order and
-  // barrier need each tile's place known at compile time).
-  static constexpr bool kRelative = !kQInV;
-  static constexpr int kSeen = kRelative ? (kBand - kC) / 8 + 2 : kBand / 8;
+  // The score tiles a warp holds: the 80 band keys its rows see (W <= 64),
+  // or, with q in the value tile, the whole band (the late values' order
+  // and barrier need each tile's place known at compile time).
+  using Tiles = window::WarpBandTiles<kBand - kC, kBand, !kQInV>;
 };
 
 // Two consecutive linear-term elements as loaded: float2, or two bf16 in
@@ -149,12 +147,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     sink_max = fmaxf(sink_max, m < m_count ? sinks[m] : -INFINITY);
   }
   const int w = static_cast<int>(p.window);
-  // The warp's score tile j holds band keys 8 (tile0 + j) .. + 7; its rows
-  // see tiles lo_tile .. hi_tile (relative: the same for every warp).
-  const int tile0 = Cf::kRelative ? r0 / 8 : 0;
-  const int lo_tile = Cf::kRelative ? (kBefore + 1 - w) / 8 : max(0, (r0 + kBefore + 1 - w) / 8),
-            hi_tile = Cf::kRelative ? Cf::kSeen - 1 : (r0 + kBefore + 15) / 8;
-  const auto pair_seen = [&](int jp) { return 2 * jp + 1 >= lo_tile && 2 * jp <= hi_tile; };
+  const typename Cf::Tiles band(r0, w);  // the warp's score tiles, and those its rows see
+  constexpr int kTiles = Cf::Tiles::kCount;
   const float c2 = p.scale * window::kLog2e;
 
   for (int64_t n = n_first; n < n_end; ++n) {
@@ -201,16 +195,16 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       __syncthreads();
     }
 
-    float s[Cf::kSeen][4] = {};
+    float s[kTiles][4] = {};
 #pragma unroll
     for (int kk = 0; kk < D; kk += 16) {
       uint32_t ah[4], al[4] = {};
       tiles::LoadA(ah, sq, Cf::SD, r0, kk);
       if constexpr (S) tiles::LoadA(al, sq + Cf::kQ, Cf::SD, r0, kk);
 #pragma unroll
-      for (int j = 0; j < Cf::kSeen; j += 2) {
-        if (pair_seen(j / 2)) {
-          const int u = 8 * (tile0 + j);  // a 16-key pair, in one 64-row slot
+      for (int j = 0; j < kTiles; j += 2) {
+        if (band.PairSeen(j / 2)) {
+          const int u = 8 * (band.first + j);  // a 16-key pair, in one 64-row slot
           const bf16* keys = slot(sk, u / kC);
           uint32_t bh4[4], bl4[4] = {};
           tiles::LoadB2(bh4, keys, Cf::SD, u % kC, kk);
@@ -246,11 +240,11 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const window::RowLimit sees(q0 + row, w);
       float mx = -INFINITY;  // of the unscaled scores
 #pragma unroll
-      for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-        if (!pair_seen(jp)) continue;
+      for (int jp = 0; jp < kTiles / 2; ++jp) {
+        if (!band.PairSeen(jp)) continue;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int j = 2 * jp + e / 2, u = 8 * (tile0 + j) + 2 * t + (e & 1);
+          const int j = 2 * jp + e / 2, u = 8 * (band.first + j) + 2 * t + (e & 1);
           float& x = s[j][2 * half + (e & 1)];
           x = sees.Sees(kBefore + row - u) ? x : -INFINITY;
           mx = fmaxf(mx, x);
@@ -261,8 +255,8 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
       const float b = window::Exp2Offset(fmaxf(mx * p.scale, sink_max));
       float sum = 0.f;
 #pragma unroll
-      for (int jp = 0; jp < Cf::kSeen / 2; ++jp) {
-        if (!pair_seen(jp)) continue;
+      for (int jp = 0; jp < kTiles / 2; ++jp) {
+        if (!band.PairSeen(jp)) continue;
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           float& x = s[2 * jp + e / 2][2 * half + (e & 1)];
@@ -282,16 +276,16 @@ __global__ void __launch_bounds__(kThreads) LolcatsWindowKernel(const LolcatsWin
     // value tile, its late rows 0..63 last.
     float o[D / 8][4] = {};
 #pragma unroll
-    for (int step = 0; step < Cf::kSeen / 2; ++step) {
+    for (int step = 0; step < kTiles / 2; ++step) {
       constexpr int kLate = Cf::kQInV ? kC / 16 : 0;
-      const int kk = (step + kLate) % (Cf::kSeen / 2);
-      if (Cf::kQInV && step == Cf::kSeen / 2 - kLate) {
+      const int kk = (step + kLate) % (kTiles / 2);
+      if (Cf::kQInV && step == kTiles / 2 - kLate) {
         tiles::CpAsyncWaitAll();
         __syncthreads();
       }
       if (kLinAt == kLinMidway && step == kBand / 32) prefetch_lin_terms();
-      if (pair_seen(kk)) {
-        const int u = 16 * kk + 8 * tile0;
+      if (band.PairSeen(kk)) {
+        const int u = 16 * kk + 8 * band.first;
         const bf16* values = slot(sv, u / kC);
         uint32_t ah[4], al[4] = {};
         tiles::CToA<S>(s[2 * kk], s[2 * kk + 1], ah, al);
